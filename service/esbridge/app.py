@@ -1,0 +1,248 @@
+"""Wiring of the running service: configuration → checks → store → scheduler → outputs.
+
+:class:`Service` owns the long-lived objects and the operations the API exposes (reload,
+run now, readiness). Reload validates the new check files completely before swapping, so a
+bad file never takes down what is running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from esbridge.config import Settings
+from esbridge.esclient import Connections
+from esbridge.loader import CheckFileError, CheckSet, load_checks
+from esbridge.models import CheckDefinition
+from esbridge.persistence import StatePersistence
+from esbridge.result import Result
+from esbridge.runner import Runner
+from esbridge.scheduler import Scheduler
+from esbridge.store import ResultStore
+
+log = logging.getLogger("esbridge")
+state_log = logging.getLogger("esbridge.state")
+
+HEALTH_INTERVAL = 5.0
+
+
+@dataclass
+class ReloadStatus:
+    """Outcome of the last (re)load, shown by the API and ``/metrics``."""
+
+    successful: bool = True
+    at: float = field(default_factory=time.time)
+    error: str | None = None
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+
+class Service:
+    """The running esbridge: one per process."""
+
+    def __init__(self, settings: Settings, checkset: CheckSet) -> None:
+        self.settings = settings
+        self.checkset = checkset
+        self.started_at = time.time()
+        self.connections = Connections(dict(settings.elasticsearch))
+        self.runner = Runner(self.connections, settings.defaults.timeout)
+        self.store = ResultStore(
+            history=settings.state.history, staleness_factor=settings.defaults.staleness_factor
+        )
+        self.scheduler = Scheduler(self._run_batch, settings.defaults.interval)
+        self.persistence: StatePersistence | None = None
+        if settings.state.enabled:
+            self.persistence = StatePersistence(
+                self.store,
+                self.connections.get(settings.state.connection),
+                settings.state.index,
+                settings.defaults.timeout.total_seconds(),
+            )
+        self.reload_status = ReloadStatus()
+        self.result_listeners: list[Any] = []  # passive senders: callables(result, transition)
+        self._background: list[asyncio.Task[None]] = []
+        self._reload_lock = asyncio.Lock()
+        self.stopping = False
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Service:
+        """Load the check files named in ``settings``; raises ``CheckFileError`` when bad."""
+        return cls(settings, load_checks(list(settings.checks)))
+
+    def intervals(self, checks: dict[str, CheckDefinition]) -> dict[str, float]:
+        return {name: self.scheduler.interval_of(c) for name, c in checks.items()}
+
+    async def start(self) -> None:
+        self.store.sync(self.intervals(self.checkset.checks))
+        if self.persistence is not None:
+            try:
+                await self.persistence.restore()
+            except Exception as error:  # a missing store never prevents monitoring
+                log.warning("could not restore state (%s); starting with empty state", error)
+        self.scheduler.set_checks(dict(self.checkset.checks))
+        self.scheduler.start()
+        self._background.append(asyncio.create_task(self._health_loop()))
+        if self.persistence is not None:
+            self._background.append(asyncio.create_task(self._flush_loop()))
+        log.info(
+            "esbridge started: %d checks from %d files, %d connections",
+            len(self.checkset.checks),
+            len(self.checkset.files),
+            len(self.connections.names()),
+        )
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop scheduling, let in-flight runs finish within ``grace``, flush state."""
+        self.stopping = True
+        await self.scheduler.stop(grace)
+        for task in self._background:
+            task.cancel()
+        for task in self._background:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.persistence is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.persistence.flush(), grace)
+        await self.connections.close()
+        log.info("esbridge stopped")
+
+    # -- evaluation ----------------------------------------------------------------------
+
+    async def _run_batch(
+        self, checks: Sequence[CheckDefinition], lateness: dict[str, float]
+    ) -> list[Result]:
+        results = await self.runner.run(checks)
+        for result in results:
+            self._record(result, lateness.get(result.check, 0.0))
+        return results
+
+    def _record(self, result: Result, lateness: float = 0.0) -> None:
+        entry = self.store.get(result.check)
+        old = entry.state if entry else None
+        transition = self.store.record(result, lateness)
+        if transition is not None:
+            state_log.info(
+                "%s: %s -> %s: %s",
+                result.check,
+                old.name if old is not None else "PENDING",
+                result.state.name,
+                result.summary,
+                extra={
+                    "check": result.check,
+                    "old_state": old.name if old is not None else None,
+                    "new_state": result.state.name,
+                    "summary": result.summary,
+                },
+            )
+        for listener in self.result_listeners:
+            try:
+                listener(result, transition)
+            except Exception:
+                log.exception("a result listener failed")
+
+    async def run_now(self, name: str) -> Result:
+        """Evaluate one check immediately (API "run now"); the result is stored as usual."""
+        check = self.checkset.checks[name]
+        results = await self.runner.run([check])
+        self._record(results[0])
+        return results[0]
+
+    # -- reload --------------------------------------------------------------------------
+
+    async def reload(self) -> ReloadStatus:
+        """Validate the check files, then swap atomically; on error keep the running set."""
+        async with self._reload_lock:
+            try:
+                new = await asyncio.to_thread(load_checks, list(self.settings.checks))
+                problems = _reference_problems(new, self.connections.names())
+                if problems:
+                    raise CheckFileError(problems)
+            except CheckFileError as error:
+                self.reload_status = ReloadStatus(successful=False, error=str(error))
+                log.error("reload rejected, the running checks stay as they are:\n%s", error)
+                return self.reload_status
+            old = self.checkset.checks
+            added = [n for n in new.checks if n not in old]
+            removed = [n for n in old if n not in new.checks]
+            changed = [n for n in new.checks if n in old and old[n] != new.checks[n]]
+            self.checkset = new
+            self.store.sync(self.intervals(new.checks))
+            self.scheduler.set_checks(dict(new.checks))
+            self.reload_status = ReloadStatus(True, time.time(), None, added, changed, removed)
+            log.info(
+                "reloaded %d checks: %d added, %d changed, %d removed",
+                len(new.checks),
+                len(added),
+                len(changed),
+                len(removed),
+            )
+            return self.reload_status
+
+    # -- health --------------------------------------------------------------------------
+
+    async def _health_loop(self) -> None:
+        """Keep ``elasticsearch_up`` true to the moment, even between check runs."""
+        while True:
+            await asyncio.gather(*(c.ping(5.0) for c in self.connections), return_exceptions=True)
+            await asyncio.sleep(HEALTH_INTERVAL)
+
+    async def _flush_loop(self) -> None:
+        assert self.persistence is not None
+        interval = self.settings.state.flush_interval.total_seconds()
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.persistence.flush()
+            except Exception:
+                log.exception("state flush failed unexpectedly")
+
+    def readiness(self) -> dict[str, Any]:
+        """What ``/readyz`` reports: checks loaded, Elasticsearch reachable, store writable."""
+        connections = {
+            c.name: {"up": bool(c.up), "last_error": None if c.up else c.stats.last_error}
+            for c in self.connections
+        }
+        checks_ok = len(self.checkset.checks) > 0
+        es_ok = all(v["up"] for v in connections.values())
+        store_ok = self.persistence is None or self.store.persistence_ok is not False
+        return {
+            "ready": checks_ok and es_ok and store_ok,
+            "checks_loaded": len(self.checkset.checks),
+            "elasticsearch": connections,
+            "state_store": {
+                "enabled": self.persistence is not None,
+                "writable": self.store.persistence_ok,
+                "error": self.store.persistence_error,
+                "pending_writes": self.store.dirty_count,
+            },
+            "config": {
+                "last_reload_successful": self.reload_status.successful,
+                "error": self.reload_status.error,
+            },
+        }
+
+
+def _reference_problems(checkset: CheckSet, connections: list[str]) -> list[Any]:
+    from esbridge.loader import Issue
+
+    issues = []
+    for check in checkset.checks.values():
+        if check.cluster not in connections:
+            issues.append(
+                Issue(
+                    file=check.source_file or "?",
+                    check=check.name,
+                    field="cluster",
+                    line=check.source_line,
+                    message=f"no Elasticsearch connection named {check.cluster!r} (configured: {', '.join(connections)})",
+                )
+            )
+    return issues

@@ -1,0 +1,271 @@
+"""Command line: ``esbridge validate|schema`` (``serve`` and ``run`` plug in the same way).
+
+Adding a subcommand = one ``_add_<name>(subparsers)`` function that sets
+``func=<handler>`` + its name in ``COMMANDS``. A handler takes the parsed arguments and
+returns the exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from esbridge import __version__
+
+Handler = Callable[[argparse.Namespace], int]
+Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
+
+DEFAULT_CHECKS = "checks"
+
+
+def _add_config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        "-c",
+        metavar="FILE",
+        default=os.environ.get("ESBRIDGE_CONFIG"),
+        help="service configuration file (default: $ESBRIDGE_CONFIG)",
+    )
+
+
+# --- validate -----------------------------------------------------------------------------
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from esbridge.config import ConfigError, load_settings, validate_references
+    from esbridge.loader import CheckFileError, load_checks
+
+    problems: list[str] = []
+    settings = None
+    if args.config:
+        try:
+            settings = load_settings(args.config)
+        except ConfigError as exc:
+            problems.extend(exc.messages)
+    paths: list[str | Path] = list(args.paths)
+    if not paths:
+        paths = list(settings.checks) if settings is not None else [DEFAULT_CHECKS]
+    checkset = None
+    try:
+        checkset = load_checks(paths)
+    except CheckFileError as exc:
+        problems.extend(str(issue) for issue in exc.issues)
+    if settings is not None and checkset is not None:
+        problems.extend(str(issue) for issue in validate_references(settings, checkset))
+    if problems:
+        for line in problems:
+            print(line)
+        print(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} found", file=sys.stderr)
+        return 1
+    if args.config:
+        print(f"OK: config {args.config}")
+    assert checkset is not None
+    files = len(checkset.files)
+    print(f"OK: {len(checkset)} checks in {files} file{'s' if files != 1 else ''}")
+    return 0
+
+
+def _add_validate(sub: Any) -> None:
+    parser = sub.add_parser(
+        "validate",
+        help="check the configuration and check files, print every problem",
+        description="Validate check files (and the configuration with --config). "
+        "Exit 0 when everything is valid, 1 otherwise.",
+    )
+    parser.add_argument(
+        "paths",
+        nargs="*",
+        metavar="PATH",
+        help="check files or directories (default: 'checks' from the config, or ./checks)",
+    )
+    _add_config_option(parser)
+    parser.set_defaults(func=cmd_validate)
+
+
+# --- schema ---------------------------------------------------------------------------------
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from esbridge.models import check_file_schema
+
+    try:
+        schema = check_file_schema(args.kind)
+    except ValueError as exc:
+        print(f"esbridge schema: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(schema, indent=2))
+    return 0
+
+
+def _add_schema(sub: Any) -> None:
+    from esbridge.models import KINDS
+
+    parser = sub.add_parser(
+        "schema",
+        help="print the JSON Schema of a check file (for editors)",
+        description="Print the JSON Schema of a check file. Save it and point your editor "
+        "at it, e.g. first line '# yaml-language-server: $schema=./esbridge-checks.schema.json'.",
+    )
+    parser.add_argument("--kind", choices=KINDS, help="only checks of this kind")
+    parser.set_defaults(func=cmd_schema)
+
+
+# --- serve / run ----------------------------------------------------------------------------
+
+
+def _settings_from_args(args: argparse.Namespace) -> Any:
+    """Config file, then environment, then the quick flags (highest)."""
+    from esbridge.config import load_settings
+
+    overrides: dict[str, Any] = {}
+    if getattr(args, "checks", None):
+        overrides["checks"] = tuple(args.checks)
+    if getattr(args, "host", None):
+        overrides["host"] = args.host
+    if getattr(args, "port", None):
+        overrides["port"] = args.port
+    es_url = getattr(args, "es_url", None) or os.environ.get("ESBRIDGE_ES_URL")
+    settings = load_settings(args.config, **overrides)
+    if es_url:
+        default = settings.elasticsearch.get("default")
+        urls = tuple(u.strip() for u in es_url.split(",") if u.strip())
+        if default is None:
+            from esbridge.config import ConnectionConfig
+
+            default = ConnectionConfig()
+        connections = dict(settings.elasticsearch)
+        connections["default"] = default.model_copy(update={"urls": urls})
+        settings = settings.model_copy(update={"elasticsearch": connections})
+    return settings
+
+
+def _add_quick_flags(parser: argparse.ArgumentParser) -> None:
+    _add_config_option(parser)
+    parser.add_argument(
+        "--es-url",
+        metavar="URL",
+        help="Elasticsearch URL(s), comma-separated, for the 'default' connection (also $ESBRIDGE_ES_URL)",
+    )
+    parser.add_argument(
+        "--checks", action="append", metavar="PATH", help="check file or directory (repeatable)"
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from esbridge.config import ConfigError, validate_references
+    from esbridge.loader import CheckFileError, load_checks
+    from esbridge.logs import setup_logging
+    from esbridge.serve import secrets_of, serve
+
+    try:
+        settings = _settings_from_args(args)
+        problems = [
+            str(i) for i in validate_references(settings, load_checks(list(settings.checks)))
+        ]
+    except ConfigError as exc:
+        problems = list(exc.messages)
+        settings = None
+    except CheckFileError as exc:
+        problems = [str(issue) for issue in exc.issues]
+    if problems:
+        print("esbridge: not starting, the configuration has problems:", file=sys.stderr)
+        for line in problems:
+            print(f"  {line}", file=sys.stderr)
+        return 2
+    assert settings is not None
+    setup_logging(args.log_format or settings.log.format, settings.log.level, secrets_of(settings))
+    return serve(settings)
+
+
+def _add_serve(sub: Any) -> None:
+    parser = sub.add_parser(
+        "serve",
+        help="run the service: schedule checks, serve the API, /metrics and the status page",
+        description="Run esbridge: every check on its interval, results over HTTP. "
+        "SIGHUP (or POST /api/v1/reload) reloads the check files; SIGTERM stops cleanly.",
+    )
+    _add_quick_flags(parser)
+    parser.add_argument("--host", help="listen address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="listen port (default 9108)")
+    parser.add_argument(
+        "--log-format", choices=["text", "json"], help="log format (default from config)"
+    )
+    parser.set_defaults(func=cmd_serve)
+
+
+def run_one(
+    checks_paths: list[str], name: str, es_url: str | None, config_path: str | None
+) -> tuple[str, int]:
+    """Evaluate one check now: (Nagios text, exit code). Used by the plugin's direct mode."""
+    from esbridge.serve import run_one_text
+
+    args = argparse.Namespace(config=config_path, checks=checks_paths or None, es_url=es_url)
+    return run_one_text(_settings_from_args(args), name)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from esbridge.config import ConfigError
+    from esbridge.loader import CheckFileError
+
+    try:
+        text, code = run_one(args.checks or [], args.name, args.es_url, args.config)
+    except ConfigError as exc:
+        print("UNKNOWN - configuration problem: " + "; ".join(exc.messages))
+        return 3
+    except CheckFileError as exc:
+        print("UNKNOWN - check files have problems: " + "; ".join(str(i) for i in exc.issues))
+        return 3
+    except KeyError as exc:
+        print(f"UNKNOWN - {exc.args[0]}")
+        return 3
+    print(text)
+    return code
+
+
+def _add_run(sub: Any) -> None:
+    parser = sub.add_parser(
+        "run",
+        help="evaluate one check now and print Nagios plugin output (exit code 0-3)",
+        description="Evaluate CHECK_NAME against Elasticsearch now, print the plugin output "
+        "exactly as the service's /nagios endpoint would, exit with its code.",
+    )
+    _add_quick_flags(parser)
+    parser.add_argument("name", metavar="CHECK_NAME")
+    parser.set_defaults(func=cmd_run)
+
+
+# --- registration ---------------------------------------------------------------------------
+
+COMMANDS: list[Registrar] = [_add_validate, _add_schema, _add_serve, _add_run]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="esbridge",
+        description="Threshold checks as Elasticsearch queries, for Nagios, Icinga 2 and "
+        "Prometheus.",
+    )
+    parser.add_argument("--version", action="version", version=f"esbridge {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for register in COMMANDS:
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Handler | None = getattr(args, "func", None)
+    if func is None:
+        parser.print_help(sys.stderr)
+        return 2
+    return func(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,471 @@
+"""Service configuration: a YAML file, ``ESBRIDGE_*`` environment variables, overrides.
+
+Precedence (highest first): keyword overrides of ``load_settings`` (command line), the
+environment (``ESBRIDGE_PORT=9200``, nested with ``__``: ``ESBRIDGE_STATE__HISTORY=10``,
+``ESBRIDGE_ELASTICSEARCH__DEFAULT__URLS=https://es1:9200,https://es2:9200``), the file,
+the defaults below. Secrets are ``SecretStr`` so they never print; prefer the ``*_file``
+variants or the environment to plain text in the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Mapping
+from contextvars import ContextVar
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    SecretStr,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from esbridge.durations import format_duration, parse_duration
+
+if TYPE_CHECKING:
+    from esbridge.loader import CheckSet, Issue
+
+__all__ = [
+    "ApiConfig",
+    "ConfigError",
+    "ConnectionConfig",
+    "DefaultsConfig",
+    "LogConfig",
+    "Settings",
+    "StateStoreConfig",
+    "load_settings",
+    "validate_references",
+]
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; ``messages`` holds one line per problem."""
+
+    def __init__(self, messages: str | list[str]) -> None:
+        self.messages: list[str] = [messages] if isinstance(messages, str) else list(messages)
+        super().__init__("\n".join(self.messages))
+
+    def __str__(self) -> str:
+        return "\n".join(self.messages)
+
+
+def _duration(value: Any) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        raise ValueError(f"invalid duration {value!r}: use a number with a unit, e.g. 30s, 5m")
+    return parse_duration(value)
+
+
+Duration = Annotated[
+    timedelta,
+    PlainValidator(_duration),
+    PlainSerializer(format_duration, when_used="json"),
+    WithJsonSchema({"type": "string"}),
+]
+
+
+def _list(value: Any) -> Any:
+    """``a,b`` or ``["a", "b"]`` (JSON) from the environment; lists from YAML."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return tuple(part.strip() for part in text.split(",") if part.strip())
+    return value
+
+
+StrList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_list)]
+
+
+def _read_secret(path: Path, what: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ConnectionConfig(_Section):
+    """One Elasticsearch cluster (checks pick it with ``cluster:``)."""
+
+    urls: StrList = ("http://127.0.0.1:9200",)
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    api_key: SecretStr | None = None
+    api_key_file: Path | None = None
+    ca_certs: Path | None = None
+    verify_certs: bool = True
+    request_timeout: Duration = timedelta(seconds=10)
+    max_retries: int = Field(2, ge=0, le=10)
+    max_searches_per_request: int = Field(200, ge=1, le=10000)
+    max_in_flight: int = Field(4, ge=1, le=256)
+
+    @field_validator("urls")
+    @classmethod
+    def _urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("urls must name at least one node")
+        for url in value:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"{url!r} is not an http:// or https:// URL")
+        return tuple(url.rstrip("/") for url in value)
+
+    @model_validator(mode="after")
+    def _one_source_each(self) -> ConnectionConfig:
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("set password or password_file, not both")
+        if self.api_key is not None and self.api_key_file is not None:
+            raise ValueError("set api_key or api_key_file, not both")
+        has_password = self.password is not None or self.password_file is not None
+        has_api_key = self.api_key is not None or self.api_key_file is not None
+        if has_password and self.username is None:
+            raise ValueError("a password needs a username")
+        if has_password and has_api_key:
+            raise ValueError("use either username/password or api_key, not both")
+        return self
+
+    def resolved_password(self) -> str | None:
+        """The password, read from ``password_file`` when that is set."""
+        if self.password is not None:
+            return self.password.get_secret_value()
+        if self.password_file is not None:
+            return _read_secret(self.password_file, "password_file")
+        return None
+
+    def resolved_api_key(self) -> str | None:
+        """The API key (base64 ``id:key`` form), read from ``api_key_file`` when set."""
+        if self.api_key is not None:
+            return self.api_key.get_secret_value()
+        if self.api_key_file is not None:
+            return _read_secret(self.api_key_file, "api_key_file")
+        return None
+
+
+class StateStoreConfig(_Section):
+    """Where results survive a restart (an Elasticsearch index)."""
+
+    enabled: bool = True
+    connection: str = "default"
+    index: str = "esbridge-state"
+    history: int = Field(50, ge=0, le=10000)
+    flush_interval: Duration = timedelta(seconds=2)
+
+
+class ApiConfig(_Section):
+    """Who may use the HTTP API."""
+
+    token: SecretStr | None = None
+    token_file: Path | None = None
+    require_token_for_reads: bool = False
+    allow_unauthenticated_writes: bool = False
+
+    @model_validator(mode="after")
+    def _token(self) -> ApiConfig:
+        if self.token is not None and self.token_file is not None:
+            raise ValueError("set token or token_file, not both")
+        if self.require_token_for_reads and self.token is None and self.token_file is None:
+            raise ValueError("require_token_for_reads needs token or token_file")
+        return self
+
+    def resolved_token(self) -> str | None:
+        if self.token is not None:
+            return self.token.get_secret_value()
+        if self.token_file is not None:
+            return _read_secret(self.token_file, "token_file")
+        return None
+
+
+class DefaultsConfig(_Section):
+    """Service-wide defaults for checks that do not set their own."""
+
+    interval: Duration = timedelta(seconds=60)
+    timeout: Duration = timedelta(seconds=10)
+    staleness_factor: float = Field(2.0, gt=1)
+
+    @model_validator(mode="after")
+    def _timeout(self) -> DefaultsConfig:
+        if not timedelta(seconds=1) <= self.interval <= timedelta(days=7):
+            raise ValueError("interval must be between 1s and 7d")
+        if self.timeout <= timedelta(0) or self.timeout > self.interval:
+            raise ValueError(
+                f"timeout {format_duration(self.timeout)} must be longer than 0s and at most "
+                f"the interval {format_duration(self.interval)}"
+            )
+        return self
+
+
+class LogConfig(_Section):
+    format: Literal["text", "json"] = "text"
+    level: str = "INFO"
+
+    @field_validator("level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError(f"unknown log level {value!r}: use debug, info, warning or error")
+        return level
+
+
+_FILE_DATA: ContextVar[dict[str, Any] | None] = ContextVar("esbridge_config_file", default=None)
+
+
+class _FileSource(PydanticBaseSettingsSource):
+    """The already-parsed YAML file (set by ``load_settings``)."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        data = _FILE_DATA.get() or {}
+        return data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_FILE_DATA.get() or {})
+
+
+class Settings(BaseSettings):
+    """Everything the service needs besides the check files."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ESBRIDGE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    host: str = "127.0.0.1"
+    port: int = Field(9108, ge=1, le=65535)
+    checks: StrList = ("checks",)
+    elasticsearch: dict[str, ConnectionConfig] = Field(
+        default_factory=lambda: {"default": ConnectionConfig()}
+    )
+    state: StateStoreConfig = Field(default_factory=StateStoreConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
+    defaults: DefaultsConfig = Field(default_factory=DefaultsConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
+    passive: list[dict[str, Any]] = Field(default_factory=list)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, _FileSource(settings_cls)
+
+    @field_validator("elasticsearch")
+    @classmethod
+    def _some_connection(cls, value: dict[str, ConnectionConfig]) -> dict[str, ConnectionConfig]:
+        if not value:
+            raise ValueError("define at least one connection (e.g. 'default')")
+        return value
+
+    @model_validator(mode="after")
+    def _state_connection(self) -> Settings:
+        if self.state.enabled and self.state.connection not in self.elasticsearch:
+            raise ValueError(
+                f"state.connection {self.state.connection!r} is not a connection in "
+                f"elasticsearch (have: {', '.join(self.elasticsearch)})"
+            )
+        return self
+
+
+# fields whose relative paths mean "relative to the config file"
+_PATH_FIELDS = ("password_file", "api_key_file", "ca_certs")
+
+
+def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
+    """Read the YAML file (optional), then the environment, then ``overrides``.
+
+    Relative paths in the file (``checks``, ``*_file``, ``ca_certs``) resolve against the
+    file's folder. Raises ``ConfigError`` naming the file, the field and the line.
+    """
+    file_label = str(path) if path is not None else "<environment>"
+    doc: Any = None
+    data: dict[str, Any] = {}
+    if path is not None:
+        doc = _read_yaml(Path(path))
+        data = _resolve_paths(_plain(doc), Path(path).resolve().parent)
+    token = _FILE_DATA.set(data)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        messages = []
+        for error in exc.errors(include_url=False):
+            loc = tuple(error.get("loc", ()))
+            field = ".".join(str(p) for p in loc)
+            line = _path_line(doc, loc) if doc is not None else None
+            where = f"{file_label}:{line}" if line else file_label
+            env_name = "ESBRIDGE_" + "__".join(str(p) for p in loc).upper()
+            if line is None and loc and env_name in os.environ:
+                where = f"environment {env_name}"
+            text = str(error.get("msg", "invalid value"))
+            for prefix in ("Value error, ", "Assertion failed, "):
+                text = text.removeprefix(prefix)
+            if text.startswith("Input should be"):
+                text = "should be" + text.removeprefix("Input should be")
+            if error.get("type") == "extra_forbidden":
+                text = "unknown setting" + _did_you_mean(loc, exc.title)
+            elif error.get("type") == "missing":
+                text = "missing required setting"
+            messages.append(f"{where}: field '{field}': {text}" if field else f"{where}: {text}")
+        raise ConfigError(messages) from None
+    except ConfigError:
+        raise
+    except Exception as exc:  # pydantic-settings SettingsError (bad env JSON) and friends
+        raise ConfigError(f"{file_label}: {exc}") from None
+    finally:
+        _FILE_DATA.reset(token)
+
+
+def validate_references(settings: Settings, checkset: CheckSet) -> list[Issue]:
+    """Problems between settings and checks: a check's ``cluster`` must be a connection."""
+    from esbridge.loader import Issue
+
+    issues = []
+    for check in checkset:
+        if check.cluster not in settings.elasticsearch:
+            issues.append(
+                Issue(
+                    file=check.source_file or "<checks>",
+                    check=check.name,
+                    field="cluster",
+                    line=check.source_line,
+                    message=(
+                        f"no elasticsearch connection named {check.cluster!r} in the "
+                        f"configuration (have: {', '.join(settings.elasticsearch)})"
+                    ),
+                )
+            )
+    return issues
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _read_yaml(path: Path) -> Any:
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text: {exc.reason}") from None
+    try:
+        doc = YAML(typ="rt").load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise ConfigError(f"{where}: invalid YAML: {exc.problem or exc.context}") from None
+    except YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+    if doc is None:
+        return {}
+    if not isinstance(doc, Mapping):
+        raise ConfigError(f"{path}:1: expected a mapping of settings at the top level")
+    return doc
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    return value
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    def resolve(value: Any) -> Any:
+        if isinstance(value, str) and value and not Path(value).is_absolute():
+            return str(base / value)
+        return value
+
+    checks = data.get("checks")
+    if isinstance(checks, str):
+        data["checks"] = [resolve(checks)]
+    elif isinstance(checks, list):
+        data["checks"] = [resolve(c) for c in checks]
+    connections = data.get("elasticsearch")
+    if isinstance(connections, dict):
+        for conn in connections.values():
+            if isinstance(conn, dict):
+                for key in _PATH_FIELDS:
+                    if key in conn:
+                        conn[key] = resolve(conn[key])
+    api = data.get("api")
+    if isinstance(api, dict) and "token_file" in api:
+        api["token_file"] = resolve(api["token_file"])
+    return data
+
+
+def _path_line(node: Any, loc: tuple[Any, ...]) -> int | None:
+    line = None
+    for part in loc:
+        if isinstance(node, Mapping) and part in node:
+            with contextlib.suppress(AttributeError, KeyError, TypeError):
+                line = node.lc.key(part)[0] + 1
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            with contextlib.suppress(AttributeError, KeyError, TypeError, IndexError):
+                line = node.lc.item(part)[0] + 1
+            node = node[part]
+        else:
+            break
+    return line
+
+
+def _did_you_mean(loc: tuple[Any, ...], _title: str) -> str:
+    import difflib
+
+    models: dict[str, type[BaseModel]] = {
+        "state": StateStoreConfig,
+        "api": ApiConfig,
+        "defaults": DefaultsConfig,
+        "log": LogConfig,
+    }
+    name = str(loc[-1]) if loc else ""
+    if len(loc) == 1:
+        choices = list(Settings.model_fields)
+    elif loc[0] == "elasticsearch":
+        choices = list(ConnectionConfig.model_fields)
+    elif loc[0] in models:
+        choices = list(models[str(loc[0])].model_fields)
+    else:
+        choices = []
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""

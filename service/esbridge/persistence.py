@@ -1,0 +1,122 @@
+"""Writing the result store to Elasticsearch, and reading it back at start.
+
+Elasticsearch is already the replicated store every user of esbridge operates, so the state
+lives there: one document per check in an index with an explicit mapping, written with
+``_bulk`` from the dirty set. Failures never stop evaluation; they are reported and retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from esbridge.esclient import Connection, ESError
+from esbridge.store import STATE_MAPPING, ResultStore, dumps
+
+log = logging.getLogger(__name__)
+
+
+class StatePersistence:
+    """Bulk-writes dirty store entries and restores them after a restart."""
+
+    def __init__(
+        self, store: ResultStore, connection: Connection, index: str, timeout: float = 10.0
+    ) -> None:
+        self.store = store
+        self.connection = connection
+        self.index = index
+        self.timeout = timeout
+        self._index_ready = False
+
+    async def ensure_index(self) -> None:
+        """Create the state index with its explicit mapping if it does not exist."""
+        if self._index_ready:
+            return
+        try:
+            await self.connection.raw(
+                "PUT",
+                f"/{self.index}",
+                {
+                    "settings": {"number_of_shards": 1, "auto_expand_replicas": "0-1"},
+                    "mappings": STATE_MAPPING,
+                },
+                self.timeout,
+            )
+        except ESError as error:
+            if "resource_already_exists_exception" not in error.message:
+                raise
+        self._index_ready = True
+
+    async def restore(self) -> int:
+        """Read persisted state for the loaded checks. A missing index restores nothing."""
+        try:
+            answer = await self.connection.raw(
+                "POST",
+                f"/{self.index}/_search",
+                {"size": 10000, "query": {"match_all": {}}},
+                self.timeout,
+            )
+        except ESError as error:
+            if error.kind == "no_such_index":
+                return 0
+            self._fail(error)
+            raise
+        hits = (answer.get("hits") or {}).get("hits") or []
+        restored = self.store.restore(h.get("_source") or {} for h in hits)
+        log.info("restored state of %d checks from index %s", restored, self.index)
+        return restored
+
+    async def flush(self) -> int:
+        """Write every dirty entry; return how many were written. Never raises."""
+        documents = self.store.dirty_documents()
+        if not documents:
+            if self.store.persistence_ok is None:
+                await self._probe()
+            return 0
+        try:
+            await self.ensure_index()
+            lines: list[str] = []
+            for name, doc in documents:
+                lines.append(dumps({"index": {"_index": self.index, "_id": name}}))
+                lines.append(dumps(doc))
+            answer = await self.connection.raw(
+                "POST", "/_bulk", "\n".join(lines) + "\n", self.timeout
+            )
+        except ESError as error:
+            self._fail(error)
+            return 0
+        written = []
+        failures = []
+        for (name, _), item in zip(documents, answer.get("items") or [], strict=False):
+            outcome = item.get("index") or {}
+            if outcome.get("error"):
+                reason = outcome["error"].get("reason") or outcome["error"].get("type")
+                failures.append(f"{name}: {reason}")
+            else:
+                written.append(name)
+        self.store.mark_clean(written)
+        if failures:
+            self._fail(
+                ESError("rejected", f"state store rejected {len(failures)} writes: {failures[0]}")
+            )
+        else:
+            self.store.persistence_ok = True
+            self.store.persistence_error = None
+            self.store.last_flush = time.time()
+        return len(written)
+
+    async def _probe(self) -> None:
+        try:
+            await self.ensure_index()
+            self.store.persistence_ok = True
+        except ESError as error:
+            self._fail(error)
+
+    def _fail(self, error: ESError) -> None:
+        if self.store.persistence_ok is not False:
+            log.warning(
+                "state store %s not writable: %s (evaluation goes on in memory)", self.index, error
+            )
+        self.store.persistence_ok = False
+        self.store.persistence_error = f"state store index {self.index}: {error}"
+        self.store.flush_failures += 1

@@ -1,0 +1,117 @@
+"""The domain of one evaluation: states, perfdata, per-group and overall results.
+
+Small immutable values (after nagiosplugin's Metric/Result model) so that evaluation stays
+pure and every output (Nagios text, Prometheus, JSON) renders the same facts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from enum import IntEnum
+
+from esbridge.ranges import Range
+
+
+class State(IntEnum):
+    """Check state; the value is the Nagios plugin exit code."""
+
+    OK = 0
+    WARNING = 1
+    CRITICAL = 2
+    UNKNOWN = 3
+
+    @property
+    def severity(self) -> int:
+        """Rank for "worst first": CRITICAL, UNKNOWN, WARNING, OK (as Icinga Web sorts)."""
+        return _SEVERITY[self]
+
+    @staticmethod
+    def worst(states: Iterable[State]) -> State:
+        """The most severe state; OK for no states at all."""
+        return max(states, key=lambda s: s.severity, default=State.OK)
+
+    @classmethod
+    def parse(cls, text: str | int | State) -> State:
+        """Accept ``ok``/``OK``/``0``; raise ``ValueError`` otherwise."""
+        if isinstance(text, State):
+            return text
+        if isinstance(text, int) and not isinstance(text, bool) and 0 <= text <= 3:
+            return cls(text)
+        name = str(text).strip().upper()
+        if name in {"0", "1", "2", "3"}:
+            return cls(int(name))
+        try:
+            return cls[name]
+        except KeyError:
+            raise ValueError(
+                f"invalid state {text!r}: use ok, warning, critical or unknown"
+            ) from None
+
+
+_SEVERITY = {State.OK: 0, State.WARNING: 1, State.UNKNOWN: 2, State.CRITICAL: 3}
+
+
+@dataclass(frozen=True, slots=True)
+class Perfdatum:
+    """One performance data item: ``'label'=value[uom];[warn];[crit];[min];[max]``."""
+
+    label: str
+    value: float | None
+    uom: str = ""
+    warn: Range | None = None
+    crit: Range | None = None
+    min: float | None = None
+    max: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GroupResult:
+    """The measurement of one group (e.g. one host) of a grouped check."""
+
+    key: tuple[tuple[str, str], ...]
+    state: State
+    value: float | None
+    summary: str
+    perfdata: tuple[Perfdatum, ...] = ()
+
+    @property
+    def key_text(self) -> str:
+        """``host=web-01,service=api``: how a group is named in URLs and the plugin's ``-g``."""
+        return ",".join(f"{k}={v}" for k, v in self.key)
+
+    @property
+    def label(self) -> str:
+        """``web-01`` or ``web-01/api``: how a group is named in summaries and perfdata."""
+        return "/".join(v for _, v in self.key)
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """One evaluation of one check: what every output renders."""
+
+    check: str
+    state: State
+    summary: str
+    value: float | None = None
+    unit: str = ""
+    long_output: tuple[str, ...] = ()
+    perfdata: tuple[Perfdatum, ...] = ()
+    groups: tuple[GroupResult, ...] = ()
+    groups_omitted: int = 0
+    error: str | None = None
+    error_kind: str | None = None
+    evaluated_at: float = 0.0
+    duration: float = 0.0
+    extra: dict[str, object] = field(default_factory=dict, compare=False, hash=False)
+
+    def with_(self, **changes: object) -> Result:
+        """A copy with some fields changed (results are immutable)."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def group(self, key_text: str) -> GroupResult | None:
+        """The group named ``host=web-01`` (or just ``web-01``), if present."""
+        for group in self.groups:
+            if key_text in (group.key_text, group.label):
+                return group
+        return None

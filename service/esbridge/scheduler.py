@@ -1,0 +1,210 @@
+"""When checks run: APScheduler interval jobs, spread over the interval, batched per tick.
+
+Each check gets an interval job whose first run is offset deterministically (a hash of its
+name picks one of the interval's slots), so a thousand checks do not all fire at t0 and a
+restart keeps the same rhythm. Offsets are quantised into slots so that checks due together
+are still sent together: the jobs only enqueue, and a short batching delay hands all due
+checks to the runner at once, where they become a few ``_msearch`` requests.
+
+A check never overlaps itself (a due run while the previous one is in flight is counted as
+skipped and coalesced), misfires coalesce, and lateness (start minus scheduled time) is
+recorded for ``esbridge_scheduler_lateness_seconds``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import zlib
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from esbridge.models import CheckDefinition
+from esbridge.result import Result
+
+log = logging.getLogger(__name__)
+
+SLOT_SECONDS = 5.0
+BATCH_DELAY = 0.05
+LATENESS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+RunBatch = Callable[[Sequence[CheckDefinition], dict[str, float]], Awaitable[list[Result]]]
+
+
+def first_offset(name: str, interval: float) -> float:
+    """Deterministic offset in ``[0, interval)``, quantised to slots of about 5 s."""
+    slots = max(1, int(interval // SLOT_SECONDS))
+    return (zlib.crc32(name.encode()) % slots) * (interval / slots)
+
+
+class LatenessHistogram:
+    """Cumulative histogram of scheduler lateness, read by the metrics collector."""
+
+    def __init__(self, buckets: Sequence[float] = LATENESS_BUCKETS) -> None:
+        self.buckets = tuple(buckets)
+        self.counts = [0] * len(self.buckets)
+        self.count = 0
+        self.sum = 0.0
+        self.recent: list[float] = []
+
+    def observe(self, value: float) -> None:
+        self.count += 1
+        self.sum += value
+        for i, bound in enumerate(self.buckets):
+            if value <= bound:
+                self.counts[i] += 1
+        self.recent.append(value)
+        if len(self.recent) > 10000:
+            del self.recent[:5000]
+
+
+class Scheduler:
+    """Runs each check on its interval through ``run_batch``."""
+
+    def __init__(self, run_batch: RunBatch, default_interval: timedelta) -> None:
+        self._run_batch = run_batch
+        self._default_interval = default_interval
+        self._aps = AsyncIOScheduler(timezone=UTC)
+        self._checks: dict[str, CheckDefinition] = {}
+        self._anchor: dict[str, float] = {}
+        self._pending: dict[str, float] = {}
+        self._in_flight: set[str] = set()
+        self._flush_task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[object]] = set()
+        self.lateness = LatenessHistogram()
+        self.skipped = 0
+        self.runs = 0
+        self.running = False
+
+    def interval_of(self, check: CheckDefinition) -> float:
+        return (check.interval or self._default_interval).total_seconds()
+
+    def start(self) -> None:
+        self._aps.start()
+        self.running = True
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop scheduling; let in-flight runs finish within ``grace`` seconds, then cancel."""
+        self.running = False
+        if self._aps.running:
+            self._aps.shutdown(wait=False)
+        tasks = [t for t in self._tasks if not t.done()]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
+
+    def set_checks(self, checks: dict[str, CheckDefinition], now: float | None = None) -> list[str]:
+        """Apply a new set: unchanged checks keep their job, changed ones restart, removed go.
+
+        Returns the names whose jobs were (re)created.
+        """
+        moment = time.time() if now is None else now
+        changed = []
+        for name in list(self._checks):
+            if name not in checks:
+                self._remove(name)
+        for name, check in checks.items():
+            old = self._checks.get(name)
+            if old is not None and old == check:
+                continue
+            if old is not None:
+                self._remove(name)
+            self._add(check, moment)
+            changed.append(name)
+        return changed
+
+    def _add(self, check: CheckDefinition, now: float) -> None:
+        interval = self.interval_of(check)
+        offset = first_offset(check.name, interval)
+        # Anchor the slot grid to whole intervals since the epoch: restarts keep the rhythm.
+        period_start = now - (now % interval)
+        first = period_start + offset
+        if first <= now:
+            first += interval
+        self._checks[check.name] = check
+        self._anchor[check.name] = first
+        self._aps.add_job(
+            self._due,
+            IntervalTrigger(
+                seconds=interval, start_date=datetime.fromtimestamp(first, UTC), timezone=UTC
+            ),
+            args=[check.name],
+            id=check.name,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=max(1, int(interval)),
+            replace_existing=True,
+        )
+
+    def _remove(self, name: str) -> None:
+        self._checks.pop(name, None)
+        self._anchor.pop(name, None)
+        self._pending.pop(name, None)
+        if self._aps.get_job(name) is not None:
+            self._aps.remove_job(name)
+
+    def scheduled_time(self, name: str, now: float) -> float:
+        """The slot this run belongs to: the anchor plus whole intervals."""
+        anchor = self._anchor.get(name, now)
+        check = self._checks.get(name)
+        interval = self.interval_of(check) if check else 60.0
+        if now < anchor:
+            return now
+        return anchor + ((now - anchor) // interval) * interval
+
+    async def _due(self, name: str) -> None:
+        now = time.time()
+        if name not in self._checks:
+            return
+        if name in self._in_flight or name in self._pending:
+            self.skipped += 1
+            log.warning("check %s is still running at its next slot: run coalesced", name)
+            return
+        self._pending[name] = now - self.scheduled_time(name, now)
+        if self._flush_task is None or self._flush_task.done():
+            self._flush_task = asyncio.get_running_loop().create_task(self._flush_after_delay())
+
+    async def _flush_after_delay(self) -> None:
+        await asyncio.sleep(BATCH_DELAY)
+        pending, self._pending = self._pending, {}
+        checks = [self._checks[n] for n in pending if n in self._checks]
+        if checks:
+            self.submit(checks, pending)
+
+    def submit(
+        self, checks: Sequence[CheckDefinition], lateness: dict[str, float] | None = None
+    ) -> asyncio.Task[object]:
+        """Run ``checks`` now as one batch (also used by "run now")."""
+        lateness = lateness or {}
+        for check in checks:
+            self._in_flight.add(check.name)
+            if check.name in lateness:
+                self.lateness.observe(max(0.0, lateness[check.name]))
+        task: asyncio.Task[object] = asyncio.get_running_loop().create_task(
+            self._run(list(checks), lateness)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _run(self, checks: list[CheckDefinition], lateness: dict[str, float]) -> list[Result]:
+        try:
+            self.runs += len(checks)
+            return await self._run_batch(checks, lateness)
+        except Exception:  # keep the scheduler alive whatever happens
+            log.exception("a batch of %d checks failed unexpectedly", len(checks))
+            return []
+        finally:
+            for check in checks:
+                self._in_flight.discard(check.name)
+
+    def next_run(self, name: str) -> float | None:
+        job = self._aps.get_job(name)
+        if job is None or job.next_run_time is None:
+            return None
+        return job.next_run_time.timestamp()

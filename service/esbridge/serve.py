@@ -1,0 +1,124 @@
+"""Process entry points: ``esbridge serve`` (the service) and ``esbridge run`` (one check now).
+
+``serve`` runs uvicorn with the FastAPI app; the service starts in the app's lifespan, SIGHUP
+reloads the check files, SIGTERM stops scheduling, lets in-flight runs finish within a bound,
+flushes state and exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+
+from esbridge.app import Service
+from esbridge.config import Settings
+from esbridge.esclient import Connections
+from esbridge.loader import load_checks
+from esbridge.nagios import render
+from esbridge.result import Result
+from esbridge.runner import Runner
+
+log = logging.getLogger("esbridge")
+
+SHUTDOWN_GRACE = 10.0
+
+
+def secrets_of(settings: Settings) -> list[str]:
+    """Every secret value in the configuration, for the log redaction filter."""
+    values: list[str] = []
+    for connection in settings.elasticsearch.values():
+        with contextlib.suppress(Exception):
+            for secret in (connection.resolved_password(), connection.resolved_api_key()):
+                if secret:
+                    values.append(secret)
+    with contextlib.suppress(Exception):
+        token = settings.api.resolved_token()
+        if token:
+            values.append(token)
+    return values
+
+
+def build_app(service: Service) -> FastAPI:
+    """The FastAPI app with the service's lifecycle bound to it."""
+    from esbridge.api import create_app
+
+    app = create_app(service)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(service.reload()))
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.stop(SHUTDOWN_GRACE)
+
+    app.router.lifespan_context = lifespan
+    return app
+
+
+def serve(settings: Settings) -> int:
+    """Run the service until SIGTERM/SIGINT. Raises ``CheckFileError`` on bad check files."""
+    service = Service.from_settings(settings)
+    for attach in _extensions():
+        attach(service)
+    app = build_app(service)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=int(SHUTDOWN_GRACE),
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    log.info("listening on http://%s:%d", settings.host, settings.port)
+    server.run()
+    return 0 if server.started else 1
+
+
+def _extensions() -> list[Any]:
+    """Optional parts that hook into the service (passive delivery)."""
+    hooks = []
+    with contextlib.suppress(ImportError):
+        from esbridge.passive import attach_passive
+
+        hooks.append(attach_passive)
+    return hooks
+
+
+async def run_checks(settings: Settings, names: list[str]) -> list[Result]:
+    """Evaluate named checks now, without the service (``esbridge run``, plugin direct mode)."""
+    checkset = load_checks(list(settings.checks))
+    checks = []
+    for name in names:
+        check = checkset.get(name)
+        if check is None:
+            import difflib
+
+            close = difflib.get_close_matches(name, list(checkset.checks), n=3, cutoff=0.5)
+            hint = f"; did you mean: {', '.join(close)}?" if close else ""
+            raise KeyError(f"no check named {name!r}{hint}")
+        checks.append(check)
+    connections = Connections(dict(settings.elasticsearch))
+    try:
+        return await Runner(connections, settings.defaults.timeout).run(checks, time.time())
+    finally:
+        await connections.close()
+
+
+def run_one_text(settings: Settings, name: str) -> tuple[str, int]:
+    """(Nagios text, exit code) of one check evaluated now."""
+    result = asyncio.run(run_checks(settings, [name]))[0]
+    return render(result), int(result.state)

@@ -1,0 +1,350 @@
+"""The result store: the one source of truth for "what is the state now, and since when".
+
+Keeps the latest result per check (groups included), the time of the last state change,
+counters and the last N transitions. Every output reads it; nothing else keeps state.
+
+It persists to an Elasticsearch index (one document per check, written in bulk) so that a
+restart restores ``since`` and the transition history: no false recovery, no flapping. When
+persistence fails, evaluation goes on in memory, the documents stay dirty and are written
+when the index accepts writes again; the failure is visible in ``/readyz``, the API and
+``esbridge_state_store_up``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from esbridge.nagios import stale
+from esbridge.ranges import Range
+from esbridge.result import GroupResult, Perfdatum, Result, State
+
+log = logging.getLogger(__name__)
+
+STATE_MAPPING: dict[str, Any] = {
+    "dynamic": "strict",
+    "properties": {
+        "check": {"type": "keyword"},
+        "state": {"type": "keyword"},
+        "since_ts": {"type": "double"},
+        "previous_state": {"type": "keyword"},
+        "last_success_ts": {"type": "double"},
+        "consecutive_failures": {"type": "integer"},
+        "runs": {"type": "long"},
+        "errors": {"type": "object", "enabled": False},
+        "result": {"type": "object", "enabled": False},
+        "transitions": {"type": "object", "enabled": False},
+        "group_since": {"type": "object", "enabled": False},
+        "updated_at": {"type": "date"},
+    },
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A state change of a check, as the on-call engineer sees it in the history."""
+
+    at: float
+    from_state: State | None
+    to_state: State
+    summary: str
+
+
+@dataclass
+class CheckState:
+    """Everything the store knows about one check."""
+
+    name: str
+    result: Result | None = None
+    since: float | None = None
+    previous_state: State | None = None
+    last_success: float | None = None
+    consecutive_failures: int = 0
+    runs: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    transitions: deque[Transition] = field(default_factory=lambda: deque(maxlen=50))
+    group_since: dict[str, tuple[int, float]] = field(default_factory=dict)
+    interval: float = 60.0
+    lateness: float = 0.0
+
+    @property
+    def state(self) -> State | None:
+        return self.result.state if self.result else None
+
+
+class ResultStore:
+    """Latest results, transitions and counters; persistence is optional and never blocking."""
+
+    def __init__(self, history: int = 50, staleness_factor: float = 2.0) -> None:
+        self.history = history
+        self.staleness_factor = staleness_factor
+        self._checks: dict[str, CheckState] = {}
+        self._dirty: set[str] = set()
+        self.persistence_ok: bool | None = None  # None: not configured / not tried yet
+        self.persistence_error: str | None = None
+        self.last_flush: float = 0.0
+        self.flush_failures: int = 0
+
+    # -- the set of checks ---------------------------------------------------------------
+
+    def sync(self, intervals: dict[str, float]) -> None:
+        """Follow the loaded checks: add new ones, drop removed ones, keep the rest."""
+        for name in list(self._checks):
+            if name not in intervals:
+                del self._checks[name]
+                self._dirty.discard(name)
+        for name, interval in intervals.items():
+            entry = self._checks.get(name)
+            if entry is None:
+                entry = self._checks[name] = CheckState(
+                    name, transitions=deque(maxlen=self.history)
+                )
+            entry.interval = interval
+
+    def names(self) -> list[str]:
+        return list(self._checks)
+
+    def get(self, name: str) -> CheckState | None:
+        return self._checks.get(name)
+
+    def all(self) -> list[CheckState]:
+        return list(self._checks.values())
+
+    # -- recording -----------------------------------------------------------------------
+
+    def record(self, result: Result, lateness: float = 0.0) -> Transition | None:
+        """Store a new result; return the transition when the state changed."""
+        entry = self._checks.get(result.check)
+        if entry is None:  # removed by a reload while it ran: drop it
+            return None
+        old = entry.result.state if entry.result else None
+        entry.runs += 1
+        entry.lateness = lateness
+        if result.error_kind and result.state is State.UNKNOWN:
+            entry.consecutive_failures += 1
+            entry.errors[result.error_kind] = entry.errors.get(result.error_kind, 0) + 1
+        else:
+            entry.consecutive_failures = 0
+            entry.last_success = result.evaluated_at
+        transition = None
+        if old is None or old is not result.state or entry.since is None:
+            if old is not result.state:
+                transition = Transition(result.evaluated_at, old, result.state, result.summary)
+                entry.transitions.append(transition)
+                entry.previous_state = old
+                entry.since = result.evaluated_at
+        for group in result.groups:
+            known = entry.group_since.get(group.key_text)
+            if known is None or known[0] != int(group.state):
+                entry.group_since[group.key_text] = (int(group.state), result.evaluated_at)
+        current = {g.key_text for g in result.groups}
+        for key in [k for k in entry.group_since if k not in current]:
+            del entry.group_since[key]
+        entry.result = result
+        self._dirty.add(result.check)
+        return transition
+
+    # -- reading (what every output sees) ------------------------------------------------
+
+    def max_age(self, entry: CheckState) -> float:
+        return self.staleness_factor * entry.interval
+
+    def effective(self, entry: CheckState, now: float | None = None) -> Result | None:
+        """The result as outputs must show it: UNKNOWN "stale" when too old. Never a stale OK."""
+        if entry.result is None:
+            return None
+        return stale(entry.result, time.time() if now is None else now, self.max_age(entry))
+
+    def is_stale(self, entry: CheckState, now: float | None = None) -> bool:
+        if entry.result is None:
+            return False
+        return (time.time() if now is None else now) - entry.result.evaluated_at > self.max_age(
+            entry
+        )
+
+    # -- persistence ---------------------------------------------------------------------
+
+    def dirty_documents(self) -> list[tuple[str, dict[str, Any]]]:
+        return [
+            (name, self.to_document(self._checks[name]))
+            for name in self._dirty
+            if name in self._checks
+        ]
+
+    def mark_clean(self, names: Iterable[str]) -> None:
+        for name in names:
+            self._dirty.discard(name)
+
+    def mark_all_dirty(self) -> None:
+        self._dirty.update(n for n, e in self._checks.items() if e.result is not None)
+
+    @property
+    def dirty_count(self) -> int:
+        return len(self._dirty)
+
+    def to_document(self, entry: CheckState) -> dict[str, Any]:
+        return {
+            "check": entry.name,
+            "state": entry.result.state.name if entry.result else None,
+            "since_ts": entry.since,
+            "previous_state": entry.previous_state.name
+            if entry.previous_state is not None
+            else None,
+            "last_success_ts": entry.last_success,
+            "consecutive_failures": entry.consecutive_failures,
+            "runs": entry.runs,
+            "errors": dict(entry.errors),
+            "result": result_to_dict(entry.result) if entry.result else None,
+            "transitions": [transition_to_dict(t) for t in entry.transitions],
+            "group_since": {k: [s, t] for k, (s, t) in entry.group_since.items()},
+            "updated_at": int(time.time() * 1000),
+        }
+
+    def restore(self, documents: Iterable[dict[str, Any]]) -> int:
+        """Load persisted state for the checks that are loaded now; return how many."""
+        restored = 0
+        for doc in documents:
+            entry = self._checks.get(str(doc.get("check")))
+            if entry is None:
+                continue
+            try:
+                entry.result = result_from_dict(doc["result"]) if doc.get("result") else None
+                entry.since = doc.get("since_ts")
+                prev = doc.get("previous_state")
+                entry.previous_state = State[prev] if prev else None
+                entry.last_success = doc.get("last_success_ts")
+                entry.consecutive_failures = int(doc.get("consecutive_failures") or 0)
+                entry.runs = int(doc.get("runs") or 0)
+                entry.errors = {str(k): int(v) for k, v in (doc.get("errors") or {}).items()}
+                entry.transitions = deque(
+                    (transition_from_dict(t) for t in doc.get("transitions") or []),
+                    maxlen=self.history,
+                )
+                entry.group_since = {
+                    k: (int(v[0]), float(v[1])) for k, v in (doc.get("group_since") or {}).items()
+                }
+            except (KeyError, TypeError, ValueError) as exc:
+                log.warning("ignoring unreadable persisted state for check %s: %s", entry.name, exc)
+                continue
+            restored += 1
+        return restored
+
+
+# -- serialisation (shared by persistence and the JSON API) ---------------------------------
+
+
+def _num(value: float | None) -> float | None:
+    if value is None:
+        return None
+    if value != value or value in (float("inf"), float("-inf")):
+        return None
+    return value
+
+
+def perfdatum_to_dict(p: Perfdatum) -> dict[str, Any]:
+    return {
+        "label": p.label,
+        "value": _num(p.value),
+        "uom": p.uom,
+        "warn": str(p.warn) if p.warn else None,
+        "crit": str(p.crit) if p.crit else None,
+        "min": _num(p.min),
+        "max": _num(p.max),
+    }
+
+
+def perfdatum_from_dict(d: dict[str, Any]) -> Perfdatum:
+    return Perfdatum(
+        label=d["label"],
+        value=d.get("value"),
+        uom=d.get("uom") or "",
+        warn=Range.parse(d["warn"]) if d.get("warn") else None,
+        crit=Range.parse(d["crit"]) if d.get("crit") else None,
+        min=d.get("min"),
+        max=d.get("max"),
+    )
+
+
+def group_to_dict(g: GroupResult) -> dict[str, Any]:
+    return {
+        "key": dict(g.key),
+        "key_text": g.key_text,
+        "label": g.label,
+        "state": g.state.name,
+        "value": _num(g.value),
+        "summary": g.summary,
+        "perfdata": [perfdatum_to_dict(p) for p in g.perfdata],
+    }
+
+
+def result_to_dict(r: Result) -> dict[str, Any]:
+    return {
+        "check": r.check,
+        "state": r.state.name,
+        "status_code": int(r.state),
+        "summary": r.summary,
+        "value": _num(r.value),
+        "unit": r.unit,
+        "long_output": list(r.long_output),
+        "perfdata": [perfdatum_to_dict(p) for p in r.perfdata],
+        "groups": [group_to_dict(g) for g in r.groups],
+        "groups_omitted": r.groups_omitted,
+        "error": r.error,
+        "error_kind": r.error_kind,
+        "evaluated_at": r.evaluated_at,
+        "duration": r.duration,
+    }
+
+
+def result_from_dict(d: dict[str, Any]) -> Result:
+    return Result(
+        check=d["check"],
+        state=State[d["state"]],
+        summary=d["summary"],
+        value=d.get("value"),
+        unit=d.get("unit") or "",
+        long_output=tuple(d.get("long_output") or ()),
+        perfdata=tuple(perfdatum_from_dict(p) for p in d.get("perfdata") or ()),
+        groups=tuple(
+            GroupResult(
+                key=tuple((str(k), str(v)) for k, v in (g.get("key") or {}).items()),
+                state=State[g["state"]],
+                value=g.get("value"),
+                summary=g.get("summary", ""),
+                perfdata=tuple(perfdatum_from_dict(p) for p in g.get("perfdata") or ()),
+            )
+            for g in d.get("groups") or ()
+        ),
+        groups_omitted=int(d.get("groups_omitted") or 0),
+        error=d.get("error"),
+        error_kind=d.get("error_kind"),
+        evaluated_at=float(d.get("evaluated_at") or 0.0),
+        duration=float(d.get("duration") or 0.0),
+    )
+
+
+def transition_to_dict(t: Transition) -> dict[str, Any]:
+    return {
+        "at": t.at,
+        "from": t.from_state.name if t.from_state is not None else None,
+        "to": t.to_state.name,
+        "summary": t.summary,
+    }
+
+
+def transition_from_dict(d: dict[str, Any]) -> Transition:
+    return Transition(
+        at=float(d["at"]),
+        from_state=State[d["from"]] if d.get("from") else None,
+        to_state=State[d["to"]],
+        summary=str(d.get("summary", "")),
+    )
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)

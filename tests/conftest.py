@@ -1,0 +1,126 @@
+"""Real-Elasticsearch fixtures shared by the whole suite.
+
+- ``es_url``: ``$ESBRIDGE_TEST_ES_URL`` when set, else one Elasticsearch per session
+  (``$ESBRIDGE_TEST_ES_VERSION``, default 8.19.21) started by esbridge.devtools.elasticsearch.
+- ``es_version``: the version string the server reports; ``es`` / ``es_client``: sync client.
+- ``make_index(prefix="t", mappings=None) -> name``: unique index, deleted after the test.
+- ``seed(index, docs, now=None)``: bulk-load dicts (``"ago": "3m"`` → ``@timestamp``), refreshed.
+
+Tests using ``es_url`` are marked ``es`` automatically (``make test-compat`` reruns them on 9.x).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _require import require
+from esbridge.devtools import elasticsearch as esdev
+from esbridge.devtools.seeding import seed as _seed
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        if "es_url" in fixtures and item.get_closest_marker("es") is None:
+            item.add_marker(pytest.mark.es)
+
+
+def expected_es_version() -> str | None:
+    """The version the run asks for (None when reusing an external URL without a version)."""
+    v = os.environ.get("ESBRIDGE_TEST_ES_VERSION")
+    if v:
+        return esdev.resolve_version(v)
+    return None if os.environ.get("ESBRIDGE_TEST_ES_URL") else esdev.DEFAULT_VERSION
+
+
+def server_version(url: str) -> str:
+    # integ-test-zip has no rest-root module: GET / is 405 there, so ask the nodes API.
+    r = httpx.get(f"{url}/_nodes/_local/version", timeout=10)
+    r.raise_for_status()
+    return next(iter(r.json()["nodes"].values()))["version"]
+
+
+@pytest.fixture(scope="session")
+def es_url() -> Iterator[str]:
+    external = os.environ.get("ESBRIDGE_TEST_ES_URL")
+    if external:
+        url = external.rstrip("/")
+        try:
+            version = server_version(url)
+        except (httpx.HTTPError, ValueError, KeyError) as e:
+            require(False, f"ESBRIDGE_TEST_ES_URL={url} is not reachable: {e!r}")
+        want = expected_es_version()
+        require(
+            want is None or version.split(".")[0] == want.split(".")[0],
+            f"ESBRIDGE_TEST_ES_URL={url} runs {version}, but ESBRIDGE_TEST_ES_VERSION asks {want}",
+        )
+        yield url
+        return
+    server = esdev.ElasticsearchServer(version=expected_es_version())
+    try:
+        server.start()
+    except Exception as e:
+        server.stop()
+        require(False, f"could not start Elasticsearch {server.version}: {e}")
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def es_version(es_url: str) -> str:
+    return server_version(es_url)
+
+
+@pytest.fixture(scope="session")
+def es(es_url: str) -> Iterator[Any]:
+    from elasticsearch import Elasticsearch
+
+    client = Elasticsearch(es_url, request_timeout=30)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def es_client(es: Any) -> Any:
+    return es
+
+
+@pytest.fixture
+def make_index(es_url: str) -> Iterator[Callable[..., str]]:
+    created: list[str] = []
+
+    def make(prefix: str = "t", mappings: dict | None = None, settings: dict | None = None) -> str:
+        name = f"{prefix.lower()}-{uuid.uuid4().hex[:8]}"
+        body: dict[str, Any] = {
+            "settings": {"number_of_shards": 1, "number_of_replicas": 0, **(settings or {})}
+        }
+        if mappings:
+            body["mappings"] = mappings
+        r = httpx.put(f"{es_url}/{name}", json=body, timeout=60)
+        assert r.status_code == 200, f"create index {name}: {r.status_code} {r.text}"
+        created.append(name)
+        return name
+
+    yield make
+    for name in created:
+        httpx.delete(f"{es_url}/{name}", params={"ignore_unavailable": "true"}, timeout=60)
+
+
+@pytest.fixture
+def seed(es_url: str) -> Callable[..., list[dict]]:
+    def do(index: str, docs: Any, now: Any = None) -> list[dict]:
+        return _seed(es_url, index, docs, now=now)
+
+    return do

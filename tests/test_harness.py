@@ -1,0 +1,180 @@
+"""The real-Elasticsearch harness itself: server shape, helpers, clean stop, Java errors."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import expected_es_version
+from esbridge.devtools import elasticsearch as esdev
+from esbridge.devtools.seeding import iso, parse_ago, prepare_docs
+
+
+@pytest.mark.es
+def test_server_reachable_with_expected_version(es_url, es_version):
+    want = expected_es_version()
+    if want:
+        assert es_version.split(".")[0] == want.split(".")[0], (es_version, want)
+    health = httpx.get(f"{es_url}/_cluster/health", timeout=10).json()
+    assert health["number_of_nodes"] == 1
+    assert health["status"] in ("green", "yellow")
+
+
+@pytest.mark.es
+def test_single_node_on_loopback_only(es_url):
+    nodes = httpx.get(f"{es_url}/_nodes/http,settings", timeout=10).json()["nodes"]
+    assert len(nodes) == 1
+    node = next(iter(nodes.values()))
+    http = node["http"]
+    for addr in [*http["bound_address"], http["publish_address"]]:
+        host = addr.rsplit(":", 1)[0].strip("[]")
+        assert host in ("127.0.0.1", "::1") or host.endswith("/127.0.0.1"), addr
+    if not os.environ.get("ESBRIDGE_TEST_ES_URL"):
+        assert node["settings"]["discovery"]["type"] == "single-node"
+
+
+@pytest.mark.es
+def test_security_off(es_url):
+    # No credentials and still allowed: security is disabled.
+    r = httpx.get(f"{es_url}/_cluster/health", timeout=10)
+    assert r.status_code == 200
+    assert r.headers.get("x-elastic-product") == "Elasticsearch"
+
+
+@pytest.mark.es
+def test_official_client_talks_to_server(es, make_index):
+    index = make_index("client")
+    es.index(index=index, document={"a": 1}, refresh=True)
+    assert es.count(index=index)["count"] == 1
+
+
+@pytest.mark.es
+def test_make_index_and_seed_round_trip(es_url, make_index, seed):
+    index = make_index(
+        "Harness",
+        mappings={"properties": {"@timestamp": {"type": "date"}, "status": {"type": "short"}}},
+    )
+    assert index.startswith("harness-") and index == index.lower()
+    now = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
+    seed(
+        index,
+        [{"status": 500, "ago": "3m"}, {"status": 200, "ago": 90.5}, {"status": 404, "ago": "2h"}],
+        now=now,
+    )
+    body = {
+        "query": {"range": {"@timestamp": {"gte": iso(now - timedelta(minutes=5))}}},
+        "sort": [{"@timestamp": "asc"}],
+    }
+    hits = httpx.post(f"{es_url}/{index}/_search", json=body, timeout=10).json()["hits"]["hits"]
+    assert [h["_source"]["status"] for h in hits] == [500, 200]
+    assert hits[0]["_source"]["@timestamp"] == "2024-05-01T11:57:00.000Z"
+    assert hits[1]["_source"]["@timestamp"] == "2024-05-01T11:58:29.500Z"
+    assert "ago" not in hits[0]["_source"]
+
+
+@pytest.mark.es
+def test_make_index_deletes_after_test(es_url, make_index):
+    # the fixture's cleanup is checked by the next test through this module-level name
+    name = make_index("gone")
+    _created.append(name)
+
+
+_created: list[str] = []
+
+
+@pytest.mark.es
+def test_previous_index_was_deleted(es_url):
+    assert _created, "runs after test_make_index_deletes_after_test"
+    r = httpx.head(f"{es_url}/{_created[0]}", timeout=10)
+    assert r.status_code == 404
+
+
+@pytest.mark.es
+@pytest.mark.slow
+def test_second_instance_stops_cleanly():
+    server = esdev.ElasticsearchServer(version=expected_es_version() or esdev.DEFAULT_VERSION)
+    with server:
+        assert httpx.get(f"{server.url}/_cluster/health", timeout=10).status_code == 200
+        pid = server.pid
+        workdir = server.workdir
+        assert pid and workdir and (workdir / "data").is_dir()
+        # fault helpers: kill keeps data, restart reuses port + data
+        port = server.port
+        r = httpx.put(
+            f"{server.url}/keep", json={"settings": {"number_of_replicas": 0}}, timeout=30
+        )
+        assert r.status_code == 200, r.text
+        server.kill()
+        assert not esdev._group_alive(pid)
+        server.restart()
+        assert server.port == port
+        health = httpx.get(
+            f"{server.url}/_cluster/health/keep",
+            params={"wait_for_status": "green", "timeout": "30s"},
+            timeout=40,
+        ).json()
+        assert health["status"] == "green"
+        pid = server.pid
+    assert not esdev._group_alive(pid)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert not workdir.exists()
+    server.stop()  # idempotent
+
+
+def test_java_missing_error_names_major_and_places(tmp_path: Path):
+    with pytest.raises(esdev.JavaNotFoundError) as ei:
+        esdev.find_java(21, jvm_dirs=[tmp_path])
+    msg = str(ei.value)
+    assert "Java 21" in msg and str(tmp_path) in msg
+
+
+def test_java_finder_prefers_lowest_suitable(tmp_path: Path):
+    for name, ver in (("jdk-25", "25.0.1"), ("jdk-21", "21.0.4"), ("jdk-11", "11.0.2")):
+        (tmp_path / name / "bin").mkdir(parents=True)
+        (tmp_path / name / "bin" / "java").write_text("#!/bin/sh\n")
+        (tmp_path / name / "bin" / "java").chmod(0o755)
+        (tmp_path / name / "release").write_text(f'JAVA_VERSION="{ver}"\n')
+    assert esdev.find_java(17, jvm_dirs=[tmp_path]).name == "jdk-21"
+    assert esdev.find_java(22, jvm_dirs=[tmp_path]).name == "jdk-25"
+
+
+def test_versions_and_required_java():
+    assert esdev.resolve_version("8") == esdev.ES8 == "8.19.21"
+    assert esdev.resolve_version("9") == esdev.ES9 == "9.5.4"
+    assert esdev.resolve_version(None) == esdev.ES8
+    assert esdev.required_java_major(esdev.ES8) == 17
+    assert esdev.required_java_major(esdev.ES9) == 21
+    with pytest.raises(esdev.ElasticsearchError):
+        esdev.resolve_version("latest")
+
+
+def test_seeding_pure_helpers():
+    now = datetime(2024, 1, 1, tzinfo=UTC)
+    assert parse_ago("250ms") == timedelta(milliseconds=250)
+    assert parse_ago("2d") == timedelta(days=2)
+    assert parse_ago(1.5) == timedelta(seconds=1.5)
+    with pytest.raises(ValueError):
+        parse_ago("soon")
+    docs = prepare_docs([{"ago": "1m", "x": 1}, {"@timestamp": now}], now=now)
+    assert docs == [
+        {"x": 1, "@timestamp": "2023-12-31T23:59:00.000Z"},
+        {"@timestamp": "2024-01-01T00:00:00.000Z"},
+    ]
+
+
+def test_cache_dir_falls_back_when_not_traversable(tmp_path, monkeypatch):
+    locked = tmp_path / "locked"
+    (locked / "inner").mkdir(parents=True)
+    locked.chmod(0o700)
+    assert not esdev._traversable_by_others(locked / "inner" / "x")
+    locked.chmod(0o755)
+    assert esdev._traversable_by_others(locked / "inner" / "x") == bool(
+        all(p.stat().st_mode & 0o001 for p in (locked / "inner").parents if p.exists())
+    )
+    monkeypatch.setenv("ESBRIDGE_CACHE_DIR", str(tmp_path / "c"))
+    assert esdev.cache_dir() == tmp_path / "c"

@@ -1,0 +1,99 @@
+"""Domain types: states, groups, results."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from esbridge.result import GroupResult, Result, State
+
+OK, WARNING, CRITICAL, UNKNOWN = State.OK, State.WARNING, State.CRITICAL, State.UNKNOWN
+
+
+def test_values_are_exit_codes():
+    assert [int(s) for s in (OK, WARNING, CRITICAL, UNKNOWN)] == [0, 1, 2, 3]
+
+
+def test_severity_order():
+    assert sorted(State, key=lambda s: s.severity) == [OK, WARNING, UNKNOWN, CRITICAL]
+
+
+@pytest.mark.parametrize(
+    ("states", "worst"),
+    [
+        ([], OK),
+        ([OK], OK),
+        ([OK, WARNING], WARNING),
+        ([WARNING, UNKNOWN], UNKNOWN),
+        ([UNKNOWN, CRITICAL], CRITICAL),
+        ([CRITICAL, UNKNOWN, WARNING, OK], CRITICAL),
+        ([OK, UNKNOWN, OK], UNKNOWN),
+    ],
+)
+def test_worst(states, worst):
+    assert State.worst(states) is worst
+    assert State.worst(iter(states)) is worst
+
+
+def test_worst_is_order_independent():
+    for combo in itertools.permutations([OK, WARNING, CRITICAL, UNKNOWN]):
+        assert State.worst(combo) is CRITICAL
+    for combo in itertools.permutations([OK, WARNING, UNKNOWN]):
+        assert State.worst(combo) is UNKNOWN
+
+
+@pytest.mark.parametrize(
+    ("text", "state"),
+    [
+        ("ok", OK),
+        ("OK", OK),
+        (" Warning ", WARNING),
+        ("critical", CRITICAL),
+        ("UNKNOWN", UNKNOWN),
+        (0, OK),
+        (3, UNKNOWN),
+        ("2", CRITICAL),
+        (WARNING, WARNING),
+    ],
+)
+def test_parse(text, state):
+    assert State.parse(text) is state
+
+
+@pytest.mark.parametrize("text", ["", "crit", "warn ing", 4, -1, "4", True, None, 1.0])
+def test_parse_rejects(text):
+    with pytest.raises(ValueError, match="invalid state"):
+        State.parse(text)
+
+
+def _group(*key: tuple[str, str], state: State = OK) -> GroupResult:
+    return GroupResult(key=key, state=state, value=1.0, summary="s")
+
+
+def test_group_key_text_and_label():
+    g = _group(("host", "web-01"), ("service", "api"))
+    assert g.key_text == "host=web-01,service=api"
+    assert g.label == "web-01/api"
+    single = _group(("host", "web-01"))
+    assert (single.key_text, single.label) == ("host=web-01", "web-01")
+    assert (_group().key_text, _group().label) == ("", "")
+
+
+def test_result_group_lookup():
+    a, b = _group(("host", "web-01"), state=CRITICAL), _group(("host", "web-02"))
+    r = Result(check="c", state=CRITICAL, summary="x", groups=(a, b))
+    assert r.group("host=web-01") is a
+    assert r.group("web-02") is b
+    assert r.group("host=web-03") is None
+    assert r.group("web") is None
+    assert Result(check="c", state=OK, summary="x").group("web-01") is None
+
+
+def test_result_is_immutable_and_with_copies():
+    r = Result(check="c", state=OK, summary="fine", value=1.0)
+    r2 = r.with_(state=WARNING, summary="meh")
+    assert (r.state, r.summary) == (OK, "fine")
+    assert (r2.state, r2.summary, r2.value, r2.check) == (WARNING, "meh", 1.0, "c")
+    with pytest.raises(AttributeError):
+        r.state = CRITICAL  # type: ignore[misc]
