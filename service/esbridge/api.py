@@ -243,10 +243,10 @@ def nagios_result(
             return result
         picked = _group_result(result, group)
         if picked is None:
-            known = [g.key_text for g in result.groups][:10]
+            known = ", ".join([g.key_text for g in result.groups][:10]) or "none"
             return result.with_(
                 state=State.UNKNOWN,
-                summary=f"no group {group} in the last result of {name} (groups: {', '.join(known) or 'none'})",
+                summary=f"no group {group} in the last result of {name} (groups: {known})",
                 long_output=(),
                 perfdata=(),
                 groups=(),
@@ -263,7 +263,10 @@ def create_app(service: Service) -> FastAPI:
     app = FastAPI(
         title="esbridge",
         version=__version__,
-        description="Threshold checks as Elasticsearch queries: state for Nagios, Icinga 2, Prometheus and people.",
+        description=(
+            "Threshold checks as Elasticsearch queries: state for Nagios, Icinga 2, "
+            "Prometheus and people."
+        ),
     )
     app.state.service = service
     registry = make_registry(service)
@@ -344,6 +347,7 @@ def create_app(service: Service) -> FastAPI:
         summary = _summary(entry, service, now)
         shown = service.store.effective(entry, now) or _pending(name, service)
         base = str(request.base_url).rstrip("/")
+        max_age = int(service.store.max_age(entry))
         return CheckDetail(
             **summary.model_dump(),
             definition=check.model_dump(mode="json", exclude_none=True),
@@ -360,7 +364,7 @@ def create_app(service: Service) -> FastAPI:
             ],
             next_run_ts=service.scheduler.next_run(name),
             max_age_seconds=service.store.max_age(entry),
-            plugin_command=f"check_esbridge -H {base} -C {name} --max-age {int(service.store.max_age(entry))}",
+            plugin_command=f"check_esbridge -H {base} -C {name} --max-age {max_age}",
         )
 
     @app.get(

@@ -22,7 +22,7 @@ from esbridge.models import CheckDefinition
 from esbridge.persistence import StatePersistence
 from esbridge.result import Result
 from esbridge.runner import Runner
-from esbridge.scheduler import Scheduler
+from esbridge.scheduler import Scheduler, same_definition
 from esbridge.store import ResultStore
 
 log = logging.getLogger("esbridge")
@@ -172,7 +172,9 @@ class Service:
             old = self.checkset.checks
             added = [n for n in new.checks if n not in old]
             removed = [n for n in old if n not in new.checks]
-            changed = [n for n in new.checks if n in old and old[n] != new.checks[n]]
+            changed = [
+                n for n in new.checks if n in old and not same_definition(old[n], new.checks[n])
+            ]
             self.checkset = new
             self.store.sync(self.intervals(new.checks))
             self.scheduler.set_checks(dict(new.checks))
@@ -227,6 +229,8 @@ class Service:
                 "last_reload_successful": self.reload_status.successful,
                 "error": self.reload_status.error,
             },
+            # passive targets (esbridge.passive): reported, never a reason to be unready
+            "passive": [t for s in getattr(self, "passive_senders", []) for t in s.status()],
         }
 
 
@@ -242,7 +246,10 @@ def _reference_problems(checkset: CheckSet, connections: list[str]) -> list[Any]
                     check=check.name,
                     field="cluster",
                     line=check.source_line,
-                    message=f"no Elasticsearch connection named {check.cluster!r} (configured: {', '.join(connections)})",
+                    message=(
+                        f"no Elasticsearch connection named {check.cluster!r} "
+                        f"(configured: {', '.join(connections)})"
+                    ),
                 )
             )
     return issues

@@ -49,7 +49,10 @@ __all__ = [
     "ConfigError",
     "ConnectionConfig",
     "DefaultsConfig",
+    "Icinga2PassiveConfig",
     "LogConfig",
+    "NagiosPassiveConfig",
+    "PassiveGroupsConfig",
     "Settings",
     "StateStoreConfig",
     "load_settings",
@@ -231,6 +234,136 @@ class LogConfig(_Section):
         return level
 
 
+# --- passive delivery (esbridge.passive) -----------------------------------------------------
+
+_TEMPLATE_FIELDS = {"check", "labels"}
+_GROUP_TEMPLATE_FIELDS = {"check", "labels", "group", "group_label", "group_key"}
+
+
+def _check_template(text: str, allowed: set[str], what: str) -> str:
+    """Fail at load time on a template that could never render (typo in a field name)."""
+    import string
+
+    if not text.strip():
+        raise ValueError(f"{what} must not be empty")
+    try:
+        parsed = list(string.Formatter().parse(text))
+    except ValueError as exc:
+        raise ValueError(f"{what} {text!r} is not a valid template: {exc}") from None
+    for _, field, _, _ in parsed:
+        if field is None:
+            continue
+        root = field.split("[", 1)[0].split(".", 1)[0]
+        if root not in allowed:
+            raise ValueError(
+                f"{what} {text!r} uses {{{field}}}: known fields are "
+                + ", ".join(f"{{{f}}}" for f in sorted(allowed))
+            )
+    return text
+
+
+class PassiveGroupsConfig(_Section):
+    """Each group of a grouped check as its own service (e.g. one per web host)."""
+
+    host: str = "{group[host]}"
+    service: str = "{check}"
+
+    @field_validator("host", "service")
+    @classmethod
+    def _templates(cls, value: str) -> str:
+        return _check_template(value, _GROUP_TEMPLATE_FIELDS, "template")
+
+
+class _PassiveTarget(_Section):
+    """Settings every passive target shares: naming, when to send, queueing."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    enabled: bool = True
+    host: str = "esbridge"
+    service: str = "{check}"
+    checks: StrList = ("*",)
+    exclude: StrList = ()
+    groups: PassiveGroupsConfig | None = None
+    send_overall: bool = True
+    when: Literal["every", "change"] = "every"
+    heartbeat: Duration = timedelta(minutes=5)
+    ttl_factor: float = Field(2.0, ge=1.0, le=100.0)
+    queue_size: int = Field(10000, ge=1, le=1_000_000)
+    concurrency: int = Field(4, ge=1, le=64)
+    retries: int = Field(3, ge=0, le=100)
+    backoff: Duration = timedelta(seconds=1)
+    backoff_max: Duration = timedelta(seconds=60)
+    timeout: Duration = timedelta(seconds=10)
+
+    @field_validator("host", "service")
+    @classmethod
+    def _templates(cls, value: str) -> str:
+        return _check_template(value, _TEMPLATE_FIELDS, "template")
+
+    @model_validator(mode="after")
+    def _timing(self) -> _PassiveTarget:
+        if self.backoff <= timedelta(0) or self.backoff > self.backoff_max:
+            raise ValueError("backoff must be > 0s and at most backoff_max")
+        if self.timeout <= timedelta(0):
+            raise ValueError("timeout must be longer than 0s")
+        if self.heartbeat < timedelta(seconds=1):
+            raise ValueError("heartbeat must be at least 1s")
+        if not self.send_overall and self.groups is None:
+            raise ValueError("send_overall: false needs a groups section (nothing would be sent)")
+        return self
+
+
+class Icinga2PassiveConfig(_PassiveTarget):
+    """Icinga 2 REST API: ``POST /v1/actions/process-check-result``."""
+
+    type: Literal["icinga2"]
+    url: str
+    username: str
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    password_env: str | None = None
+    ca_certs: Path | None = None
+    verify: bool = True
+    check_source: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} is not an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _one_password(self) -> Icinga2PassiveConfig:
+        sources = [self.password, self.password_file, self.password_env]
+        if sum(s is not None for s in sources) != 1:
+            raise ValueError("set exactly one of password, password_file, password_env")
+        return self
+
+    def resolved_password(self) -> str:
+        """The API user's password from the file, the environment or the setting."""
+        if self.password is not None:
+            return self.password.get_secret_value()
+        if self.password_file is not None:
+            return _read_secret(self.password_file, "password_file")
+        assert self.password_env is not None
+        value = os.environ.get(self.password_env)
+        if value is None:
+            raise ConfigError(f"passive target {self.name!r}: ${self.password_env} is not set")
+        return value
+
+
+class NagiosPassiveConfig(_PassiveTarget):
+    """Nagios / Icinga 1 / Naemon external command file (a named pipe)."""
+
+    type: Literal["nagios"]
+    command_file: Path
+    concurrency: int = Field(1, ge=1, le=1)
+
+
+PassiveTarget = Annotated[Icinga2PassiveConfig | NagiosPassiveConfig, Field(discriminator="type")]
+
+
 _FILE_DATA: ContextVar[dict[str, Any] | None] = ContextVar("esbridge_config_file", default=None)
 
 
@@ -265,7 +398,7 @@ class Settings(BaseSettings):
     api: ApiConfig = Field(default_factory=ApiConfig)
     defaults: DefaultsConfig = Field(default_factory=DefaultsConfig)
     log: LogConfig = Field(default_factory=LogConfig)
-    passive: list[dict[str, Any]] = Field(default_factory=list)
+    passive: list[PassiveTarget] = Field(default_factory=list)
 
     @classmethod
     def settings_customise_sources(
@@ -294,9 +427,19 @@ class Settings(BaseSettings):
             )
         return self
 
+    @field_validator("passive")
+    @classmethod
+    def _unique_targets(cls, value: list[Any]) -> list[Any]:
+        names = [t.name for t in value]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"passive target names must be unique: {', '.join(twice)}")
+        return value
+
 
 # fields whose relative paths mean "relative to the config file"
 _PATH_FIELDS = ("password_file", "api_key_file", "ca_certs")
+_PASSIVE_PATH_FIELDS = ("password_file", "ca_certs", "command_file")
 
 
 def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
@@ -362,6 +505,38 @@ def validate_references(settings: Settings, checkset: CheckSet) -> list[Issue]:
                     ),
                 )
             )
+    issues.extend(_passive_problems(settings, checkset))
+    return issues
+
+
+def _passive_problems(settings: Settings, checkset: CheckSet) -> list[Issue]:
+    """Passive targets: secrets readable, CA bundle present, check patterns match something."""
+    import fnmatch
+
+    from esbridge.loader import Issue
+
+    issues = []
+    names = [check.name for check in checkset]
+    for index, target in enumerate(settings.passive):
+
+        def issue(field: str, message: str, index: int = index) -> Issue:
+            return Issue("<config>", None, f"passive.{index}.{field}", None, message)
+
+        if isinstance(target, Icinga2PassiveConfig):
+            try:
+                target.resolved_password()
+            except ConfigError as exc:
+                field = "password_file" if target.password_file else "password_env"
+                issues.append(issue(field, str(exc)))
+            if target.ca_certs is not None and not target.ca_certs.is_file():
+                issues.append(issue("ca_certs", f"no such file: {target.ca_certs}"))
+        else:
+            folder = target.command_file.parent
+            if not folder.is_dir():
+                issues.append(issue("command_file", f"folder {folder} does not exist"))
+        for pattern in target.checks:
+            if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
+                issues.append(issue("checks", f"pattern {pattern!r} matches no check"))
     return issues
 
 
@@ -427,6 +602,13 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
                 for key in _PATH_FIELDS:
                     if key in conn:
                         conn[key] = resolve(conn[key])
+    passive = data.get("passive")
+    if isinstance(passive, list):
+        for target in passive:
+            if isinstance(target, dict):
+                for key in _PASSIVE_PATH_FIELDS:
+                    if key in target:
+                        target[key] = resolve(target[key])
     api = data.get("api")
     if isinstance(api, dict) and "token_file" in api:
         api["token_file"] = resolve(api["token_file"])
@@ -463,6 +645,12 @@ def _did_you_mean(loc: tuple[Any, ...], _title: str) -> str:
         choices = list(Settings.model_fields)
     elif loc[0] == "elasticsearch":
         choices = list(ConnectionConfig.model_fields)
+    elif loc[0] == "passive" and len(loc) >= 3:
+        choices = [
+            *Icinga2PassiveConfig.model_fields,
+            *NagiosPassiveConfig.model_fields,
+            *PassiveGroupsConfig.model_fields,
+        ]
     elif loc[0] in models:
         choices = list(models[str(loc[0])].model_fields)
     else:

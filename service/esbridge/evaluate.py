@@ -34,7 +34,7 @@ from esbridge.models import (
     UnassignedShardsCheck,
 )
 from esbridge.nagios import format_number
-from esbridge.planner import GROUP_COUNT_AGG, GROUPS_AGG, VALUE_AGG
+from esbridge.planner import GROUP_COUNT_AGG, GROUPS_AGG, MULTI_GROUP_FETCH, VALUE_AGG
 from esbridge.ranges import Range
 from esbridge.result import GroupResult, Perfdatum, Result, State
 
@@ -115,7 +115,8 @@ def error_result(
 
 def _count(check: CountCheck, answer: dict[str, Any], now: float) -> Result:
     total = float(_total(answer))
-    noun = check.unit or "matching documents"
+    # ``c`` is the perfdata "counter" unit, not a word: "312 c" would puzzle anyone.
+    noun = check.unit if check.unit not in ("", "c") else "matching documents"
     if check.group_by:
         return _grouped_result(
             check,
@@ -185,12 +186,15 @@ def _ratio(check: RatioCheck, answer: dict[str, Any], now: float) -> Result:
     if value is None:
         return _no_data(
             check,
-            f"no matching documents for the denominator in last {_window(check)} on {_index(check)}",
+            "no matching documents for the denominator (0 of 0)"
+            f" in last {_window(check)} on {_index(check)}",
         )
     state = classify(value, check.warning, check.critical)
+    note = threshold_note(state, value, check.warning, check.critical)
     summary = (
-        f"ratio {_with_unit(value, unit)} ({format_number(numerator)} of {format_number(denominator)})"
-        f" in last {_window(check)} on {_index(check)} ({threshold_note(state, value, check.warning, check.critical)})"
+        f"ratio {_with_unit(value, unit)} ({format_number(numerator)} of"
+        f" {format_number(denominator)} documents) in last {_window(check)} on {_index(check)}"
+        f" ({note})"
     )
     extra = (
         Perfdatum("numerator", numerator, "", None, None, 0.0),
@@ -229,9 +233,10 @@ def _change(check: ChangeCheck, answer: dict[str, Any], now: float) -> Result:
         value = 100.0 * (current - previous) / abs(previous)
     state = classify(value, check.warning, check.critical)
     sign = "+" if value > 0 else ""
+    note = threshold_note(state, value, check.warning, check.critical)
     summary = (
-        f"{what} changed {sign}{format_number(value)} % ({_maybe(previous)} -> {_maybe(current)})"
-        f" vs previous {span} on {_index(check)} ({threshold_note(state, value, check.warning, check.critical)})"
+        f"{what} changed {sign}{_with_unit(value, '%')} ({_maybe(previous)} in the previous"
+        f" {span} -> {_maybe(current)} in the last {span}) on {_index(check)} ({note})"
     )
     return _single(check, state, summary, value, unit="%", extra_perf=perf)
 
@@ -249,7 +254,7 @@ def _freshness(check: FreshnessCheck, answer: dict[str, Any], now: float) -> Res
             check,
             answer,
             value_of=lambda b: age(b.get(VALUE_AGG)),
-            describe=lambda v: f"newest document {_with_unit(round(v), unit)} old",
+            describe=lambda v: f"newest document {_age_text(v, unit)} old",
             headline="age of the newest document per " + ", ".join(check.group_by),
             perf_min=0.0,
         )
@@ -261,7 +266,7 @@ def _freshness(check: FreshnessCheck, answer: dict[str, Any], now: float) -> Res
     state = classify(value, check.warning, check.critical)
     newest = datetime.fromtimestamp(now - value, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
     summary = (
-        f"newest document is {_with_unit(round(value), unit)} old ({newest}) on {_index(check)}"
+        f"newest document is {_age_text(value, unit)} old ({newest}) on {_index(check)}"
         f" ({threshold_note(state, value, check.warning, check.critical)})"
     )
     return _single(check, state, summary, round(value, 3), unit=unit, perf_min=0.0)
@@ -276,10 +281,12 @@ def _health(check: ClusterHealthCheck, answer: dict[str, Any], now: float) -> Re
     status = str(answer.get("status", "unknown"))
     state = _HEALTH_STATE.get(status, State.UNKNOWN)
     scope = f" for {_index(check)}" if check.index else ""
+    nodes = _plural(int(answer.get("number_of_nodes", 0)), "node")
     summary = (
-        f"cluster {answer.get('cluster_name', '?')} is {status}{scope}: "
-        f"{_plural(answer.get('number_of_nodes', 0), 'node')}, {answer.get('active_shards', 0)} active shards, "
-        f"{answer.get('relocating_shards', 0)} relocating, {answer.get('initializing_shards', 0)} initializing, "
+        f"cluster {answer.get('cluster_name', '?')} is {status}{scope}: {nodes}, "
+        f"{answer.get('active_shards', 0)} active shards, "
+        f"{answer.get('relocating_shards', 0)} relocating, "
+        f"{answer.get('initializing_shards', 0)} initializing, "
         f"{answer.get('unassigned_shards', 0)} unassigned"
     )
     perf = tuple(
@@ -381,7 +388,7 @@ def _per_node(check: JvmHeapCheck | DiskCheck, answer: dict[str, Any], measure: 
         )
     groups.sort(key=lambda g: (-g.state.severity, -(g.value or 0)))
     label = "heap used" if measure == "heap" else "disk used"
-    return _combine_groups(check, groups, 0, f"{label} per node", "%")
+    return _combine_groups(check, groups, 0, f"{label} per node", "%", noun="nodes")
 
 
 def _jvm(check: JvmHeapCheck, answer: dict[str, Any], now: float) -> Result:
@@ -454,10 +461,12 @@ def _grouped_result(
     groups: list[GroupResult] = []
     for bucket in buckets:
         key = bucket["key"]
-        values = key if isinstance(key, list) else [key]
+        if isinstance(key, dict):  # composite: {"service": "api", "host": "web-01"}
+            values = [key.get(f) for f in fields]
+        else:
+            values = key if isinstance(key, list) else [key]
         key_pairs = tuple(
-            (f, _key_text(v, bucket, i))
-            for i, (f, v) in enumerate(zip(fields, values, strict=False))
+            (f, _key_text(v, bucket, len(values))) for f, v in zip(fields, values, strict=False)
         )
         value = value_of(bucket)
         if value is None:
@@ -490,14 +499,42 @@ def _grouped_result(
             )
         )
     omitted = _omitted(aggs, len(buckets))
-    groups.sort(key=lambda g: -g.state.severity)
+    groups.sort(key=_worst_first(check))
+    if len(groups) > check.max_groups:
+        # Several group_by fields: every combination was fetched (composite), keep the
+        # max_groups worst; the rest is counted, never silently dropped.
+        omitted += len(groups) - check.max_groups
+        groups = groups[: check.max_groups]
     return _combine_groups(check, groups, omitted, headline, check.unit)
 
 
+def _worst_first(check: CheckDefinition) -> Any:
+    """Sort key: most severe state first, then the value furthest on the alerting side."""
+    ranges = [r for r in (check.critical, check.warning) if r is not None]
+    low_is_bad = bool(ranges) and all(
+        r.end == math.inf and not r.inside and r.start != -math.inf for r in ranges
+    )
+
+    def key(group: GroupResult) -> tuple[int, int, float]:
+        value = group.value
+        if value is None:
+            return (-group.state.severity, 1, 0.0)
+        return (-group.state.severity, 0, value if low_is_bad else -value)
+
+    return key
+
+
 def _combine_groups(
-    check: CheckDefinition, groups: list[GroupResult], omitted: int, headline: str, unit: str
+    check: CheckDefinition,
+    groups: list[GroupResult],
+    omitted: int,
+    headline: str,
+    unit: str,
+    noun: str = "groups",
 ) -> Result:
-    where = f" in last {_window(check)} on {_index(check)}" if check.index else ""
+    # Cluster kinds accept an index only to share defaults: it says nothing about them.
+    data_kind = not isinstance(check, JvmHeapCheck | DiskCheck)
+    where = f" in last {_window(check)} on {_index(check)}" if check.index and data_kind else ""
     if not groups:
         state = check.effective_no_data if not isinstance(check, CountCheck) else State.OK
         return Result(
@@ -511,21 +548,18 @@ def _combine_groups(
     bad = [g for g in groups if g.state is not State.OK]
     shown = bad[:5]
     if bad:
-        names = ", ".join(
-            f"{g.label} {g.state.name} ({_with_unit(g.value, unit) if g.value is not None else 'no data'})"
-            for g in shown
-        )
+        names = ", ".join(f"{g.label} {g.state.name} ({_with_unit(g.value, unit)})" for g in shown)
         more = f" and {len(bad) - len(shown)} more" if len(bad) > len(shown) else ""
-        summary = f"{len(bad)} of {len(groups)} groups not OK: {names}{more}; {headline}{where}"
+        summary = f"{len(bad)} of {len(groups)} {noun} not OK: {names}{more}; {headline}{where}"
     else:
-        summary = f"all {len(groups)} groups OK; {headline}{where}"
+        summary = f"all {len(groups)} {noun} OK; {headline}{where}"
     note = threshold_note(
         state if bad else State.OK, groups[0].value, check.warning, check.critical
     )
     if note:
         summary += f" ({note})"
     if omitted:
-        summary += f"; {omitted} more groups not evaluated (max_groups {check.max_groups})"
+        summary += f"; {omitted} more {noun} not evaluated (max_groups {check.max_groups})"
     return Result(
         check=check.name,
         state=state,
@@ -539,12 +573,14 @@ def _combine_groups(
 
 
 def _omitted(aggs: dict[str, Any], shown: int) -> int:
-    """Groups left out by ``max_groups``: exact from the cardinality, else at least one."""
+    """Groups Elasticsearch left out: exact from the cardinality, else at least one."""
     count = (aggs.get(GROUP_COUNT_AGG) or {}).get("value")
     if count is not None:
         return max(0, int(count) - shown)
-    other = (aggs.get(GROUPS_AGG) or {}).get("sum_other_doc_count", 0)
-    return 1 if other else 0
+    node = aggs.get(GROUPS_AGG) or {}
+    if node.get("after_key") is not None and shown >= MULTI_GROUP_FETCH:
+        return 1  # composite page full: more combinations exist, how many is unknown
+    return 1 if node.get("sum_other_doc_count", 0) else 0
 
 
 def _single(
@@ -591,15 +627,20 @@ def _partial_problem(answer: dict[str, Any]) -> str | None:
     failed = int(shards.get("failed", 0) or 0)
     if failed:
         failures = shards.get("failures") or []
-        detail = "; ".join(
-            f"[{f.get('index', '?')}][{f.get('shard', '?')}]: "
-            f"{(f.get('reason') or {}).get('type', '')}: {(f.get('reason') or {}).get('reason', '')}"
-            for f in failures[:3]
-        )
+        detail = "; ".join(_shard_failure(f) for f in failures[:3])
         return f"partial results: {failed} of {shards.get('total', '?')} shards failed ({detail})"
     if answer.get("timed_out"):
         return "search timed out on the Elasticsearch side; partial results ignored"
     return None
+
+
+def _shard_failure(failure: dict[str, Any]) -> str:
+    """``[logs-1][0]: query_shard_exception: failed to create query``."""
+    reason = failure.get("reason") or {}
+    return (
+        f"[{failure.get('index', '?')}][{failure.get('shard', '?')}]: "
+        f"{reason.get('type', '')}: {reason.get('reason', '')}"
+    )
 
 
 def _metric_value(node: dict[str, Any] | None, agg: str, percentile: float | None) -> float | None:
@@ -620,10 +661,14 @@ def _total(answer: dict[str, Any]) -> int:
     return int(total["value"] if isinstance(total, dict) else total)
 
 
-def _key_text(value: Any, bucket: dict[str, Any], index: int) -> str:
+def _key_text(value: Any, bucket: dict[str, Any], fields: int) -> str:
     as_string = bucket.get("key_as_string")
-    if isinstance(as_string, str) and not isinstance(bucket.get("key"), list):
+    if fields == 1 and isinstance(as_string, str):
         return as_string
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "(none)"
     return str(value)
 
 
@@ -656,6 +701,17 @@ def _with_unit(value: float | None, unit: str) -> str:
     if not unit:
         return text
     return f"{text} {unit}" if unit != "%" else f"{text} %"
+
+
+def _age_text(seconds: float, unit: str) -> str:
+    """``42.5 s``; long ages also in hours/days: ``7260 s (2h 1m)``."""
+    text = _with_unit(seconds, unit)
+    if unit != "s" or seconds < 120:
+        return text
+    minutes = int(seconds // 60)
+    days, hours, mins = minutes // 1440, minutes % 1440 // 60, minutes % 60
+    parts = [f"{days}d" if days else "", f"{hours}h" if hours else "", f"{mins}m" if mins else ""]
+    return f"{text} ({' '.join(p for p in parts if p)})"
 
 
 def _plural(count: int, word: str) -> str:

@@ -78,7 +78,7 @@ class StatePersistence:
             lines: list[str] = []
             for name, doc in documents:
                 lines.append(dumps({"index": {"_index": self.index, "_id": name}}))
-                lines.append(dumps(doc))
+                lines.append(dumps({k: v for k, v in doc.items() if k != "_change"}))
             answer = await self.connection.raw(
                 "POST", "/_bulk", "\n".join(lines) + "\n", self.timeout
             )
@@ -87,13 +87,13 @@ class StatePersistence:
             return 0
         written = []
         failures = []
-        for (name, _), item in zip(documents, answer.get("items") or [], strict=False):
+        for (name, doc), item in zip(documents, answer.get("items") or [], strict=False):
             outcome = item.get("index") or {}
             if outcome.get("error"):
                 reason = outcome["error"].get("reason") or outcome["error"].get("type")
                 failures.append(f"{name}: {reason}")
             else:
-                written.append(name)
+                written.append((name, doc))
         self.store.mark_clean(written)
         if failures:
             self._fail(

@@ -34,6 +34,8 @@ from esbridge.models import (
 GROUPS_AGG = "groups"
 GROUP_COUNT_AGG = "group_count"
 VALUE_AGG = "value"
+MULTI_GROUP_FETCH = 10_000
+"""Value combinations fetched for a ``group_by`` over several fields (the max_groups limit)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,10 +175,18 @@ def _grouped(check: CheckDefinition, query: dict[str, Any], aggs: dict[str, Any]
             "cardinality": {"field": fields[0], "precision_threshold": 40000}
         }
     else:
+        # ``composite`` is in every distribution (``multi_terms`` needs the x-pack analytics
+        # module); it cannot order by a sub-aggregation, so it fetches up to
+        # MULTI_GROUP_FETCH combinations and evaluate() keeps the max_groups worst of them,
+        # which also makes the omitted count exact.
         groups = {
-            "multi_terms": {"terms": [{"field": f} for f in fields], "size": check.max_groups}
+            "composite": {
+                "size": MULTI_GROUP_FETCH,
+                "sources": [{f: {"terms": {"field": f}}} for f in fields],
+            }
         }
         count_agg = {}
+        order = None
     if order:
         groups[next(iter(groups))]["order"] = order
     if aggs:

@@ -76,6 +76,22 @@ class Runner:
             if not searches:
                 return
             got = await connection.msearch([p for _, p in searches], timeout)  # type: ignore[misc]
+            # Elasticsearch parses every body of an _msearch before running any: one malformed
+            # query_dsl rejects the whole batch. Re-send those searches one by one so only the
+            # faulty check reads UNKNOWN and the others still get their answers.
+            shared = [
+                k
+                for k, answer in enumerate(got)
+                if isinstance(answer, ESError)
+                and answer.kind == "rejected"
+                and sum(other is answer for other in got) > 1
+            ]
+            if shared:
+                alone = await asyncio.gather(
+                    *(connection.msearch([searches[k][1]], timeout) for k in shared)  # type: ignore[misc]
+                )
+                for k, answer in zip(shared, alone, strict=True):
+                    got[k] = answer[0]
             for (i, _), answer in zip(searches, got, strict=True):
                 answers[i] = answer
 

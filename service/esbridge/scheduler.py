@@ -35,6 +35,16 @@ LATENESS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.
 RunBatch = Callable[[Sequence[CheckDefinition], dict[str, float]], Awaitable[list[Result]]]
 
 
+def same_definition(a: CheckDefinition, b: CheckDefinition) -> bool:
+    """True when two definitions run the same check.
+
+    Pydantic's ``==`` also compares private attributes, so a comment added above a check
+    (which moves its ``source_line``) would otherwise count as a change and restart its
+    schedule on reload.
+    """
+    return type(a) is type(b) and a.model_dump() == b.model_dump()
+
+
 def first_offset(name: str, interval: float) -> float:
     """Deterministic offset in ``[0, interval)``, quantised to slots of about 5 s."""
     slots = max(1, int(interval // SLOT_SECONDS))
@@ -71,7 +81,7 @@ class Scheduler:
         self._aps = AsyncIOScheduler(timezone=UTC)
         self._checks: dict[str, CheckDefinition] = {}
         self._anchor: dict[str, float] = {}
-        self._pending: dict[str, float] = {}
+        self._pending: dict[str, float] = {}  # name -> the scheduled time of the due run
         self._in_flight: set[str] = set()
         self._flush_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[object]] = set()
@@ -92,6 +102,9 @@ class Scheduler:
         self.running = False
         if self._aps.running:
             self._aps.shutdown(wait=False)
+        if self._flush_task is not None:
+            self._flush_task.cancel()
+        self._pending.clear()
         tasks = [t for t in self._tasks if not t.done()]
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=grace)
@@ -110,7 +123,8 @@ class Scheduler:
                 self._remove(name)
         for name, check in checks.items():
             old = self._checks.get(name)
-            if old is not None and old == check:
+            if old is not None and same_definition(old, check):
+                self._checks[name] = check  # same schedule; keep the newest source position
                 continue
             if old is not None:
                 self._remove(name)
@@ -155,26 +169,33 @@ class Scheduler:
         interval = self.interval_of(check) if check else 60.0
         if now < anchor:
             return now
-        return anchor + ((now - anchor) // interval) * interval
+        # APScheduler keeps fire times in microseconds: a run woken exactly on its slot may
+        # read a hair before the float anchor; do not count it as a whole interval late.
+        return anchor + ((now - anchor + 0.001) // interval) * interval
 
     async def _due(self, name: str) -> None:
         now = time.time()
-        if name not in self._checks:
+        if not self.running or name not in self._checks:
             return
         if name in self._in_flight or name in self._pending:
             self.skipped += 1
             log.warning("check %s is still running at its next slot: run coalesced", name)
             return
-        self._pending[name] = now - self.scheduled_time(name, now)
+        self._pending[name] = self.scheduled_time(name, now)
         if self._flush_task is None or self._flush_task.done():
             self._flush_task = asyncio.get_running_loop().create_task(self._flush_after_delay())
 
     async def _flush_after_delay(self) -> None:
         await asyncio.sleep(BATCH_DELAY)
         pending, self._pending = self._pending, {}
+        if not self.running:
+            return
+        # Lateness is the real start (now, after the batching delay) minus the slot.
+        started = time.time()
+        lateness = {n: started - at for n, at in pending.items()}
         checks = [self._checks[n] for n in pending if n in self._checks]
         if checks:
-            self.submit(checks, pending)
+            self.submit(checks, lateness)
 
     def submit(
         self, checks: Sequence[CheckDefinition], lateness: dict[str, float] | None = None

@@ -55,8 +55,15 @@ def build_app(service: Service) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
+        reloads: set[asyncio.Task[Any]] = set()  # the loop keeps only weak references
+
+        def on_sighup() -> None:
+            task = loop.create_task(service.reload())
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(service.reload()))
+            loop.add_signal_handler(signal.SIGHUP, on_sighup)
         await service.start()
         try:
             yield
@@ -84,8 +91,18 @@ def serve(settings: Settings) -> int:
     )
     server = uvicorn.Server(config)
     log.info("listening on http://%s:%d", settings.host, settings.port)
+    # uvicorn handles SIGTERM/SIGINT itself, shuts down cleanly, then restores the previous
+    # handlers and raises the signal again; with the default handlers still in place that
+    # kills the process (exit -15) after a clean shutdown. A no-op handler makes the
+    # re-raise harmless, so a clean stop exits 0 as the contract says.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _ignore_after_shutdown)
     server.run()
     return 0 if server.started else 1
+
+
+def _ignore_after_shutdown(signum: int, frame: Any) -> None:
+    log.debug("signal %d after shutdown ignored", signum)
 
 
 def _extensions() -> list[Any]:

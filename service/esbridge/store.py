@@ -84,7 +84,10 @@ class ResultStore:
         self.history = history
         self.staleness_factor = staleness_factor
         self._checks: dict[str, CheckState] = {}
-        self._dirty: set[str] = set()
+        # name -> change number: a flush marks clean only what it wrote, so a result recorded
+        # while the bulk request is in flight stays dirty (no lost update).
+        self._dirty: dict[str, int] = {}
+        self._changes = 0
         self.persistence_ok: bool | None = None  # None: not configured / not tried yet
         self.persistence_error: str | None = None
         self.last_flush: float = 0.0
@@ -97,7 +100,7 @@ class ResultStore:
         for name in list(self._checks):
             if name not in intervals:
                 del self._checks[name]
-                self._dirty.discard(name)
+                self._dirty.pop(name, None)
         for name, interval in intervals.items():
             entry = self._checks.get(name)
             if entry is None:
@@ -132,12 +135,13 @@ class ResultStore:
             entry.consecutive_failures = 0
             entry.last_success = result.evaluated_at
         transition = None
-        if old is None or old is not result.state or entry.since is None:
-            if old is not result.state:
-                transition = Transition(result.evaluated_at, old, result.state, result.summary)
-                entry.transitions.append(transition)
-                entry.previous_state = old
-                entry.since = result.evaluated_at
+        if old is not result.state:
+            transition = Transition(result.evaluated_at, old, result.state, result.summary)
+            entry.transitions.append(transition)
+            entry.previous_state = old
+            entry.since = result.evaluated_at
+        elif entry.since is None:  # restored without a since: count from now, no transition
+            entry.since = result.evaluated_at
         for group in result.groups:
             known = entry.group_since.get(group.key_text)
             if known is None or known[0] != int(group.state):
@@ -146,8 +150,12 @@ class ResultStore:
         for key in [k for k in entry.group_since if k not in current]:
             del entry.group_since[key]
         entry.result = result
-        self._dirty.add(result.check)
+        self._mark_dirty(result.check)
         return transition
+
+    def _mark_dirty(self, name: str) -> None:
+        self._changes += 1
+        self._dirty[name] = self._changes
 
     # -- reading (what every output sees) ------------------------------------------------
 
@@ -170,18 +178,27 @@ class ResultStore:
     # -- persistence ---------------------------------------------------------------------
 
     def dirty_documents(self) -> list[tuple[str, dict[str, Any]]]:
+        """Documents of the changed checks; pass the same list to :meth:`mark_clean`."""
         return [
-            (name, self.to_document(self._checks[name]))
-            for name in self._dirty
+            (name, {**self.to_document(self._checks[name]), "_change": change})
+            for name, change in list(self._dirty.items())
             if name in self._checks
         ]
 
-    def mark_clean(self, names: Iterable[str]) -> None:
-        for name in names:
-            self._dirty.discard(name)
+    def mark_clean(self, written: Iterable[tuple[str, dict[str, Any]] | str]) -> None:
+        """Forget written entries, unless they changed again after their document was made."""
+        for item in written:
+            if isinstance(item, str):
+                self._dirty.pop(item, None)
+                continue
+            name, doc = item
+            if self._dirty.get(name) == doc.get("_change"):
+                del self._dirty[name]
 
     def mark_all_dirty(self) -> None:
-        self._dirty.update(n for n, e in self._checks.items() if e.result is not None)
+        for name, entry in self._checks.items():
+            if entry.result is not None:
+                self._mark_dirty(name)
 
     @property
     def dirty_count(self) -> int:

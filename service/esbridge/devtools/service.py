@@ -1,0 +1,148 @@
+"""Run ``esbridge serve`` as a real subprocess: for tests, the demo and the benchmarks.
+
+The tests talk to the service exactly as Nagios, Prometheus and people do: over HTTP to a
+separate process that can be signalled (SIGHUP reload, SIGTERM stop) or killed (SIGKILL).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class EsbridgeProcess:
+    """``esbridge serve`` on a free loopback port, with its log captured to a file."""
+
+    def __init__(
+        self,
+        es_url: str | None,
+        checks: Sequence[str | Path],
+        config: str | Path | None = None,
+        port: int | None = None,
+        env: Mapping[str, str] | None = None,
+        extra_args: Sequence[str] = (),
+        state_index: str | None = None,
+    ) -> None:
+        self.es_url = es_url
+        self.checks = [str(c) for c in checks]
+        self.config = str(config) if config else None
+        self.port = port or free_port()
+        self.env = dict(env or {})
+        if state_index:
+            self.env.setdefault("ESBRIDGE_STATE__INDEX", state_index)
+        self.extra_args = list(extra_args)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = Path(tempfile.mkstemp(prefix="esbridge-", suffix=".log")[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        cmd = [
+            sys.executable,
+            "-m",
+            "esbridge",
+            "serve",
+            "--port",
+            str(self.port),
+            "--host",
+            "127.0.0.1",
+        ]
+        if self.config:
+            cmd += ["--config", self.config]
+        if self.es_url:
+            cmd += ["--es-url", self.es_url]
+        for path in self.checks:
+            cmd += ["--checks", path]
+        return cmd + self.extra_args
+
+    def start(self, wait: float = 30.0) -> EsbridgeProcess:
+        env = {**os.environ, **self.env}
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env)
+        log.close()
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"esbridge exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1.0).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"esbridge did not answer /healthz within {wait} s:\n{self.log()}")
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def signal(self, signum: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signum)
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        """SIGTERM, wait, SIGKILL if needed; returns the exit code."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(5)
+
+    def kill(self) -> None:
+        """SIGKILL: no flush, no goodbye (crash tests)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def get(self, path: str, **kwargs: object) -> httpx.Response:
+        return httpx.get(self.url + path, timeout=10.0, **kwargs)  # type: ignore[arg-type]
+
+    def post(self, path: str, **kwargs: object) -> httpx.Response:
+        return httpx.post(self.url + path, timeout=30.0, **kwargs)  # type: ignore[arg-type]
+
+    def wait_for(self, predicate, timeout: float = 30.0, interval: float = 0.2):  # type: ignore[no-untyped-def]
+        """Poll ``predicate()`` until it returns a truthy value; raise with the log on timeout."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            try:
+                last = predicate()
+            except (httpx.HTTPError, KeyError, ValueError) as exc:
+                last = exc
+            else:
+                if last:
+                    return last
+            time.sleep(interval)
+        raise AssertionError(
+            f"condition not met within {timeout} s (last: {last!r})\n--- esbridge log ---\n{self.log()[-4000:]}"
+        )
+
+    def __enter__(self) -> EsbridgeProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        self.log_path.unlink(missing_ok=True)

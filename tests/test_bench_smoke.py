@@ -1,0 +1,106 @@
+"""The benchmark runner works end to end (``bench/run.py --smoke``), so ``make bench`` does too.
+
+No timing is asserted here (speed goes to bench/RESULTS.md); the test checks that every
+figure is measured and that the benchmark measures what it claims: esbridge's cycle had no
+failed searches, it batched, and ``/metrics`` carried the expected number of group series.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from _require import require
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNNER = ROOT / "bench" / "run.py"
+CHECK_HTTP = Path("/usr/lib/nagios/plugins/check_http")
+
+CYCLE_KEYS = [
+    "esbridge.wall_s",
+    "esbridge.cpu_s",
+    "esbridge.requests",
+    "esbridge.checks_per_request",
+    "esbridge.errors",
+    "limit.wall_s",
+    "limit.requests",
+    "naive.wall_s",
+    "naive.requests",
+    "ratio_to_limit",
+    "speedup_vs_naive",
+]
+FIGURE_KEYS = [
+    *(f"cycle.{role}.{key}" for role in ("small", "medium", "large") for key in CYCLE_KEYS),
+    "eval.ms_per_check",
+    "scheduler.lateness_p50_s",
+    "scheduler.lateness_p99_s",
+    "scheduler.skipped_runs",
+    "plugin.check_esbridge_ms",
+    "plugin.check_esbridge_cpu_ms",
+    "plugin.bare_python_ms",
+    "plugin.check_http_ms",
+    "plugin.esbridge_run_ms",
+    "plugin.esbridge_run_cpu_ms",
+    "plugin.ratio_to_bare_python",
+    "plugin.ratio_to_check_http",
+    "scrape.p50_ms",
+    "scrape.p99_ms",
+    "scrape.bytes",
+    "scrape.group_series",
+    "memory.rss_mb",
+    "api.rps",
+    "api.p99_ms",
+    "api.errors",
+]
+
+
+@pytest.mark.slow
+@pytest.mark.es
+@pytest.mark.timeout(600)
+def test_bench_smoke_writes_every_figure(tmp_path: Path) -> None:
+    require(Path("/usr/bin/python3").exists(), "/usr/bin/python3 is needed for the plugin figure")
+    require(CHECK_HTTP.exists(), "check_http (monitoring-plugins-basic) is needed")
+    results_md = ROOT / "bench" / "RESULTS.md"
+    before = results_md.stat().st_mtime_ns if results_md.exists() else None
+    env = {k: v for k, v in os.environ.items() if k != "ESBRIDGE_TEST_ES_URL"}
+    version = os.environ.get("ESBRIDGE_TEST_ES_VERSION")
+    if version:
+        env["ESBRIDGE_BENCH_ES_VERSION"] = version
+
+    proc = subprocess.run(
+        [sys.executable, str(RUNNER), "--smoke", "--out-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=540,
+    )
+
+    assert proc.returncode == 0, f"bench/run.py --smoke failed:\n{proc.stderr[-4000:]}"
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["mode"] == "smoke"
+    figures = data["figures"]
+    missing = [k for k in FIGURE_KEYS if k not in figures]
+    assert not missing, f"figures not measured: {missing}"
+    for key in FIGURE_KEYS:
+        for stat in ("min", "median", "max"):
+            value = figures[key][stat]
+            assert isinstance(value, int | float) and math.isfinite(value), (key, stat, value)
+    assert all(g["median"] is not None for g in data["goals"]), data["goals"]
+    for role in ("small", "medium", "large"):
+        cycle = f"cycle.{role}"
+        assert figures[f"{cycle}.esbridge.errors"]["max"] == 0
+        assert figures[f"{cycle}.raw_errors"]["max"] == 0
+        assert (
+            figures[f"{cycle}.esbridge.requests"]["max"] < figures[f"{cycle}.naive.requests"]["min"]
+        )
+    sizes = data["sizes"]
+    assert figures["scrape.group_series"]["min"] == sizes["scrape_checks"] * sizes["scrape_groups"]
+    assert (tmp_path / "RESULTS.md").read_text().startswith("# esbridge benchmark results (smoke)")
+    after = results_md.stat().st_mtime_ns if results_md.exists() else None
+    assert after == before, "the smoke run must not overwrite bench/RESULTS.md"

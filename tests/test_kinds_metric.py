@@ -1,0 +1,264 @@
+"""metric checks against a real Elasticsearch: every agg, thresholds, groups, no data.
+
+Values are chosen so that every aggregation has an exact known answer (integers 1..10,
+or all-equal values for percentiles), so "at the threshold" is really at it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from esbridge.config import ConnectionConfig
+from esbridge.esclient import Connections
+from esbridge.loader import load_text
+from esbridge.nagios import render
+from esbridge.result import Result, State
+from esbridge.runner import Runner
+
+pytestmark = pytest.mark.es
+
+MAPPINGS = {
+    "properties": {
+        "@timestamp": {"type": "date"},
+        "host": {"type": "keyword"},
+        "service": {"type": "keyword"},
+        "latency_ms": {"type": "double"},
+        "user": {"type": "keyword"},
+    }
+}
+
+
+async def run_yaml(es_url: str, text: str, now: datetime) -> dict[str, Result]:
+    """Load a check file and run all its checks in one cycle, as the service would."""
+    checks = list(load_text(text))
+    connections = Connections({"default": ConnectionConfig(urls=(es_url,))})
+    try:
+        results = await Runner(connections).run(checks, now=now.timestamp())
+    finally:
+        await connections.close()
+    return {r.check: r for r in results}
+
+
+def checks_yaml(index: str, checks: list[dict[str, Any]]) -> str:
+    return json.dumps({"defaults": {"index": index}, "checks": checks})
+
+
+@pytest.fixture
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@pytest.fixture
+def one_to_ten(make_index: Callable[..., str], seed: Callable[..., Any], now: datetime) -> str:
+    """latency_ms 1..10 in the window (users u0..u9), plus an outlier outside the window."""
+    index = make_index("met", mappings=MAPPINGS)
+    docs = [{"latency_ms": i, "user": f"u{i % 10}", "ago": f"{i * 10}s"} for i in range(1, 11)]
+    docs.append({"latency_ms": 100_000, "user": "old", "ago": "20m"})
+    seed(index, docs, now=now)
+    return index
+
+
+EXACT = {"avg": 5.5, "min": 1, "max": 10, "sum": 55, "value_count": 10, "cardinality": 10}
+
+
+@pytest.mark.parametrize("agg", sorted(EXACT))
+async def test_metric_agg_below_at_above(
+    agg: str, es_url: str, one_to_ten: str, now: datetime
+) -> None:
+    """Each aggregation: at the threshold OK, just below it CRITICAL, warning vs critical."""
+    value = EXACT[agg]
+    field = "user" if agg == "cardinality" else "latency_ms"
+    base = {"kind": "metric", "field": field, "agg": agg, "unit": "ms"}
+    cases = {
+        "at": ({"critical": value}, State.OK),
+        "below": ({"critical": value - 0.5}, State.CRITICAL),
+        "above": ({"critical": value + 0.5}, State.OK),
+        "warn": ({"warning": value - 0.5, "critical": value + 1}, State.WARNING),
+        "both": ({"warning": value - 1, "critical": value - 0.5}, State.CRITICAL),
+        "inside": ({"critical": f"@{value}:{value + 5}"}, State.CRITICAL),
+        "low-bad": ({"warning": f"{value + 0.5}:"}, State.WARNING),
+    }
+    text = checks_yaml(one_to_ten, [{"name": n, **base, **c} for n, (c, _) in cases.items()])
+    results = await run_yaml(es_url, text, now)
+    assert {n: r.state for n, r in results.items()} == {n: want for n, (_, want) in cases.items()}
+    for result in results.values():
+        assert result.value == value
+    below = results["below"]
+    number = f"{value:g}"
+    assert below.summary == (
+        f"{agg} of {field} is {number} ms in last 5m on {one_to_ten} (critical > {value - 0.5:g})"
+    )
+    assert render(below).startswith(f"CRITICAL - {agg} of {field} is {number} ms")
+    assert f"'{agg}'={number}ms;;{value - 0.5:g}" in render(below)
+
+
+async def test_metric_percentile_exact_and_p999(
+    es_url: str, make_index: Callable[..., str], seed: Callable[..., Any], now: datetime
+) -> None:
+    """p99.9 (a decimal percentile) at/below/above; all-equal values make it exact."""
+    flat = make_index("met", mappings=MAPPINGS)
+    seed(flat, [{"latency_ms": 7, "ago": "1m"}] * 50, now=now)
+    spread = make_index("met", mappings=MAPPINGS)
+    seed(spread, [{"latency_ms": i, "ago": "1m"} for i in range(1, 1001)], now=now)
+    p = {"kind": "metric", "field": "latency_ms", "agg": "percentile", "unit": "ms"}
+    text = json.dumps(
+        {
+            "checks": [
+                {"name": "at", "index": flat, "percentile": 99.9, "critical": 7, **p},
+                {"name": "below", "index": flat, "percentile": 99.9, "critical": 6.99, **p},
+                {
+                    "name": "warn",
+                    "index": flat,
+                    "percentile": 99.9,
+                    "warning": 6,
+                    "critical": 8,
+                    **p,
+                },
+                {"name": "p50", "index": spread, "percentile": 50, "critical": 10_000, **p},
+                {"name": "p999", "index": spread, "percentile": 99.9, "critical": 990, **p},
+            ]
+        }
+    )
+    results = await run_yaml(es_url, text, now)
+    assert (results["at"].state, results["at"].value) == (State.OK, 7)
+    assert results["below"].state is State.CRITICAL
+    assert results["warn"].state is State.WARNING
+    assert results["below"].summary.startswith(f"p99.9 of latency_ms is 7 ms in last 5m on {flat}")
+    assert "'p99.9'=7ms;;6.99" in render(results["below"])
+    p50, p999 = results["p50"].value, results["p999"].value
+    assert p50 is not None and 495 <= p50 <= 506
+    assert p999 is not None and 995 <= p999 <= 1000
+    assert results["p999"].state is State.CRITICAL
+
+
+async def test_metric_no_documents_follows_no_data(
+    es_url: str, make_index: Callable[..., str], seed: Callable[..., Any], now: datetime
+) -> None:
+    """No document in the window: no value, so the no_data policy decides (default UNKNOWN)."""
+    index = make_index("met", mappings=MAPPINGS)
+    seed(index, [{"latency_ms": 5, "ago": "1h"}], now=now)
+    base = {"kind": "metric", "field": "latency_ms", "critical": 1}
+    text = checks_yaml(
+        index,
+        [
+            {"name": "default", "agg": "avg", **base},
+            {"name": "ok", "agg": "max", "no_data": "ok", **base},
+            {"name": "crit", "agg": "percentile", "percentile": 99, "no_data": "critical", **base},
+            {"name": "count", "agg": "value_count", "no_data": "warning", **base},
+        ],
+    )
+    results = await run_yaml(es_url, text, now)
+    default = results["default"]
+    assert default.state is State.UNKNOWN
+    assert default.error_kind == "no_data"
+    assert default.value is None
+    assert default.summary == f"no data: no latency_ms values in last 5m on {index}"
+    assert render(default) == (
+        f"UNKNOWN - no data: no latency_ms values in last 5m on {index} | 'avg'=U;;1"
+    )
+    assert results["ok"].state is State.OK
+    assert results["crit"].state is State.CRITICAL
+    assert results["count"].state is State.WARNING  # even value_count: 0 docs is no data
+
+
+@pytest.fixture
+def hosts(make_index: Callable[..., str], seed: Callable[..., Any], now: datetime) -> str:
+    """Per host latency: web-01 avg 100, web-02 avg 50, web-03 avg 10, db-01 avg 1."""
+    index = make_index("met", mappings=MAPPINGS)
+    per_host = {
+        ("api", "web-01"): [90, 110],
+        ("api", "web-02"): [50, 50],
+        ("web", "web-03"): [5, 15],
+        ("db", "db-01"): [1, 1],
+    }
+    docs = [
+        {"service": s, "host": h, "latency_ms": v, "ago": "1m"}
+        for (s, h), values in per_host.items()
+        for v in values
+    ]
+    seed(index, docs, now=now)
+    return index
+
+
+async def test_metric_group_by_one_field_keeps_worst(
+    es_url: str, hosts: str, now: datetime
+) -> None:
+    """max_groups keeps the highest values for "> x" and the lowest for "x:" thresholds."""
+    base = {"kind": "metric", "field": "latency_ms", "agg": "avg", "group_by": "host"}
+    text = checks_yaml(
+        hosts,
+        [
+            {"name": "all", "warning": 10, "critical": 50, **base},
+            {"name": "top", "max_groups": 2, "warning": 10, "critical": 50, **base},
+            {"name": "low", "max_groups": 1, "critical": "5:", **base},
+            {
+                "name": "p99",
+                "kind": "metric",
+                "field": "latency_ms",
+                "agg": "percentile",
+                "percentile": 99.9,
+                "group_by": "host",
+                "max_groups": 1,
+                "critical": 60,
+            },
+        ],
+    )
+    results = await run_yaml(es_url, text, now)
+    everything = results["all"]
+    assert {g.label: (g.state, g.value) for g in everything.groups} == {
+        "web-01": (State.CRITICAL, 100),
+        "web-02": (State.WARNING, 50),  # at critical (fine), above warning
+        "web-03": (State.OK, 10),  # at warning: fine
+        "db-01": (State.OK, 1),
+    }
+    assert everything.state is State.CRITICAL
+    assert everything.summary.startswith(
+        "2 of 4 groups not OK: web-01 CRITICAL (100), web-02 WARNING (50);"
+        f" avg of latency_ms per host in last 5m on {hosts}"
+    )
+    top = results["top"]
+    assert [g.label for g in top.groups] == ["web-01", "web-02"]
+    assert top.groups_omitted == 2
+    low = results["low"]
+    assert [(g.label, g.state) for g in low.groups] == [("db-01", State.CRITICAL)]
+    assert low.groups_omitted == 3
+    assert "... and 3 more groups not evaluated (max_groups 1)" in render(low)
+    p99 = results["p99"]
+    assert p99.error_kind is None, p99.summary
+    assert [g.label for g in p99.groups] == ["web-01"]
+    assert p99.groups[0].value is not None and 100 <= p99.groups[0].value <= 110
+    assert p99.groups_omitted == 3
+
+
+async def test_metric_group_by_two_fields(es_url: str, hosts: str, now: datetime) -> None:
+    """[service, host] groups with max per combination, truncated to the worst 2."""
+    base = {"kind": "metric", "field": "latency_ms", "agg": "max", "group_by": ["service", "host"]}
+    text = checks_yaml(
+        hosts,
+        [
+            {"name": "all", "critical": 40, **base},
+            {"name": "cut", "critical": 40, "max_groups": 2, **base},
+        ],
+    )
+    results = await run_yaml(es_url, text, now)
+    assert {g.key: g.value for g in results["all"].groups} == {
+        (("service", "api"), ("host", "web-01")): 110,
+        (("service", "api"), ("host", "web-02")): 50,
+        (("service", "web"), ("host", "web-03")): 15,
+        (("service", "db"), ("host", "db-01")): 1,
+    }
+    cut = results["cut"]
+    assert [(g.label, g.state) for g in cut.groups] == [
+        ("api/web-01", State.CRITICAL),
+        ("api/web-02", State.CRITICAL),
+    ]
+    assert cut.groups_omitted == 2
+    assert "2 more groups not evaluated (max_groups 2)" in cut.summary
+    out = render(cut)
+    assert "CRITICAL: api/web-01: max of latency_ms 110 (critical > 40)" in out
+    assert out.endswith("'api/web-01'=110;;40 'api/web-02'=50;;40")

@@ -1,0 +1,121 @@
+"""``/metrics`` of a real service: ``promtool check metrics`` passes without a single warning.
+
+The service runs grouped checks (two different ``group_by`` field sets, so the per-group
+families mix label sets), a failing check (error counters) and a cluster check, so the
+output linted is what a real deployment exposes, not a hand-made sample.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from _require import require
+from esbridge.devtools.service import EsbridgeProcess
+from esbridge.metrics import label_name
+from test_service_support import delete_index, metric_samples, write
+
+PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
+
+
+def test_label_names_are_valid_prometheus_labels() -> None:
+    assert label_name("host.name") == "host_name"
+    assert label_name("1st") == "group_1st"
+    assert label_name("__x") == "group_x"
+    assert label_name("check") == "group_check"
+    assert label_name("le") == "group_le"
+
+
+@pytest.fixture(scope="module")
+def service(es_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EsbridgeProcess]:
+    from esbridge.devtools.seeding import seed as seed_docs
+
+    index = f"metrics-logs-{uuid.uuid4().hex[:8]}"
+    seed_docs(
+        es_url,
+        index,
+        [
+            {"ago": f"{i + 1}m", "host": f"web-0{i % 3}", "service": f"s{i % 2}", "status": 500}
+            for i in range(30)
+        ],
+    )
+    folder = tmp_path_factory.mktemp("metrics")
+    checks = write(
+        folder / "m.yaml",
+        f"""defaults:
+  index: {index}
+  window: 1h
+  interval: 2s
+checks:
+  - {{name: m-by-host, kind: count, group_by: host.keyword, critical: 9}}
+  - {{name: m-by-host-service, kind: count, group_by: [host.keyword, service.keyword],
+      warning: 4, critical: 100}}
+  - {{name: m-total, kind: count, critical: 100}}
+  - {{name: m-missing, kind: count, index: no-such-index-{uuid.uuid4().hex[:6]}, critical: 1}}
+  - {{name: m-health, kind: cluster_health}}
+""",
+    )
+    state_index = f"esbridge-test-state-{uuid.uuid4().hex[:8]}"
+    proc = EsbridgeProcess(es_url, [checks], state_index=state_index)
+    proc.start()
+    try:
+        proc.wait_for(
+            lambda: proc.get("/api/v1/checks").json()["counts"]["PENDING"] == 0, timeout=30
+        )
+        yield proc
+    finally:
+        proc.stop()
+        proc.log_path.unlink(missing_ok=True)
+        delete_index(es_url, index)
+        delete_index(es_url, state_index)
+
+
+def test_promtool_accepts_the_real_output_without_warnings(service: EsbridgeProcess) -> None:
+    require(Path(PROMTOOL).exists(), "promtool is not installed (apt install prometheus)")
+    r = service.get("/metrics")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/plain; version=")
+    lint = subprocess.run(
+        [PROMTOOL, "check", "metrics"],
+        input=r.content,
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert lint.returncode == 0 and lint.stdout == b"" and lint.stderr == b"", (
+        lint.stdout.decode() + lint.stderr.decode()
+    )
+    assert "_created" not in r.text
+
+
+def test_metrics_agree_with_the_api(service: EsbridgeProcess) -> None:
+    text = service.get("/metrics").text
+    status = metric_samples(text, "esbridge_check_status_code")
+    api = {c["name"]: c["status_code"] for c in service.get("/api/v1/checks").json()["checks"]}
+    assert {k: int(v) for k, v in status.items()} == {f'{{check="{n}"}}': c for n, c in api.items()}
+    assert api["m-by-host"] == 2 and api["m-missing"] == 3
+
+    groups = metric_samples(text, "esbridge_group_value")
+    assert groups['{check="m-by-host",host_keyword="web-00"}'] == 10.0
+    assert groups['{check="m-by-host-service",host_keyword="web-00",service_keyword="s0"}'] == 5.0
+    errors = metric_samples(text, "esbridge_check_errors_total")
+    assert errors['{check="m-missing",reason="no_such_index"}'] >= 1
+    lateness = metric_samples(text, "esbridge_scheduler_lateness_seconds_bucket")
+    assert lateness['{le="+Inf"}'] >= 5
+    assert metric_samples(text, "esbridge_state_store_up") == {"": 1.0}
+    assert metric_samples(text, "esbridge_config_last_reload_successful") == {"": 1.0}
+    assert metric_samples(text, "esbridge_checks") == {"": 5.0}
+
+
+def test_writes_are_refused_when_no_token_is_configured(service: EsbridgeProcess) -> None:
+    """No token and no explicit opt-in: run-now and reload answer 403 saying what to set."""
+    for path in ("/api/v1/checks/m-total/run", "/api/v1/reload"):
+        r = service.post(path, headers={"Authorization": "Bearer anything"})
+        assert r.status_code == 403
+        assert "ESBRIDGE_API__TOKEN" in r.json()["error"]
+        assert "allow_unauthenticated_writes" in r.json()["error"]

@@ -1,0 +1,319 @@
+"""The planner's request bodies: what esbridge asks Elasticsearch, checked without a server.
+
+The shapes matter for cost and honesty: ``size: 0`` (no hits fetched), exact totals
+(``track_total_hits``), filter context (no scoring), ratio and change answered by ONE search.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from esbridge.loader import load_text
+from esbridge.models import CheckDefinition
+from esbridge.planner import (
+    GROUP_COUNT_AGG,
+    GROUPS_AGG,
+    MULTI_GROUP_FETCH,
+    VALUE_AGG,
+    ClusterFetch,
+    SearchRequest,
+    plan,
+    window_of,
+)
+
+NOW = datetime(2024, 5, 1, 12, 0, 0, 250_000, tzinfo=UTC)
+TIMEOUT = timedelta(seconds=10)
+
+
+def check(yaml_body: str) -> CheckDefinition:
+    return next(iter(load_text("checks:\n" + yaml_body)))
+
+
+def search(yaml_body: str) -> SearchRequest:
+    request = plan(check(yaml_body), NOW, TIMEOUT)
+    assert isinstance(request, SearchRequest)
+    return request
+
+
+def time_range(start: str, end: str, field: str = "@timestamp") -> dict[str, Any]:
+    return {"range": {field: {"gte": start, "lt": end, "format": "strict_date_optional_time"}}}
+
+
+def test_count_body_is_size_0_exact_total_filter_context() -> None:
+    request = search(
+        """
+  - name: c
+    kind: count
+    index: logs-a,logs-b-*
+    query: "status:>=500"
+    critical: 5
+"""
+    )
+    assert request.index == "logs-a,logs-b-*"
+    assert request.header() == {
+        "index": "logs-a,logs-b-*",
+        "allow_no_indices": False,
+        "ignore_unavailable": False,
+    }
+    assert request.body == {
+        "size": 0,
+        "track_total_hits": True,
+        "query": {
+            "bool": {
+                "filter": [
+                    time_range("2024-05-01T11:55:00.250Z", "2024-05-01T12:00:00.250Z"),
+                    {"query_string": {"query": "status:>=500", "analyze_wildcard": True}},
+                ]
+            }
+        },
+        "timeout": "10s",
+    }
+
+
+def test_query_dsl_passes_through_and_delay_shifts_window() -> None:
+    dsl = {"bool": {"must_not": [{"term": {"level": "debug"}}]}}
+    c = check(
+        f"""
+  - name: c
+    kind: count
+    index: x
+    timestamp_field: event.created
+    window: 1h
+    delay: 2m
+    query_dsl: {dsl!r}
+    critical: 5
+"""
+    )
+    window = window_of(c, NOW)
+    assert window.end == NOW - timedelta(minutes=2)
+    assert window.seconds == 3600
+    request = plan(c, NOW, timedelta(milliseconds=1500))
+    assert isinstance(request, SearchRequest)
+    assert request.body["query"]["bool"]["filter"] == [
+        time_range("2024-05-01T10:58:00.250Z", "2024-05-01T11:58:00.250Z", "event.created"),
+        dsl,
+    ]
+    assert request.body["timeout"] == "2s"  # rounded up, never 0
+
+
+def test_no_query_has_only_the_time_filter() -> None:
+    body = search("  - {name: c, kind: count, index: x, critical: 1}").body
+    assert len(body["query"]["bool"]["filter"]) == 1
+    assert "must" not in body["query"]["bool"]
+
+
+@pytest.mark.parametrize(
+    ("agg", "extra", "expected"),
+    [
+        ("avg", "", {"avg": {"field": "f"}}),
+        ("min", "", {"min": {"field": "f"}}),
+        ("max", "", {"max": {"field": "f"}}),
+        ("sum", "", {"sum": {"field": "f"}}),
+        ("value_count", "", {"value_count": {"field": "f"}}),
+        ("cardinality", "", {"cardinality": {"field": "f", "precision_threshold": 40000}}),
+        ("percentile", "percentile: 99.9", {"percentiles": {"field": "f", "percents": [99.9]}}),
+    ],
+)
+def test_metric_aggregations(agg: str, extra: str, expected: dict[str, Any]) -> None:
+    body = search(
+        f"""
+  - name: m
+    kind: metric
+    index: x
+    field: f
+    agg: {agg}
+    {extra}
+    critical: 5
+"""
+    ).body
+    assert body["size"] == 0
+    assert body["aggs"] == {VALUE_AGG: expected}
+
+
+def test_group_by_one_field_terms_with_exact_group_count() -> None:
+    body = search(
+        """
+  - name: m
+    kind: metric
+    index: x
+    field: f
+    agg: avg
+    group_by: host
+    max_groups: 7
+    critical: 5
+"""
+    ).body
+    groups = body["aggs"][GROUPS_AGG]
+    assert groups["terms"] == {"field": "host", "size": 7, "order": {VALUE_AGG: "desc"}}
+    assert groups["aggs"] == {VALUE_AGG: {"avg": {"field": "f"}}}
+    assert body["aggs"][GROUP_COUNT_AGG] == {
+        "cardinality": {"field": "host", "precision_threshold": 40000}
+    }
+
+
+@pytest.mark.parametrize(
+    ("thresholds", "order"),
+    [
+        ("critical: 5", "desc"),
+        ('critical: "5:"', "asc"),
+        ('warning: "10:"\n    critical: "5:"', "asc"),
+        ('warning: "10:"\n    critical: 50', "desc"),
+    ],
+)
+def test_group_order_keeps_the_alerting_side(thresholds: str, order: str) -> None:
+    body = search(
+        f"""
+  - name: m
+    kind: metric
+    index: x
+    field: f
+    agg: min
+    group_by: host
+    {thresholds}
+"""
+    ).body
+    assert body["aggs"][GROUPS_AGG]["terms"]["order"] == {VALUE_AGG: order}
+
+
+def test_percentile_group_order_path() -> None:
+    body = search(
+        """
+  - name: m
+    kind: metric
+    index: x
+    field: f
+    agg: percentile
+    percentile: 99.9
+    group_by: host
+    critical: 5
+"""
+    ).body
+    assert body["aggs"][GROUPS_AGG]["terms"]["order"] == {f"{VALUE_AGG}[99.9]": "desc"}
+
+
+def test_freshness_groups_oldest_first_with_max_timestamp() -> None:
+    body = search(
+        """
+  - name: f
+    kind: freshness
+    index: x
+    group_by: host
+    critical: 60
+"""
+    ).body
+    groups = body["aggs"][GROUPS_AGG]
+    assert groups["terms"]["order"] == {VALUE_AGG: "asc"}
+    assert groups["aggs"] == {VALUE_AGG: {"max": {"field": "@timestamp"}}}
+    start = body["query"]["bool"]["filter"][0]["range"]["@timestamp"]["gte"]
+    assert start == "2024-04-30T12:00:00.250Z"  # default lookback 24h
+
+
+def test_group_by_two_fields_is_composite() -> None:
+    """Composite exists in every distribution (multi_terms needs x-pack analytics)."""
+    body = search(
+        """
+  - name: c
+    kind: count
+    index: x
+    group_by: [service, host]
+    max_groups: 3
+    critical: 5
+"""
+    ).body
+    assert body["aggs"] == {
+        GROUPS_AGG: {
+            "composite": {
+                "size": MULTI_GROUP_FETCH,
+                "sources": [
+                    {"service": {"terms": {"field": "service"}}},
+                    {"host": {"terms": {"field": "host"}}},
+                ],
+            }
+        }
+    }
+    assert "multi_terms" not in repr(body)
+
+
+def test_ratio_is_one_search_with_filter_aggs() -> None:
+    body = search(
+        """
+  - name: r
+    kind: ratio
+    index: x
+    query: "service:api"
+    numerator: "status:>=500"
+    denominator:
+      term: {method: GET}
+    critical: 5
+"""
+    ).body
+    numerator = {"query_string": {"query": "status:>=500", "analyze_wildcard": True}}
+    denominator = {"term": {"method": "GET"}}
+    assert body["size"] == 0 and body["track_total_hits"] is True
+    assert body["aggs"] == {
+        "numerator": {"filter": {"bool": {"filter": [numerator, denominator]}}},
+        "denominator": {"filter": denominator},
+    }
+    assert body["query"]["bool"]["filter"][1] == {
+        "query_string": {"query": "service:api", "analyze_wildcard": True}
+    }
+
+
+def test_ratio_without_denominator_uses_the_total() -> None:
+    body = search("  - {name: r, kind: ratio, index: x, numerator: 'a:b', critical: 5}").body
+    assert set(body["aggs"]) == {"numerator"}
+
+
+def test_change_current_and_previous_filters() -> None:
+    body = search(
+        """
+  - name: ch
+    kind: change
+    index: x
+    window: 10m
+    query: "level:error"
+    field: bytes
+    agg: sum
+    critical: "~:100"
+"""
+    ).body
+    current = time_range("2024-05-01T11:50:00.250Z", "2024-05-01T12:00:00.250Z")
+    previous = time_range("2024-05-01T11:40:00.250Z", "2024-05-01T11:50:00.250Z")
+    sub = {"aggs": {VALUE_AGG: {"sum": {"field": "bytes"}}}}
+    assert body["size"] == 0
+    assert body["query"]["bool"]["filter"][0] == time_range(
+        "2024-05-01T11:40:00.250Z", "2024-05-01T12:00:00.250Z"
+    )
+    assert body["aggs"] == {
+        "current": {"filter": current, **sub},
+        "previous": {"filter": previous, **sub},
+    }
+
+
+def test_change_of_counts_has_no_sub_aggregation() -> None:
+    body = search("  - {name: ch, kind: change, index: x, critical: '~:100'}").body
+    assert set(body["aggs"]["current"]) == {"filter"}
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("{name: h, kind: cluster_health}", ClusterFetch("health")),
+        ("{name: h, kind: cluster_health, index: [a, b]}", ClusterFetch("health", index="a,b")),
+        ("{name: n, kind: nodes, expected_nodes: 3}", ClusterFetch("health")),
+        ("{name: u, kind: unassigned_shards, critical: 0}", ClusterFetch("health")),
+        ("{name: j, kind: jvm_heap}", ClusterFetch("nodes_stats")),
+        ("{name: d, kind: disk}", ClusterFetch("nodes_stats")),
+        ("{name: m, kind: master}", ClusterFetch("master")),
+        (
+            "{name: m, kind: master, node_urls: ['http://a:9200', 'http://b:9200']}",
+            ClusterFetch("master", node_urls=("http://a:9200", "http://b:9200")),
+        ),
+    ],
+)
+def test_cluster_kinds_share_fetches(spec: str, expected: ClusterFetch) -> None:
+    """Equal fetches compare equal, so the runner asks each cluster API once per cycle."""
+    assert plan(check(f"  - {spec}"), NOW, TIMEOUT) == expected

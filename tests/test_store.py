@@ -1,0 +1,212 @@
+"""The result store: state, since, transitions, counters, staleness and persistence.
+
+Unit tests pin the bookkeeping; the last tests write to and restore from a real
+Elasticsearch index, the way a restart does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import httpx
+import pytest
+
+from esbridge.config import ConnectionConfig
+from esbridge.esclient import Connection
+from esbridge.persistence import StatePersistence
+from esbridge.result import GroupResult, Result, State
+from esbridge.store import STATE_MAPPING, ResultStore
+
+T0 = 1_700_000_000.0
+
+
+def result(state: State, at: float, summary: str = "", **kw: object) -> Result:
+    return Result(check="c", state=state, summary=summary or state.name, evaluated_at=at, **kw)  # type: ignore[arg-type]
+
+
+def store_with(name: str = "c", interval: float = 10.0, history: int = 50) -> ResultStore:
+    store = ResultStore(history=history, staleness_factor=2.0)
+    store.sync({name: interval})
+    return store
+
+
+def test_first_result_is_a_transition_from_pending() -> None:
+    store = store_with()
+    t = store.record(result(State.OK, T0))
+    assert t is not None and t.from_state is None and t.to_state is State.OK
+    entry = store.get("c")
+    assert entry is not None and entry.since == T0 and entry.runs == 1
+
+
+def test_same_state_keeps_since_and_adds_no_transition() -> None:
+    store = store_with()
+    store.record(result(State.CRITICAL, T0))
+    assert store.record(result(State.CRITICAL, T0 + 10)) is None
+    store.record(result(State.OK, T0 + 20))
+    entry = store.get("c")
+    assert entry is not None
+    assert entry.since == T0 + 20 and entry.previous_state is State.CRITICAL
+    assert [(t.from_state, t.to_state) for t in entry.transitions] == [
+        (None, State.CRITICAL),
+        (State.CRITICAL, State.OK),
+    ]
+    assert entry.runs == 3
+
+
+def test_failures_count_until_a_success() -> None:
+    store = store_with()
+    store.record(result(State.OK, T0))
+    for i in range(3):
+        store.record(result(State.UNKNOWN, T0 + i + 1, error_kind="timeout", error="t"))
+    entry = store.get("c")
+    assert entry is not None
+    assert entry.consecutive_failures == 3 and entry.errors == {"timeout": 3}
+    assert entry.last_success == T0
+    store.record(result(State.WARNING, T0 + 10))
+    assert entry.consecutive_failures == 0 and entry.last_success == T0 + 10
+
+
+def test_history_keeps_the_last_n_transitions() -> None:
+    store = store_with(history=3)
+    for i in range(10):
+        store.record(result(State.OK if i % 2 else State.CRITICAL, T0 + i))
+    entry = store.get("c")
+    assert entry is not None and [t.at for t in entry.transitions] == [T0 + 7, T0 + 8, T0 + 9]
+
+
+def test_group_since_follows_each_group() -> None:
+    store = store_with()
+
+    def grouped(at: float, a: State, b: State | None) -> Result:
+        groups = [GroupResult((("host", "a"),), a, 1.0, "a", ())]
+        if b is not None:
+            groups.append(GroupResult((("host", "b"),), b, 1.0, "b", ()))
+        return result(State.worst(g.state for g in groups), at, groups=tuple(groups))
+
+    store.record(grouped(T0, State.OK, State.OK))
+    store.record(grouped(T0 + 10, State.OK, State.CRITICAL))
+    entry = store.get("c")
+    assert entry is not None
+    assert entry.group_since == {
+        "host=a": (int(State.OK), T0),
+        "host=b": (int(State.CRITICAL), T0 + 10),
+    }
+    store.record(grouped(T0 + 20, State.OK, None))
+    assert set(entry.group_since) == {"host=a"}
+
+
+def test_old_result_reads_unknown_stale_never_a_stale_ok() -> None:
+    store = store_with(interval=10.0)  # staleness factor 2 → 20 s
+    store.record(result(State.OK, T0, "all good"))
+    entry = store.get("c")
+    assert entry is not None
+    fresh = store.effective(entry, T0 + 20)
+    assert fresh is not None and fresh.state is State.OK
+    old = store.effective(entry, T0 + 21)
+    assert old is not None and old.state is State.UNKNOWN
+    assert old.summary.startswith("stale: last evaluated 21 s ago") and "all good" in old.summary
+    assert store.is_stale(entry, T0 + 21) and not store.is_stale(entry, T0 + 19)
+
+
+def test_sync_drops_removed_checks_and_keeps_the_rest() -> None:
+    store = ResultStore()
+    store.sync({"a": 10.0, "b": 10.0})
+    store.record(Result("a", State.OK, "x", evaluated_at=T0))
+    store.sync({"a": 30.0})
+    entry = store.get("a")
+    assert store.names() == ["a"] and entry is not None and entry.interval == 30.0
+    assert entry.result is not None and store.record(Result("b", State.OK, "x")) is None
+
+
+def test_restored_state_keeps_since_and_does_not_repeat_the_transition() -> None:
+    """Restart without flapping: same since, same history, no false recovery."""
+    before = store_with()
+    before.record(result(State.OK, T0))
+    before.record(result(State.CRITICAL, T0 + 10, "broken"))
+    documents = [doc for _, doc in before.dirty_documents()]
+
+    after = store_with()
+    assert after.restore(documents) == 1
+    entry = after.get("c")
+    assert entry is not None and entry.since == T0 + 10 and entry.state is State.CRITICAL
+    assert after.record(result(State.CRITICAL, T0 + 20, "broken")) is None
+    assert len(entry.transitions) == 2 and entry.since == T0 + 10 and entry.runs == 3
+    assert entry.previous_state is State.OK
+
+
+def test_a_result_recorded_during_a_flush_stays_dirty() -> None:
+    """The write of an older document must not mark a newer result as persisted."""
+    store = store_with()
+    store.record(result(State.OK, T0))
+    documents = store.dirty_documents()  # the flush builds its bulk body ...
+    store.record(result(State.CRITICAL, T0 + 10))  # ... a run finishes meanwhile ...
+    store.mark_clean(documents)  # ... the bulk answer arrives
+    assert store.dirty_count == 1
+    assert store.dirty_documents()[0][1]["state"] == "CRITICAL"
+    store.mark_clean(store.dirty_documents())
+    assert store.dirty_count == 0
+
+
+# -- persistence against a real Elasticsearch ------------------------------------------------
+
+
+def _persistence(es_url: str, store: ResultStore, index: str) -> StatePersistence:
+    connection = Connection("default", ConnectionConfig(urls=(es_url,)))
+    return StatePersistence(store, connection, index, 10.0)
+
+
+@pytest.mark.es
+async def test_flush_and_restore_through_elasticsearch(es_url: str) -> None:
+    index = f"esbridge-test-store-{uuid.uuid4().hex[:8]}"
+    store = store_with()
+    store.record(result(State.WARNING, T0, "slow"))
+    store.record(result(State.WARNING, T0 + 5, "slow"))
+    writer = _persistence(es_url, store, index)
+    try:
+        assert await writer.flush() == 1
+        assert store.persistence_ok is True and store.dirty_count == 0
+        mapping = httpx.get(f"{es_url}/{index}/_mapping", timeout=10).json()
+        assert mapping[index]["mappings"]["dynamic"] == "strict"
+        assert set(mapping[index]["mappings"]["properties"]) == set(STATE_MAPPING["properties"])
+        httpx.post(f"{es_url}/{index}/_refresh", timeout=10)
+
+        fresh = store_with()
+        reader = _persistence(es_url, fresh, index)
+        assert await reader.restore() == 1
+        entry = fresh.get("c")
+        assert entry is not None and entry.since == T0 and entry.runs == 2
+        assert entry.result is not None and entry.result.summary == "slow"
+        await writer.connection.close()
+        await reader.connection.close()
+    finally:
+        httpx.delete(f"{es_url}/{index}", params={"ignore_unavailable": "true"}, timeout=10)
+
+
+@pytest.mark.es
+async def test_unwritable_store_keeps_results_dirty_and_reports(es_url: str) -> None:
+    """A closed index rejects writes: the failure is reported, nothing is lost."""
+    index = f"esbridge-test-store-{uuid.uuid4().hex[:8]}"
+    store = store_with()
+    store.record(result(State.OK, T0))
+    writer = _persistence(es_url, store, index)
+    try:
+        await writer.ensure_index()
+        httpx.post(f"{es_url}/{index}/_close", timeout=30).raise_for_status()
+        assert await writer.flush() == 0
+        assert store.persistence_ok is False and store.dirty_count == 1
+        assert store.persistence_error is not None and index in store.persistence_error
+        httpx.post(f"{es_url}/{index}/_open", timeout=30).raise_for_status()
+        httpx.get(
+            f"{es_url}/_cluster/health/{index}",
+            params={"wait_for_status": "yellow", "timeout": "20s"},
+            timeout=30,
+        )
+        for _ in range(50):
+            if await writer.flush() == 1:
+                break
+            await asyncio.sleep(0.2)
+        assert store.persistence_ok is True and store.dirty_count == 0
+        await writer.connection.close()
+    finally:
+        httpx.delete(f"{es_url}/{index}", params={"ignore_unavailable": "true"}, timeout=10)
