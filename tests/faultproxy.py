@@ -94,11 +94,12 @@ class FaultProxy:
         self.concurrent = 0
         self.max_concurrent = 0
         self.paths: Counter[str] = Counter()
+        self.authorizations: Counter[str] = Counter()  # Authorization header values seen
         self.port = 0
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.base_events.Server | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # -- control -----------------------------------------------------------------------------
 
@@ -150,13 +151,17 @@ class FaultProxy:
     async def _stop(self) -> None:
         assert self._server is not None
         self._server.close()
-        for writer in list(self._writers):
-            writer.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._server.wait_closed(), 5)
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.add(writer)
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)  # type: ignore[arg-type]
         upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         try:
             while True:
@@ -168,6 +173,7 @@ class FaultProxy:
                 method, path = parts[0], parts[1] if len(parts) > 1 else "/"
                 self.requests += 1
                 self.paths[path.split("?")[0]] += 1
+                self.authorizations[head.get("authorization") or ""] += 1
                 hit = self.match is None or self.match in path
                 self.concurrent += 1
                 self.max_concurrent = max(self.max_concurrent, self.concurrent)
@@ -200,10 +206,10 @@ class FaultProxy:
                     await writer.drain()
                 finally:
                     self.concurrent -= 1
-        except (ConnectionError, asyncio.IncompleteReadError, OSError):
+        except (ConnectionError, asyncio.IncompleteReadError, OSError, asyncio.CancelledError):
             return
         finally:
-            self._writers.discard(writer)
+            self._tasks.discard(task)  # type: ignore[arg-type]
             writer.close()
             if upstream is not None:
                 upstream[1].close()

@@ -1,9 +1,16 @@
-"""A secured single-node Elasticsearch for the security tests: TLS on HTTP, users, API keys.
+"""A secured single-node Elasticsearch for the security tests: TLS on HTTP, users, roles.
 
 Everything is made here, nothing is downloaded: a CA and a node certificate are generated
-with ``cryptography`` (SAN 127.0.0.1/localhost), the ``elastic`` password is the keystore's
-``bootstrap.password`` (made with the distribution's own ``elasticsearch-keystore`` in a
-scratch config folder, then handed to :class:`ElasticsearchServer` as a config file).
+with ``cryptography`` (SAN 127.0.0.1/localhost); the ``elastic`` password is the keystore's
+``bootstrap.password`` and the other users live in the file realm, both made with the
+distribution's own tools (``elasticsearch-keystore``, ``elasticsearch-users``) in a scratch
+config folder and handed to :class:`ElasticsearchServer` as config files; roles come from
+``roles.yml``.
+
+Why not native users and API keys: the integ-test-zip distribution has no analysis-common
+module, and the ``.security`` system index that stores native users, roles and API keys
+cannot be created without it ("Unknown filter type [pattern_capture]"). ``try_api_key``
+returns None there, and the API-key test says so when it skips.
 
 Helpers talk to the cluster as ``elastic`` over HTTPS with the generated CA, so they prove
 the CA bundle works before esbridge ever uses it.
@@ -14,12 +21,13 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import ipaddress
+import json
 import os
 import secrets
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +100,9 @@ def make_pki(common_name: str = "esbridge-test-node") -> Pki:
         )
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
             critical=False,
         )
         .add_extension(
@@ -111,32 +121,55 @@ def make_pki(common_name: str = "esbridge-test-node") -> Pki:
     )
 
 
-def make_keystore(version: str, bootstrap_password: str) -> bytes:
-    """An ``elasticsearch.keystore`` holding ``bootstrap.password`` (made by ES's own tool)."""
+def make_security_files(
+    version: str, bootstrap_password: str, users: list[tuple[str, str, list[str]]]
+) -> dict[str, bytes]:
+    """``elasticsearch.keystore`` (``bootstrap.password``) and file-realm ``users`` /
+    ``users_roles``, made by the distribution's own tools in a scratch config folder.
+
+    The integ-test-zip lacks the analysis-common module that the ``.security`` system index
+    needs, so native users, native roles and API keys cannot be stored on it: users come
+    from the file realm, roles from ``roles.yml``.
+    """
     home = esdev.fetch(version)
     java = esdev.find_java(esdev.required_java_major(version))
-    scratch = Path(tempfile.mkdtemp(prefix="esbridge-keystore-"))
+    scratch = Path(tempfile.mkdtemp(prefix="esbridge-secfiles-"))
+    conf = scratch / "config"
     try:
+        shutil.copytree(home / "config", conf)
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "ES_JAVA_HOME": str(java),
-            "ES_PATH_CONF": str(scratch),
+            "ES_PATH_CONF": str(conf),
             "HOME": str(scratch),
             "LANG": "C.UTF-8",
         }
-        tool = str(home / "bin" / "elasticsearch-keystore")
-        subprocess.run(
-            [tool, "create"], env=env, check=True, capture_output=True, timeout=120
+
+        def tool(name: str, *args: str, stdin: bytes | None = None) -> None:
+            subprocess.run(
+                [str(home / "bin" / name), *args],
+                input=stdin,
+                env=env,
+                check=True,
+                capture_output=True,
+                timeout=120,
+            )
+
+        tool("elasticsearch-keystore", "create")
+        tool(
+            "elasticsearch-keystore",
+            "add",
+            "-x",
+            "-f",
+            "bootstrap.password",
+            stdin=bootstrap_password.encode(),
         )
-        subprocess.run(
-            [tool, "add", "-x", "-f", "bootstrap.password"],
-            input=bootstrap_password.encode(),
-            env=env,
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
-        return (scratch / "elasticsearch.keystore").read_bytes()
+        for name, password, roles in users:
+            tool("elasticsearch-users", "useradd", name, "-p", password, "-r", ",".join(roles))
+        files = {"elasticsearch.keystore": (conf / "elasticsearch.keystore").read_bytes()}
+        for name in ("users", "users_roles"):
+            files[name] = (conf / name).read_bytes() if users else b""
+        return files
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -149,7 +182,6 @@ class SecureES:
     password: str
     ca_path: Path
     workdir: Path
-    created: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -169,38 +201,20 @@ class SecureES:
         with self.client() as c:
             return c.request(method, path, **kwargs)
 
-    def put_role(self, name: str, body: dict[str, Any]) -> None:
-        r = self.request("PUT", f"/_security/role/{name}", json=body)
-        assert r.status_code == 200, r.text
-        self.created.append(("role", name))
-
-    def put_user(self, name: str, password: str, roles: list[str]) -> None:
-        r = self.request(
-            "PUT", f"/_security/user/{name}", json={"password": password, "roles": roles}
-        )
-        assert r.status_code == 200, r.text
-        self.created.append(("user", name))
-
-    def api_key(self, name: str, role_descriptors: dict[str, Any]) -> str:
-        """Create an API key; return its ``encoded`` (base64 id:key) form."""
-        r = self.request(
-            "POST",
-            "/_security/api_key",
-            json={"name": name, "expiration": "1d", "role_descriptors": role_descriptors},
-        )
-        assert r.status_code == 200, r.text
-        body = r.json()
-        return body.get("encoded") or base64.b64encode(
-            f"{body['id']}:{body['api_key']}".encode()
-        ).decode()
-
     def stop(self) -> None:
         self.server.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def start_secure_es(version: str | None = None) -> SecureES:
-    """Start Elasticsearch with security + HTTPS on; the caller stops it."""
+def start_secure_es(
+    version: str | None = None,
+    users: list[tuple[str, str, list[str]]] | None = None,
+    roles: dict[str, Any] | None = None,
+) -> SecureES:
+    """Start Elasticsearch with security + HTTPS on; the caller stops it.
+
+    ``users`` (name, password, roles) go to the file realm, ``roles`` to ``roles.yml``.
+    """
     version = esdev.resolve_version(version)
     password = "es-" + secrets.token_urlsafe(18)
     pki = make_pki()
@@ -208,6 +222,14 @@ def start_secure_es(version: str | None = None) -> SecureES:
     workdir.chmod(0o755)
     ca_path = workdir / "ca.crt"
     ca_path.write_bytes(pki.ca_cert)
+    files: dict[str, str | bytes] = {
+        "certs/ca.crt": pki.ca_cert,
+        "certs/node.crt": pki.node_cert,
+        "certs/node.key": pki.node_key,
+        # YAML is a superset of JSON
+        "roles.yml": json.dumps(roles or {}, indent=1) + "\n",
+        **make_security_files(version, password, users or []),
+    }
     server = esdev.ElasticsearchServer(
         version=version,
         scheme="https",
@@ -218,14 +240,8 @@ def start_secure_es(version: str | None = None) -> SecureES:
             "xpack.security.http.ssl.certificate": "certs/node.crt",
             "xpack.security.http.ssl.certificate_authorities": ["certs/ca.crt"],
             "xpack.security.transport.ssl.enabled": False,
-            "xpack.security.authc.api_key.enabled": True,
         },
-        config_files={
-            "certs/ca.crt": pki.ca_cert,
-            "certs/node.crt": pki.node_cert,
-            "certs/node.key": pki.node_key,
-            "elasticsearch.keystore": make_keystore(version, password),
-        },
+        config_files=files,
     )
     try:
         server.start()
@@ -234,8 +250,120 @@ def start_secure_es(version: str | None = None) -> SecureES:
         shutil.rmtree(workdir, ignore_errors=True)
         raise
     secure = SecureES(server=server, password=password, ca_path=ca_path, workdir=workdir)
-    # Yellow (not merely "answers 401") before tests create indices and keys.
+    # Yellow (not merely "answers 401") before tests create indices.
     with secure.client() as c:
         r = c.get("/_cluster/health", params={"wait_for_status": "yellow", "timeout": "60s"})
         assert r.status_code == 200, r.text
     return secure
+
+
+# --------------------------------------------------------------------------- shared fixture
+
+# The minimal privileges esbridge needs, as documented in docs/security.md.
+CHECKS_ROLE = {
+    "cluster": ["monitor"],
+    "indices": [{"names": ["logs-sec-*"], "privileges": ["read", "view_index_metadata"]}],
+}
+STATE_ROLE = {
+    "cluster": ["monitor"],
+    "indices": [
+        {"names": ["esbridge-state*"], "privileges": ["create_index", "write", "read"]},
+    ],
+}
+MONITOR_ONLY_ROLE = {"cluster": ["monitor"], "indices": []}
+# What an API key for the checks would carry (role_descriptors of POST /_security/api_key).
+LOGS_READ_KEY = {
+    "esbridge_logs_read": {
+        "cluster": [],
+        "indices": [{"names": ["logs-sec-*"], "privileges": ["read", "view_index_metadata"]}],
+    }
+}
+
+
+@dataclass
+class Provisioned:
+    """Users (file realm, roles.yml) and indices made once per session."""
+
+    logs_index: str
+    secret_index: str
+    checks_user: str
+    checks_password: str
+    store_user: str
+    store_password: str
+    nostore_user: str
+    nostore_password: str
+
+
+_SHARED: tuple[SecureES, Provisioned] | None = None
+
+
+def shared_secure_es(config: Any) -> tuple[SecureES, Provisioned]:
+    """One secured cluster per test session (stopped at session end via ``config``)."""
+    global _SHARED
+    if _SHARED is not None:
+        return _SHARED
+    suffix = secrets.token_hex(4)
+    prov = Provisioned(
+        logs_index=f"logs-sec-{suffix}",
+        secret_index=f"secret-{suffix}",
+        checks_user="esb_checks",
+        checks_password="chk-" + secrets.token_urlsafe(16),
+        store_user="esb_store",
+        store_password="sto-" + secrets.token_urlsafe(16),
+        nostore_user="esb_nostore",
+        nostore_password="nst-" + secrets.token_urlsafe(16),
+    )
+    version = os.environ.get("ESBRIDGE_TEST_ES_VERSION") or esdev.ES8
+    sec = start_secure_es(
+        version,
+        users=[
+            (prov.checks_user, prov.checks_password, ["esbridge_checks"]),
+            (prov.store_user, prov.store_password, ["esbridge_state"]),
+            (prov.nostore_user, prov.nostore_password, ["esbridge_monitor_only"]),
+        ],
+        roles={
+            "esbridge_checks": CHECKS_ROLE,
+            "esbridge_state": STATE_ROLE,
+            "esbridge_monitor_only": MONITOR_ONLY_ROLE,
+        },
+    )
+    config.add_cleanup(sec.stop)
+    for index in (prov.logs_index, prov.secret_index):
+        r = sec.request(
+            "PUT",
+            f"/{index}",
+            json={"settings": {"number_of_shards": 1, "number_of_replicas": 0}},
+        )
+        assert r.status_code == 200, r.text
+    now = dt.datetime.now(dt.UTC)
+    lines = []
+    for i in range(3):
+        stamp = (now - dt.timedelta(minutes=i + 1)).isoformat().replace("+00:00", "Z")
+        for index in (prov.logs_index, prov.secret_index):
+            lines.append(f'{{"index": {{"_index": "{index}"}}}}')
+            lines.append(f'{{"@timestamp": "{stamp}", "status": 200}}')
+    r = sec.request(
+        "POST",
+        "/_bulk",
+        params={"refresh": "true"},
+        content="\n".join(lines) + "\n",
+        headers={"content-type": "application/x-ndjson"},
+    )
+    assert r.status_code == 200 and not r.json()["errors"], r.text
+    _SHARED = (sec, prov)
+    return _SHARED
+
+
+def try_api_key(sec: SecureES, role_descriptors: dict[str, Any]) -> str | None:
+    """An encoded API key, or None when this distribution cannot store API keys."""
+    r = sec.request(
+        "POST",
+        "/_security/api_key",
+        json={"name": "esbridge-test", "expiration": "1d", "role_descriptors": role_descriptors},
+    )
+    if r.status_code != 200:
+        return None
+    body = r.json()
+    return (
+        body.get("encoded") or base64.b64encode(f"{body['id']}:{body['api_key']}".encode()).decode()
+    )

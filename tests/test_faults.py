@@ -150,8 +150,9 @@ def test_es_killed_then_restarted(
         wait_all(
             proc,
             names,
-            lambda c: c["state"] == "UNKNOWN"
-            and c["summary"].startswith("Elasticsearch unreachable: "),
+            lambda c: (
+                c["state"] == "UNKNOWN" and c["summary"].startswith("Elasticsearch unreachable: ")
+            ),
             timeout=3 * (INTERVAL + TIMEOUT) + 5,
         )
         to_unknown = time.monotonic() - killed
@@ -302,8 +303,10 @@ elasticsearch:
             wait_all(
                 proc,
                 ["thr-count"],
-                lambda c, s=status: c["state"] == "UNKNOWN"
-                and f"Elasticsearch is overloaded (HTTP {s})" in c["summary"],
+                lambda c, s=status: (
+                    c["state"] == "UNKNOWN"
+                    and f"Elasticsearch is overloaded (HTTP {s})" in c["summary"]
+                ),
                 timeout=6 * INTERVAL + 10,
             )
             before = detail(proc, "thr-count")["runs"]
@@ -353,9 +356,9 @@ def test_partial_shard_failure_is_unknown_naming_shards(
         # and it stays so: never an OK built on half the shards
         runs = detail(proc, "part-count")["runs"]
         proc.wait_for(lambda: detail(proc, "part-count")["runs"] >= runs + 2, 20)
-        assert all(
-            t["to"] != "OK" for t in detail(proc, "part-count")["transitions"]
-        ), "partial answer read OK at some point"
+        assert all(t["to"] != "OK" for t in detail(proc, "part-count")["transitions"]), (
+            "partial answer read OK at some point"
+        )
     delete_index(es_url, state_index)
 
 
@@ -370,9 +373,7 @@ def test_index_deleted_under_running_check(
     seed(es_url, index, [{"ago": "1m", "status": 200}])
     checks = checks_file(
         tmp_path,
-        header()
-        + count_check("gone-exact", index)
-        + count_check("gone-pattern", f"{index[:-2]}*"),
+        header() + count_check("gone-exact", index) + count_check("gone-pattern", f"{index[:-2]}*"),
     )
     state_index = unique("esbridge-state-gone")
     with EsbridgeProcess(es_url, [checks], state_index=state_index) as proc:
@@ -537,11 +538,11 @@ def test_reload_with_bad_file_keeps_serving(
         )
         proc.signal(signal.SIGHUP)
         status = proc.wait_for(
-            lambda: (s := proc.get("/api/v1/status").json())["config"][
-                "last_reload_successful"
-            ]
-            is False
-            and s,
+            lambda: (
+                (s := proc.get("/api/v1/status").json())["config"]["last_reload_successful"]
+                is False
+                and s
+            ),
             timeout=20,
         )
         error = status["config"]["error"]

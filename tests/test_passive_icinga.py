@@ -329,3 +329,33 @@ def test_api_user_may_only_submit_results(icinga: Icinga):
         timeout=10,
     )
     assert r.status_code in (403, 404), r.text
+
+
+def test_wrong_password_is_visible_and_never_stalls(
+    icinga: Icinga, es_url, make_index, seed, tmp_path
+):
+    checks = seeded_checks(tmp_path, make_index, seed)
+    config = esbridge_config(tmp_path, icinga)
+    (tmp_path / "icinga-password").write_text("not-the-password\n")
+    state_index = f"esbridge-state-passive-{uuid.uuid4().hex[:8]}"
+    try:
+        with EsbridgeProcess(es_url, [checks], config=config, state_index=state_index) as svc:
+
+            def refused() -> dict | None:
+                [target] = svc.get("/readyz").json()["passive"]
+                return target if target["failed"] >= 3 else None
+
+            target = svc.wait_for(refused, timeout=60)
+            assert target["up"] is False and target["sent"] == 0, target
+            assert target["last_error"].startswith("unauthorized: "), target
+            assert "HTTP 401" in target["last_error"] and "not-the-password" not in str(target)
+            assert target["queue_length"] <= 3
+            metrics = svc.get("/metrics").text
+            assert 'esbridge_passive_failed_total{reason="unauthorized",target="icinga"}' in metrics
+            assert 'esbridge_passive_target_up{target="icinga"} 0.0' in metrics
+            assert svc.get("/readyz").json()["ready"] is True
+        for attrs in icinga.services().values():
+            cr = attrs.get("last_check_result") or {}
+            assert not cr.get("check_source", "").startswith("esbridge@")
+    finally:
+        httpx.delete(f"{es_url}/{state_index}", timeout=30)

@@ -14,7 +14,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -30,8 +29,6 @@ from test_passive_icinga import seeded_checks
 ROOT = Path(__file__).resolve().parents[1]
 NAGIOS = "/usr/sbin/nagios4"
 PLUGIN_SRC = ROOT / "service" / "esbridge" / "plugin" / "check_esbridge.py"
-# the nagios user cannot enter /root (pyenv): the plugin is stdlib-only, any python3 will do
-PYTHON = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.executable
 
 pytestmark = [pytest.mark.clients, pytest.mark.slow]
 
@@ -97,10 +94,8 @@ class Nagios:
         plugins = d / "plugins"
         plugins.mkdir()
         plugin = plugins / "check_esbridge"
-        # the plugin as Nagios runs it: one file, real interpreter, -I -S; pointed at our port
-        text = PLUGIN_SRC.read_text()
-        first, rest = text.split("\n", 1)
-        plugin.write_text(f"#!{PYTHON} -I -S\n{rest}" if first.startswith("#!") else text)
+        # the plugin as Nagios runs it: the single file through its own shebang
+        shutil.copy(PLUGIN_SRC, plugin)
         plugin.chmod(0o755)
         commands = (ROOT / "deploy/nagios/commands.cfg").read_text()
         (d / "commands.cfg").write_text(commands.replace("http://127.0.0.1:9108", esbridge_url))
@@ -209,6 +204,7 @@ def test_nagios_takes_results_from_the_command_file_and_checks_freshness(
     es_url, make_index, seed, tmp_path
 ):
     require(os.access(NAGIOS, os.X_OK), f"{NAGIOS} is not installed (nagios4-core)")
+    require(os.access("/usr/bin/python3", os.X_OK), "the plugin's shebang needs /usr/bin/python3")
     checks = seeded_checks(tmp_path, make_index, seed)
     folder = Path(tempfile.mkdtemp(prefix="esbridge-nagios-"))
     folder.chmod(0o755)
@@ -279,8 +275,7 @@ def test_nagios_takes_results_from_the_command_file_and_checks_freshness(
         for name in names:
             assert status[name]["check_type"] == "0", status[name]  # active: the fallback ran
             assert float(status[name]["last_check"]) >= stopped - 1
-            assert "UNKNOWN" in status[name]["plugin_output"], status[name]
-        assert "stale" in nagios.log().lower() or "freshness" in nagios.log().lower()
+            assert status[name]["plugin_output"].startswith("UNKNOWN - cannot reach esbridge")
     finally:
         nagios.stop()
         shutil.rmtree(folder, ignore_errors=True)

@@ -334,3 +334,32 @@ def test_broken_state_store_keeps_evaluating_and_says_so(
             assert metric_samples(metrics, "esbridge_state_store_up") == {"": 1.0}
             doc = poll(lambda: state_doc(es_url, state_index, "st-errors"))
             assert doc["state"] == "CRITICAL" and doc["runs"] >= runs
+
+
+def test_a_run_past_its_timeout_is_cancelled_and_unknown(
+    es_url: str, errors_index: str, state_index: str, tmp_path: Path
+) -> None:
+    """Elasticsearch stops answering: the run ends at its timeout as UNKNOWN, then recovers."""
+    checks = write(
+        tmp_path / "slow.yaml",
+        f"checks:\n  - {{name: t-errors, kind: count, index: {errors_index}, window: 1h,"
+        " critical: 5, interval: 2s, timeout: 1s}\n",
+    )
+    with CountingProxy(es_url) as proxy:
+        config = write(
+            tmp_path / "esbridge.yaml",
+            f"elasticsearch:\n  default:\n    urls: [{proxy.url}]\n"
+            f"  direct:\n    urls: [{es_url}]\nstate:\n  connection: direct\n",
+        )
+        service = EsbridgeProcess(None, [checks], config=config, state_index=state_index)
+        with service:
+            service.wait_for(lambda: detail(service, "t-errors")["state"] == "CRITICAL")
+            proxy.stall[r"_msearch"] = 30.0
+            late = poll(lambda: (d := detail(service, "t-errors"))["state"] == "UNKNOWN" and d)
+            assert late["result"]["error_kind"] == "timeout" and "timed out" in late["summary"]
+            assert late["stale"] is False and late["consecutive_failures"] >= 1
+            nagios = service.get("/api/v1/checks/t-errors/nagios")
+            assert nagios.headers["x-nagios-exit-code"] == "3"
+            proxy.stall.clear()
+            back = poll(lambda: (d := detail(service, "t-errors"))["state"] == "CRITICAL" and d)
+            assert [t["to"] for t in back["transitions"]][:2] == ["CRITICAL", "UNKNOWN"]

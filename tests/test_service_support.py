@@ -39,12 +39,15 @@ class CountingProxy:
 
     ``fail`` maps a regular expression (matched against ``METHOD /path``) to an HTTP status;
     matching requests get an Elasticsearch-shaped error instead of being forwarded.
+    ``stall`` maps a regular expression to seconds the request is held before forwarding
+    (a cluster that stops answering).
     """
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream.rstrip("/")
         self.seen: list[Seen] = []
         self.fail: dict[str, int] = {}
+        self.stall: dict[str, float] = {}
         self.in_flight = 0
         self.max_in_flight: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -112,7 +115,10 @@ class CountingProxy:
             kind = "msearch" if searches else "other"
             self.max_in_flight[kind] = max(self.max_in_flight.get(kind, 0), self.in_flight)
             status = next((s for rx, s in self.fail.items() if re.search(rx, key)), None)
+            hold = next((s for rx, s in self.stall.items() if re.search(rx, key)), 0.0)
         try:
+            if hold:
+                time.sleep(hold)
             if status is not None:
                 self._reply_error(handler, status)
                 return

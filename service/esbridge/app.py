@@ -87,7 +87,7 @@ class Service:
                 await self.persistence.restore()
             except Exception as error:  # a missing store never prevents monitoring
                 log.warning("could not restore state (%s); starting with empty state", error)
-        self.scheduler.set_checks(dict(self.checkset.checks))
+        self.scheduler.set_checks(dict(self.checkset.checks), eager=self._without_result())
         self.scheduler.start()
         self._background.append(asyncio.create_task(self._health_loop()))
         if self.persistence is not None:
@@ -98,6 +98,10 @@ class Service:
             len(self.checkset.files),
             len(self.connections.names()),
         )
+
+    def _without_result(self) -> set[str]:
+        """Checks with no result yet (new, nothing restored): they get an early first run."""
+        return {e.name for e in self.store.all() if e.result is None}
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop scheduling, let in-flight runs finish within ``grace``, flush state."""
@@ -177,7 +181,7 @@ class Service:
             ]
             self.checkset = new
             self.store.sync(self.intervals(new.checks))
-            self.scheduler.set_checks(dict(new.checks))
+            self.scheduler.set_checks(dict(new.checks), eager=self._without_result())
             self.reload_status = ReloadStatus(True, time.time(), None, added, changed, removed)
             log.info(
                 "reloaded %d checks: %d added, %d changed, %d removed",

@@ -337,7 +337,57 @@ def map_error(exc: BaseException, timeout: float) -> ESError:
 
 
 def _short(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
+    text = _root_cause(exc) or str(exc) or type(exc).__name__
     # The transport wraps the cause in long reprs; keep the first meaningful part.
     text = text.replace("\n", " ")
     return text[:300]
+
+
+def _root_cause(exc: BaseException) -> str | None:
+    """The OS/TLS error under the transport's generic "Connection error" / "TLS error".
+
+    elastic_transport raises its own exception *while handling* the aiohttp/urllib3 one, so
+    the cause an operator can act on (refused, reset, certificate verify failed, name not
+    resolved) is in ``__context__``/``__cause__``/``errors``. It names hosts and ports only,
+    never credentials (the clients keep those out of their connection keys).
+    """
+    import ssl
+
+    seen: set[int] = set()
+    best: BaseException | None = None
+    stack: list[BaseException] = [exc]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and current is not exc:
+            best = current  # the deepest OS/TLS error wins
+        for nested in (current.__cause__, current.__context__, *getattr(current, "errors", ())):
+            if isinstance(nested, BaseException):
+                stack.append(nested)
+        # aiohttp's ClientConnectorError keeps the OS error as os_error
+        inner = getattr(current, "os_error", None)
+        if isinstance(inner, BaseException):
+            stack.append(inner)
+    if best is None:
+        return None
+    if isinstance(best, ssl.SSLCertVerificationError):
+        return f"certificate verify failed: {best.verify_message}"
+    if isinstance(best, ssl.SSLError):
+        return f"TLS handshake failed: {best.reason or best}"
+    if isinstance(best, ConnectionRefusedError):
+        return f"connection refused ({_where(exc, best)})"
+    if isinstance(best, ConnectionResetError):
+        return "connection reset by peer"
+    text = best.strerror or str(best)
+    return f"{text} ({_where(exc, best)})" if text else None
+
+
+def _where(exc: BaseException, cause: BaseException) -> str:
+    """host:port of the failed connection when the transport says it."""
+    for candidate in (cause, exc.__context__, exc):
+        key = getattr(candidate, "conn_key", None) or getattr(candidate, "_conn_key", None)
+        if key is not None and getattr(key, "host", None):
+            return f"{key.host}:{key.port}"
+    return "connect"

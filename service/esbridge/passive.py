@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from esbridge.config import Icinga2PassiveConfig, NagiosPassiveConfig
+from esbridge.config import ConfigError, Icinga2PassiveConfig, NagiosPassiveConfig
 from esbridge.nagios import MAX_OUTPUT_BYTES, _clean_label, _unique, format_perfdatum, render
 from esbridge.result import GroupResult, Perfdatum, Result, State
 
@@ -430,9 +430,11 @@ class Icinga2Target(Target):
     async def deliver(self, subs: list[Submission]) -> list[tuple[Submission, DeliveryError]]:
         sub = subs[0]
         try:
-            response = await self.client().post(
-                "/v1/actions/process-check-result", json=self.body(sub)
-            )
+            client = self.client()
+        except ConfigError as exc:  # password file gone or unreadable since validation
+            raise DeliveryError("config", str(exc)) from exc
+        try:
+            response = await client.post("/v1/actions/process-check-result", json=self.body(sub))
         except httpx.TimeoutException as exc:
             raise DeliveryError("timeout", f"no answer within {self.icinga.timeout}") from exc
         except httpx.ConnectError as exc:

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from esbridge.models import CheckDefinition
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 SLOT_SECONDS = 5.0
 BATCH_DELAY = 0.05
+EAGER_SPREAD = 30.0
 LATENESS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 RunBatch = Callable[[Sequence[CheckDefinition], dict[str, float]], Awaitable[list[Result]]]
@@ -81,6 +83,7 @@ class Scheduler:
         self._aps = AsyncIOScheduler(timezone=UTC)
         self._checks: dict[str, CheckDefinition] = {}
         self._anchor: dict[str, float] = {}
+        self._eager_at: dict[str, float] = {}
         self._pending: dict[str, float] = {}  # name -> the scheduled time of the due run
         self._in_flight: set[str] = set()
         self._flush_task: asyncio.Task[None] | None = None
@@ -111,10 +114,18 @@ class Scheduler:
             for task in pending:
                 task.cancel()
 
-    def set_checks(self, checks: dict[str, CheckDefinition], now: float | None = None) -> list[str]:
+    def set_checks(
+        self,
+        checks: dict[str, CheckDefinition],
+        now: float | None = None,
+        eager: frozenset[str] | set[str] = frozenset(),
+    ) -> list[str]:
         """Apply a new set: unchanged checks keep their job, changed ones restart, removed go.
 
-        Returns the names whose jobs were (re)created.
+        ``eager`` names checks that have no result yet (new, nothing restored): they also get
+        one early run within the first ``EAGER_SPREAD`` seconds, so a check with a one-hour
+        interval is not PENDING for an hour after its first start. Returns the names whose
+        jobs were (re)created.
         """
         moment = time.time() if now is None else now
         changed = []
@@ -128,11 +139,11 @@ class Scheduler:
                 continue
             if old is not None:
                 self._remove(name)
-            self._add(check, moment)
+            self._add(check, moment, eager=name in eager)
             changed.append(name)
         return changed
 
-    def _add(self, check: CheckDefinition, now: float) -> None:
+    def _add(self, check: CheckDefinition, now: float, eager: bool = False) -> None:
         interval = self.interval_of(check)
         offset = first_offset(check.name, interval)
         # Anchor the slot grid to whole intervals since the epoch: restarts keep the rhythm.
@@ -140,6 +151,18 @@ class Scheduler:
         first = period_start + offset
         if first <= now:
             first += interval
+        if eager and first - now > EAGER_SPREAD:
+            # Early first run, itself spread over slots of the first EAGER_SPREAD seconds.
+            soon = now + first_offset(check.name, EAGER_SPREAD) + 1.0
+            self._eager_at[check.name] = soon
+            self._aps.add_job(
+                self._due,
+                DateTrigger(run_date=datetime.fromtimestamp(soon, UTC), timezone=UTC),
+                args=[check.name],
+                id=f"{check.name}#first",
+                misfire_grace_time=max(1, int(interval)),
+                replace_existing=True,
+            )
         self._checks[check.name] = check
         self._anchor[check.name] = first
         self._aps.add_job(
@@ -161,6 +184,9 @@ class Scheduler:
         self._pending.pop(name, None)
         if self._aps.get_job(name) is not None:
             self._aps.remove_job(name)
+        self._eager_at.pop(name, None)
+        if self._aps.get_job(f"{name}#first") is not None:
+            self._aps.remove_job(f"{name}#first")
 
     def scheduled_time(self, name: str, now: float) -> float:
         """The slot this run belongs to: the anchor plus whole intervals."""
@@ -168,7 +194,7 @@ class Scheduler:
         check = self._checks.get(name)
         interval = self.interval_of(check) if check else 60.0
         if now < anchor:
-            return now
+            return self._eager_at.get(name, now)
         # APScheduler keeps fire times in microseconds: a run woken exactly on its slot may
         # read a hair before the float anchor; do not count it as a whole interval late.
         return anchor + ((now - anchor + 0.001) // interval) * interval
@@ -194,8 +220,13 @@ class Scheduler:
         started = time.time()
         lateness = {n: started - at for n, at in pending.items()}
         checks = [self._checks[n] for n in pending if n in self._checks]
-        if checks:
-            self.submit(checks, lateness)
+        # One batch per connection: a slow or dead cluster must not hold back (and turn
+        # stale) the checks of the others, which are only recorded when their batch ends.
+        by_cluster: dict[str, list[CheckDefinition]] = {}
+        for check in checks:
+            by_cluster.setdefault(check.cluster, []).append(check)
+        for group in by_cluster.values():
+            self.submit(group, lateness)
 
     def submit(
         self, checks: Sequence[CheckDefinition], lateness: dict[str, float] | None = None

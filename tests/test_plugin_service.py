@@ -1,0 +1,183 @@
+"""check_esbridge against the REAL service: the copied single file, as Nagios runs it.
+
+The plugin is copied to a folder under /tmp (outside the project) and run by the system
+interpreter with ``-I -S`` from that folder, so nothing of the project or the venv can leak in.
+Its output must be the service's ``/nagios`` body byte for byte plus one newline, and its exit
+code the ``X-Nagios-Exit-Code`` header (tests/test_plugin.py covers the parsing against a fake).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from realclients import (
+    STALE_RE,
+    SYSTEM_PYTHON,
+    TYPO_RE,
+    Scenario,
+    install_plugin,
+    open_dir,
+    running_scenario,
+    tool,
+)
+
+pytestmark = [pytest.mark.clients, pytest.mark.es]
+
+CLEAN_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+
+
+@pytest.fixture(scope="module")
+def folder() -> Iterator[Path]:
+    with open_dir("esbridge-plugin-") as d:
+        yield d
+
+
+@pytest.fixture(scope="module")
+def plugin(folder: Path) -> Path:
+    tool("python3", SYSTEM_PYTHON)
+    return install_plugin(folder)
+
+
+@pytest.fixture(scope="module")
+def scenario(es_url: str, folder: Path) -> Iterator[Scenario]:
+    with running_scenario(es_url, folder) as s:
+        yield s
+
+
+def run_plugin(
+    plugin: Path, *args: str, env: dict[str, str] | None = None, python: str = SYSTEM_PYTHON
+) -> subprocess.CompletedProcess[bytes]:
+    flags = ["-I", "-S"] if python == SYSTEM_PYTHON else []
+    return subprocess.run(
+        [python, *flags, str(plugin), *args],
+        capture_output=True,
+        cwd=plugin.parent,
+        env={**CLEAN_ENV, **(env or {})},
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("check", "group", "code"),
+    [
+        ("rc-ok", None, 0),
+        ("rc-warning", None, 1),
+        ("rc-critical", None, 2),
+        ("rc-unknown", None, 3),
+        ("web-5xx-errors", None, 1),
+        ("web-5xx-errors", "host=web-01", 1),
+        ("web-5xx-errors", "host=web-02", 0),
+        ("web-5xx-errors", "host=web-99", 3),
+    ],
+)
+def test_output_is_the_service_answer_byte_for_byte(
+    scenario: Scenario, plugin: Path, check: str, group: str | None, code: int
+) -> None:
+    args = ["-H", scenario.url, "-C", check, *(["-g", group] if group else [])]
+    proc = run_plugin(plugin, *args)
+    status, body, headers = scenario.nagios(check, group)
+    assert status == 200
+    assert int(headers["x-nagios-exit-code"]) == code
+    assert proc.stdout == body + b"\n"
+    assert proc.returncode == code
+    assert proc.stderr == b""
+
+
+def test_grouped_check_output_is_multiline(scenario: Scenario, plugin: Path) -> None:
+    """Long output (one line per group) and the group perfdata survive unchanged."""
+    proc = run_plugin(plugin, "-H", scenario.url, "-C", "web-5xx-errors")
+    lines = proc.stdout.decode().splitlines()
+    assert len(lines) == 3, lines
+    assert lines[0].startswith("WARNING - 1 of 2 groups not OK: web-01 WARNING"), lines
+    assert "|" not in lines[0]
+    assert lines[1].startswith("WARNING: web-01: 15 "), lines
+    text, _, perf = lines[2].partition(" | ")
+    assert text.startswith("OK: web-02: 5 "), lines
+    assert perf == "'web-01'=15c;10;50;0 'web-02'=5c;10;50;0"
+
+
+def test_max_age_turns_an_old_result_unknown(scenario: Scenario, plugin: Path) -> None:
+    # rc-stale was evaluated once (interval 7d): wait until it is older than 1 s.
+    time.sleep(1.2)
+    proc = run_plugin(plugin, "-H", scenario.url, "-C", "rc-stale", "--max-age", "1")
+    assert proc.returncode == 3
+    text = proc.stdout.decode()
+    assert text.count("\n") == 1 and STALE_RE.fullmatch(text.rstrip("\n")), text
+    # a generous limit leaves the same result untouched
+    proc = run_plugin(plugin, "-H", scenario.url, "-C", "rc-stale", "--max-age", "3600")
+    assert proc.returncode == 0
+    assert proc.stdout == scenario.body("rc-stale").encode() + b"\n"
+
+
+def test_unknown_check_suggests_the_close_name(scenario: Scenario, plugin: Path) -> None:
+    proc = run_plugin(plugin, "-H", scenario.url, "-C", "rc-critcal")
+    assert proc.returncode == 3
+    text = proc.stdout.decode()
+    assert text.count("\n") == 1 and TYPO_RE.fullmatch(text.rstrip("\n")), text
+
+
+def test_url_from_environment(scenario: Scenario, plugin: Path) -> None:
+    proc = run_plugin(plugin, "-C", "rc-critical", env={"ESBRIDGE_URL": scenario.url})
+    assert proc.returncode == 2
+    assert proc.stdout == scenario.body("rc-critical").encode() + b"\n"
+
+
+def test_direct_mode_against_real_elasticsearch(
+    scenario: Scenario, plugin: Path, es_url: str
+) -> None:
+    """--direct evaluates now, without the service: same text as the service's evaluation."""
+    args = ["--direct", "--checks", str(scenario.checks_file), "--es-url", es_url]
+    proc = run_plugin(plugin, *args, "-C", "rc-critical", python=sys.executable)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stdout == scenario.body("rc-critical").encode() + b"\n"
+    proc = run_plugin(plugin, *args, "-C", "web-5xx-errors", python=sys.executable)
+    assert proc.returncode == 1
+    assert proc.stdout == scenario.body("web-5xx-errors").encode() + b"\n"
+    # the isolated system interpreter has no esbridge package: one honest line
+    proc = run_plugin(plugin, *args, "-C", "rc-critical")
+    assert proc.returncode == 3
+    assert proc.stdout == b"UNKNOWN - direct mode needs the esbridge package installed\n"
+
+
+def test_token_required_for_reads(es_url: str, plugin: Path) -> None:
+    """Token from $ESBRIDGE_TOKEN or --token-file; none or a wrong one is one UNKNOWN line."""
+    token = "rc-" + os.urandom(8).hex()
+    with open_dir("esbridge-plugin-token-") as d, running_scenario(es_url, d, token=token) as s:
+        base = ["-H", s.url, "-C", "rc-critical"]
+        proc = run_plugin(plugin, *base, env={"ESBRIDGE_TOKEN": token})
+        assert proc.returncode == 2
+        assert proc.stdout == s.body("rc-critical").encode() + b"\n"
+
+        token_file = d / "token"
+        token_file.write_text(token + "\n")
+        proc = run_plugin(plugin, *base, "--token-file", str(token_file))
+        assert proc.returncode == 2
+        assert proc.stdout == s.body("rc-critical").encode() + b"\n"
+
+        proc = run_plugin(plugin, *base)
+        assert proc.returncode == 3
+        assert proc.stdout == (
+            b"UNKNOWN - esbridge requires a token (HTTP 401); "
+            b"set $ESBRIDGE_TOKEN or give --token-file PATH\n"
+        )
+        proc = run_plugin(plugin, *base, env={"ESBRIDGE_TOKEN": "wrong"})
+        assert proc.returncode == 3
+        assert proc.stdout == (
+            b"UNKNOWN - esbridge refused the token (HTTP 403); "
+            b"check $ESBRIDGE_TOKEN or the --token-file content\n"
+        )
+        assert token.encode() not in proc.stdout + proc.stderr
+        url = s.url
+        s.service.stop()
+
+        # the service is gone: one line, exit 3, fast
+        proc = run_plugin(plugin, *base, "-t", "5", env={"ESBRIDGE_TOKEN": token})
+        assert proc.returncode == 3
+        assert proc.stdout == f"UNKNOWN - cannot reach esbridge at {url}: connection refused\n".encode()
