@@ -29,6 +29,7 @@ import json
 import os
 import platform
 import random
+import re
 import resource
 import shutil
 import subprocess
@@ -209,7 +210,8 @@ def versions(es_url: str) -> dict[str, str]:
     wrk_version = "-"
     if wrk:
         out = subprocess.run([wrk, "-v"], capture_output=True, text=True).stdout
-        wrk_version = (out.splitlines() or ["?"])[0][:40]
+        found = re.search(r"wrk (\S+)", out)
+        wrk_version = found.group(1) if found else "?"
     return {
         "esbridge": esbridge.__version__,
         "elasticsearch": es_version,
@@ -761,15 +763,18 @@ def colleague_scripts(
         "ESBRIDGE_CHECK": name,
         "ESBRIDGE_ES_URL": es_url,
         "BENCH_MODE": prof.name,
+        "ES_URL": es_url,  # plugin_latency.sh seeds and serves against $ES_URL: ours, never :9200
     }
+    if prof.name == "smoke":
+        env |= {"RUNS": "20", "WARMUP": "2"}
     jobs = []
     script = HERE / "plugin_latency.sh"
     if script.exists():
         jobs.append(("plugin_latency", ["bash", str(script)]))
     passive = HERE / "passive_vs_plugin.py"
     if passive.exists():
-        cmd = [sys.executable, str(passive)] + (["--smoke"] if prof.name == "smoke" else [])
-        jobs.append(("passive_vs_plugin", cmd))
+        small = ["--results", "100", "--services", "20"] if prof.name == "smoke" else []
+        jobs.append(("passive_vs_plugin", [sys.executable, str(passive), *small]))
     for key, cmd in jobs:
         try:
             out = subprocess.run(
@@ -784,10 +789,51 @@ def colleague_scripts(
                 "stdout": out.stdout[-6000:],
                 "stderr": out.stderr[-2000:],
             }
-            for k, v in _numbers(out.stdout).items():
-                figs.add(f"{key}.{k}", v, "", f"from bench/{cmd[-1]}")
+            source = f"from bench/{Path(cmd[1]).name}"
+            for k, v in colleague_numbers(out.stdout).items():
+                figs.add(f"{key}.{k}", v, "", source)
         except subprocess.TimeoutExpired:
             extra[key] = {"exit": "timeout"}
+
+
+_PASSIVE_LINE = re.compile(
+    r"^\s*(plugin runs|passive)\s+CPU\s+([\d.]+) s\s+\(\s*([\d.]+) ms/result\)\s+wall\s+([\d.]+) s"
+)
+_PASSIVE_RATIO = re.compile(r"plugin / passive CPU:\s*([\d.]+)x")
+
+
+def _passive_numbers(stdout: str) -> dict[str, float]:
+    """The figures bench/passive_vs_plugin.py prints as text."""
+    out: dict[str, float] = {}
+    for line in stdout.splitlines():
+        m = _PASSIVE_LINE.match(line)
+        if m:
+            who = "plugin" if m.group(1) == "plugin runs" else "passive"
+            out[f"{who}_nagios_cpu_s"] = float(m.group(2))
+            out[f"{who}_nagios_cpu_ms_per_result"] = float(m.group(3))
+            out[f"{who}_wall_s"] = float(m.group(4))
+        m = _PASSIVE_RATIO.search(line)
+        if m:
+            out["plugin_to_passive_cpu"] = float(m.group(1))
+    return out
+
+
+_TABLE_ROW = re.compile(r"^(\S.*?)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s*$")
+
+
+def _table_numbers(stdout: str) -> dict[str, float]:
+    """Median column of bench/plugin_latency.sh's table (command, median, mean, min, stddev)."""
+    out: dict[str, float] = {}
+    for line in stdout.splitlines():
+        m = _TABLE_ROW.match(line)
+        if m:
+            slug = re.sub(r"[^a-z0-9]+", "_", m.group(1).lower()).strip("_")
+            out[f"{slug}_median_ms"] = float(m.group(2))
+    return out
+
+
+def colleague_numbers(stdout: str) -> dict[str, float]:
+    return _numbers(stdout) | _passive_numbers(stdout) | _table_numbers(stdout)
 
 
 def _numbers(stdout: str) -> dict[str, float]:
@@ -954,8 +1000,16 @@ def main(argv: list[str] | None = None) -> int:
         metavar="FIELD=VALUE",
         help="override one size of the mode, e.g. --set scrape_checks=1000",
     )
+    parser.add_argument("--note", action="append", default=[], help="a line for RESULTS.md")
+    parser.add_argument(
+        "--rerender",
+        action="store_true",
+        help="only rewrite RESULTS.md from results.json (with --note lines)",
+    )
     args = parser.parse_args(argv)
     prof = SMOKE if args.smoke else FULL
+    if args.rerender:
+        return rerender(args.out_dir or (HERE / "out" if args.smoke else HERE), args.note)
     overrides: dict[str, Any] = {"repeats": args.repeats} if args.repeats else {}
     for item in args.set:
         field_, _, value = item.partition("=")
@@ -1024,7 +1078,7 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     info["loadavg_end"] = list(os.getloadavg())
-    notes += extra.pop("notes", [])
+    notes += extra.pop("notes", []) + list(args.note)
     notes.append(
         "Request cache: left ON (the production default); every timed cycle of every method "
         "uses its own `now`, so bodies differ and no method is answered from another's cache, "
@@ -1053,6 +1107,26 @@ def main(argv: list[str] | None = None) -> int:
     }
     write_report(out_dir, data)
     log(f"wrote {out_dir / 'RESULTS.md'} and {out_dir / 'results.json'} in {data['seconds']:.0f} s")
+    return 0
+
+
+def rerender(out_dir: Path, notes: list[str]) -> int:
+    """Rewrite RESULTS.md (and the colleague figures) from an existing results.json."""
+    data = json.loads((out_dir / "results.json").read_text())
+    for key in ("plugin_latency", "passive_vs_plugin"):
+        got = data["extra"].get(key)
+        if isinstance(got, dict) and got.get("stdout"):
+            for k, v in colleague_numbers(got["stdout"]).items():
+                data["figures"][f"{key}.{k}"] = {
+                    "min": v,
+                    "median": v,
+                    "max": v,
+                    "n": 1,
+                    "unit": "",
+                    "what": f"from bench/{key} (one run)",
+                }
+    data["notes"] = list(dict.fromkeys([*data.get("notes", []), *notes]))
+    write_report(out_dir, data)
     return 0
 
 

@@ -35,7 +35,7 @@ import httpx
 
 from _require import require
 from esbridge.devtools.seeding import seed
-from esbridge.devtools.service import EsbridgeProcess, free_port
+from esbridge.devtools.service import EsbridgeProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -271,9 +271,7 @@ class Scenario:
     def nagios(self, name: str, group: str | None = None) -> tuple[int, bytes, httpx.Headers]:
         """The service's own answer: (status, body, headers) of GET .../nagios."""
         params = {"group": group} if group else None
-        r = self.service.get(
-            f"/api/v1/checks/{name}/nagios", params=params, headers=self.headers()
-        )
+        r = self.service.get(f"/api/v1/checks/{name}/nagios", params=params, headers=self.headers())
         return r.status_code, r.content, r.headers
 
     def code(self, name: str, group: str | None = None) -> int:
@@ -334,9 +332,9 @@ def running_scenario(
 
 
 STALE_RE = re.compile(
-    r"UNKNOWN - result for rc-stale is \d+ s old \(max-age 1 s\); "
+    r"UNKNOWN - result for rc-stale is \d+ s old \(max-age 1 s\), "
     r"last result: OK - 20 [^|]* on rc-logs-[0-9a-f]{8} \(warning > 30, critical > 50\)"
 )
 TYPO_RE = re.compile(
-    r"UNKNOWN - no check named 'rc-critcal'; did you mean: rc-critical(, [a-z0-9-]+)*\?"
+    r"UNKNOWN - no check named 'rc-critcal', did you mean: rc-critical(, [a-z0-9-]+)*\?"
 )

@@ -25,6 +25,7 @@ import json
 import os
 import secrets
 import shutil
+import ssl
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -192,7 +193,7 @@ class SecureES:
         return httpx.Client(
             base_url=self.url,
             auth=auth or ("elastic", self.password),
-            verify=str(self.ca_path),
+            verify=ssl.create_default_context(cafile=str(self.ca_path)),
             timeout=30.0,
             **kwargs,
         )
@@ -204,6 +205,24 @@ class SecureES:
     def stop(self) -> None:
         self.server.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def roles_yaml(roles: dict[str, Any]) -> str:
+    """``roles.yml`` text. Elasticsearch splits that file by top-level lines, so each role
+    must be block YAML starting at column 0 (a JSON document is not accepted)."""
+    out = []
+    for name, role in roles.items():
+        out.append(f"{name}:")
+        out.append(f"  cluster: {json.dumps(role.get('cluster', []))}")
+        indices = role.get("indices", [])
+        if not indices:
+            out.append("  indices: []")
+        else:
+            out.append("  indices:")
+            for entry in indices:
+                out.append(f"    - names: {json.dumps(entry['names'])}")
+                out.append(f"      privileges: {json.dumps(entry['privileges'])}")
+    return "\n".join(out) + "\n"
 
 
 def start_secure_es(
@@ -226,8 +245,7 @@ def start_secure_es(
         "certs/ca.crt": pki.ca_cert,
         "certs/node.crt": pki.node_cert,
         "certs/node.key": pki.node_key,
-        # YAML is a superset of JSON
-        "roles.yml": json.dumps(roles or {}, indent=1) + "\n",
+        "roles.yml": roles_yaml(roles or {}),
         **make_security_files(version, password, users or []),
     }
     server = esdev.ElasticsearchServer(

@@ -134,7 +134,7 @@ def test_grouped_omitted_from_cardinality() -> None:
     }
     result = evaluate(c, answer(total=16, aggs=aggs), NOW)
     assert result.groups_omitted == 4
-    assert result.summary.endswith("; 4 more groups not evaluated (max_groups 2)")
+    assert result.summary.endswith(", 4 more groups not evaluated (max_groups 2)")
     assert (
         render(result)
         .splitlines()[-1]

@@ -181,7 +181,7 @@ async def test_jvm_heap_and_disk_per_node(es_url: str, node_name: str) -> None:
     assert disk is not None and abs(disk - disk_now) < 2
     for name in ("heap-ok", "disk-ok"):
         assert results[name].state is State.OK
-        assert results[name].summary.startswith("all 1 nodes OK;")
+        assert results[name].summary.startswith("all 1 nodes OK -")
 
 
 async def test_master_agreement_and_unreachable_node(es_url: str, node_name: str) -> None:

@@ -133,7 +133,7 @@ async def test_freshness_group_by_oldest_first(
         ("web-01", State.OK, 30),
     ]
     assert everything.summary.startswith(
-        "2 of 3 groups not OK: web-03 CRITICAL (300 s), web-02 WARNING (90 s);"
+        "2 of 3 groups not OK: web-03 CRITICAL (300 s), web-02 WARNING (90 s) -"
         f" age of the newest document per host in last 1h on {index}"
     )
     cut = results["cut"]

@@ -218,7 +218,7 @@ async def test_metric_group_by_one_field_keeps_worst(
     }
     assert everything.state is State.CRITICAL
     assert everything.summary.startswith(
-        "2 of 4 groups not OK: web-01 CRITICAL (100), web-02 WARNING (50);"
+        "2 of 4 groups not OK: web-01 CRITICAL (100), web-02 WARNING (50) -"
         f" avg of latency_ms per host in last 5m on {hosts}"
     )
     top = results["top"]

@@ -434,13 +434,13 @@ def test_stale_result_is_unknown_with_undetermined_perfdata():
     assert old.state is State.UNKNOWN and exit_code(old) == 3
     assert old.error_kind == "stale"
     assert old.summary == (
-        "stale: last evaluated 901 s ago (max 300 s); last result was CRITICAL - 312 5xx responses"
+        "stale: last evaluated 901 s ago (max 300 s), last result was CRITICAL - 312 5xx responses"
     )
     assert old.error == old.summary
     assert old.value is None
     assert old.evaluated_at == 1000.0
     assert render(old) == (
-        "UNKNOWN - stale: last evaluated 901 s ago (max 300 s); last result was "
+        "UNKNOWN - stale: last evaluated 901 s ago (max 300 s), last result was "
         "CRITICAL - 312 5xx responses | 'errors'=U;10;50;0\n"
         "CRITICAL: web-01: 300 5xx responses | 'web-01'=U;10;50;0"
     )
@@ -450,7 +450,7 @@ def test_stale_twice_uses_the_original():
     once = stale(_fresh(), now=1900, max_age=300)
     twice = stale(once, now=2000, max_age=300)
     assert twice.summary.startswith(
-        "stale: last evaluated 1000 s ago (max 300 s); last result was CRITICAL"
+        "stale: last evaluated 1000 s ago (max 300 s), last result was CRITICAL"
     )
 
 

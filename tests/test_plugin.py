@@ -252,7 +252,7 @@ def test_404_did_you_mean(server, plugin):
         headers={"Content-Type": "application/json"},
     )
     line = one_unknown_line(run(plugin, "-H", server.url, "-C", "web-erors"))
-    assert line == "UNKNOWN - no check named 'web-erors'; did you mean: web-errors, web-5xx?"
+    assert line == "UNKNOWN - no check named 'web-erors', did you mean: web-errors, web-5xx?"
 
 
 def test_404_not_json(server, plugin):
@@ -333,7 +333,7 @@ def test_garbage_is_unknown(server, plugin, name, spec, expected):
 )
 def test_bad_arguments(plugin, args, expected):
     line = one_unknown_line(run(plugin, *args))
-    assert line.endswith("; see --help"), line
+    assert line.endswith(" (see --help)"), line
     assert expected in line
     assert "s3cret" not in line
 

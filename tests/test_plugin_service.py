@@ -164,13 +164,13 @@ def test_token_required_for_reads(es_url: str, plugin: Path) -> None:
         proc = run_plugin(plugin, *base)
         assert proc.returncode == 3
         assert proc.stdout == (
-            b"UNKNOWN - esbridge requires a token (HTTP 401); "
+            b"UNKNOWN - esbridge requires a token (HTTP 401), "
             b"set $ESBRIDGE_TOKEN or give --token-file PATH\n"
         )
         proc = run_plugin(plugin, *base, env={"ESBRIDGE_TOKEN": "wrong"})
         assert proc.returncode == 3
         assert proc.stdout == (
-            b"UNKNOWN - esbridge refused the token (HTTP 403); "
+            b"UNKNOWN - esbridge refused the token (HTTP 403), "
             b"check $ESBRIDGE_TOKEN or the --token-file content\n"
         )
         assert token.encode() not in proc.stdout + proc.stderr
@@ -180,4 +180,35 @@ def test_token_required_for_reads(es_url: str, plugin: Path) -> None:
         # the service is gone: one line, exit 3, fast
         proc = run_plugin(plugin, *base, "-t", "5", env={"ESBRIDGE_TOKEN": token})
         assert proc.returncode == 3
-        assert proc.stdout == f"UNKNOWN - cannot reach esbridge at {url}: connection refused\n".encode()
+        assert (
+            proc.stdout
+            == f"UNKNOWN - cannot reach esbridge at {url}: connection refused\n".encode()
+        )
+
+
+def test_precompiled_plugin_gives_the_same_bytes(scenario: Scenario, plugin: Path) -> None:
+    """The documented fast start: the same file compiled once to .pyc by the system Python.
+
+    Python never caches the bytecode of a script it runs, so compiling it is part of every
+    plugin run; running the .pyc skips that. The output must not change.
+    """
+    pyc = plugin.with_name("check_esbridge.pyc")
+    subprocess.run(
+        [
+            SYSTEM_PYTHON,
+            "-I",
+            "-c",
+            "import py_compile, sys; "
+            "py_compile.compile(sys.argv[1], cfile=sys.argv[2], doraise=True)",
+            str(plugin),
+            str(pyc),
+        ],
+        check=True,
+        timeout=60,
+    )
+    for check, code in (("rc-ok", 0), ("rc-critical", 2)):
+        proc = run_plugin(pyc, "-H", scenario.url, "-C", check)
+        status, body, _ = scenario.nagios(check, None)
+        assert status == 200
+        assert proc.stdout == body + b"\n"
+        assert proc.returncode == code

@@ -243,8 +243,10 @@ def test_basic_auth_with_ca_bundle_and_forbidden_index(
         assert secret["state"] == "UNKNOWN"
         assert secret["summary"].startswith("forbidden: "), secret
         assert prov.secret_index in secret["summary"]
-        ready = proc.wait_for(lambda: (r := proc.get("/readyz")).status_code == 200 and r, 20)
-        assert ready.json()["state_store"]["writable"] is True
+        ready = proc.wait_for(
+            lambda: (r := proc.get("/readyz")).json()["state_store"]["writable"] and r, 20
+        )
+        assert ready.status_code == 200, ready.text
         assert "TLS certificate verification is OFF" not in proc.log()
     _cleanup(sec, proc)
 

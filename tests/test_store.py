@@ -54,6 +54,44 @@ def test_same_state_keeps_since_and_adds_no_transition() -> None:
     assert entry.runs == 3
 
 
+def _persisted(state: State, since: float, at: float) -> dict[str, object]:
+    """The document a previous process wrote: one transition into ``state`` at ``since``."""
+    old = store_with()
+    old.record(result(state, since))
+    old.record(result(state, at))
+    entry = old.get("c")
+    assert entry is not None
+    return old.to_document(entry)
+
+
+def test_late_restore_with_unchanged_state_keeps_the_real_since() -> None:
+    """The store was unreachable at start: the check ran first, the history came later."""
+    doc = _persisted(State.CRITICAL, T0, T0 + 60)
+    store = store_with()
+    store.record(result(State.CRITICAL, T0 + 120))
+    assert store.restore([doc]) == 1
+    entry = store.get("c")
+    assert entry is not None
+    assert entry.since == T0, "the state did not change: since is when it began, not the restart"
+    assert [(t.from_state, t.to_state) for t in entry.transitions] == [(None, State.CRITICAL)]
+    assert entry.runs == 3
+    assert entry.result is not None and entry.result.evaluated_at == T0 + 120
+
+
+def test_late_restore_with_changed_state_records_the_real_transition() -> None:
+    doc = _persisted(State.CRITICAL, T0, T0 + 60)
+    store = store_with()
+    store.record(result(State.OK, T0 + 120))
+    store.restore([doc])
+    entry = store.get("c")
+    assert entry is not None
+    assert [(t.from_state, t.to_state) for t in entry.transitions] == [
+        (None, State.CRITICAL),
+        (State.CRITICAL, State.OK),
+    ]
+    assert entry.since == T0 + 120 and entry.previous_state is State.CRITICAL
+
+
 def test_failures_count_until_a_success() -> None:
     store = store_with()
     store.record(result(State.OK, T0))

@@ -289,6 +289,14 @@ def create_app(service: Service) -> FastAPI:
         403: {"model": ErrorBody},
         422: {"model": ErrorBody},
     }
+    # For a text/plain route FastAPI files a ``model`` under text/plain; its errors are JSON.
+    json_error_responses: dict[int | str, dict[str, Any]] = {
+        code: {
+            "description": spec.get("description", "Error"),
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+        }
+        for code, spec in error_responses.items()
+    }
 
     @app.get(
         "/api/v1/checks",
@@ -376,7 +384,7 @@ def create_app(service: Service) -> FastAPI:
                 "content": {"text/plain": {}},
                 "description": "Plugin output; exit code in X-Nagios-Exit-Code",
             },
-            **error_responses,
+            **json_error_responses,
         },
     )
     async def check_nagios(

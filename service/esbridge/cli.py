@@ -149,7 +149,8 @@ def _add_quick_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--es-url",
         metavar="URL",
-        help="Elasticsearch URL(s), comma-separated, for the 'default' connection (also $ESBRIDGE_ES_URL)",
+        help="Elasticsearch URL(s), comma-separated, for the 'default' connection "
+        "(also $ESBRIDGE_ES_URL)",
     )
     parser.add_argument(
         "--checks", action="append", metavar="PATH", help="check file or directory (repeatable)"

@@ -313,7 +313,7 @@ def _nodes(check: NodesCheck, answer: dict[str, Any], now: float) -> Result:
         problems.append(f"{data} of {check.expected_data_nodes} expected data nodes")
     if problems:
         state = State.CRITICAL
-        summary = "missing nodes: " + "; ".join(problems)
+        summary = "missing nodes: " + ", ".join(problems)
     elif nodes > check.expected_nodes:
         # More nodes than planned is a surprise worth a look (a stray node joined).
         state = State.WARNING
@@ -422,7 +422,7 @@ def _master(check: MasterCheck, answer: dict[str, Any], now: float) -> Result:
         state = State.UNKNOWN
         summary = (
             f"could not ask {len(failed)} of {len(masters)} nodes for their master: "
-            + "; ".join(f"{url}: {err}" for url, err in failed.items())
+            + ", ".join(f"{url}: {err}" for url, err in failed.items())
         )
     elif distinct:
         state, summary = (
@@ -550,16 +550,16 @@ def _combine_groups(
     if bad:
         names = ", ".join(f"{g.label} {g.state.name} ({_with_unit(g.value, unit)})" for g in shown)
         more = f" and {len(bad) - len(shown)} more" if len(bad) > len(shown) else ""
-        summary = f"{len(bad)} of {len(groups)} {noun} not OK: {names}{more}; {headline}{where}"
+        summary = f"{len(bad)} of {len(groups)} {noun} not OK: {names}{more} - {headline}{where}"
     else:
-        summary = f"all {len(groups)} {noun} OK; {headline}{where}"
+        summary = f"all {len(groups)} {noun} OK - {headline}{where}"
     note = threshold_note(
         state if bad else State.OK, groups[0].value, check.warning, check.critical
     )
     if note:
         summary += f" ({note})"
     if omitted:
-        summary += f"; {omitted} more {noun} not evaluated (max_groups {check.max_groups})"
+        summary += f", {omitted} more {noun} not evaluated (max_groups {check.max_groups})"
     return Result(
         check=check.name,
         state=state,
@@ -627,10 +627,10 @@ def _partial_problem(answer: dict[str, Any]) -> str | None:
     failed = int(shards.get("failed", 0) or 0)
     if failed:
         failures = shards.get("failures") or []
-        detail = "; ".join(_shard_failure(f) for f in failures[:3])
+        detail = ", ".join(_shard_failure(f) for f in failures[:3])
         return f"partial results: {failed} of {shards.get('total', '?')} shards failed ({detail})"
     if answer.get("timed_out"):
-        return "search timed out on the Elasticsearch side; partial results ignored"
+        return "search timed out on the Elasticsearch side, partial results ignored"
     return None
 
 

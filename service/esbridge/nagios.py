@@ -138,8 +138,13 @@ def summary_value(value: float | None, unit: str = "") -> str:
 
 
 def _clean_text(text: str) -> str:
-    """Text for one output line: no ``|``, no control characters (tab kept)."""
-    return _CONTROL.sub(" ", text.replace("|", _BROKEN_BAR))
+    """Text for one output line: no ``|``, no ``;``, no control characters (tab kept).
+
+    ``|`` would start perfdata in Nagios and Icinga 2. ``;`` is the field separator of
+    Nagios's status and command files, and Nagios 4 rewrites it to ``:`` in plugin output:
+    replacing it here keeps the text byte-identical in every tool.
+    """
+    return _CONTROL.sub(" ", text.replace("|", _BROKEN_BAR).replace(";", ","))
 
 
 def _one_line(text: str) -> str:
@@ -367,7 +372,7 @@ def stale(result: Result, now: float, max_age: float) -> Result:
         summary = f"stale: never evaluated (max {limit} s)"
     else:
         summary = (
-            f"stale: last evaluated {math.ceil(age)} s ago (max {limit} s); "
+            f"stale: last evaluated {math.ceil(age)} s ago (max {limit} s), "
             f"last result was {previous}"
         )
     groups = tuple(

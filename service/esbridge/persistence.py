@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 
-from esbridge.esclient import Connection, ESError
+from esbridge.esclient import Connection, ESError, error_from_body
 from esbridge.store import STATE_MAPPING, ResultStore, dumps
 
 log = logging.getLogger(__name__)
@@ -27,6 +27,8 @@ class StatePersistence:
         self.index = index
         self.timeout = timeout
         self._index_ready = False
+        # Until the persisted state has been read, writing would overwrite it: flush waits.
+        self.restored = False
 
     async def ensure_index(self) -> None:
         """Create the state index with its explicit mapping if it does not exist."""
@@ -48,26 +50,52 @@ class StatePersistence:
         self._index_ready = True
 
     async def restore(self) -> int:
-        """Read persisted state for the loaded checks. A missing index restores nothing."""
+        """Read persisted state for the loaded checks. A missing index restores nothing.
+
+        ``_mget`` by check name is real-time: it sees a document written a moment ago by a
+        process that just stopped, where a search would wait for the next refresh.
+        """
+        names = self.store.names()
+        if not names:
+            self.restored = True
+            return 0
         try:
             answer = await self.connection.raw(
-                "POST",
-                f"/{self.index}/_search",
-                {"size": 10000, "query": {"match_all": {}}},
-                self.timeout,
+                "POST", f"/{self.index}/_mget", {"ids": names}, self.timeout
             )
         except ESError as error:
             if error.kind == "no_such_index":
+                self.restored = True
                 return 0
             self._fail(error)
             raise
-        hits = (answer.get("hits") or {}).get("hits") or []
-        restored = self.store.restore(h.get("_source") or {} for h in hits)
+        documents = []
+        for doc in answer.get("docs") or []:
+            if doc.get("found"):
+                documents.append(doc.get("_source") or {})
+            elif "error" in doc:
+                error = error_from_body(doc["error"], None, self.index)
+                if error.kind == "no_such_index":
+                    self.restored = True
+                    return 0
+                self._fail(error)
+                raise error
+        restored = self.store.restore(documents)
+        self.restored = True
         log.info("restored state of %d checks from index %s", restored, self.index)
         return restored
 
     async def flush(self) -> int:
-        """Write every dirty entry; return how many were written. Never raises."""
+        """Write every dirty entry; return how many were written. Never raises.
+
+        If the persisted state could not be read at start, it is read (and merged) first:
+        writing before that would overwrite the history with what this process saw.
+        """
+        if not self.restored:
+            try:
+                await self.restore()
+            except ESError:
+                return 0
         documents = self.store.dirty_documents()
         if not documents:
             if self.store.persistence_ok is None:

@@ -223,33 +223,103 @@ class ResultStore:
         }
 
     def restore(self, documents: Iterable[dict[str, Any]]) -> int:
-        """Load persisted state for the checks that are loaded now; return how many."""
+        """Load persisted state for the checks that are loaded now; return how many.
+
+        A check evaluated before the restore (the store was unreachable at start) keeps its
+        fresh result; the persisted history goes in front of it, and when the state did not
+        change in between, ``since`` goes back to when it really began: no false transition.
+        """
         restored = 0
         for doc in documents:
             entry = self._checks.get(str(doc.get("check")))
             if entry is None:
                 continue
             try:
-                entry.result = result_from_dict(doc["result"]) if doc.get("result") else None
-                entry.since = doc.get("since_ts")
-                prev = doc.get("previous_state")
-                entry.previous_state = State[prev] if prev else None
-                entry.last_success = doc.get("last_success_ts")
-                entry.consecutive_failures = int(doc.get("consecutive_failures") or 0)
-                entry.runs = int(doc.get("runs") or 0)
-                entry.errors = {str(k): int(v) for k, v in (doc.get("errors") or {}).items()}
-                entry.transitions = deque(
-                    (transition_from_dict(t) for t in doc.get("transitions") or []),
-                    maxlen=self.history,
-                )
-                entry.group_since = {
-                    k: (int(v[0]), float(v[1])) for k, v in (doc.get("group_since") or {}).items()
-                }
+                old = _Restored.from_document(doc, self.history)
             except (KeyError, TypeError, ValueError) as exc:
                 log.warning("ignoring unreadable persisted state for check %s: %s", entry.name, exc)
                 continue
+            if entry.result is None:
+                old.apply(entry)
+            else:
+                old.merge_into(entry)
+                self._mark_dirty(entry.name)
             restored += 1
         return restored
+
+
+@dataclass
+class _Restored:
+    """One persisted document, read back."""
+
+    result: Result | None
+    since: float | None
+    previous_state: State | None
+    last_success: float | None
+    consecutive_failures: int
+    runs: int
+    errors: dict[str, int]
+    transitions: list[Transition]
+    group_since: dict[str, tuple[int, float]]
+    history: int
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any], history: int) -> _Restored:
+        prev = doc.get("previous_state")
+        return cls(
+            result=result_from_dict(doc["result"]) if doc.get("result") else None,
+            since=doc.get("since_ts"),
+            previous_state=State[prev] if prev else None,
+            last_success=doc.get("last_success_ts"),
+            consecutive_failures=int(doc.get("consecutive_failures") or 0),
+            runs=int(doc.get("runs") or 0),
+            errors={str(k): int(v) for k, v in (doc.get("errors") or {}).items()},
+            transitions=[transition_from_dict(t) for t in doc.get("transitions") or []],
+            group_since={
+                k: (int(v[0]), float(v[1])) for k, v in (doc.get("group_since") or {}).items()
+            },
+            history=history,
+        )
+
+    def apply(self, entry: CheckState) -> None:
+        entry.result = self.result
+        entry.since = self.since
+        entry.previous_state = self.previous_state
+        entry.last_success = self.last_success
+        entry.consecutive_failures = self.consecutive_failures
+        entry.runs = self.runs
+        entry.errors = self.errors
+        entry.transitions = deque(self.transitions, maxlen=self.history)
+        entry.group_since = self.group_since
+
+    def merge_into(self, entry: CheckState) -> None:
+        current = entry.result
+        assert current is not None
+        fresh = [
+            t for t in entry.transitions if self.result is None or t.at > self.result.evaluated_at
+        ]
+        old_state = self.result.state if self.result is not None else None
+        if fresh and fresh[0].from_state is None:
+            # The first run since start recorded PENDING -> state; against the persisted state
+            # that is either no change at all, or a change from the persisted state.
+            first = fresh.pop(0)
+            if old_state is not first.to_state:
+                fresh.insert(0, Transition(first.at, old_state, first.to_state, first.summary))
+        entry.transitions = deque([*self.transitions, *fresh], maxlen=self.history)
+        if not fresh and old_state is current.state:
+            entry.since = self.since
+            entry.previous_state = self.previous_state
+        elif fresh:
+            entry.previous_state = fresh[-1].from_state
+        entry.runs += self.runs
+        for reason, count in self.errors.items():
+            entry.errors[reason] = entry.errors.get(reason, 0) + count
+        if entry.last_success is None:
+            entry.last_success = self.last_success
+        for key, (state, at) in self.group_since.items():
+            known = entry.group_since.get(key)
+            if known is not None and known[0] == state:
+                entry.group_since[key] = (state, min(at, known[1]))
 
 
 # -- serialisation (shared by persistence and the JSON API) ---------------------------------

@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         _say("Loading 60 minutes of sample web logs and host metrics ...")
         counts = backfill(es_url, minutes=60, rate_per_s=args.rate, incident=incident)
         _say(
-            f"  {counts['logs']} log lines, {counts['metrics']} metric samples in {counts['seconds']} s"
+            f"  {counts['logs']} log lines, {counts['metrics']} metric samples"
+            f" in {counts['seconds']} s"
         )
         feeder = threading.Thread(
             target=run_forever,

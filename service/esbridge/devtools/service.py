@@ -137,7 +137,8 @@ class EsbridgeProcess:
                     return last
             time.sleep(interval)
         raise AssertionError(
-            f"condition not met within {timeout} s (last: {last!r})\n--- esbridge log ---\n{self.log()[-4000:]}"
+            f"condition not met within {timeout} s (last: {last!r})\n"
+            f"--- esbridge log ---\n{self.log()[-4000:]}"
         )
 
     def __enter__(self) -> EsbridgeProcess:

@@ -81,7 +81,7 @@ class Fail(Exception):
 
 
 class UsageError(Fail):
-    """Bad command line: the message gets '; see --help'."""
+    """Bad command line: the message gets ' (see --help)'."""
 
 
 # --------------------------------------------------------------------------- options
@@ -473,7 +473,7 @@ def run_http(opts):
             ) from None
         if age > max_age:
             raise Fail(
-                f"result for {check} is {age:.0f} s old (max-age {max_age:g} s); "
+                f"result for {check} is {age:.0f} s old (max-age {max_age:g} s), "
                 f"last result: {last}"
             )
 
@@ -485,11 +485,11 @@ def _http_error(status, headers, body, check, token):
     if status in (401, 403):
         if token:
             return (
-                f"esbridge refused the token (HTTP {status}); "
+                f"esbridge refused the token (HTTP {status}), "
                 "check $ESBRIDGE_TOKEN or the --token-file content"
             )
         return (
-            f"esbridge requires a token (HTTP {status}); "
+            f"esbridge requires a token (HTTP {status}), "
             "set $ESBRIDGE_TOKEN or give --token-file PATH"
         )
     data = _json_error(headers, body)
@@ -498,7 +498,7 @@ def _http_error(status, headers, body, check, token):
         text = message or f"no check named '{check}'"
         suggestions = [s for s in data.get("did_you_mean") or () if isinstance(s, str)]
         if suggestions:
-            text += "; did you mean: " + ", ".join(suggestions) + "?"
+            text += ", did you mean: " + ", ".join(suggestions) + "?"
         return " ".join(text.split())
     text = f"esbridge answered HTTP {status} for check {check}"
     if message:
@@ -583,7 +583,7 @@ def main(argv=None):
             raise UsageError("--checks, --es-url and --config need --direct")
         return run_http(opts)
     except UsageError as exc:
-        _out(f"UNKNOWN - {_one_line(exc)}; see --help\n".encode())
+        _out(f"UNKNOWN - {_one_line(exc)} (see --help)\n".encode())
         return UNKNOWN
     except Fail as exc:
         _out(f"UNKNOWN - {_one_line(exc)}\n".encode())
