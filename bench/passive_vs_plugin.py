@@ -22,8 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
-import subprocess
 import tempfile
 import threading
 import time
@@ -31,45 +29,21 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from esbridge.config import load_settings
+from esbridge.devtools.nagios import NAGIOS4, Nagios, prepare
 from esbridge.passive import make_target, nagios_command, write_commands
 from esbridge.ranges import Range
 from esbridge.result import Perfdatum, Result, State
 
-ROOT = Path(__file__).resolve().parents[1]
-NAGIOS = "/usr/sbin/nagios4"
-PLUGIN = ROOT / "service" / "esbridge" / "plugin" / "check_esbridge.py"
 TICK = os.sysconf("SC_CLK_TCK")
 BODY = (
     b"WARNING - 12 5xx responses in last 5m on logs-web-* (warning > 10) | 'errors'=12;10;50;0\n"
     b"WARNING: web-01: 12 5xx responses (warning > 10) | 'web-01'=12;10;50;0"
 )
 
-OBJECTS = """\
-define timeperiod {{
-    timeperiod_name 24x7
-    alias 24x7
-    sunday 00:00-24:00
-    monday 00:00-24:00
-    tuesday 00:00-24:00
-    wednesday 00:00-24:00
-    thursday 00:00-24:00
-    friday 00:00-24:00
-    saturday 00:00-24:00
-}}
+OBJECTS = """
 define command {{
     command_name check_esbridge
     command_line $USER1$/check_esbridge -H {url} -C '$ARG1$'
-}}
-define contact {{
-    contact_name admin
-    host_notifications_enabled 0
-    service_notifications_enabled 0
-    host_notification_period 24x7
-    service_notification_period 24x7
-    host_notification_options n
-    service_notification_options n
-    host_notification_commands check_esbridge
-    service_notification_commands check_esbridge
 }}
 define host {{
     host_name esbridge
@@ -125,75 +99,25 @@ def cpu_seconds(pid: int) -> float:
     return own_ns / 1e9 + reaped_ticks / TICK
 
 
-class Nagios:
-    def __init__(self, services: int, active: bool, url: str) -> None:
-        self.dir = d = Path(tempfile.mkdtemp(prefix="esbridge-bench-nagios-"))
-        d.chmod(0o755)
-        plugins = d / "plugins"
-        plugins.mkdir()
-        shutil.copy(PLUGIN, plugins / "check_esbridge")
-        (plugins / "check_esbridge").chmod(0o755)
-        objects = OBJECTS.format(url=url) + "".join(
-            SERVICE.format(i=i, active=int(active)) for i in range(services)
-        )
-        (d / "objects.cfg").write_text(objects)
-        (d / "resource.cfg").write_text(f"$USER1$={plugins}\n")
-        for sub in ("checkresults", "tmp"):
-            (d / sub).mkdir()
-        self.command_file = d / "nagios.cmd"
-        main = [
-            f"log_file={d}/nagios.log",
-            f"cfg_file={d}/objects.cfg",
-            f"resource_file={d}/resource.cfg",
-            f"status_file={d}/status.dat",
-            f"temp_file={d}/nagios.tmp",
-            f"temp_path={d}/tmp",
-            f"check_result_path={d}/checkresults",
-            f"lock_file={d}/nagios.lock",
-            f"query_socket={d}/nagios.qh",
-            f"command_file={self.command_file}",
-            f"object_cache_file={d}/objects.cache",
-            f"precached_object_file={d}/objects.precache",
-            f"state_retention_file={d}/retention.dat",
-            "retain_state_information=0",
-            "check_external_commands=1",
-            "log_passive_checks=1",
-            "nagios_user=nagios",
-            "nagios_group=nagios",
-            "interval_length=1",
-            "use_syslog=0",
-            "enable_notifications=0",
-            "max_service_check_spread=1",
-        ]
-        (d / "nagios.cfg").write_text("\n".join(main) + "\n")
-        for path in [d, *d.rglob("*")]:
-            shutil.chown(path, "nagios", "nagios")
-        self.proc = subprocess.Popen(
-            [NAGIOS, str(d / "nagios.cfg")],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 30
-        while not self.command_file.exists():
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise RuntimeError("nagios did not start")
-            time.sleep(0.1)
-        time.sleep(1.0)  # let start-up work settle before measuring
+def start_nagios(services: int, active: bool, url: str) -> Nagios:
+    """A Nagios 4 with ``services`` services on host esbridge, in a temp folder."""
+    d = Path(tempfile.mkdtemp(prefix="esbridge-bench-nagios-"))
+    objects = OBJECTS.format(url=url)
+    objects += "".join(SERVICE.format(i=i, active=int(active)) for i in range(services))
+    settings = ["check_external_commands=1", "log_passive_checks=1", "max_service_check_spread=1"]
+    nagios = prepare(d, objects, settings=settings)
+    try:
+        nagios.start(log=False)
+    except BaseException:
+        shutil.rmtree(d, ignore_errors=True)
+        raise
+    time.sleep(1.0)  # let start-up work settle before measuring
+    return nagios
 
-    def log(self) -> str:
-        return (self.dir / "nagios.log").read_text(errors="replace")
 
-    def stop(self) -> None:
-        with_group = self.proc.poll() is None
-        if with_group:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-        shutil.rmtree(self.dir, ignore_errors=True)
+def stop_nagios(nagios: Nagios) -> None:
+    nagios.stop()
+    shutil.rmtree(nagios.folder, ignore_errors=True)
 
 
 def stub_server() -> tuple[ThreadingHTTPServer, list[int]]:
@@ -221,35 +145,40 @@ def stub_server() -> tuple[ThreadingHTTPServer, list[int]]:
     return server, answered
 
 
+def nagios_pid(nagios: Nagios) -> int:
+    assert nagios.proc is not None
+    return nagios.proc.pid
+
+
 def idle_rate(nagios: Nagios, seconds: float = 3.0) -> float:
-    before = cpu_seconds(nagios.proc.pid)
+    before = cpu_seconds(nagios_pid(nagios))
     time.sleep(seconds)
-    return (cpu_seconds(nagios.proc.pid) - before) / seconds
+    return (cpu_seconds(nagios_pid(nagios)) - before) / seconds
 
 
 def bench_plugin(results: int, services: int) -> dict[str, float]:
     server, answered = stub_server()
     url = f"http://127.0.0.1:{server.server_address[1]}"
-    nagios = Nagios(services, active=True, url=url)
+    nagios = start_nagios(services, active=True, url=url)
     try:
         start_count, t0 = answered[0], time.monotonic()
-        before = cpu_seconds(nagios.proc.pid)
+        before = cpu_seconds(nagios_pid(nagios))
         while answered[0] - start_count < results:
             time.sleep(0.05)
             if time.monotonic() - t0 > 600:
                 raise RuntimeError("plugin runs too slow")
         time.sleep(0.5)  # the last plugins get reaped (their CPU lands in cutime)
-        cpu = cpu_seconds(nagios.proc.pid) - before
+        cpu = cpu_seconds(nagios_pid(nagios)) - before
         wall = time.monotonic() - t0
         return {"cpu": cpu, "wall": wall, "runs": answered[0] - start_count}
     finally:
-        nagios.stop()
+        stop_nagios(nagios)
         server.shutdown()
         server.server_close()
 
 
 def bench_passive(results: int, services: int) -> dict[str, float]:
-    nagios = Nagios(services, active=False, url="http://127.0.0.1:9")
+    nagios = start_nagios(services, active=False, url="http://127.0.0.1:9")
     tmp = Path(tempfile.mkdtemp(prefix="esbridge-bench-cfg-"))
     try:
         config = tmp / "esbridge.yaml"
@@ -270,7 +199,7 @@ def bench_passive(results: int, services: int) -> dict[str, float]:
             [sub] = target.submissions(result, 60.0, {"i": str(n % services)})
             lines.append(nagios_command(sub).encode())
         t0 = time.monotonic()
-        before = cpu_seconds(nagios.proc.pid)
+        before = cpu_seconds(nagios_pid(nagios))
         for i in range(0, len(lines), 100):  # esbridge's Nagios target writes in batches
             written = write_commands(str(nagios.command_file), lines[i : i + 100], 10.0)
             assert isinstance(written, tuple) and written[1] is None, written
@@ -278,12 +207,12 @@ def bench_passive(results: int, services: int) -> dict[str, float]:
             time.sleep(0.05)
             if time.monotonic() - t0 > 300:
                 raise RuntimeError("nagios did not take in the results")
-        cpu = cpu_seconds(nagios.proc.pid) - before
+        cpu = cpu_seconds(nagios_pid(nagios)) - before
         wall = time.monotonic() - t0
         idle = idle_rate(nagios)
         return {"cpu": cpu, "wall": wall, "runs": results, "idle": idle}
     finally:
-        nagios.stop()
+        stop_nagios(nagios)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -292,7 +221,7 @@ def main() -> int:
     parser.add_argument("--results", type=int, default=1000)
     parser.add_argument("--services", type=int, default=100)
     args = parser.parse_args()
-    if os.geteuid() != 0 or not os.access(NAGIOS, os.X_OK):
+    if os.geteuid() != 0 or not os.access(NAGIOS4, os.X_OK):
         parser.error("needs root and nagios4 (nagios4-core)")
     plugin = bench_plugin(args.results, args.services)
     passive = bench_passive(args.results, args.services)

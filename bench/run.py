@@ -63,6 +63,7 @@ from esbridge.loader import load_text  # noqa: E402
 from esbridge.models import CheckDefinition  # noqa: E402
 from esbridge.planner import SearchRequest, plan  # noqa: E402
 from esbridge.runner import Runner  # noqa: E402
+from esbridge.serve import tune_gc  # noqa: E402
 
 LATENESS = "esbridge_scheduler_lateness_seconds"
 SKIPPED = "esbridge_scheduler_skipped_runs_total"
@@ -300,6 +301,7 @@ async def cycle_phase(
     connections = Connections({"default": config})
     connection = connections.get("default")
     runner = Runner(connections)
+    tune_gc()  # the collector settings `esbridge serve` runs with
     raw = RawSender(es_url, config.max_in_flight, config.max_searches_per_request)
     timeout = runner.default_timeout
     prefix = f"cycle.{role}"

@@ -29,19 +29,9 @@ from pathlib import Path
 
 import httpx
 
+from esbridge.devtools.chromium import CHROMIUM, CHROMIUM_ARGS
 from esbridge.devtools.seeding import seed
 from esbridge.devtools.service import EsbridgeProcess
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def check_yaml(n: int, index: str, missing: str) -> str:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -34,12 +33,12 @@ from typing import Any, TypeVar
 import httpx
 
 from _require import require
+from esbridge.devtools import procgroup
 from esbridge.devtools.seeding import seed
 from esbridge.devtools.service import EsbridgeProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
-PLUGIN_SRC = ROOT / "service" / "esbridge" / "plugin" / "check_esbridge.py"
 SYSTEM_PYTHON = "/usr/bin/python3"
 SHIPPED_URL = "http://127.0.0.1:9108"
 
@@ -169,14 +168,6 @@ def open_dir(prefix: str, owner: str | None = None) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def install_plugin(folder: Path, name: str = "check_esbridge") -> Path:
-    """Copy the single plugin file, as an operator would (install -m 0755)."""
-    target = folder / name
-    shutil.copyfile(PLUGIN_SRC, target)
-    target.chmod(0o755)
-    return target
-
-
 def wait_until(
     predicate: Callable[[], T | None],
     timeout: float,
@@ -194,53 +185,9 @@ def wait_until(
         time.sleep(interval)
 
 
-def start_group(args: list[str], log: Path, **kw: Any) -> subprocess.Popen[bytes]:
-    """Start a program in its own process group (Icinga 2 forks helpers that must go too)."""
-    with log.open("ab") as fh:
-        return subprocess.Popen(
-            args, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True, **kw
-        )
-
-
 def stop_group(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
     """SIGTERM to the process group we started, then SIGKILL; nothing may be left."""
-    pgid = proc.pid  # start_new_session: the group id is the leader's pid
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
-            break
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            proc.poll()
-            if not _group_alive(pgid):
-                break
-            time.sleep(0.2)
-        else:
-            continue
-        break
-    proc.wait(5)
-    assert not _group_alive(pgid), f"processes of group {pgid} survived SIGKILL"
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # zombies of the group count as gone
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
+    assert procgroup.stop_group(proc, timeout), f"processes of group {proc.pid} survived SIGKILL"
 
 
 def first_line_parts(body: str) -> tuple[str, str]:

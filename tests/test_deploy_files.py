@@ -7,17 +7,19 @@ CI=true (tests/_require.py).
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
-import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from ruamel.yaml import YAML
 
-from _require import require
+import realclients
+from esbridge.devtools.icinga import ICINGA2, Icinga2
+from esbridge.devtools.nagios import NAGIOS4, prepare
+from realclients import tool
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -27,102 +29,25 @@ ICINGA_FILES = sorted((DEPLOY / "icinga2").glob("*.conf"))
 pytestmark = pytest.mark.clients
 
 
-def tool(name: str, *candidates: str) -> str:
-    for candidate in (name, *candidates):
-        path = shutil.which(candidate) or (candidate if os.access(candidate, os.X_OK) else None)
-        if path:
-            return path
-    require(False, f"{name} is not installed (scripts/install-test-deps.sh)")
-    raise AssertionError("unreachable")
-
-
 def run(*args, **kw) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, capture_output=True, text=True, timeout=120, **kw)
 
 
 @pytest.fixture
-def open_dir():
+def open_dir() -> Iterator[Path]:
     """A temp folder the nagios/icinga users can traverse (pytest's own base is 0700)."""
-    folder = Path(tempfile.mkdtemp(prefix="esbridge-deploy-"))
-    folder.chmod(0o755)
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
+    with realclients.open_dir("esbridge-deploy-") as folder:
+        yield folder
 
 
 # --------------------------------------------------------------------------- Nagios
 
-NAGIOS_MINIMAL = """\
-define timeperiod {
-    timeperiod_name         24x7
-    alias                   24 Hours A Day, 7 Days A Week
-    sunday                  00:00-24:00
-    monday                  00:00-24:00
-    tuesday                 00:00-24:00
-    wednesday               00:00-24:00
-    thursday                00:00-24:00
-    friday                  00:00-24:00
-    saturday                00:00-24:00
-}
 
-define command {
-    command_name            notify-by-nothing
-    command_line            /bin/true
-}
-
-define contact {
-    contact_name                    admin
-    alias                           Admin
-    host_notifications_enabled      1
-    service_notifications_enabled   1
-    host_notification_period        24x7
-    service_notification_period     24x7
-    host_notification_options       d,u,r
-    service_notification_options    w,u,c,r
-    host_notification_commands      notify-by-nothing
-    service_notification_commands   notify-by-nothing
-}
-
-define contactgroup {
-    contactgroup_name       admins
-    alias                   Administrators
-    members                 admin
-}
-"""
-
-
-def nagios_verify(tmp_path: Path, extra_files: list[Path]) -> subprocess.CompletedProcess[str]:
-    nagios = tool("nagios4", "/usr/sbin/nagios4", "nagios")
-    d = tmp_path
-    for sub in ("checkresults", "tmp"):  # nagios writes there after dropping to its user
-        (d / sub).mkdir(mode=0o755, exist_ok=True)
-        shutil.chown(d / sub, "nagios", "nagios")
-    (d / "minimal.cfg").write_text(NAGIOS_MINIMAL)
-    (d / "resource.cfg").write_text("$USER1$=/usr/lib/nagios/plugins\n")
-    files = [d / "minimal.cfg", *NAGIOS_FILES, *extra_files]
-    main = [
-        f"log_file={d}/nagios.log",
-        *(f"cfg_file={f}" for f in files),
-        f"resource_file={d}/resource.cfg",
-        f"object_cache_file={d}/objects.cache",
-        f"precached_object_file={d}/objects.precache",
-        f"status_file={d}/status.dat",
-        f"state_retention_file={d}/retention.dat",
-        f"temp_file={d}/nagios.tmp",
-        f"temp_path={d}/tmp",
-        f"check_result_path={d}/checkresults",
-        f"lock_file={d}/nagios.lock",
-        f"query_socket={d}/nagios.qh",
-        f"command_file={d}/nagios.cmd",
-        "nagios_user=nagios",
-        "nagios_group=nagios",
-        "interval_length=1",
-        "check_external_commands=0",
-        "illegal_macro_output_chars=`~$&|'\"<>",
-    ]
-    (d / "nagios.cfg").write_text("\n".join(main) + "\n")
-    for f in d.iterdir():
-        f.chmod(f.stat().st_mode | 0o644)
-    return run(nagios, "-v", str(d / "nagios.cfg"))
+def nagios_verify(folder: Path, extra_files: list[Path]) -> subprocess.CompletedProcess[str]:
+    nagios = tool("nagios4", NAGIOS4, "nagios")
+    # nagios writes in the folder after dropping to its user: prepare() hands it over
+    files = [*NAGIOS_FILES, *extra_files]
+    return prepare(folder, "", files, ["check_external_commands=0"], nagios).verify()
 
 
 def test_nagios_accepts_the_shipped_objects(open_dir):
@@ -176,33 +101,15 @@ def test_nagios_commands_use_the_plugin_and_never_a_token_argument():
 def icinga_validate(
     tmp_path: Path, extra: str = "", log_level: str = "warning"
 ) -> subprocess.CompletedProcess[str]:
-    icinga2 = tool("icinga2", "/usr/sbin/icinga2")
-    d = tmp_path
-    state = d / "state"
-    state.mkdir()
-    main = d / "icinga2.conf"
+    icinga2 = Icinga2(tmp_path, tool("icinga2", ICINGA2))
+    main = tmp_path / "icinga2.conf"
     includes = "\n".join(f'include "{f}"' for f in ICINGA_FILES)
     main.write_text(
         "include <itl>\ninclude <plugins>\n"
         'const PluginDir = "/usr/lib/nagios/plugins"\n'
         f"{includes}\n{extra}\n"
     )
-    defines = {
-        # as root, icinga2 would switch to the package's user: stay, and keep out of /var
-        "RunAsUser": "root",
-        "RunAsGroup": "root",
-        "DataDir": state,
-        "CacheDir": state,
-        "LogDir": state,
-        "SpoolDir": state,
-        "InitRunDir": state,
-        "StatePath": state / "icinga2.state",
-        "ObjectsPath": state / "icinga2.debug",
-        "VarsPath": state / "icinga2.vars",
-        "PidPath": state / "icinga2.pid",
-    }
-    args = [f"-D{key}={value}" for key, value in defines.items()]
-    return run(icinga2, "daemon", "-C", "-x", log_level, "-c", str(main), *args)
+    return icinga2.validate(main, log_level)
 
 
 def test_icinga2_accepts_the_shipped_config(open_dir):

@@ -109,7 +109,7 @@ def test_second_instance_stops_cleanly():
         )
         assert r.status_code == 200, r.text
         server.kill()
-        assert not esdev._group_alive(pid)
+        assert not esdev.group_alive(pid)
         server.restart()
         assert server.port == port
         health = httpx.get(
@@ -119,7 +119,7 @@ def test_second_instance_stops_cleanly():
         ).json()
         assert health["status"] == "green"
         pid = server.pid
-    assert not esdev._group_alive(pid)
+    assert not esdev.group_alive(pid)
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
     assert not workdir.exists()

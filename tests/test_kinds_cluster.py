@@ -11,31 +11,16 @@ import json
 import os
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 
-from esbridge.config import ConnectionConfig
-from esbridge.esclient import Connections
-from esbridge.loader import load_text
 from esbridge.nagios import render
-from esbridge.result import Result, State
-from esbridge.runner import Runner
+from esbridge.result import State
+from kinds_support import run_yaml
 
 pytestmark = pytest.mark.es
-
-
-async def run_yaml(es_url: str, text: str) -> dict[str, Result]:
-    """Load a check file and run all its checks in one cycle, as the service would."""
-    checks = list(load_text(text))
-    connections = Connections({"default": ConnectionConfig(urls=(es_url,))})
-    try:
-        results = await Runner(connections).run(checks, now=datetime.now(UTC).timestamp())
-    finally:
-        await connections.close()
-    return {r.check: r for r in results}
 
 
 def checks_yaml(checks: list[dict[str, Any]]) -> str:

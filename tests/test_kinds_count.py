@@ -16,12 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
-from esbridge.config import ConnectionConfig
-from esbridge.esclient import Connections
-from esbridge.loader import load_text
 from esbridge.nagios import exit_code, render
-from esbridge.result import Result, State
-from esbridge.runner import Runner
+from esbridge.result import State
+from kinds_support import checks_yaml, run_yaml
 
 pytestmark = pytest.mark.es
 
@@ -33,22 +30,6 @@ MAPPINGS = {
         "status": {"type": "integer"},
     }
 }
-
-
-async def run_yaml(es_url: str, text: str, now: datetime) -> dict[str, Result]:
-    """Load a check file and run all its checks in one cycle, as the service would."""
-    checks = list(load_text(text))
-    connections = Connections({"default": ConnectionConfig(urls=(es_url,))})
-    try:
-        results = await Runner(connections).run(checks, now=now.timestamp())
-    finally:
-        await connections.close()
-    return {r.check: r for r in results}
-
-
-def checks_yaml(index: str, checks: list[dict[str, Any]]) -> str:
-    """A check file (JSON is YAML) with ``index`` as a default."""
-    return json.dumps({"defaults": {"index": index}, "checks": checks})
 
 
 @pytest.fixture

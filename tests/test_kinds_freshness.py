@@ -6,38 +6,19 @@ Documents are seeded at exact offsets from a fixed ``now`` and the check runs at
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from esbridge.config import ConnectionConfig
-from esbridge.esclient import Connections
-from esbridge.loader import load_text
 from esbridge.nagios import render
-from esbridge.result import Result, State
-from esbridge.runner import Runner
+from esbridge.result import State
+from kinds_support import checks_yaml, run_yaml
 
 pytestmark = pytest.mark.es
 
 MAPPINGS = {"properties": {"@timestamp": {"type": "date"}, "host": {"type": "keyword"}}}
-
-
-async def run_yaml(es_url: str, text: str, now: datetime) -> dict[str, Result]:
-    """Load a check file and run all its checks in one cycle, as the service would."""
-    checks = list(load_text(text))
-    connections = Connections({"default": ConnectionConfig(urls=(es_url,))})
-    try:
-        results = await Runner(connections).run(checks, now=now.timestamp())
-    finally:
-        await connections.close()
-    return {r.check: r for r in results}
-
-
-def checks_yaml(index: str, checks: list[dict[str, Any]]) -> str:
-    return json.dumps({"defaults": {"index": index}, "checks": checks})
 
 
 @pytest.fixture

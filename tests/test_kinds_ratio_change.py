@@ -6,19 +6,15 @@ change: this window vs the previous one, also one search with two filter aggrega
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from esbridge.config import ConnectionConfig
-from esbridge.esclient import Connections
-from esbridge.loader import load_text
 from esbridge.nagios import render
-from esbridge.result import Result, State
-from esbridge.runner import Runner
+from esbridge.result import State
+from kinds_support import checks_yaml, run_yaml
 
 pytestmark = pytest.mark.es
 
@@ -32,26 +28,6 @@ MAPPINGS = {
         "bytes": {"type": "long"},
     }
 }
-
-
-async def run_yaml(
-    es_url: str, text: str, now: datetime, stats: dict[str, int] | None = None
-) -> dict[str, Result]:
-    """Run all checks of a file in one cycle; ``stats`` receives the connection counters."""
-    checks = list(load_text(text))
-    connections = Connections({"default": ConnectionConfig(urls=(es_url,))})
-    try:
-        results = await Runner(connections).run(checks, now=now.timestamp())
-        if stats is not None:
-            counters = connections.get("default").stats
-            stats.update(requests=counters.requests, searches=counters.searches)
-    finally:
-        await connections.close()
-    return {r.check: r for r in results}
-
-
-def checks_yaml(index: str, checks: list[dict[str, Any]]) -> str:
-    return json.dumps({"defaults": {"index": index}, "checks": checks})
 
 
 @pytest.fixture

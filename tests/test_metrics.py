@@ -31,6 +31,62 @@ def test_label_names_are_valid_prometheus_labels() -> None:
     assert label_name("le") == "group_le"
 
 
+def _fake_service(store: object) -> object:
+    from types import SimpleNamespace
+
+    return SimpleNamespace(store=store)
+
+
+def test_check_series_text_escapes_labels_and_follows_the_store() -> None:
+    """The cached text writer: valid escaping, cache invalidated by new results and by age."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from esbridge.metrics import CheckSeries
+    from esbridge.result import GroupResult, Result, State
+    from esbridge.store import ResultStore
+
+    store = ResultStore(staleness_factor=2.0)
+    store.sync({'we"ird\\name': 10.0})
+    name = 'we"ird\\name'
+    group = GroupResult(
+        key=(("host.name", 'a"b\\c\nd'),), state=State.CRITICAL, value=7.5, summary=""
+    )
+    now = __import__("time").time()
+    store.record(
+        Result(
+            check=name,
+            state=State.CRITICAL,
+            summary="s",
+            value=7.5,
+            groups=(group,),
+            evaluated_at=now,
+        )
+    )
+    series = CheckSeries(_fake_service(store))  # type: ignore[arg-type]
+
+    def families() -> dict[str, list[object]]:
+        return {f.name: f.samples for f in text_string_to_metric_families(series.render())}
+
+    first = families()
+    (sample,) = first["esbridge_group_status_code"]
+    assert sample.labels == {"check": name, "host_name": 'a"b\\c\nd'}  # type: ignore[attr-defined]
+    assert sample.value == 2.0  # type: ignore[attr-defined]
+    assert first["esbridge_check_stale"][0].value == 0.0  # type: ignore[attr-defined]
+
+    store.record(Result(check=name, state=State.OK, summary="s", value=1.0, evaluated_at=now + 1))
+    second = families()
+    assert second["esbridge_check_status_code"][0].value == 0.0  # type: ignore[attr-defined]
+    assert "esbridge_group_status_code" not in second
+
+    entry = store.get(name)
+    assert entry is not None and entry.result is not None
+    store.record(entry.result.with_(evaluated_at=now - 100))  # an old result: stale now
+    third = families()
+    assert third["esbridge_check_status_code"][0].value == 3.0  # type: ignore[attr-defined]
+    assert third["esbridge_check_stale"][0].value == 1.0  # type: ignore[attr-defined]
+    assert "esbridge_check_value" not in third
+
+
 @pytest.fixture(scope="module")
 def service(es_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EsbridgeProcess]:
     from esbridge.devtools.seeding import seed as seed_docs

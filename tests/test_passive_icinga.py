@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import ssl
 import subprocess
-import tempfile
 import textwrap
 import time
 import uuid
@@ -23,10 +21,11 @@ import httpx
 import pytest
 
 from _require import require
+from esbridge.devtools.icinga import ICINGA2, Icinga2
 from esbridge.devtools.service import EsbridgeProcess, free_port
+from realclients import open_dir
 
 ROOT = Path(__file__).resolve().parents[1]
-ICINGA2 = "/usr/sbin/icinga2"
 
 pytestmark = [pytest.mark.clients, pytest.mark.slow]
 
@@ -80,7 +79,8 @@ class Icinga:
 
     def __init__(self, folder: Path, objects: str) -> None:
         self.folder = folder
-        self.state = folder / "state"
+        self.daemon = Icinga2(folder, node="localhost")
+        self.state = self.daemon.state
         self.port = free_port()
         self.ca = make_certs(self.state / "certs")
         self.reader = ("test-reader", uuid.uuid4().hex)
@@ -109,41 +109,16 @@ class Icinga:
             """)
             + objects
         )
-        self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"https://localhost:{self.port}"
 
     def start(self) -> Icinga:
-        s = self.state
-        defines = {
-            "RunAsUser": "root",
-            "RunAsGroup": "root",
-            "NodeName": "localhost",
-            "ZoneName": "master",
-            "DataDir": s,
-            "CacheDir": s,
-            "LogDir": s,
-            "SpoolDir": s,
-            "InitRunDir": s,
-            "StatePath": s / "icinga2.state",
-            "ObjectsPath": s / "icinga2.debug",
-            "VarsPath": s / "icinga2.vars",
-            "PidPath": s / "icinga2.pid",
-        }
-        args = [f"-D{k}={v}" for k, v in defines.items()]
-        log = (self.folder / "icinga.log").open("ab")
-        self.proc = subprocess.Popen(
-            [ICINGA2, "daemon", "-x", "notice", "-c", str(self.folder / "icinga2.conf"), *args],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its worker processes go with it on stop()
-        )
-        log.close()
+        self.daemon.start(self.folder / "icinga2.conf", log_level="notice")
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"icinga2 exited:\n{self.log()[-3000:]}"
+            assert self.daemon.running(), f"icinga2 exited:\n{self.log()[-3000:]}"
             try:
                 if self.get("/v1/objects/services").status_code == 200:
                     return self
@@ -153,7 +128,7 @@ class Icinga:
         raise AssertionError(f"icinga2 API did not come up:\n{self.log()[-3000:]}")
 
     def log(self) -> str:
-        return (self.folder / "icinga.log").read_text(errors="replace")
+        return self.daemon.log()
 
     def get(self, path: str, **kw: object) -> httpx.Response:
         return httpx.get(
@@ -171,22 +146,7 @@ class Icinga:
         return {o["name"]: o["attrs"] for o in r.json()["results"]}
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-        deadline = time.monotonic() + 10  # the worker processes linger a moment
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(self.proc.pid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.2)
-        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.daemon.stop()
 
 
 SERVICES = """
@@ -204,14 +164,12 @@ apply Service for (check in [ "p-ok", "p-warn", "p-crit" ]) {
 @pytest.fixture
 def icinga():
     require(os.access(ICINGA2, os.X_OK), f"{ICINGA2} is not installed (icinga2-bin)")
-    folder = Path(tempfile.mkdtemp(prefix="esbridge-icinga-"))
-    folder.chmod(0o755)
-    server = Icinga(folder, SERVICES)
-    try:
-        yield server.start()
-    finally:
-        server.stop()
-        shutil.rmtree(folder, ignore_errors=True)
+    with open_dir("esbridge-icinga-") as folder:
+        server = Icinga(folder, SERVICES)
+        try:
+            yield server.start()
+        finally:
+            server.stop()
 
 
 def esbridge_config(folder: Path, icinga: Icinga, **extra: str) -> Path:

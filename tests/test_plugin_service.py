@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from esbridge.devtools.nagios import install_plugin
 from realclients import (
     STALE_RE,
     SYSTEM_PYTHON,
     TYPO_RE,
     Scenario,
-    install_plugin,
     open_dir,
     running_scenario,
     tool,

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,8 @@ from typing import Any
 import httpx
 import pytest
 
+from esbridge.devtools.icinga import ICINGA2, Icinga2
+from esbridge.devtools.nagios import install_plugin
 from esbridge.devtools.service import free_port
 from realclients import (
     DEPLOY,
@@ -32,11 +33,8 @@ from realclients import (
     TYPO_RE,
     Scenario,
     first_line_parts,
-    install_plugin,
     open_dir,
     running_scenario,
-    start_group,
-    stop_group,
     tool,
     wait_until,
 )
@@ -177,26 +175,6 @@ def write_config(folder: Path, scenario: Scenario, api_port: int, password: str)
     return config
 
 
-def defines(state: Path) -> list[str]:
-    values = {
-        # as root, icinga2 would switch to the package's user: stay, and keep out of /var
-        "RunAsUser": "root",
-        "RunAsGroup": "root",
-        "DataDir": state,
-        "CacheDir": state,
-        "LogDir": state,
-        "SpoolDir": state,
-        "InitRunDir": state,
-        "StatePath": state / "icinga2.state",
-        "ObjectsPath": state / "icinga2.debug",
-        "VarsPath": state / "icinga2.vars",
-        "PidPath": state / "icinga2.pid",
-        "NodeName": NODE,
-        "ZoneName": "master",
-    }
-    return [f"-D{key}={value}" for key, value in values.items()]
-
-
 def fetch_services(api: str, password: str) -> dict[tuple[str, str], dict[str, Any]]:
     r = httpx.get(
         f"{api}/v1/objects/services",
@@ -229,48 +207,35 @@ def unmet(services: dict[tuple[str, str], dict[str, Any]]) -> list[str]:
 
 @pytest.fixture(scope="module")
 def icinga(es_url: str) -> Iterator[IcingaRun]:
-    icinga2 = tool("icinga2", "/usr/sbin/icinga2")
+    binary = tool("icinga2", ICINGA2)
     token = "rc-" + os.urandom(8).hex()
     password = os.urandom(8).hex()
     with (
         open_dir("esbridge-icinga-") as folder,
         running_scenario(es_url, folder, token=token) as scenario,
     ):
-        state = folder / "state"
-        (state / "certs").mkdir(parents=True)
-        certs = state / "certs"
-        pki = subprocess.run(
-            [
-                *(icinga2, "pki", "new-cert", "--cn", NODE),
-                *("--key", str(certs / f"{NODE}.key"), "--cert", str(certs / f"{NODE}.crt")),
-                *defines(state),
-            ],
-            capture_output=True,
-            text=True,
+        icinga2 = Icinga2(folder, binary, node=NODE)
+        certs = icinga2.state / "certs"
+        certs.mkdir()
+        pki = icinga2.run(
+            *("pki", "new-cert", "--cn", NODE),
+            *("--key", str(certs / f"{NODE}.key"), "--cert", str(certs / f"{NODE}.crt")),
             timeout=60,
         )
         assert pki.returncode == 0, pki.stdout + pki.stderr
         (certs / "ca.crt").write_bytes((certs / f"{NODE}.crt").read_bytes())  # self-signed
         api_port = free_port()
         config = write_config(folder, scenario, api_port, password)
-        check = subprocess.run(
-            [icinga2, "daemon", "-C", "-x", "warning", "-c", str(config), *defines(state)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        check = icinga2.validate(config)
         assert check.returncode == 0, check.stdout + check.stderr
-        log = folder / "icinga2.out"
-        proc = start_group(
-            [icinga2, "daemon", "-x", "information", "-c", str(config), *defines(state)], log
-        )
+        icinga2.start(config)
         api = f"https://127.0.0.1:{api_port}"
         last: dict[tuple[str, str], dict[str, Any]] = {}
         try:
 
             def poll() -> bool:
                 nonlocal last
-                assert proc.poll() is None, log.read_text(errors="replace")[-4000:]
+                assert icinga2.running(), icinga2.log()[-4000:]
                 try:
                     last = fetch_services(api, password)
                 except httpx.HTTPError:
@@ -278,13 +243,13 @@ def icinga(es_url: str) -> Iterator[IcingaRun]:
                 return not unmet(last)
 
             def describe() -> str:
-                text = log.read_text(errors="replace")
-                return "\n".join(["unmet:", *unmet(last), "--- icinga2 ---", text[-4000:]])
+                text = icinga2.log()[-4000:]
+                return "\n".join(["unmet:", *unmet(last), "--- icinga2 ---", text])
 
             wait_until(poll, 120, describe)
             yield IcingaRun(scenario, last)
         finally:
-            stop_group(proc)
+            assert icinga2.stop(), f"processes of icinga2 group {icinga2.proc} survived SIGKILL"
 
 
 def test_icinga_created_the_services_from_the_apply_rules(icinga: IcingaRun) -> None:

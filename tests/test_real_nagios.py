@@ -12,7 +12,6 @@ and ``status.dat``.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from esbridge.devtools.nagios import NAGIOS4, Nagios, prepare
 from realclients import (
     DEPLOY,
     SHIPPED_URL,
@@ -28,11 +28,8 @@ from realclients import (
     TYPO_RE,
     Scenario,
     first_line_parts,
-    install_plugin,
     open_dir,
     running_scenario,
-    start_group,
-    stop_group,
     tool,
     wait_until,
 )
@@ -41,43 +38,7 @@ pytestmark = [pytest.mark.clients, pytest.mark.es]
 
 SHIPPED = sorted((DEPLOY / "nagios").glob("*.cfg"))
 
-OBJECTS = """\
-define timeperiod {
-    timeperiod_name         24x7
-    alias                   24x7
-    sunday                  00:00-24:00
-    monday                  00:00-24:00
-    tuesday                 00:00-24:00
-    wednesday               00:00-24:00
-    thursday                00:00-24:00
-    friday                  00:00-24:00
-    saturday                00:00-24:00
-}
-
-define command {
-    command_name            notify-by-nothing
-    command_line            /bin/true
-}
-
-define contact {
-    contact_name                    admin
-    alias                           Admin
-    host_notifications_enabled      0
-    service_notifications_enabled   0
-    host_notification_period        24x7
-    service_notification_period     24x7
-    host_notification_options       n
-    service_notification_options    n
-    host_notification_commands      notify-by-nothing
-    service_notification_commands   notify-by-nothing
-}
-
-define contactgroup {
-    contactgroup_name       admins
-    alias                   Administrators
-    members                 admin
-}
-
+OBJECTS = """
 # The plugin as the brief of this test wants it run: system interpreter, isolated, no site.
 define command {
     command_name            esbridge_py
@@ -156,16 +117,6 @@ EXPECT = [
 STATES = {"OK": 0, "WARNING": 1, "CRITICAL": 2, "UNKNOWN": 3}
 
 
-def parse_status(text: str) -> dict[tuple[str, str], dict[str, str]]:
-    """status.dat -> {(host, service): fields}; host blocks under (host, "")."""
-    out: dict[tuple[str, str], dict[str, str]] = {}
-    for kind, body in re.findall(r"^(servicestatus|hoststatus) \{\n(.*?)\n\t\}", text, re.M | re.S):
-        fields = dict(line.strip().split("=", 1) for line in body.splitlines() if "=" in line)
-        key = (fields["host_name"], fields.get("service_description", "") if kind[0] == "s" else "")
-        out[key] = fields
-    return out
-
-
 def alert_re(e: Expect) -> re.Pattern[str]:
     return re.compile(
         rf"SERVICE ALERT: {re.escape(e.host)};{re.escape(e.service)};{e.state};HARD;\d+;(.*)$",
@@ -182,21 +133,18 @@ class NagiosRun:
     log: str
 
 
-def write_config(folder: Path, scenario: Scenario) -> Path:
-    plugins = folder / "plugins"
-    plugins.mkdir(mode=0o755)
-    plugin = install_plugin(plugins)  # $USER1$/check_esbridge of the shipped commands
-    (plugins / "check_http").symlink_to("/usr/lib/nagios/plugins/check_http")
+def write_config(folder: Path, scenario: Scenario, binary: str) -> Nagios:
+    plugin = folder / "plugins" / "check_esbridge"  # $USER1$/check_esbridge (prepare())
     port = str(scenario.service.port)
-    objects = folder / "objects"
-    objects.mkdir(mode=0o755)
+    shipped = folder / "shipped"
+    shipped.mkdir(mode=0o755)
     files = []
     for src in SHIPPED:
         text = src.read_text()
         if src.name == "commands.cfg":  # "change it in these lines": the URL and port only
             text = text.replace(SHIPPED_URL, scenario.url).replace("-p 9108", f"-p {port}")
             assert scenario.url in text and "9108" not in text.split("define", 1)[1]
-        files.append(objects / src.name)
+        files.append(shipped / src.name)
         files[-1].write_text(text)
     own = (
         OBJECTS.replace("@PYTHON@", SYSTEM_PYTHON)
@@ -213,29 +161,7 @@ def write_config(folder: Path, scenario: Scenario) -> Path:
             f"    check_command           {command}\n"
             f"    initial_state           {initial}\n}}\n"
         )
-    files.append(objects / "rc-test.cfg")
-    files[-1].write_text(own)
-    (folder / "resource.cfg").write_text(f"$USER1$={plugins}\n")
-    for sub in ("checkresults", "tmp"):
-        (folder / sub).mkdir(mode=0o755)
-    d = folder
-    main = [
-        f"log_file={d}/nagios.log",
-        *(f"cfg_file={f}" for f in files),
-        f"resource_file={d}/resource.cfg",
-        f"object_cache_file={d}/objects.cache",
-        f"precached_object_file={d}/objects.precache",
-        f"status_file={d}/status.dat",
-        f"state_retention_file={d}/retention.dat",
-        f"temp_file={d}/nagios.tmp",
-        f"temp_path={d}/tmp",
-        f"check_result_path={d}/checkresults",
-        f"lock_file={d}/nagios.lock",
-        f"query_socket={d}/nagios.qh",
-        f"command_file={d}/nagios.cmd",
-        "nagios_user=nagios",
-        "nagios_group=nagios",
-        "interval_length=1",
+    settings = [
         "status_update_interval=1",
         "check_result_reaper_frequency=1",
         "max_check_result_reaper_time=5",
@@ -243,30 +169,22 @@ def write_config(folder: Path, scenario: Scenario) -> Path:
         "host_inter_check_delay_method=n",
         "max_service_check_spread=1",
         "max_host_check_spread=1",
-        "retain_state_information=0",
         "use_retained_program_state=0",
-        "use_syslog=0",
-        "enable_notifications=0",
         "enable_flap_detection=0",
         "check_external_commands=0",
         "enable_environment_macros=0",
-        "illegal_macro_output_chars=`~$&|'\"<>",
     ]
-    (d / "nagios.cfg").write_text("\n".join(main) + "\n")
-    for path in [d, *d.rglob("*")]:
-        if not path.is_symlink():
-            path.chmod(0o755 if path.is_dir() or path == plugin else 0o644)
-            shutil.chown(path, "nagios", "nagios")
-    return d / "nagios.cfg"
+    nagios = prepare(folder, own, files, settings, binary)
+    assert plugin.is_file()
+    (plugin.parent / "check_http").symlink_to("/usr/lib/nagios/plugins/check_http")
+    return nagios
 
 
-def unmet(run_dir: Path) -> list[str]:
+def unmet(nagios: Nagios) -> list[str]:
     """The expectations Nagios has not reached yet (all of them before its first status)."""
-    status_file, log_file = run_dir / "status.dat", run_dir / "nagios.log"
-    if not status_file.exists() or not log_file.exists():
+    status, log = nagios.status(), nagios.log()
+    if not status or not log:
         return ["status.dat and nagios.log not written yet"]
-    status = parse_status(status_file.read_text(errors="replace"))
-    log = log_file.read_text(errors="replace")
     missing = []
     for e in EXPECT:
         fields = status.get((e.host, e.service), {})
@@ -284,30 +202,26 @@ def unmet(run_dir: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def nagios(es_url: str) -> Iterator[NagiosRun]:
-    nagios4 = tool("nagios4", "/usr/sbin/nagios4")
+    nagios4 = tool("nagios4", NAGIOS4)
     tool("python3", SYSTEM_PYTHON)
     with (
         open_dir("esbridge-nagios-", owner="nagios") as folder,
         running_scenario(es_url, folder) as scenario,
     ):
-        config = write_config(folder, scenario)
-        verify = subprocess.run(
-            [nagios4, "-v", str(config)], capture_output=True, text=True, timeout=60
-        )
+        server = write_config(folder, scenario, nagios4)
+        verify = server.verify()
         assert verify.returncode == 0, verify.stdout + verify.stderr
-        proc = start_group([nagios4, str(config)], folder / "nagios.stdout")
+        server.start(wait=0)
         try:
 
             def describe() -> str:
-                log = (folder / "nagios.log").read_text(errors="replace")
-                return "\n".join(["unmet:", *unmet(folder), "--- nagios.log ---", log[-8000:]])
+                log = server.log()[-8000:]
+                return "\n".join(["unmet:", *unmet(server), "--- nagios.log ---", log])
 
-            wait_until(lambda: proc.poll() is None and not unmet(folder), 90, describe)
-            status = parse_status((folder / "status.dat").read_text())
-            log = (folder / "nagios.log").read_text()
-            yield NagiosRun(scenario, folder, verify, status, log)
+            wait_until(lambda: server.running() and not unmet(server), 90, describe)
+            yield NagiosRun(scenario, folder, verify, server.status(), server.log())
         finally:
-            stop_group(proc)
+            assert server.stop(), f"processes of nagios group {server.proc} survived SIGKILL"
 
 
 def test_nagios_verifies_the_shipped_files_with_the_test_objects(nagios: NagiosRun) -> None:

@@ -19,13 +19,13 @@ import httpx
 import pytest
 from ruamel.yaml import YAML
 
+from esbridge.devtools.procgroup import start_group
 from esbridge.devtools.service import free_port
 from realclients import (
     DEPLOY,
     Scenario,
     open_dir,
     running_scenario,
-    start_group,
     stop_group,
     tool,
     wait_until,

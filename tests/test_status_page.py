@@ -19,19 +19,9 @@ import httpx
 import pytest
 
 from _require import require
+from esbridge.devtools.chromium import CHROMIUM, CHROMIUM_ARGS
 from esbridge.devtools.service import EsbridgeProcess
 
-CHROMIUM = "/usr/bin/chromium"
-# Headless on a closed network (see /work/shared/pitfalls.md).
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 RANK = {"CRITICAL": 0, "UNKNOWN": 1, "WARNING": 2, "PENDING": 3, "OK": 4}
 SEVERITY = {"CRITICAL": 0, "UNKNOWN": 1, "WARNING": 2, "OK": 3}

@@ -20,13 +20,13 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
 
 from esbridge import __version__
 from esbridge.app import Service
 from esbridge.durations import format_duration
-from esbridge.metrics import make_registry
+from esbridge.metrics import CheckSeries, exposition, make_registry
 from esbridge.nagios import render
 from esbridge.result import Result, State
 from esbridge.store import CheckState, result_to_dict, transition_to_dict
@@ -270,6 +270,7 @@ def create_app(service: Service) -> FastAPI:
     )
     app.state.service = service
     registry = make_registry(service)
+    series = CheckSeries(service)
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
@@ -452,7 +453,7 @@ def create_app(service: Service) -> FastAPI:
 
     @app.get("/metrics", response_class=PlainTextResponse, dependencies=[ReadDep])
     async def metrics() -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(exposition(series, registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/api/v1/status", response_model=dict[str, Any], dependencies=[ReadDep])
     async def status(service: ServiceDep) -> dict[str, Any]:

@@ -23,11 +23,8 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    PlainSerializer,
-    PlainValidator,
     SecretStr,
     ValidationError,
-    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -39,7 +36,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from esbridge.durations import format_duration, parse_duration
+from esbridge.durations import Duration, format_duration
 
 if TYPE_CHECKING:
     from esbridge.loader import CheckSet, Issue
@@ -69,22 +66,6 @@ class ConfigError(Exception):
 
     def __str__(self) -> str:
         return "\n".join(self.messages)
-
-
-def _duration(value: Any) -> timedelta:
-    if isinstance(value, timedelta):
-        return value
-    if not isinstance(value, str | int | float) or isinstance(value, bool):
-        raise ValueError(f"invalid duration {value!r}: use a number with a unit, e.g. 30s, 5m")
-    return parse_duration(value)
-
-
-Duration = Annotated[
-    timedelta,
-    PlainValidator(_duration),
-    PlainSerializer(format_duration, when_used="json"),
-    WithJsonSchema({"type": "string"}),
-]
 
 
 def _list(value: Any) -> Any:
@@ -452,8 +433,10 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
     doc: Any = None
     data: dict[str, Any] = {}
     if path is not None:
+        from esbridge.loader import to_plain  # the same YAML reading rules as check files
+
         doc = _read_yaml(Path(path))
-        data = _resolve_paths(_plain(doc), Path(path).resolve().parent)
+        data = _resolve_paths(to_plain(doc), Path(path).resolve().parent)
     token = _FILE_DATA.set(data)
     try:
         return Settings(**overrides)
@@ -566,22 +549,6 @@ def _read_yaml(path: Path) -> Any:
     if not isinstance(doc, Mapping):
         raise ConfigError(f"{path}:1: expected a mapping of settings at the top level")
     return doc
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, str):
-        return str(value)
-    if isinstance(value, bool):
-        return bool(value)
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return float(value)
-    return value
 
 
 def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:

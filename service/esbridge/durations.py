@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from typing import Annotated, Any
+
+from pydantic import PlainSerializer, PlainValidator, WithJsonSchema
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
@@ -55,3 +58,29 @@ def format_duration(value: timedelta) -> str:
     # Exact plain decimal seconds (timedelta has microsecond resolution; never exponents).
     whole, frac = divmod(micros, 1_000_000)
     return f"{whole}.{frac:06d}".rstrip("0").rstrip(".") + "s"
+
+
+DURATION_PATTERN = r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d|w)?\s*$"
+
+
+def _validate(value: Any) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        raise ValueError(f"invalid duration {value!r}: use a number with a unit, e.g. 30s, 5m, 1h")
+    return parse_duration(value)
+
+
+Duration = Annotated[
+    timedelta,
+    PlainValidator(_validate),
+    PlainSerializer(format_duration, when_used="json"),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": DURATION_PATTERN,
+            "description": "a duration: number + unit ms, s, m, h, d or w (e.g. 30s, 5m, 1h)",
+        }
+    ),
+]
+"""A duration field for pydantic models (check files and the service configuration)."""

@@ -325,11 +325,13 @@ def _load_item(
     cls = CHECK_CLASSES[kind]
 
     data: dict[str, Any] = {
-        k: _plain(v) for k, v in defaults.items() if k in COMMON_FIELDS and k not in NOT_IN_DEFAULTS
+        k: to_plain(v)
+        for k, v in defaults.items()
+        if k in COMMON_FIELDS and k not in NOT_IN_DEFAULTS
     }
     from_defaults = set(data)
     for key, value in item.items():
-        value = _plain(value)
+        value = to_plain(value)
         if key == "labels" and isinstance(data.get("labels"), dict) and isinstance(value, dict):
             value = {**data["labels"], **value}
         data[key] = value
@@ -447,12 +449,12 @@ def _other_kind_hint(name: str, kind: str | None = None, defaults_only: bool = F
 # --- YAML helpers ---------------------------------------------------------------------------
 
 
-def _plain(value: Any) -> Any:
+def to_plain(value: Any) -> Any:
     """ruamel round-trip types → plain dict/list/str (so models hold ordinary values)."""
     if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): to_plain(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_plain(v) for v in value]
+        return [to_plain(v) for v in value]
     if isinstance(value, str):
         return str(value)
     if isinstance(value, bool):

@@ -28,7 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-from esbridge.durations import format_duration, parse_duration
+from esbridge.durations import Duration, format_duration
 from esbridge.ranges import Range
 from esbridge.result import State
 
@@ -58,33 +58,10 @@ __all__ = [
 MIN_INTERVAL = timedelta(seconds=1)
 MAX_INTERVAL = timedelta(days=7)
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"
-DURATION_PATTERN = r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d|w)?\s*$"
 RANGE_PATTERN = r"^@?((~|[-+]?(\d+(\.\d*)?|\.\d+))?:)?([-+]?(\d+(\.\d*)?|\.\d+))?$"
 
 
 # --- field types ---------------------------------------------------------------------------
-
-
-def _duration(value: Any) -> timedelta:
-    if isinstance(value, timedelta):
-        return value
-    if not isinstance(value, str | int | float) or isinstance(value, bool):
-        raise ValueError(f"invalid duration {value!r}: use a number with a unit, e.g. 30s, 5m, 1h")
-    return parse_duration(value)
-
-
-Duration = Annotated[
-    timedelta,
-    PlainValidator(_duration),
-    PlainSerializer(format_duration, when_used="json"),
-    WithJsonSchema(
-        {
-            "type": "string",
-            "pattern": DURATION_PATTERN,
-            "description": "a duration: number + unit ms, s, m, h, d or w (e.g. 30s, 5m, 1h)",
-        }
-    ),
-]
 
 
 def _range(value: Any) -> Range:

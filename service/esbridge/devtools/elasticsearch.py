@@ -56,6 +56,8 @@ from pathlib import Path
 
 import httpx
 
+from esbridge.devtools.procgroup import group_alive, kill_group
+
 ES8 = "8.19.21"
 ES9 = "9.5.4"
 DEFAULT_VERSION = ES8
@@ -333,40 +335,6 @@ def _yaml_scalar(v: object) -> str:
     return json.dumps(str(v))
 
 
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # zombies count as gone
-    for p in Path("/proc").iterdir():
-        if not p.name.isdigit():
-            continue
-        try:
-            fields = (p / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
-
-
-def _kill_group(pgid: int, grace: float = 20.0) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and _group_alive(pgid):
-        time.sleep(0.1)
-    if _group_alive(pgid):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and _group_alive(pgid):
-            time.sleep(0.05)
-
-
 # --------------------------------------------------------------------------- server
 
 
@@ -599,14 +567,14 @@ class ElasticsearchServer:
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and _group_alive(self.proc.pid):
+        while time.monotonic() < deadline and group_alive(self.proc.pid):
             time.sleep(0.05)
 
     def terminate(self) -> None:
         """Graceful stop (SIGTERM, SIGKILL after 20 s) keeping data for restart()."""
         if self.proc is None:
             return
-        _kill_group(self.proc.pid)
+        kill_group(self.proc.pid)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=5)
 
@@ -622,8 +590,8 @@ class ElasticsearchServer:
     def stop(self) -> None:
         """Stop the process group and remove the temp folder. Safe to call twice."""
         if self.proc is not None:
-            if self.proc.poll() is None or _group_alive(self.proc.pid):
-                _kill_group(self.proc.pid)
+            if self.proc.poll() is None or group_alive(self.proc.pid):
+                kill_group(self.proc.pid)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=5)
         if self.workdir is not None and self.workdir.exists():
@@ -673,7 +641,7 @@ def _read_state() -> dict[str, object] | None:
 
 def _cmd_start(args: argparse.Namespace) -> int:
     st = _read_state()
-    if st and _group_alive(int(st["pid"])):  # type: ignore[arg-type]
+    if st and group_alive(int(st["pid"])):  # type: ignore[arg-type]
         print(f"already running: pid {st['pid']} at {st['url']}", file=sys.stderr)
         print(f"export ESBRIDGE_TEST_ES_URL={st['url']}")
         return 0
@@ -701,8 +669,8 @@ def _cmd_stop(args: argparse.Namespace) -> int:
         print("no Elasticsearch started by this tool", file=sys.stderr)
         return 0
     pid = int(st["pid"])  # type: ignore[arg-type]
-    if _group_alive(pid):
-        _kill_group(pid)
+    if group_alive(pid):
+        kill_group(pid)
     shutil.rmtree(str(st["workdir"]), ignore_errors=True)
     _state_file().unlink(missing_ok=True)
     print(f"stopped Elasticsearch pid {pid} ({st['url']})", file=sys.stderr)
@@ -714,7 +682,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     if not st:
         print("not running (no state file)")
         return 3
-    alive = _group_alive(int(st["pid"]))  # type: ignore[arg-type]
+    alive = group_alive(int(st["pid"]))  # type: ignore[arg-type]
     health = "?"
     if alive:
         try:
@@ -728,7 +696,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def _cmd_url(args: argparse.Namespace) -> int:
     st = _read_state()
-    if not st or not _group_alive(int(st["pid"])):  # type: ignore[arg-type]
+    if not st or not group_alive(int(st["pid"])):  # type: ignore[arg-type]
         print("not running", file=sys.stderr)
         return 1
     print(st["url"])
