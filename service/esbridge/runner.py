@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from esbridge.esclient import Connections, ESError
+from esbridge.esclient import Connection, Connections, ESError
 from esbridge.evaluate import error_result, evaluate
 from esbridge.models import CheckDefinition
 from esbridge.planner import ClusterFetch, SearchRequest, plan
@@ -55,51 +55,45 @@ class Runner:
     async def _run_connection(
         self, name: str, checks: list[CheckDefinition], now: float
     ) -> list[Result]:
-        started = time.perf_counter()
         try:
             connection = self.connections.get(name)
         except ESError as error:
             return [error_result(c, error.kind, error.message, now) for c in checks]
         moment = datetime.fromtimestamp(now, UTC)
-        plans = [plan(c, moment, self.timeout_of(c)) for c in checks]
         timeout = max(self.timeout_of(c).total_seconds() for c in checks)
+        results: list[Result | None] = [None] * len(checks)
+        data = [i for i, c in enumerate(checks) if not c.is_cluster_kind]
+        size = max(1, connection.config.max_searches_per_request)
+        batches = [data[k : k + size] for k in range(0, len(data), size)]
 
-        searches = [(i, p) for i, p in enumerate(plans) if isinstance(p, SearchRequest)]
-        fetches: dict[ClusterFetch, list[int]] = {}
-        for i, p in enumerate(plans):
-            if isinstance(p, ClusterFetch):
-                fetches.setdefault(p, []).append(i)
+        async def one_batch(positions: list[int]) -> None:
+            # Plan, send and evaluate batch by batch: while Elasticsearch works on one
+            # batch, esbridge plans the next and evaluates the previous one.
+            started = time.perf_counter()
+            requests = [plan(checks[i], moment, self.timeout_of(checks[i])) for i in positions]
+            answers = await self._search(connection, requests, timeout)  # type: ignore[arg-type]
+            duration = time.perf_counter() - started
+            for i, answer in zip(positions, answers, strict=True):
+                results[i] = evaluate(checks[i], answer, now, duration)
 
-        answers: list[dict[str, Any] | ESError | None] = [None] * len(checks)
+        async def cluster_checks() -> None:
+            fetches: dict[ClusterFetch, list[int]] = {}
+            for i, check in enumerate(checks):
+                if check.is_cluster_kind:
+                    fetch = plan(check, moment, self.timeout_of(check))
+                    assert isinstance(fetch, ClusterFetch)
+                    fetches.setdefault(fetch, []).append(i)
 
-        async def do_searches() -> None:
-            if not searches:
-                return
-            got = await connection.msearch([p for _, p in searches], timeout)  # type: ignore[misc]
-            # Elasticsearch parses every body of an _msearch before running any: one malformed
-            # query_dsl rejects the whole batch. Re-send those searches one by one so only the
-            # faulty check reads UNKNOWN and the others still get their answers.
-            shared = [
-                k
-                for k, answer in enumerate(got)
-                if isinstance(answer, ESError)
-                and answer.kind == "rejected"
-                and sum(other is answer for other in got) > 1
-            ]
-            if shared:
-                alone = await asyncio.gather(
-                    *(connection.msearch([searches[k][1]], timeout) for k in shared)  # type: ignore[misc]
-                )
-                for k, answer in zip(shared, alone, strict=True):
-                    got[k] = answer[0]
-            for (i, _), answer in zip(searches, got, strict=True):
-                answers[i] = answer
+            async def one_fetch(fetch: ClusterFetch, positions: list[int]) -> None:
+                started = time.perf_counter()
+                answer = await connection.cluster(fetch, timeout)
+                duration = time.perf_counter() - started
+                for i in positions:
+                    results[i] = evaluate(checks[i], answer, now, duration)
 
-        async def do_fetch(fetch: ClusterFetch, positions: list[int]) -> None:
-            answer = await connection.cluster(fetch, timeout)
-            for i in positions:
-                answers[i] = answer
+            await asyncio.gather(*(one_fetch(f, ps) for f, ps in fetches.items()))
 
+        started = time.perf_counter()
         try:
             # The bound covers retries with backoff too; past it the run is cancelled and
             # every check of it reads UNKNOWN instead of waiting forever.
@@ -109,19 +103,42 @@ class Runner:
                 + 1
             )
             await asyncio.wait_for(
-                asyncio.gather(do_searches(), *(do_fetch(f, ps) for f, ps in fetches.items())),
-                bound,
+                asyncio.gather(*(one_batch(b) for b in batches), cluster_checks()), bound
             )
         except TimeoutError:
-            error = ESError("timeout", f"Elasticsearch timed out after {timeout:g} s")
-            answers = [a if a is not None else error for a in answers]
+            pass
         duration = time.perf_counter() - started
         return [
-            evaluate(
-                check,
-                answer if answer is not None else ESError("internal", "no answer"),
-                now,
-                duration,
+            result
+            if result is not None
+            else error_result(
+                check, "timeout", f"Elasticsearch timed out after {timeout:g} s", now, duration
             )
-            for check, answer in zip(checks, answers, strict=True)
+            for check, result in zip(checks, results, strict=True)
         ]
+
+    @staticmethod
+    async def _search(
+        connection: Connection, requests: list[SearchRequest], timeout: float
+    ) -> list[dict[str, Any] | ESError]:
+        """One ``_msearch``; a rejected batch is retried search by search.
+
+        Elasticsearch parses every body of an ``_msearch`` before running any: one malformed
+        ``query_dsl`` rejects the whole batch. Those searches are re-sent one by one so only
+        the faulty check reads UNKNOWN and the others still get their answers.
+        """
+        got = await connection.msearch(requests, timeout)
+        shared = [
+            k
+            for k, answer in enumerate(got)
+            if isinstance(answer, ESError)
+            and answer.kind == "rejected"
+            and sum(other is answer for other in got) > 1
+        ]
+        if shared:
+            alone = await asyncio.gather(
+                *(connection.msearch([requests[k]], timeout) for k in shared)
+            )
+            for k, answer in zip(shared, alone, strict=True):
+                got[k] = answer[0]
+        return got
