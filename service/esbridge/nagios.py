@@ -113,6 +113,12 @@ def format_number(x: float) -> str:
         return "inf" if x > 0 else "-inf"
     if x == 0:
         return "0"
+    magnitude = abs(x)
+    if magnitude < 1e15 and x.is_integer():
+        return str(int(x))  # the common case (counts), without the Decimal machinery
+    if 1 <= magnitude < 1e15:
+        # Fixed notation never uses an exponent; 6 places as below, trailing zeros dropped.
+        return f"{x:.6f}".rstrip("0").rstrip(".")
     exact = Decimal(repr(x))  # shortest text that round-trips, e.g. 0.30000000000000004
     with localcontext() as ctx:
         ctx.prec = 1000  # enough for any double written out in full
