@@ -216,10 +216,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         text, code = run_one(args.checks or [], args.name, args.es_url, args.config)
     except ConfigError as exc:
-        print("UNKNOWN - configuration problem: " + "; ".join(exc.messages))
+        print("UNKNOWN - configuration problem: " + ", ".join(exc.messages))
         return 3
     except CheckFileError as exc:
-        print("UNKNOWN - check files have problems: " + "; ".join(str(i) for i in exc.issues))
+        print("UNKNOWN - check files have problems: " + ", ".join(str(i) for i in exc.issues))
         return 3
     except KeyError as exc:
         print(f"UNKNOWN - {exc.args[0]}")
