@@ -12,13 +12,15 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from esbridge.devtools.service import poll  # noqa: F401  (re-exported for the service tests)
 
 _HOP = {"host", "content-length", "connection", "transfer-encoding", "keep-alive"}
 _HOP_OUT = _HOP | {"content-encoding"}
@@ -172,22 +174,6 @@ def cycles(seen: list[Seen], gap: float = 0.5) -> list[list[Seen]]:
 def write(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path
-
-
-def poll(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.2) -> Any:
-    """Bounded polling: the predicate's first truthy value, or AssertionError."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-        except (httpx.HTTPError, KeyError, ValueError) as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s (last: {last!r})")
 
 
 def metric_samples(text: str, name: str) -> dict[str, float]:

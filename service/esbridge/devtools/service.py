@@ -13,10 +13,30 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
+
+
+def poll(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.2) -> Any:
+    """Bounded polling: the predicate's first truthy value, or AssertionError.
+
+    HTTP errors and missing keys count as "not yet": the service may still be starting.
+    """
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+        except (httpx.HTTPError, KeyError, ValueError) as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s (last: {last!r})")
 
 
 def free_port() -> int:
@@ -123,23 +143,14 @@ class EsbridgeProcess:
     def post(self, path: str, **kwargs: object) -> httpx.Response:
         return httpx.post(self.url + path, timeout=30.0, **kwargs)  # type: ignore[arg-type]
 
-    def wait_for(self, predicate, timeout: float = 30.0, interval: float = 0.2):  # type: ignore[no-untyped-def]
+    def wait_for(
+        self, predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.2
+    ) -> Any:
         """Poll ``predicate()`` until it returns a truthy value; raise with the log on timeout."""
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            try:
-                last = predicate()
-            except (httpx.HTTPError, KeyError, ValueError) as exc:
-                last = exc
-            else:
-                if last:
-                    return last
-            time.sleep(interval)
-        raise AssertionError(
-            f"condition not met within {timeout} s (last: {last!r})\n"
-            f"--- esbridge log ---\n{self.log()[-4000:]}"
-        )
+        try:
+            return poll(predicate, timeout, interval)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n--- esbridge log ---\n{self.log()[-4000:]}") from None
 
     def __enter__(self) -> EsbridgeProcess:
         return self.start()
