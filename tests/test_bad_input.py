@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -129,11 +130,20 @@ def test_unreadable_file_directory_named_yaml(tmp_path):
         load_checks([tmp_path / "x.yaml"])
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a chmod 000 file anyway")
-def test_unreadable_file_permissions(tmp_path):
+def test_unreadable_file_permissions(tmp_path, monkeypatch):
     path = tmp_path / "secret.yaml"
     path.write_text("checks: []\n")
     path.chmod(0)
+    if os.geteuid() == 0:
+        # Root reads a chmod 000 file anyway: give the loader the error any other user gets.
+        real_read_text = Path.read_text
+
+        def denied(self, *args, **kwargs):
+            if self == path:
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
+            return real_read_text(self, *args, **kwargs)
+
+        monkeypatch.setattr(Path, "read_text", denied)
     with pytest.raises(CheckFileError, match="cannot read: Permission denied"):
         load_checks([path])
 

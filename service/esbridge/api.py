@@ -8,7 +8,6 @@ are injected, so tests can build an app around any service.
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import hmac
 import time
@@ -185,8 +184,7 @@ def _pending(name: str, service: Service) -> Result:
 
 
 def _not_found(name: str, service: Service) -> HTTPException:
-    names = list(service.checkset.checks)
-    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+    close = service.checkset.close_names(name)
     return HTTPException(404, {"error": f"no check named {name!r}", "did_you_mean": close})
 
 
@@ -216,18 +214,7 @@ def _summary(entry: CheckState, service: Service, now: float) -> CheckSummary:
 
 def _group_result(result: Result, group_text: str) -> Result | None:
     group = result.group(group_text)
-    if group is None:
-        return None
-    return Result(
-        check=result.check,
-        state=group.state,
-        summary=group.summary,
-        value=group.value,
-        unit=result.unit,
-        perfdata=group.perfdata,
-        evaluated_at=result.evaluated_at,
-        duration=result.duration,
-    )
+    return None if group is None else result.for_group(group)
 
 
 def nagios_result(

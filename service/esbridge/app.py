@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from esbridge.config import Settings
+from esbridge.config import Settings, validate_references
 from esbridge.esclient import Connections
 from esbridge.loader import CheckFileError, CheckSet, load_checks
 from esbridge.models import CheckDefinition
@@ -166,7 +166,7 @@ class Service:
         async with self._reload_lock:
             try:
                 new = await asyncio.to_thread(load_checks, list(self.settings.checks))
-                problems = _reference_problems(new, self.connections.names())
+                problems = validate_references(self.settings, new)
                 if problems:
                     raise CheckFileError(problems)
             except CheckFileError as error:
@@ -236,24 +236,3 @@ class Service:
             # passive targets (esbridge.passive): reported, never a reason to be unready
             "passive": [t for s in getattr(self, "passive_senders", []) for t in s.status()],
         }
-
-
-def _reference_problems(checkset: CheckSet, connections: list[str]) -> list[Any]:
-    from esbridge.loader import Issue
-
-    issues = []
-    for check in checkset.checks.values():
-        if check.cluster not in connections:
-            issues.append(
-                Issue(
-                    file=check.source_file or "?",
-                    check=check.name,
-                    field="cluster",
-                    line=check.source_line,
-                    message=(
-                        f"no Elasticsearch connection named {check.cluster!r} "
-                        f"(configured: {', '.join(connections)})"
-                    ),
-                )
-            )
-    return issues

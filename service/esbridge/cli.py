@@ -163,14 +163,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from esbridge.logs import setup_logging
     from esbridge.serve import secrets_of, serve
 
+    settings = checkset = None
     try:
         settings = _settings_from_args(args)
-        problems = [
-            str(i) for i in validate_references(settings, load_checks(list(settings.checks)))
-        ]
+        checkset = load_checks(list(settings.checks))
+        problems = [str(i) for i in validate_references(settings, checkset)]
     except ConfigError as exc:
         problems = list(exc.messages)
-        settings = None
     except CheckFileError as exc:
         problems = [str(issue) for issue in exc.issues]
     if problems:
@@ -178,9 +177,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         for line in problems:
             print(f"  {line}", file=sys.stderr)
         return 2
-    assert settings is not None
+    assert settings is not None and checkset is not None
     setup_logging(args.log_format or settings.log.format, settings.log.level, secrets_of(settings))
-    return serve(settings)
+    return serve(settings, checkset)
 
 
 def _add_serve(sub: Any) -> None:

@@ -89,6 +89,10 @@ class CheckSet:
     def __contains__(self, name: object) -> bool:
         return name in self.checks
 
+    def close_names(self, name: str) -> list[str]:
+        """Up to three loaded names close to ``name``: the "did you mean" of unknown checks."""
+        return difflib.get_close_matches(name, list(self.checks), n=3, cutoff=0.5)
+
 
 # --- public entry points ---------------------------------------------------------------------
 

@@ -221,7 +221,11 @@ def format_perfdatum(item: Perfdatum, label: str | None = None) -> str:
     return f"'{name}'=" + ";".join(fields)
 
 
-def _perfdata(items: tuple[Perfdatum, ...] | list[Perfdatum], seen: set[str]) -> list[str]:
+def format_perfdata(
+    items: tuple[Perfdatum, ...] | list[Perfdatum], seen: set[str] | None = None
+) -> list[str]:
+    """Perfdata items with clean, unique labels (``seen`` carries labels across calls)."""
+    seen = set() if seen is None else seen
     return [format_perfdatum(item, _unique(_clean_label(item.label), seen)) for item in items]
 
 
@@ -266,8 +270,8 @@ def _note(dropped_lines: int, dropped_perf: int) -> str:
 def render(result: Result, max_bytes: int = MAX_OUTPUT_BYTES) -> str:
     """The plugin output for ``result`` (see the module docstring); no trailing newline."""
     seen: set[str] = set()
-    overall = _perfdata(result.perfdata, seen)
-    group_perf = _perfdata([p for g in result.groups for p in g.perfdata], seen)
+    overall = format_perfdata(result.perfdata, seen)
+    group_perf = format_perfdata([p for g in result.groups for p in g.perfdata], seen)
 
     if result.long_output:
         lines = [line for entry in result.long_output for line in _lines(entry)]

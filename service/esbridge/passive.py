@@ -46,8 +46,8 @@ import httpx
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from esbridge.config import ConfigError, Icinga2PassiveConfig, NagiosPassiveConfig
-from esbridge.nagios import MAX_OUTPUT_BYTES, _clean_label, _unique, format_perfdatum, render
-from esbridge.result import GroupResult, Perfdatum, Result, State
+from esbridge.nagios import MAX_OUTPUT_BYTES, format_perfdata, render
+from esbridge.result import GroupResult, Result, State
 
 if TYPE_CHECKING:
     from esbridge.app import Service
@@ -100,9 +100,7 @@ def split_perfdata(result: Result) -> tuple[str, list[str]]:
     The text is :func:`esbridge.nagios.render` of the result with its perfdata removed, so it
     is sanitised (no ``|``) and bounded exactly like the plugin's output.
     """
-    seen: set[str] = set()
-    items: list[Perfdatum] = [*result.perfdata, *(p for g in result.groups for p in g.perfdata)]
-    perfdata = [format_perfdatum(p, _unique(_clean_label(p.label), seen)) for p in items]
+    perfdata = format_perfdata([*result.perfdata, *(p for g in result.groups for p in g.perfdata)])
     bare = result.with_(
         perfdata=(),
         groups=tuple(GroupResult(g.key, g.state, g.value, g.summary, ()) for g in result.groups),
@@ -258,15 +256,7 @@ class Target:
                 except (KeyError, IndexError, AttributeError) as exc:
                     self._fail("template", f"{result.check}: group {group.key_text}: {exc!r}")
                     continue
-                single = Result(
-                    check=result.check,
-                    state=group.state,
-                    summary=group.summary,
-                    value=group.value,
-                    perfdata=group.perfdata,
-                    evaluated_at=result.evaluated_at,
-                    duration=result.duration,
-                )
+                single = result.for_group(group)
                 out.append(self._submission(single, host, svc, start, end, ttl))
         return out
 

@@ -109,6 +109,19 @@ class Result:
         """A copy with some fields changed (results are immutable)."""
         return replace(self, **changes)  # type: ignore[arg-type]
 
+    def for_group(self, group: GroupResult) -> Result:
+        """One group as a result of its own (one Nagios service per host, say)."""
+        return Result(
+            check=self.check,
+            state=group.state,
+            summary=group.summary,
+            value=group.value,
+            unit=self.unit,
+            perfdata=group.perfdata,
+            evaluated_at=self.evaluated_at,
+            duration=self.duration,
+        )
+
     def group(self, key_text: str) -> GroupResult | None:
         """The group named ``host=web-01`` (or just ``web-01``), if present."""
         for group in self.groups:

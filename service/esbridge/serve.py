@@ -22,7 +22,7 @@ from fastapi import FastAPI
 from esbridge.app import Service
 from esbridge.config import Settings
 from esbridge.esclient import Connections
-from esbridge.loader import load_checks
+from esbridge.loader import CheckSet, load_checks
 from esbridge.nagios import render
 from esbridge.result import Result
 from esbridge.runner import Runner
@@ -87,9 +87,14 @@ def build_app(service: Service) -> FastAPI:
     return app
 
 
-def serve(settings: Settings) -> int:
-    """Run the service until SIGTERM/SIGINT. Raises ``CheckFileError`` on bad check files."""
-    service = Service.from_settings(settings)
+def serve(settings: Settings, checkset: CheckSet | None = None) -> int:
+    """Run the service until SIGTERM/SIGINT. Raises ``CheckFileError`` on bad check files.
+
+    ``checkset``: the check files as already loaded and validated by the caller.
+    """
+    service = (
+        Service(settings, checkset) if checkset is not None else Service.from_settings(settings)
+    )
     for attach in _extensions():
         attach(service)
     tune_gc()
@@ -136,9 +141,7 @@ async def run_checks(settings: Settings, names: list[str]) -> list[Result]:
     for name in names:
         check = checkset.get(name)
         if check is None:
-            import difflib
-
-            close = difflib.get_close_matches(name, list(checkset.checks), n=3, cutoff=0.5)
+            close = checkset.close_names(name)
             hint = f"; did you mean: {', '.join(close)}?" if close else ""
             raise KeyError(f"no check named {name!r}{hint}")
         checks.append(check)
