@@ -23,6 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
 
 from esbridge import __version__
+from esbridge.api_preview import router as preview_router
 from esbridge.app import Service
 from esbridge.durations import format_duration
 from esbridge.metrics import CheckSeries, exposition, make_registry
@@ -453,6 +454,8 @@ def create_app(service: Service) -> FastAPI:
             "default_interval": format_duration(service.settings.defaults.interval),
             **service.readiness(),
         }
+
+    app.include_router(preview_router)
 
     if (WEB_DIR / "index.html").exists():
         app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")

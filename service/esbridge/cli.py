@@ -1,4 +1,4 @@
-"""Command line: ``esbridge validate|schema`` (``serve`` and ``run`` plug in the same way).
+"""Command line: ``esbridge validate|schema|serve|run|preview``.
 
 Adding a subcommand = one ``_add_<name>(subparsers)`` function that sets
 ``func=<handler>`` + its name in ``COMMANDS``. A handler takes the parsed arguments and
@@ -199,13 +199,17 @@ def _add_serve(sub: Any) -> None:
 
 
 def run_one(
-    checks_paths: list[str], name: str, es_url: str | None, config_path: str | None
+    checks_paths: list[str],
+    name: str,
+    es_url: str | None,
+    config_path: str | None,
+    at: float | None = None,
 ) -> tuple[str, int]:
-    """Evaluate one check now: (Nagios text, exit code). Used by the plugin's direct mode."""
+    """Evaluate one check now (or as at ``at``): (Nagios text, exit code). Plugin direct mode."""
     from esbridge.serve import run_one_text
 
     args = argparse.Namespace(config=config_path, checks=checks_paths or None, es_url=es_url)
-    return run_one_text(_settings_from_args(args), name)
+    return run_one_text(_settings_from_args(args), name, at)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -213,7 +217,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from esbridge.loader import CheckFileError
 
     try:
-        text, code = run_one(args.checks or [], args.name, args.es_url, args.config)
+        at = _parse_time(args.at) if args.at else None
+    except ValueError as exc:
+        print(f"UNKNOWN - {exc}")
+        return 3
+    try:
+        text, code = run_one(args.checks or [], args.name, args.es_url, args.config, at)
     except ConfigError as exc:
         print("UNKNOWN - configuration problem: " + ", ".join(exc.messages))
         return 3
@@ -236,12 +245,96 @@ def _add_run(sub: Any) -> None:
     )
     _add_quick_flags(parser)
     parser.add_argument("name", metavar="CHECK_NAME")
+    parser.add_argument(
+        "--at",
+        metavar="TIME",
+        help="evaluate as at TIME (unix seconds or ISO 8601, e.g. 2026-11-28T03:00:00Z): "
+        "the window ends at TIME instead of now",
+    )
     parser.set_defaults(func=cmd_run)
+
+
+def _parse_time(text: str) -> float:
+    """Unix seconds or ISO 8601 (a time without zone is UTC)."""
+    from datetime import UTC, datetime
+
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"invalid time {text!r}: use unix seconds or ISO 8601 like 2026-11-28T03:00:00Z"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+# --- preview --------------------------------------------------------------------------------
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    """Exit 0: shown; 2: bad input (or a cluster kind: no history); 3: Elasticsearch failed."""
+    from esbridge.config import ConfigError
+    from esbridge.loader import CheckFileError
+    from esbridge.preview import PreviewError
+    from esbridge.serve import preview_one
+
+    def fail(code: int, message: str) -> int:
+        print(f"esbridge preview: {message}", file=sys.stderr)
+        return code
+
+    try:
+        until = _parse_time(args.until) if args.until else None
+        settings = _settings_from_args(args)
+        text = preview_one(
+            settings, args.name, args.since, args.step, until, args.format, args.max_points
+        )
+    except ConfigError as exc:
+        return fail(2, "configuration problem: " + ", ".join(exc.messages))
+    except CheckFileError as exc:
+        return fail(2, "check files have problems: " + ", ".join(str(i) for i in exc.issues))
+    except KeyError as exc:
+        return fail(2, str(exc.args[0]))
+    except PreviewError as exc:
+        return fail(3 if exc.kind == "elasticsearch" else 2, exc.message)
+    except ValueError as exc:
+        return fail(2, str(exc))
+    print(text)
+    return 0
+
+
+def _add_preview(sub: Any) -> None:
+    parser = sub.add_parser(
+        "preview",
+        help="replay a check over past data: chart, transitions, time per state, pages",
+        description="Evaluate CHECK_NAME as it would have run at every STEP over the last "
+        "SINCE, from the data in Elasticsearch, and show what it would have said. Exit 0 "
+        "when shown, 2 on bad input or a cluster kind (no history), 3 when Elasticsearch "
+        "failed. See docs/preview.md.",
+    )
+    _add_quick_flags(parser)
+    parser.add_argument("name", metavar="CHECK_NAME")
+    parser.add_argument("--since", default="24h", help="how far back (default 24h)")
+    parser.add_argument(
+        "--step", help="one point per STEP (default: the check's interval, at most ~300 points)"
+    )
+    parser.add_argument(
+        "--until", metavar="TIME", help="end of the period (unix seconds or ISO 8601; default now)"
+    )
+    parser.add_argument("--format", choices=["text", "json"], default="text")
+    parser.add_argument(
+        "--max-points", type=int, default=10_000, help="refuse more points (default 10000)"
+    )
+    parser.set_defaults(func=cmd_preview)
 
 
 # --- registration ---------------------------------------------------------------------------
 
-COMMANDS: list[Registrar] = [_add_validate, _add_schema, _add_serve, _add_run]
+COMMANDS: list[Registrar] = [_add_validate, _add_schema, _add_serve, _add_run, _add_preview]
 
 
 def build_parser() -> argparse.ArgumentParser:

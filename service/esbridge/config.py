@@ -183,6 +183,14 @@ class ApiConfig(_Section):
         return None
 
 
+class PreviewConfig(_Section):
+    """Bounds of ``GET /api/v1/checks/{name}/preview`` (the backtest of a check)."""
+
+    max_points: int = Field(1500, ge=10, le=100_000)
+    max_concurrent: int = Field(2, ge=1, le=64)
+    timeout: Duration = timedelta(seconds=30)
+
+
 class DefaultsConfig(_Section):
     """Service-wide defaults for checks that do not set their own."""
 
@@ -379,6 +387,7 @@ class Settings(BaseSettings):
     api: ApiConfig = Field(default_factory=ApiConfig)
     defaults: DefaultsConfig = Field(default_factory=DefaultsConfig)
     log: LogConfig = Field(default_factory=LogConfig)
+    preview: PreviewConfig = Field(default_factory=PreviewConfig)
     passive: list[PassiveTarget] = Field(default_factory=list)
 
     @classmethod

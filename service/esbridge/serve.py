@@ -134,8 +134,8 @@ def _extensions() -> list[Any]:
     return hooks
 
 
-async def run_checks(settings: Settings, names: list[str]) -> list[Result]:
-    """Evaluate named checks now, without the service (``esbridge run``, plugin direct mode)."""
+async def run_checks(settings: Settings, names: list[str], at: float | None = None) -> list[Result]:
+    """Evaluate named checks now (or as at ``at``), without the service (``esbridge run``)."""
     checkset = load_checks(list(settings.checks))
     checks = []
     for name in names:
@@ -147,12 +147,64 @@ async def run_checks(settings: Settings, names: list[str]) -> list[Result]:
         checks.append(check)
     connections = Connections(dict(settings.elasticsearch))
     try:
-        return await Runner(connections, settings.defaults.timeout).run(checks, time.time())
+        moment = time.time() if at is None else at
+        return await Runner(connections, settings.defaults.timeout).run(checks, moment)
     finally:
         await connections.close()
 
 
-def run_one_text(settings: Settings, name: str) -> tuple[str, int]:
-    """(Nagios text, exit code) of one check evaluated now."""
-    result = asyncio.run(run_checks(settings, [name]))[0]
+def run_one_text(settings: Settings, name: str, at: float | None = None) -> tuple[str, int]:
+    """(Nagios text, exit code) of one check evaluated now (or as at ``at``)."""
+    result = asyncio.run(run_checks(settings, [name], at))[0]
     return render(result), int(result.state)
+
+
+def preview_one(
+    settings: Settings,
+    name: str,
+    since: str,
+    step: str | None,
+    until: float | None,
+    output: str,
+    max_points: int,
+) -> str:
+    """``esbridge preview``: the check replayed over the past, as text or JSON."""
+    import json
+
+    from esbridge.durations import parse_duration
+    from esbridge.esclient import Connection
+    from esbridge.preview import default_step, preview_check, preview_to_dict
+    from esbridge.previewtext import render_text
+
+    checkset = load_checks(list(settings.checks))
+    check = checkset.get(name)
+    if check is None:
+        close = checkset.close_names(name)
+        hint = f"; did you mean: {', '.join(close)}?" if close else ""
+        raise KeyError(f"no check named {name!r}{hint}")
+    span = parse_duration(since)
+    every = parse_duration(step) if step else default_step(check, span, settings.defaults.interval)
+    config = settings.elasticsearch.get(check.cluster)
+    if config is None and not check.is_cluster_kind:
+        raise KeyError(f"check {name!r} uses connection {check.cluster!r}, which is not configured")
+
+    async def go() -> str:
+        connection = Connection(check.cluster, config) if config is not None else None
+        try:
+            preview = await preview_check(
+                check,
+                connection,  # type: ignore[arg-type]  # None only for cluster kinds (refused)
+                span,
+                every,
+                until,
+                max_points,
+                settings.preview.timeout,
+            )
+        finally:
+            if connection is not None:
+                await connection.close()
+        if output == "json":
+            return json.dumps(preview_to_dict(preview, render), indent=2)
+        return render_text(preview)
+
+    return asyncio.run(go())

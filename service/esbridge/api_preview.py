@@ -1,0 +1,130 @@
+"""``GET /api/v1/checks/{name}/preview``: the check replayed over past data, as JSON.
+
+Reads only (a token only when reads are protected). Bounded so that it can never delay the
+scheduled runs: at most ``preview.max_points`` points, at most ``preview.max_concurrent``
+previews at once (more are refused with 429 at once, never queued), each with its own
+Elasticsearch client (the scheduled runs keep all their in-flight slots, and a failed
+preview does not count as an Elasticsearch failure in ``/metrics``), and the combining and
+evaluating done in a worker thread so the event loop keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+
+from esbridge.durations import parse_duration
+from esbridge.esclient import Connection
+from esbridge.nagios import render
+from esbridge.preview import PreviewError, default_step, preview_check, preview_to_dict
+
+router = APIRouter()
+
+
+class PreviewGate:
+    """At most ``limit`` previews at once; a caller over the limit is refused, not queued."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.running = 0
+
+    def try_enter(self) -> bool:
+        if self.running >= self.limit:
+            return False
+        self.running += 1
+        return True
+
+    def leave(self) -> None:
+        self.running -= 1
+
+
+def _gate(request: Request) -> PreviewGate:
+    service = request.app.state.service
+    gate = getattr(request.app.state, "preview_gate", None)
+    if gate is None or gate.limit != service.settings.preview.max_concurrent:
+        gate = PreviewGate(service.settings.preview.max_concurrent)
+        request.app.state.preview_gate = gate
+    return gate
+
+
+def _read_access(request: Request) -> None:
+    """The same rule as every read endpoint (``api.require_read``)."""
+    from esbridge.api import require_read
+
+    require_read(request, request.app.state.service)
+
+
+@router.get(
+    "/api/v1/checks/{name}/preview",
+    dependencies=[Depends(_read_access)],
+    response_model=dict[str, Any],
+    responses={
+        404: {"description": "No such check"},
+        422: {"description": "Bad since/step/until, too many points, or a cluster kind"},
+        429: {"description": "Too many previews running"},
+        502: {"description": "Elasticsearch could not answer"},
+    },
+)
+async def check_preview(
+    name: str,
+    request: Request,
+    since: Annotated[str, Query(description="how far back, e.g. 24h")] = "24h",
+    step: Annotated[
+        str | None, Query(description="one point per step (default: the check's interval)")
+    ] = None,
+    until: Annotated[
+        float | None, Query(description="end of the period, unix seconds (default: now)")
+    ] = None,
+) -> dict[str, Any]:
+    """What the check would have said at every step of the period, with its thresholds."""
+    from esbridge.api import _not_found
+
+    service = request.app.state.service
+    check = service.checkset.checks.get(name)
+    if check is None:
+        raise _not_found(name, service)
+    bounds = service.settings.preview
+    try:
+        span = parse_duration(since)
+        every = (
+            parse_duration(step)
+            if step
+            else default_step(check, span, service.settings.defaults.interval)
+        )
+    except ValueError as error:
+        raise HTTPException(422, f"bad request: {error}") from None
+    if until is not None and until > time.time() + 60:
+        raise HTTPException(422, "until is in the future: a preview replays the past")
+    gate = _gate(request)
+    if not gate.try_enter():
+        raise HTTPException(
+            429,
+            f"{gate.running} previews are already running (preview.max_concurrent "
+            f"{gate.limit}): try again in a few seconds",
+            {"Retry-After": "5"},
+        )
+    connection = None
+    try:
+        config = service.settings.elasticsearch.get(check.cluster)
+        if config is not None and not check.is_cluster_kind:
+            connection = Connection(check.cluster, config)
+        preview = await preview_check(
+            check,
+            connection,  # type: ignore[arg-type]  # None only for cluster kinds (refused)
+            span,
+            every,
+            until,
+            bounds.max_points,
+            bounds.timeout,
+        )
+        return await asyncio.to_thread(preview_to_dict, preview, render)
+    except PreviewError as error:
+        status = 502 if error.kind == "elasticsearch" else 422
+        raise HTTPException(status, error.message) from None
+    finally:
+        gate.leave()
+        if connection is not None:
+            await connection.close()
