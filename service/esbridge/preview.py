@@ -54,6 +54,7 @@ from esbridge.planner import (
     VALUE_AGG,
     SearchRequest,
     Window,
+    _group_order,
     plan,
     ratio_aggs,
     user_query,
@@ -447,6 +448,7 @@ def _answers_from_histogram(
             series = _Series(bucket, lo, grain, size)
             newest = newest_of(series) if isinstance(check, FreshnessCheck) else [None] * len(index)
             groups.append((bucket, series, newest))
+    order = _terms_order(check)
     for k, (a, b) in enumerate(index):
         answer: dict[str, Any] = {**shell, "hits": {"total": {"value": top.docs(a, b)}}}
         if not check.group_by:
@@ -463,12 +465,35 @@ def _answers_from_histogram(
                 if "key_as_string" in bucket:
                     entry["key_as_string"] = bucket["key_as_string"]
                 buckets.append(entry)
+            buckets.sort(key=order)
             answer["aggregations"] = {
                 GROUPS_AGG: {"buckets": buckets, "sum_other_doc_count": 0},
                 GROUP_COUNT_AGG: {"value": len(buckets)},
             }
         answers.append(answer)
     return answers
+
+
+def _terms_order(check: CheckDefinition) -> Callable[[dict[str, Any]], Any]:
+    """Sort key giving the bucket order of the check's own ``terms`` aggregation.
+
+    Elasticsearch orders by the planner's order (document count, or the value up or down)
+    and breaks ties by the key, ascending; the evaluator keeps that order among equals.
+    """
+    has_value = isinstance(check, MetricCheck | FreshnessCheck)
+    order = _group_order(check, {VALUE_AGG: {}} if has_value else {})
+    descending = order is None or next(iter(order.values())) == "desc"
+
+    def key(bucket: dict[str, Any]) -> Any:
+        if order is None:
+            measure: float | None = float(bucket["doc_count"])
+        else:
+            measure = (bucket.get(VALUE_AGG) or {}).get("value")
+        if measure is None:
+            return (1, 0.0, bucket["key"])
+        return (0, -measure if descending else measure, bucket["key"])
+
+    return key
 
 
 # -- running it ----------------------------------------------------------------------------

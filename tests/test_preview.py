@@ -1,0 +1,444 @@
+"""``esbridge preview`` against a real Elasticsearch holding the sample data with its incidents.
+
+The sample generator's logs and host metrics (with the injected incident schedule) are loaded
+into indices of this module only. Every point of a preview is compared with a live evaluation
+by the runner at the same moment (the same code path as the service and ``esbridge run``),
+for every data kind and both methods; the incident is found where the schedule put it; the
+last point equals a live ``esbridge run`` and a live scheduled run of ``esbridge serve``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from esbridge.config import ConnectionConfig
+from esbridge.devtools import sampledata as sd
+from esbridge.devtools.service import EsbridgeProcess
+from esbridge.esclient import Connection, Connections
+from esbridge.loader import load_checks
+from esbridge.nagios import render
+from esbridge.preview import Preview, PreviewError, preview_check, preview_to_dict
+from esbridge.previewtext import render_text
+from esbridge.runner import Runner
+
+ROOT = Path(__file__).resolve().parents[1]
+MINUTES = 40
+INCIDENT = sd.IncidentSchedule()
+
+EXTRA_CHECKS = """\
+defaults:
+  index: {logs}
+checks:
+  # the error burst of web-03 (60 s - 180 s of every 6-minute cycle), 1-minute windows
+  - name: web03-5xx
+    kind: count
+    query: "host:web-03 AND status:>=500"
+    window: 1m
+    warning: 5
+    critical: 15
+  - name: bytes-sum
+    kind: metric
+    field: bytes
+    agg: sum
+    window: 2m
+    warning: 10000000
+  - name: latency-min
+    kind: metric
+    field: latency_ms
+    agg: min
+    window: 3m
+    critical: "5:"
+  - name: latency-count
+    kind: metric
+    field: latency_ms
+    agg: value_count
+    window: 5m
+    warning: "2500:"
+  - name: latency-avg-by-service
+    kind: metric
+    field: latency_ms
+    agg: avg
+    group_by: service
+    window: 5m
+    warning: 60
+    critical: 90
+  - name: hosts-seen
+    kind: metric
+    field: host
+    agg: cardinality
+    window: 5m
+    critical: "8:"
+  - name: get-5xx-ratio
+    kind: ratio
+    numerator: "status:>=500"
+    denominator: "method:GET"
+    window: 4m
+    warning: 2
+    critical: 5
+  - name: 5xx-by-host-delayed
+    kind: count
+    query: "status:>=500"
+    group_by: host
+    window: 5m
+    delay: 30s
+    warning: 10
+    critical: 30
+  - name: latency-change
+    kind: change
+    field: latency_ms
+    agg: avg
+    window: 2m
+    warning: "~:30"
+    critical: "~:60"
+  - name: latency-p95-by-host
+    kind: metric
+    field: latency_ms
+    agg: percentile
+    percentile: 95
+    group_by: host
+    window: 5m
+    warning: 200
+    critical: 500
+  - name: 5xx-by-host-and-service
+    kind: count
+    query: "status:>=500"
+    group_by: [host, service]
+    window: 5m
+    warning: 5
+    critical: 15
+  - name: metrics-fresh
+    kind: freshness
+    index: {metrics}
+    window: 1h
+    warning: 30
+    critical: 60
+  - name: cluster
+    kind: cluster_health
+"""
+
+
+def _bulk(es_url: str, index: str, docs: list[str]) -> None:
+    for i in range(0, len(docs), 5000):
+        chunk = docs[i : i + 5000]
+        body = "".join(f'{{"index":{{"_index":"{index}"}}}}\n{d}\n' for d in chunk)
+        r = httpx.post(
+            f"{es_url}/_bulk?filter_path=errors",
+            content=body.encode(),
+            headers={"Content-Type": "application/x-ndjson"},
+            timeout=120,
+        )
+        assert r.status_code == 200 and not r.json()["errors"], r.text[:500]
+
+
+@pytest.fixture(scope="module")
+def sample(es_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """40 minutes of sample logs and metrics (with incidents) ending 2 s ago, own indices."""
+    suffix = uuid.uuid4().hex[:8]
+    logs, metrics = f"pv-logs-web-{suffix}", f"pv-metrics-host-{suffix}"
+    for index, template in ((logs, sd.LOGS_TEMPLATE), (metrics, sd.METRICS_TEMPLATE)):
+        r = httpx.put(f"{es_url}/{index}", json=template["template"], timeout=60)
+        assert r.status_code == 200, r.text
+    end = time.time() - 2
+    start = end - MINUTES * 60
+    gen = sd.Generator(hosts=8, services=5, incident=INCIDENT, seed=7)
+    _bulk(es_url, logs, [doc for _, doc in gen.log_docs(start, end, 10)])
+    _bulk(es_url, metrics, [doc for _, doc in gen.metric_docs(start, end, 10)])
+    httpx.post(f"{es_url}/{logs},{metrics}/_refresh", timeout=60)
+    folder = tmp_path_factory.mktemp("preview-checks")
+    for name in ("web.yaml", "metrics.yaml"):
+        text = (ROOT / "checks" / name).read_text()
+        text = text.replace("logs-web-*", logs).replace("metrics-host-*", metrics)
+        (folder / name).write_text(text)
+    (folder / "extra.yaml").write_text(EXTRA_CHECKS.format(logs=logs, metrics=metrics))
+    checks = load_checks([folder])
+    try:
+        yield {"logs": logs, "metrics": metrics, "folder": folder, "checks": checks, "end": end}
+    finally:
+        for index in (logs, metrics):
+            httpx.delete(f"{es_url}/{index}", timeout=60)
+
+
+def run_preview(
+    es_url: str,
+    check: Any,
+    since: timedelta,
+    step: timedelta,
+    until: float,
+    max_searches: int = 200,
+) -> tuple[Preview, Connection]:
+    config = ConnectionConfig(urls=(es_url,), max_searches_per_request=max_searches)
+
+    async def go() -> tuple[Preview, Connection]:
+        connection = Connection("default", config)
+        try:
+            return await preview_check(check, connection, since, step, until), connection
+        finally:
+            await connection.close()
+
+    return asyncio.run(go())
+
+
+def live(es_url: str, check: Any, moments: list[float]) -> list[str]:
+    """What the runner (the service's code path) says at each moment, as Nagios text."""
+
+    async def go() -> list[str]:
+        connections = Connections({"default": ConnectionConfig(urls=(es_url,))})
+        try:
+            runner = Runner(connections)
+            return [render((await runner.run([check], moment))[0]) for moment in moments]
+        finally:
+            await connections.close()
+
+    return asyncio.run(go())
+
+
+HISTOGRAM = {
+    "web-5xx",
+    "web-5xx-ratio-by-host",
+    "web-error-spike",
+    "host-cpu",
+    "host-disk",
+    "host-metrics-fresh",
+    "web03-5xx",
+    "bytes-sum",
+    "latency-min",
+    "latency-count",
+    "latency-avg-by-service",
+    "get-5xx-ratio",
+    "5xx-by-host-delayed",
+    "latency-change",
+    "metrics-fresh",
+}
+PER_STEP = {"web-latency-p99", "hosts-seen", "latency-p95-by-host", "5xx-by-host-and-service"}
+
+
+@pytest.mark.parametrize("name", sorted(HISTOGRAM | PER_STEP))
+@pytest.mark.parametrize("step", [timedelta(seconds=50), timedelta(minutes=7)])
+def test_every_point_equals_a_live_run_at_that_moment(
+    es_url: str, sample: dict[str, Any], name: str, step: timedelta
+) -> None:
+    """Moving windows (step < window) and gaps (step > window), every kind, both methods."""
+    check = sample["checks"].checks[name]
+    until = sample["end"] - 13.377  # not on any bucket boundary of the data
+    since = timedelta(minutes=20) if step < timedelta(minutes=5) else timedelta(minutes=28)
+    preview, connection = run_preview(es_url, check, since, step, until)
+    assert len(preview.points) == int(since / step)
+    assert preview.points[-1].at == until
+    expected_method = "histogram" if name in HISTOGRAM else "per-step"
+    assert preview.method == expected_method
+    if expected_method == "histogram":
+        assert (preview.requests, connection.stats.msearch_requests) == (1, 1)
+    got = [render(p.result) for p in preview.points]
+    assert got == live(es_url, check, [p.at for p in preview.points])
+    assert any(p.value is not None for p in preview.points), "nothing measured: a vacuous test"
+
+
+def test_the_incident_shows_at_the_right_time_with_the_right_state(
+    es_url: str, sample: dict[str, Any]
+) -> None:
+    """web-03's error burst is CRITICAL exactly in the 1-minute windows inside the burst."""
+    check = sample["checks"].checks["web03-5xx"]
+    until = sample["end"] - 1
+    preview, _ = run_preview(es_url, check, timedelta(minutes=30), timedelta(seconds=20), until)
+    a, b = INCIDENT.error_window
+    inside = outside = 0
+    for point in preview.points:
+        start, end = point.at - 60, point.at
+        phases = [INCIDENT.phase(start + k) for k in range(0, 61, 1)]
+        if all(a <= p < b for p in phases[:-1]):
+            assert point.state.name == "CRITICAL", (point.at, point.value)
+            inside += 1
+        elif not any(a <= p < b for p in phases):
+            assert point.state.name == "OK", (point.at, point.value)
+            outside += 1
+    assert inside >= 8 and outside >= 30, (inside, outside)
+    pages = preview.pages()
+    # one burst per 6-minute cycle: 30 minutes hold 5 (a cut one at either end may add one)
+    assert 4 <= pages <= 6, pages
+
+
+def test_grouped_freshness_finds_the_silent_host(es_url: str, sample: dict[str, Any]) -> None:
+    """web-05 stops sending metrics 180 s - 360 s of every cycle: its age, point by point."""
+    check = sample["checks"].checks["host-metrics-fresh"]  # warning 60, critical 180
+    until = sample["end"] - 1
+    preview, _ = run_preview(es_url, check, timedelta(minutes=30), timedelta(seconds=10), until)
+    checked = 0
+    for point in preview.points:
+        # newest web-05 sample before the point: a multiple of 10 s outside the silence
+        t = math.ceil(point.at / 10) * 10 - 10
+        while INCIDENT.metrics_silent(t, "web-05"):
+            t -= 10
+        age = point.at - t
+        group = point.result.group("host=web-05")
+        assert group is not None
+        assert group.value == pytest.approx(age, abs=0.002), point.at
+        want = "CRITICAL" if age > 180 else "WARNING" if age > 60 else "OK"
+        assert group.state.name == want
+        assert point.state.name == want  # the other hosts send every 10 s
+        checked += 1
+    assert checked == 180
+    names = {p.state.name for p in preview.points}
+    assert names == {"OK", "WARNING", "CRITICAL"}, names
+    worst = preview.worst_groups()
+    assert worst[0]["group"] == "host=web-05" and worst[0]["worst"] == "CRITICAL"
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "esbridge", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize("name", ["web-5xx-ratio-by-host", "host-metrics-fresh", "web03-5xx"])
+def test_last_point_equals_a_live_esbridge_run(
+    es_url: str, sample: dict[str, Any], name: str
+) -> None:
+    folder = str(sample["folder"])
+    until = repr(sample["end"] - 3.21)
+    common = ["--checks", folder, "--es-url", es_url]
+    preview = _cli("preview", *common, name, "--since", "30m", "--until", until, "--format", "json")
+    assert preview.returncode == 0, preview.stderr
+    body = json.loads(preview.stdout)
+    run = _cli("run", *common, name, "--at", until)
+    assert run.stdout.rstrip("\n") == body["last"]["nagios"]
+    assert (
+        run.returncode
+        == {"OK": 0, "WARNING": 1, "CRITICAL": 2, "UNKNOWN": 3}[body["last"]["state"]]
+    )
+    assert body["points"][-1]["at"] == float(until)
+    assert body["markers"] == []
+
+
+def test_text_output_shows_chart_transitions_time_and_pages(
+    es_url: str, sample: dict[str, Any]
+) -> None:
+    folder = str(sample["folder"])
+    until = repr(sample["end"] - 1)
+    proc = _cli(
+        "preview",
+        "--checks",
+        folder,
+        "--es-url",
+        es_url,
+        "web03-5xx",
+        "--since",
+        "30m",
+        "--step",
+        "20s",
+        "--until",
+        until,
+    )
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout
+    assert "90 points every 20s" in text
+    assert "1 request to Elasticsearch (histogram)" in text
+    assert "┤" in text and " critical 15" in text and " warning 5" in text
+    strip = next(line for line in text.splitlines() if line.endswith("  state"))
+    assert set(strip.split()[0]) <= set(".WC?") and "C" in strip and "." in strip
+    assert "OK -> " in text and "-> CRITICAL" in text
+    assert "time in state: OK " in text
+    assert "would have paged " in text
+
+
+def test_cluster_kinds_have_no_history(es_url: str, sample: dict[str, Any]) -> None:
+    proc = _cli(
+        "preview", "--checks", str(sample["folder"]), "--es-url", es_url, "cluster", "--since", "1h"
+    )
+    assert proc.returncode == 2
+    assert "cluster_health check" in proc.stderr and "no history" in proc.stderr
+    with pytest.raises(PreviewError) as info:
+        run_preview(
+            es_url, sample["checks"].checks["cluster"], timedelta(hours=1), timedelta(minutes=5), 0
+        )
+    assert info.value.kind == "no_history"
+
+
+def test_bad_input_is_named(es_url: str, sample: dict[str, Any]) -> None:
+    common = ["preview", "--checks", str(sample["folder"]), "--es-url", es_url]
+    proc = _cli(*common, "web-5xx", "--since", "24h", "--step", "1s", "--max-points", "500")
+    assert proc.returncode == 2
+    assert "86400 points, more than the limit of 500" in proc.stderr
+    assert "at least 2m53s" in proc.stderr or "at least 173s" in proc.stderr, proc.stderr
+    proc = _cli(*common, "web-5xxx", "--since", "1h")
+    assert proc.returncode == 2 and "no check named 'web-5xxx'" in proc.stderr
+    assert "web-5xx" in proc.stderr
+    proc = _cli(*common, "web-5xx", "--since", "soon")
+    assert proc.returncode == 2 and "soon" in proc.stderr
+
+
+def test_elasticsearch_down_is_exit_3(sample: dict[str, Any]) -> None:
+    from esbridge.devtools.service import free_port
+
+    proc = _cli(
+        "preview",
+        "--checks",
+        str(sample["folder"]),
+        "--es-url",
+        f"http://127.0.0.1:{free_port()}",
+        "web-5xx",
+        "--since",
+        "1h",
+    )
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "unreachable" in proc.stderr
+
+
+def test_per_step_requests_are_counted(es_url: str, sample: dict[str, Any]) -> None:
+    """25 points, 10 searches per _msearch: 3 requests, as said (and as really sent)."""
+    check = sample["checks"].checks["web-latency-p99"]
+    preview, connection = run_preview(
+        es_url,
+        check,
+        timedelta(minutes=25),
+        timedelta(minutes=1),
+        sample["end"],
+        max_searches=10,
+    )
+    assert preview.method == "per-step"
+    assert (preview.requests, preview.searches) == (3, 25)
+    assert connection.stats.msearch_requests == 3
+    assert connection.stats.searches == 25
+    assert "percentile cannot be combined" in " ".join(preview.notes)
+
+
+def test_json_shape_and_text_agree(es_url: str, sample: dict[str, Any]) -> None:
+    check = sample["checks"].checks["web-5xx-ratio-by-host"]
+    preview, _ = run_preview(
+        es_url, check, timedelta(minutes=30), timedelta(minutes=1), sample["end"]
+    )
+    body = preview_to_dict(preview, render)
+    assert len(body["points"]) == 30
+    assert body["thresholds"]["warning"] == {
+        "text": "2",
+        "start": 0.0,
+        "end": 2.0,
+        "inside": False,
+    }
+    assert body["thresholds"]["critical"]["end"] == 5.0
+    seconds = sum(body["time_in_state"].values())
+    assert seconds == 30 * 60
+    states = [p["state"] for p in body["points"]]
+    changes = sum(1 for x, y in zip(states, states[1:], strict=False) if x != y)
+    assert len(body["transitions"]) == changes
+    assert body["pages"] == sum(1 for t in body["transitions"] if t["to"] == "CRITICAL")
+    assert all(len(p["groups"]) <= 3 for p in body["points"])
+    assert body["worst_groups"][0]["group"] == "host=web-03"
+    text = render_text(preview)
+    assert f"would have paged {body['pages']} time" in text
+    assert "worst groups" in text and "host=web-03" in text
