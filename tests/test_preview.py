@@ -10,6 +10,7 @@ last point equals a live ``esbridge run`` and a live scheduled run of ``esbridge
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import math
 import subprocess
@@ -256,7 +257,7 @@ def test_the_incident_shows_at_the_right_time_with_the_right_state(
     a, b = INCIDENT.error_window
     inside = outside = 0
     for point in preview.points:
-        start, end = point.at - 60, point.at
+        start = point.at - 60
         phases = [INCIDENT.phase(start + k) for k in range(0, 61, 1)]
         if all(a <= p < b for p in phases[:-1]):
             assert point.state.name == "CRITICAL", (point.at, point.value)
@@ -434,7 +435,7 @@ def test_json_shape_and_text_agree(es_url: str, sample: dict[str, Any]) -> None:
     seconds = sum(body["time_in_state"].values())
     assert seconds == 30 * 60
     states = [p["state"] for p in body["points"]]
-    changes = sum(1 for x, y in zip(states, states[1:], strict=False) if x != y)
+    changes = sum(1 for x, y in itertools.pairwise(states) if x != y)
     assert len(body["transitions"]) == changes
     assert body["pages"] == sum(1 for t in body["transitions"] if t["to"] == "CRITICAL")
     assert all(len(p["groups"]) <= 3 for p in body["points"])
@@ -442,3 +443,100 @@ def test_json_shape_and_text_agree(es_url: str, sample: dict[str, Any]) -> None:
     text = render_text(preview)
     assert f"would have paged {body['pages']} time" in text
     assert "worst groups" in text and "host=web-03" in text
+
+
+# -- the HTTP API ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def service(es_url: str, sample: dict[str, Any]) -> Iterator[EsbridgeProcess]:
+    """``esbridge serve`` over the sample checks; writes need a token, reads do not."""
+    state_index = f"pv-state-{uuid.uuid4().hex[:8]}"
+    svc = EsbridgeProcess(
+        es_url,
+        [sample["folder"]],
+        state_index=state_index,
+        env={"ESBRIDGE_API__TOKEN": "s3cret-preview", "ESBRIDGE_PREVIEW__MAX_CONCURRENT": "1"},
+    )
+    try:
+        svc.start()
+        yield svc
+    finally:
+        svc.stop()
+        svc.log_path.unlink(missing_ok=True)
+        httpx.delete(f"{es_url}/{state_index}", params={"ignore_unavailable": "true"}, timeout=60)
+
+
+@pytest.mark.parametrize("name", ["web-5xx", "host-metrics-fresh", "web-error-spike"])
+def test_api_last_point_equals_the_services_own_scheduled_run(
+    service: EsbridgeProcess, name: str
+) -> None:
+    detail = service.wait_for(
+        lambda: (d := service.get(f"/api/v1/checks/{name}").json())["result"] and d, timeout=60
+    )
+    at = detail["result"]["evaluated_at"]
+    r = service.get(
+        f"/api/v1/checks/{name}/preview", params={"since": "30m", "step": "1m", "until": at}
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["last"]["at"] == at
+    assert body["last"]["nagios"] == detail["nagios"]["text"]
+    assert body["last"]["state"] == detail["state"]
+    assert len(body["points"]) == 30 and body["markers"] == []
+    assert body["thresholds"]["critical"]["text"] == detail["definition"]["critical"]
+
+
+def test_api_bounds_and_errors(service: EsbridgeProcess) -> None:
+    r = service.get("/api/v1/checks/web-5xx/preview", params={"since": "7d", "step": "1m"})
+    assert r.status_code == 422
+    assert "10080 points, more than the limit of 1500" in r.json()["error"]
+    r = service.get("/api/v1/checks/cluster/preview")
+    assert r.status_code == 422 and "no history" in r.json()["error"]
+    r = service.get("/api/v1/checks/web-5xxx/preview")
+    assert r.status_code == 404 and "web-5xx" in r.json()["did_you_mean"]
+    r = service.get("/api/v1/checks/web-5xx/preview", params={"step": "fast"})
+    assert r.status_code == 422 and "fast" in r.json()["error"]
+    r = service.get("/api/v1/checks/web-5xx/preview", params={"until": time.time() + 3600})
+    assert r.status_code == 422 and "future" in r.json()["error"]
+    # the default step: the check's interval (15s) would be 5760 points in 24h: a round step
+    r = service.get("/api/v1/checks/web-5xx/preview")
+    assert r.status_code == 200, r.text
+    assert r.json()["step"] == "5m" and len(r.json()["points"]) == 288
+
+
+def _searches(service: EsbridgeProcess) -> float:
+    text = service.get("/metrics").text
+    line = next(x for x in text.splitlines() if x.startswith("esbridge_elasticsearch_searches"))
+    return float(line.rsplit(" ", 1)[1])
+
+
+def test_api_concurrency_is_bounded_and_previews_use_their_own_client(
+    service: EsbridgeProcess,
+) -> None:
+    """max_concurrent 1: a second preview at the same time is refused at once with 429; the
+    previews' searches never go through the scheduled runs' connection."""
+    import concurrent.futures
+
+    before = _searches(service)
+    params = {"since": "24h", "step": "1m"}  # per-step: 1440 searches in 8 _msearch requests
+
+    def one(_: int) -> tuple[int, dict[str, Any], float]:
+        started = time.monotonic()
+        r = httpx.get(
+            f"{service.url}/api/v1/checks/web-latency-p99/preview", params=params, timeout=120
+        )
+        return r.status_code, r.json(), time.monotonic() - started
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(one, range(4)))
+    codes = sorted(code for code, _, _ in answers)
+    assert codes[0] == 200 and codes[-1] == 429, codes
+    refused = next(body for code, body, _ in answers if code == 429)
+    assert "max_concurrent 1" in refused["error"]
+    done = next(body for code, body, _ in answers if code == 200)
+    assert done["method"] == "per-step" and done["searches"] == 1440
+    assert _searches(service) - before < 1440  # only the scheduled runs' own searches
+    # the service kept its schedule meanwhile
+    checks = service.get("/api/v1/checks").json()["checks"]
+    assert not any(c["stale"] for c in checks)
