@@ -593,6 +593,7 @@
       (err
         ? `<h3>Last error${res && res.error_kind ? ` <span class="muted">(${esc(res.error_kind)})</span>` : ""}</h3><blockquote class="error">${esc(err)}</blockquote>`
         : "") +
+      `<section id="preview" class="preview" aria-live="polite"></section>` +
       groupsHtml(d, res) +
       historyHtml(d) +
       perfTable(res ? [...(res.perfdata || []), ...(res.groups || []).flatMap((g) => g.perfdata || [])] : []) +
@@ -616,6 +617,7 @@
       if (app.detail !== name) return;
       ui.detailTitle.innerHTML = `${esc(d.name)} <span class="muted">(${esc(d.kind)})</span>`;
       ui.detailBody.innerHTML = detailHtml(d);
+      if (window.esbridgePreview) window.esbridgePreview.load($("preview"), d); // web/preview.js
     } catch (e) {
       if (app.detail !== name) return;
       const why = e && e.status === 404 ? `No check named ${name}.` : `Could not load ${name}: ${e.message || e}`;
