@@ -18,6 +18,7 @@ Two parts, both read at scrape time:
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Iterator
@@ -34,10 +35,12 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from esbridge import __version__
+from esbridge.ranges import Range
 from esbridge.result import State
 
 if TYPE_CHECKING:
     from esbridge.app import Service
+    from esbridge.models import CheckDefinition
     from esbridge.store import CheckState
 
 MAX_GROUP_SERIES_PER_CHECK = 1000
@@ -183,6 +186,12 @@ _CHECK_FAMILIES: tuple[tuple[str, str, str], ...] = (
     ("esbridge_check_errors_total", "counter", "Failed evaluations by reason"),
     ("esbridge_group_status_code", "gauge", "Per-group state as a Nagios exit code"),
     ("esbridge_group_value", "gauge", "Per-group measured value"),
+    (
+        "esbridge_check_threshold",
+        "gauge",
+        "Finite ends of the check's warning/critical range: it alerts outside lower..upper "
+        '(inside when inside="true"); a plain N range has no lower line',
+    ),
 )
 _FAMILY_COUNT = len(_CHECK_FAMILIES)
 
@@ -212,6 +221,8 @@ class CheckSeries:
         now = time.time()
         chunks: list[list[str]] = [[] for _ in range(_FAMILY_COUNT)]
         seen = set()
+        checkset = getattr(self.service, "checkset", None)
+        definitions = checkset.checks if checkset is not None else {}
         for entry in store.all():
             seen.add(entry.name)
             stale = store.is_stale(entry, now)
@@ -222,10 +233,11 @@ class CheckSeries:
                 entry.last_success,
                 stale,
                 tuple(sorted(entry.errors.items())),
+                id(definitions.get(entry.name)),  # its thresholds change on reload
             )
             cached = self._cache.get(entry.name)
             if cached is None or cached[0] != key:
-                cached = (key, self._lines(entry, now))
+                cached = (key, self._lines(entry, now, definitions.get(entry.name)))
                 self._cache[entry.name] = cached
             for i, text in enumerate(cached[1]):
                 if text:
@@ -240,7 +252,9 @@ class CheckSeries:
             out.extend(lines)
         return "".join(out)
 
-    def _lines(self, entry: CheckState, now: float) -> tuple[str, ...]:
+    def _lines(
+        self, entry: CheckState, now: float, definition: CheckDefinition | None = None
+    ) -> tuple[str, ...]:
         store = self.service.store
         result = store.effective(entry, now)
         check = f'check="{_escape(entry.name)}"'
@@ -286,7 +300,27 @@ class CheckSeries:
                     value.append(f"esbridge_group_value{{{labels}}} {_number(group.value)}\n")
             lines[10] = "".join(status)
             lines[11] = "".join(value)
+        if definition is not None:
+            lines[12] = _threshold_lines(check, definition.warning, definition.critical)
         return tuple(lines)
+
+
+def _threshold_lines(check: str, warning: Range | None, critical: Range | None) -> str:
+    """``esbridge_check_threshold`` samples: what a dashboard draws as threshold lines."""
+    out = []
+    for level, rng in (("warning", warning), ("critical", critical)):
+        if rng is None:
+            continue
+        inside = "true" if rng.inside else "false"
+        plain = not rng.inside and ":" not in str(rng) and rng.start == 0
+        for bound, value in (("lower", rng.start), ("upper", rng.end)):
+            if math.isinf(value) or (bound == "lower" and plain):
+                continue
+            out.append(
+                f'esbridge_check_threshold{{{check},level="{level}",bound="{bound}",'
+                f'inside="{inside}"}} {_number(value)}\n'
+            )
+    return "".join(out)
 
 
 def exposition(series: CheckSeries, registry: CollectorRegistry) -> bytes:
