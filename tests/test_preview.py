@@ -128,6 +128,10 @@ checks:
     critical: 60
   - name: cluster
     kind: cluster_health
+  - name: missing-index
+    kind: count
+    index: pv-no-such-index-*
+    critical: 1
 """
 
 
@@ -498,7 +502,16 @@ def test_api_bounds_and_errors(service: EsbridgeProcess) -> None:
     r = service.get("/api/v1/checks/web-5xx/preview", params={"step": "fast"})
     assert r.status_code == 422 and "fast" in r.json()["error"]
     r = service.get("/api/v1/checks/web-5xx/preview", params={"until": time.time() + 3600})
-    assert r.status_code == 422 and "future" in r.json()["error"]
+    assert r.status_code == 422 and "past time" in r.json()["error"]
+    r = service.get("/api/v1/checks/web-5xx/preview", params={"until": "nan"})
+    assert r.status_code == 422
+    # Elasticsearch cannot answer (no such index): every point UNKNOWN with the reason
+    r = service.get("/api/v1/checks/missing-index/preview", params={"since": "1h"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert "no such index" in body["error"]
+    assert {p["state"] for p in body["points"]} == {"UNKNOWN"}
+    assert all("no such index" in p["error"] for p in body["points"])
     # the default step: the check's interval (15s) would be 5760 points in 24h: a round step
     r = service.get("/api/v1/checks/web-5xx/preview")
     assert r.status_code == 200, r.text

@@ -5,7 +5,8 @@ scheduled runs: at most ``preview.max_points`` points, at most ``preview.max_con
 previews at once (more are refused with 429 at once, never queued), each with its own
 Elasticsearch client (the scheduled runs keep all their in-flight slots, and a failed
 preview does not count as an Elasticsearch failure in ``/metrics``), and the combining and
-evaluating done in a worker thread so the event loop keeps serving.
+evaluating done in a worker thread so the event loop keeps serving. When Elasticsearch
+cannot answer, the points are UNKNOWN with the reason (``error`` says it), as live runs are.
 """
 
 from __future__ import annotations
@@ -64,8 +65,9 @@ def _read_access(request: Request) -> None:
     responses={
         404: {"description": "No such check"},
         422: {"description": "Bad since/step/until, too many points, or a cluster kind"},
+        401: {"description": "Reads need a token (api.require_token_for_reads)"},
+        403: {"description": "The token is not valid"},
         429: {"description": "Too many previews running"},
-        502: {"description": "Elasticsearch could not answer"},
     },
 )
 async def check_preview(
@@ -94,10 +96,12 @@ async def check_preview(
             if step
             else default_step(check, span, service.settings.defaults.interval)
         )
-    except ValueError as error:
+    except (ValueError, OverflowError) as error:
         raise HTTPException(422, f"bad request: {error}") from None
-    if until is not None and until > time.time() + 60:
-        raise HTTPException(422, "until is in the future: a preview replays the past")
+    if until is not None and not (0 < until <= time.time() + 60):
+        raise HTTPException(
+            422, "until must be a past time in unix seconds: a preview replays the past"
+        )
     gate = _gate(request)
     if not gate.try_enter():
         raise HTTPException(
@@ -122,8 +126,7 @@ async def check_preview(
         )
         return await asyncio.to_thread(preview_to_dict, preview, render)
     except PreviewError as error:
-        status = 502 if error.kind == "elasticsearch" else 422
-        raise HTTPException(status, error.message) from None
+        raise HTTPException(422, error.message) from None
     finally:
         gate.leave()
         if connection is not None:

@@ -91,8 +91,8 @@ HIST_AGG = "preview_histogram"
 class PreviewError(Exception):
     """A preview that cannot be made; ``kind`` picks the exit code / HTTP status.
 
-    ``no_history`` (cluster kinds), ``bad_request`` (since/step/until/too many points),
-    ``elasticsearch`` (the request failed: the message is the mapped ``ESError``).
+    ``no_history`` (cluster kinds), ``bad_request`` (since/step/until/too many points).
+    Elasticsearch failures are not raised: they make the points UNKNOWN (``Preview.error``).
     """
 
     def __init__(self, kind: str, message: str) -> None:
@@ -131,6 +131,7 @@ class Preview:
     searches: int  # searches inside those requests
     notes: list[str] = field(default_factory=list)
     markers: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None  # Elasticsearch answered no point: every point is UNKNOWN
 
     @property
     def transitions(self) -> list[tuple[PreviewPoint, State]]:
@@ -212,8 +213,11 @@ def point_times(since: timedelta, step: timedelta, until: float, max_points: int
             f"more than the limit of {max_points}: use a step of at least "
             f"{format_duration(least)}",
         )
-    end = datetime.fromtimestamp(until, UTC)
-    return [end - step * k for k in range(count - 1, -1, -1)]
+    try:
+        end = datetime.fromtimestamp(until, UTC)
+        return [end - step * k for k in range(count - 1, -1, -1)]
+    except (OverflowError, ValueError, OSError):
+        raise PreviewError("bad_request", f"until {until!r} is not a usable time") from None
 
 
 def _ms(moment: datetime) -> int:
@@ -510,7 +514,7 @@ async def preview_check(
 ) -> Preview:
     """Replay ``check`` over ``since`` before ``until`` (default: now), one point per step.
 
-    Raises :class:`PreviewError`; never a partial preview made to look whole: a failed or
+    Raises :class:`PreviewError` for what cannot be previewed; an Elasticsearch failure or a
     partial answer makes the points UNKNOWN with the reason, as it would a live run.
     """
     if check.is_cluster_kind:
@@ -554,7 +558,21 @@ async def preview_check(
             requests += 1
             searches += 1
             if isinstance(answer, ESError):
-                raise PreviewError("elasticsearch", answer.message)
+                # Every point UNKNOWN with the reason, as a live run would be: never a gap
+                # that reads as "nothing happened".
+                points = _evaluate_all(check, [answer] * len(nows), nows)
+                return Preview(
+                    check,
+                    since,
+                    step,
+                    end,
+                    points,
+                    "histogram",
+                    requests,
+                    searches,
+                    notes,
+                    error=answer.message,
+                )
             cut = (answer.get("aggregations") or {}).get(GROUPS_AGG, {}).get("sum_other_doc_count")
             if cut:
                 why_not = "more groups than one histogram search returns"
@@ -574,10 +592,11 @@ async def preview_check(
     requests += math.ceil(len(per_step) / size)
     searches += len(per_step)
     failed = [a for a in answers_or_errors if isinstance(a, ESError)]
-    if failed and len(failed) == len(answers_or_errors):
-        raise PreviewError("elasticsearch", failed[0].message)
+    error = failed[0].message if failed and len(failed) == len(answers_or_errors) else None
     points = await asyncio.to_thread(_evaluate_all, check, answers_or_errors, nows)
-    return Preview(check, since, step, end, points, "per-step", requests, searches, notes)
+    return Preview(
+        check, since, step, end, points, "per-step", requests, searches, notes, error=error
+    )
 
 
 def _evaluate_all(
@@ -641,6 +660,7 @@ def preview_to_dict(
             "warning": range_to_dict(check.warning),
             "critical": range_to_dict(check.critical),
         },
+        "error": preview.error,
         "method": preview.method,
         "requests": preview.requests,
         "searches": preview.searches,

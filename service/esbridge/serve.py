@@ -173,7 +173,7 @@ def preview_one(
 
     from esbridge.durations import parse_duration
     from esbridge.esclient import Connection
-    from esbridge.preview import default_step, preview_check, preview_to_dict
+    from esbridge.preview import PreviewError, default_step, preview_check, preview_to_dict
     from esbridge.previewtext import render_text
 
     checkset = load_checks(list(settings.checks))
@@ -203,6 +203,8 @@ def preview_one(
         finally:
             if connection is not None:
                 await connection.close()
+        if preview.error is not None:
+            raise PreviewError("elasticsearch", preview.error)
         if output == "json":
             return json.dumps(preview_to_dict(preview, render), indent=2)
         return render_text(preview)
