@@ -214,3 +214,37 @@ def test_range_buttons_reload_the_chart(browser: Any, svc: EsbridgeProcess):
         assert svg["points"] == len(api["points"])
     finally:
         context.close()
+
+
+def test_markers_are_drawn_at_their_time(browser: Any, svc: EsbridgeProcess):
+    """The preview's ``markers`` (time + label, e.g. deploys) become vertical lines."""
+    api = svc.get("/api/v1/checks/web-5xx/preview", params={"since": "6h"}).json()
+    t0, t1 = api["points"][0]["at"], api["points"][-1]["at"]
+    api["markers"] = [
+        {"at": t0 + (t1 - t0) / 4, "label": "deploy 1.2.3"},
+        {"at": t1 - 60, "label": "deploy 1.2.4"},
+        {"at": t0 - 3600, "label": "before the period: not drawn"},
+    ]
+    context, page = open_chart(browser, svc, "web-5xx")
+    try:
+        drawn = page.evaluate(
+            """data => {
+                const svg = window.esbridgePreview.chart(data);
+                return {
+                  left: +svg.dataset.plotLeft, right: +svg.dataset.plotRight,
+                  lines: [...svg.querySelectorAll('line.marker')].map(l => ({
+                    x: +l.getAttribute('x1'), at: +l.dataset.at,
+                    title: l.querySelector('title').textContent })),
+                };
+            }""",
+            api,
+        )
+        assert [m["title"].split(": ", 1)[1] for m in drawn["lines"]] == [
+            "deploy 1.2.3",
+            "deploy 1.2.4",
+        ]
+        for line in drawn["lines"]:
+            want = drawn["left"] + (line["at"] - t0) / (t1 - t0) * (drawn["right"] - drawn["left"])
+            assert line["x"] == pytest.approx(want, abs=0.01)
+    finally:
+        context.close()

@@ -37,10 +37,10 @@ def _value(value: float | None, unit: str) -> str:
 
 def _columns(points: list[PreviewPoint], width: int) -> list[list[PreviewPoint]]:
     """Points grouped into at most ``width`` columns, in time order."""
-    if len(points) <= width:
+    count = len(points)
+    if count <= width:
         return [[p] for p in points]
-    per = math.ceil(len(points) / width)
-    return [points[i : i + per] for i in range(0, len(points), per)]
+    return [points[i * count // width : (i + 1) * count // width] for i in range(width)]
 
 
 def _column_point(points: list[PreviewPoint]) -> PreviewPoint:
