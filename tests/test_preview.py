@@ -68,6 +68,18 @@ checks:
     agg: value_count
     window: 5m
     warning: "2500:"
+  - name: hosts-count
+    kind: metric
+    field: host
+    agg: value_count
+    window: 5m
+    warning: "2000:"
+  - name: newest-log-max
+    kind: metric
+    field: "@timestamp"
+    agg: max
+    window: 3m
+    critical: "1:"
   - name: latency-avg-by-service
     kind: metric
     field: latency_ms
@@ -221,6 +233,8 @@ HISTOGRAM = {
     "bytes-sum",
     "latency-min",
     "latency-count",
+    "hosts-count",
+    "newest-log-max",
     "latency-avg-by-service",
     "get-5xx-ratio",
     "5xx-by-host-delayed",

@@ -12,8 +12,9 @@ How the answers are obtained, with as few requests as possible:
   ratio, change of a count, metric/change with avg, sum, min, max or value_count, freshness;
   ``group_by`` on one field): a ``date_histogram`` with the check's query, at the largest
   interval that divides every window boundary (the gcd of step, window and the change's
-  previous window), and the aggregation inside each bucket (``stats`` for metrics,
-  ``filter`` counts for ratios, ``max`` of the time field for freshness). A window that is
+  previous window), and the aggregation inside each bucket (``min``, ``max`` and
+  ``value_count`` as themselves, ``stats`` for avg and sum, ``filter`` counts for ratios,
+  ``max`` of the time field for freshness). A window that is
   longer than the step (a moving window) is the sum/min/max of its buckets, computed here.
   Groups are a ``terms`` aggregation around the histogram; when Elasticsearch says it left
   groups out (``sum_other_doc_count`` > 0), the preview falls back to the next method.
@@ -261,7 +262,11 @@ def _spans(check: CheckDefinition, ends: Sequence[datetime]) -> _Spans:
 def _sub_aggs(check: CheckDefinition) -> dict[str, Any]:
     """What each histogram bucket carries: the pieces the check's value is made of."""
     if isinstance(check, MetricCheck) or (isinstance(check, ChangeCheck) and check.field):
-        return {VALUE_AGG: {"stats": {"field": check.field}}}
+        assert check.agg is not None and check.field is not None
+        # min, max and value_count combine as themselves (and work on any field type, as
+        # in the check's own request); avg and sum need a count and a sum: ``stats``.
+        piece = check.agg if check.agg in ("min", "max", "value_count") else "stats"
+        return {VALUE_AGG: {piece: {"field": check.field}}}
     if isinstance(check, RatioCheck):
         return ratio_aggs(check)
     if isinstance(check, FreshnessCheck):
@@ -340,18 +345,21 @@ class _Series:
         column = self.parts.get(name) or []
         return sum(int(node["doc_count"]) for node in column[a:b] if node)
 
-    def stats(self, a: int, b: int) -> dict[str, Any]:
-        """The ``stats`` of a window from those of its buckets."""
-        nodes = [n for n in (self.parts.get(VALUE_AGG) or [])[a:b] if n and n.get("count")]
-        count = sum(int(n["count"]) for n in nodes)
-        if not count:
-            return {"count": 0, "sum": 0.0, "min": None, "max": None}
-        return {
-            "count": count,
-            "sum": math.fsum(float(n["sum"]) for n in nodes),
-            "min": min(float(n["min"]) for n in nodes),
-            "max": max(float(n["max"]) for n in nodes),
-        }
+    def metric(self, agg: str, a: int, b: int) -> dict[str, Any]:
+        """The check's own aggregation answer (``{"value": ...}``) over buckets [a, b)."""
+        nodes = [n for n in (self.parts.get(VALUE_AGG) or [])[a:b] if n]
+        if agg == "value_count":
+            return {"value": sum(int(n["value"]) for n in nodes)}
+        if agg in ("min", "max"):
+            values = [float(n["value"]) for n in nodes if n.get("value") is not None]
+            pick = min if agg == "min" else max
+            return {"value": pick(values) if values else None}
+        counted = [n for n in nodes if n.get("count")]
+        count = sum(int(n["count"]) for n in counted)
+        total = math.fsum(float(n["sum"]) for n in counted)
+        if agg == "sum":
+            return {"value": total}  # Elasticsearch's sum of nothing is 0
+        return {"value": total / count if count else None}
 
 
 def _sliding_max(values: list[float | None], spans: list[tuple[int, int]]) -> list[float | None]:
@@ -362,7 +370,7 @@ def _sliding_max(values: list[float | None], spans: list[tuple[int, int]]) -> li
     for a, b in spans:
         while right < b:
             if values[right] is not None:
-                while window and (values[window[-1]] or 0) <= (values[right] or 0):
+                while window and values[window[-1]] <= values[right]:  # type: ignore[operator]
                     window.pop()
                 window.append(right)
             right += 1
@@ -370,20 +378,6 @@ def _sliding_max(values: list[float | None], spans: list[tuple[int, int]]) -> li
             window.popleft()
         out.append(values[window[0]] if window else None)
     return out
-
-
-def _metric_node(agg: str, stats: dict[str, Any]) -> dict[str, Any]:
-    """The check's own aggregation answer (``{"value": ...}``) from a window's stats."""
-    count = stats["count"]
-    if agg == "value_count":
-        return {"value": count}
-    if agg == "sum":
-        return {"value": stats["sum"]}
-    if not count:
-        return {"value": None}
-    if agg == "avg":
-        return {"value": stats["sum"] / count}
-    return {"value": stats[agg]}
 
 
 def _node_for(
@@ -396,7 +390,7 @@ def _node_for(
     """One group bucket (or the top-level aggregations) as the check's request returns it."""
     node: dict[str, Any] = {"doc_count": series.docs(a, b)}
     if isinstance(check, MetricCheck):
-        node[VALUE_AGG] = _metric_node(check.agg, series.stats(a, b))
+        node[VALUE_AGG] = series.metric(check.agg, a, b)
     elif isinstance(check, RatioCheck):
         node["numerator"] = {"doc_count": series.sub_count("numerator", a, b)}
         if check.denominator is not None:
@@ -434,7 +428,7 @@ def _answers_from_histogram(
             for name, (x, y) in (("current", (a, b)), ("previous", (pa, pb))):
                 node: dict[str, Any] = {"doc_count": top.docs(x, y)}
                 if check.field and check.agg:
-                    node[VALUE_AGG] = _metric_node(check.agg, top.stats(x, y))
+                    node[VALUE_AGG] = top.metric(check.agg, x, y)
                 sides[name] = node
             answers.append(
                 {
