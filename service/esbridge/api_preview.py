@@ -16,6 +16,7 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
 
 from esbridge.durations import parse_duration
 from esbridge.esclient import Connection
@@ -80,7 +81,7 @@ async def check_preview(
     until: Annotated[
         float | None, Query(description="end of the period, unix seconds (default: now)")
     ] = None,
-) -> dict[str, Any]:
+) -> JSONResponse:
     """What the check would have said at every step of the period, with its thresholds."""
     from esbridge.api import _not_found
 
@@ -124,7 +125,9 @@ async def check_preview(
             bounds.max_points,
             bounds.timeout,
         )
-        return await asyncio.to_thread(preview_to_dict, preview, render)
+        body = await asyncio.to_thread(preview_to_dict, preview, render)
+        # Encoded here, off the validation path: up to max_points points, on the event loop.
+        return JSONResponse(body)
     except PreviewError as error:
         raise HTTPException(422, error.message) from None
     finally:
