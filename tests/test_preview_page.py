@@ -248,3 +248,13 @@ def test_markers_are_drawn_at_their_time(browser: Any, svc: EsbridgeProcess):
             assert line["x"] == pytest.approx(want, abs=0.01)
     finally:
         context.close()
+
+
+def test_docs_screenshot_exists() -> None:
+    """docs/preview.md and the README show the chart: keep the screenshot (1280x800 PNG)."""
+    data = (
+        Path(__file__).resolve().parents[1] / "docs" / "img" / "status-preview.png"
+    ).read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    assert (width, height) == (1280, 800)
