@@ -26,6 +26,7 @@ from esbridge import __version__
 from esbridge.api_preview import router as preview_router
 from esbridge.app import Service
 from esbridge.durations import format_duration
+from esbridge.events import AfterDeploy, DeployEvent
 from esbridge.metrics import CheckSeries, exposition, make_registry
 from esbridge.nagios import render
 from esbridge.result import Result, State
@@ -78,6 +79,7 @@ class Transition(BaseModel):
     from_: str | None = Field(alias="from")
     to: str
     summary: str
+    after_deploy: AfterDeploy | None = None
 
     model_config = {"populate_by_name": True}
 
@@ -92,6 +94,9 @@ class CheckDetail(CheckSummary):
     runs: int
     errors: dict[str, int]
     transitions: list[Transition]
+    deploys: list[DeployEvent] = Field(
+        default_factory=list, description="deploys of a matching tag since the oldest transition"
+    )
     next_run_ts: float | None
     max_age_seconds: float
     plugin_command: str
@@ -359,6 +364,11 @@ def create_app(service: Service) -> FastAPI:
                 Transition(**{**transition_to_dict(t), "at_iso": _iso(t.at)})
                 for t in reversed(entry.transitions)
             ],
+            deploys=service.events.matching(
+                check.tags, entry.transitions[0].at - service.settings.events.within.total_seconds()
+            )[::-1]
+            if service.events is not None and entry.transitions
+            else [],
             next_run_ts=service.scheduler.next_run(name),
             max_age_seconds=service.store.max_age(entry),
             plugin_command=f"check_esbridge -H {base} -C {name} --max-age {max_age}",
@@ -456,6 +466,9 @@ def create_app(service: Service) -> FastAPI:
         }
 
     app.include_router(preview_router)
+    from esbridge.gate_api import router as gate_router  # imports this module: late
+
+    app.include_router(gate_router)
 
     if (WEB_DIR / "index.html").exists():
         app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")

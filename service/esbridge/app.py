@@ -17,6 +17,7 @@ from typing import Any
 
 from esbridge.config import Settings, validate_references
 from esbridge.esclient import Connections
+from esbridge.events import EventStore
 from esbridge.loader import CheckFileError, CheckSet, load_checks
 from esbridge.models import CheckDefinition
 from esbridge.persistence import StatePersistence
@@ -64,6 +65,13 @@ class Service:
                 settings.state.index,
                 settings.defaults.timeout.total_seconds(),
             )
+        self.events: EventStore | None = None
+        if settings.events.enabled:
+            self.events = EventStore(
+                settings.events,
+                self.connections.get(settings.events.connection),
+                settings.defaults.timeout.total_seconds(),
+            )
         self.reload_status = ReloadStatus()
         self.result_listeners: list[Any] = []  # passive senders: callables(result, transition)
         self._background: list[asyncio.Task[None]] = []
@@ -92,6 +100,8 @@ class Service:
         self._background.append(asyncio.create_task(self._health_loop()))
         if self.persistence is not None:
             self._background.append(asyncio.create_task(self._flush_loop()))
+        if self.events is not None:
+            self._background.append(asyncio.create_task(self._events_loop()))
         log.info(
             "esbridge started: %d checks from %d files, %d connections",
             len(self.checkset.checks),
@@ -131,19 +141,26 @@ class Service:
     def _record(self, result: Result, lateness: float = 0.0) -> None:
         entry = self.store.get(result.check)
         old = entry.state if entry else None
-        transition = self.store.record(result, lateness)
+        deploy = None
+        if self.events is not None and old is not None and old is not result.state:
+            check = self.checkset.checks.get(result.check)
+            found = self.events.after_deploy(check.tags if check else (), result.evaluated_at)
+            deploy = found.model_dump() if found is not None else None
+        transition = self.store.record(result, lateness, deploy)
         if transition is not None:
             state_log.info(
-                "%s: %s -> %s: %s",
+                "%s: %s -> %s: %s%s",
                 result.check,
                 old.name if old is not None else "PENDING",
                 result.state.name,
                 result.summary,
+                f" ({deploy['text']})" if deploy else "",
                 extra={
                     "check": result.check,
                     "old_state": old.name if old is not None else None,
                     "new_state": result.state.name,
                     "summary": result.summary,
+                    **({"after_deploy": deploy["text"]} if deploy else {}),
                 },
             )
         for listener in self.result_listeners:
@@ -209,6 +226,17 @@ class Service:
                 await self.persistence.flush()
             except Exception:
                 log.exception("state flush failed unexpectedly")
+
+    async def _events_loop(self) -> None:
+        """Every replica reads the deploy events from Elasticsearch, so all see the same."""
+        assert self.events is not None
+        interval = self.settings.events.refresh_interval.total_seconds()
+        while True:
+            try:
+                await self.events.refresh()
+            except Exception:
+                log.exception("reading deploy events failed unexpectedly")
+            await asyncio.sleep(interval)
 
     def readiness(self) -> dict[str, Any]:
         """What ``/readyz`` reports: checks loaded, Elasticsearch reachable, store writable."""

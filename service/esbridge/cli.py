@@ -332,9 +332,32 @@ def _add_preview(sub: Any) -> None:
     parser.set_defaults(func=cmd_preview)
 
 
+# --- gate -----------------------------------------------------------------------------------
+
+
+def _add_gate(sub: Any) -> None:
+    from esbridge import gateclient
+
+    parser = sub.add_parser(
+        "gate",
+        help="deployment gate: wait until the selected checks pass or fail (exit 0/1/2/3)",
+        description="Ask a running esbridge whether the selected checks stayed OK for a period "
+        "after --since. Exit 0 pass, 1 fail, 2 error, 3 unknown. See docs/gate.md.",
+    )
+    gateclient.add_arguments(parser)
+    parser.set_defaults(func=gateclient.run)
+
+
 # --- registration ---------------------------------------------------------------------------
 
-COMMANDS: list[Registrar] = [_add_validate, _add_schema, _add_serve, _add_run, _add_preview]
+COMMANDS: list[Registrar] = [
+    _add_validate,
+    _add_schema,
+    _add_serve,
+    _add_run,
+    _add_preview,
+    _add_gate,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

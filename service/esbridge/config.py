@@ -159,6 +159,38 @@ class StateStoreConfig(_Section):
     flush_interval: Duration = timedelta(seconds=2)
 
 
+class EventFieldsConfig(_Section):
+    """Where a pipeline's own deploy records keep each field (dotted paths allowed)."""
+
+    service: str = "service"
+    version: str = "version"
+    by: str = "by"
+    at: str = "@timestamp"
+    tags: str = "tags"
+
+    def as_dict(self) -> dict[str, str]:
+        return self.model_dump()
+
+
+class PipelineEventsConfig(_Section):
+    """Deploy records a pipeline already writes to an index of its own (read only)."""
+
+    index: str = Field(min_length=1)
+    fields: EventFieldsConfig = Field(default_factory=EventFieldsConfig)
+
+
+class EventsConfig(_Section):
+    """Deploy events (``POST /api/v1/events``) and how transitions are linked to them."""
+
+    enabled: bool = True
+    connection: str = "default"
+    index: str = "esbridge-events"
+    pipeline: PipelineEventsConfig | None = None
+    within: Duration = timedelta(minutes=15)  # a transition this soon after a deploy names it
+    keep: Duration = timedelta(days=7)  # how far back each esbridge reads events
+    refresh_interval: Duration = timedelta(seconds=5)
+
+
 class ApiConfig(_Section):
     """Who may use the HTTP API."""
 
@@ -385,6 +417,7 @@ class Settings(BaseSettings):
     )
     state: StateStoreConfig = Field(default_factory=StateStoreConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
+    events: EventsConfig = Field(default_factory=EventsConfig)
     defaults: DefaultsConfig = Field(default_factory=DefaultsConfig)
     log: LogConfig = Field(default_factory=LogConfig)
     preview: PreviewConfig = Field(default_factory=PreviewConfig)
@@ -413,6 +446,15 @@ class Settings(BaseSettings):
         if self.state.enabled and self.state.connection not in self.elasticsearch:
             raise ValueError(
                 f"state.connection {self.state.connection!r} is not a connection in "
+                f"elasticsearch (have: {', '.join(self.elasticsearch)})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _events_connection(self) -> Settings:
+        if self.events.enabled and self.events.connection not in self.elasticsearch:
+            raise ValueError(
+                f"events.connection {self.events.connection!r} is not a connection in "
                 f"elasticsearch (have: {', '.join(self.elasticsearch)})"
             )
         return self

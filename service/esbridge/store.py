@@ -53,6 +53,7 @@ class Transition:
     from_state: State | None
     to_state: State
     summary: str
+    after_deploy: dict[str, Any] | None = None  # the deploy that preceded it (esbridge.events)
 
 
 @dataclass
@@ -120,8 +121,14 @@ class ResultStore:
 
     # -- recording -----------------------------------------------------------------------
 
-    def record(self, result: Result, lateness: float = 0.0) -> Transition | None:
-        """Store a new result; return the transition when the state changed."""
+    def record(
+        self, result: Result, lateness: float = 0.0, after_deploy: dict[str, Any] | None = None
+    ) -> Transition | None:
+        """Store a new result; return the transition when the state changed.
+
+        ``after_deploy`` is attached to the transition, if there is one (a first result is
+        no change, so it gets none).
+        """
         entry = self._checks.get(result.check)
         if entry is None:  # removed by a reload while it ran: drop it
             return None
@@ -136,7 +143,13 @@ class ResultStore:
             entry.last_success = result.evaluated_at
         transition = None
         if old is not result.state:
-            transition = Transition(result.evaluated_at, old, result.state, result.summary)
+            transition = Transition(
+                result.evaluated_at,
+                old,
+                result.state,
+                result.summary,
+                after_deploy if old is not None else None,
+            )
             entry.transitions.append(transition)
             entry.previous_state = old
             entry.since = result.evaluated_at
@@ -416,12 +429,15 @@ def result_from_dict(d: dict[str, Any]) -> Result:
 
 
 def transition_to_dict(t: Transition) -> dict[str, Any]:
-    return {
+    out = {
         "at": t.at,
         "from": t.from_state.name if t.from_state is not None else None,
         "to": t.to_state.name,
         "summary": t.summary,
     }
+    if t.after_deploy is not None:
+        out["after_deploy"] = t.after_deploy
+    return out
 
 
 def transition_from_dict(d: dict[str, Any]) -> Transition:
@@ -430,6 +446,7 @@ def transition_from_dict(d: dict[str, Any]) -> Transition:
         from_state=State[d["from"]] if d.get("from") else None,
         to_state=State[d["to"]],
         summary=str(d.get("summary", "")),
+        after_deploy=d.get("after_deploy") if isinstance(d.get("after_deploy"), dict) else None,
     )
 
 

@@ -1,0 +1,266 @@
+"""HTTP routes of the deployment gate and the deploy events (included by ``api.py``).
+
+``GET /api/v1/gate`` reads the store only (the verdict logic is :mod:`esbridge.gate`);
+``POST /api/v1/events`` needs the write token and goes to Elasticsearch through
+:class:`esbridge.events.EventStore`; ``GET /api/v1/events`` lists the events esbridge knows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import time
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from pydantic import BaseModel, Field
+
+from esbridge.api import ErrorBody, ReadDep, ServiceDep, WriteDep
+from esbridge.app import Service
+from esbridge.durations import format_duration, parse_duration
+from esbridge.esclient import ESError
+from esbridge.events import DeployEvent, DeployEventIn, iso
+from esbridge.gate import Change, CheckHistory, GateVerdict, judge
+
+MAX_WAIT = 1800.0  # seconds: the longest a gate request is held (wait=30m)
+POLL = 0.25  # seconds between looks at the store while a request waits
+
+router = APIRouter()
+errors: dict[int | str, dict[str, object]] = {
+    401: {"model": ErrorBody},
+    403: {"model": ErrorBody},
+    404: {"model": ErrorBody, "description": "No check matches the selection"},
+    422: {"model": ErrorBody},
+    503: {"model": ErrorBody, "description": "Deploy events are disabled or unreachable"},
+}
+
+
+class GateCheck(BaseModel):
+    name: str
+    verdict: Literal["pass", "fail", "pending", "unknown"]
+    state: str = Field(description="the deciding state: the bad one for fail, else the current")
+    summary: str
+    since: float | None = Field(description="when the deciding state began (unix seconds)")
+    since_iso: str | None
+    reason: str
+
+
+class GateAnswer(BaseModel):
+    """The verdict over the selected checks; ``pass``, ``fail`` and ``unknown`` are final."""
+
+    verdict: Literal["pass", "fail", "pending", "unknown"]
+    reason: str
+    start: float = Field(description="start of the period (the since parameter, default now)")
+    start_iso: str
+    end: float = Field(description="start + for")
+    end_iso: str
+    for_: str = Field(alias="for", description="the period, e.g. 10m")
+    allow: Literal["ok", "warning"]
+    remaining_seconds: float = Field(description="until the end of the period (0 when over)")
+    generated_at: float
+    checks: list[GateCheck]
+
+    model_config = {"populate_by_name": True}
+
+
+class EventList(BaseModel):
+    events: list[DeployEvent]
+    error: str | None = Field(description="why reading the events index failed, if it did")
+
+
+def parse_time(text: str, now: float) -> float:
+    """Unix seconds, ISO 8601 (``2026-11-29T01:00:00Z``) or a duration ago (``-5m``)."""
+    text = text.strip()
+    if text.startswith("-"):
+        return now - parse_duration(text[1:]).total_seconds()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"since {text!r}: use unix seconds, ISO 8601 (2026-11-29T01:00:00Z) or -DURATION"
+        ) from None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+
+
+def select(service: Service, patterns: list[str], tags: list[str]) -> list[str]:
+    """Checks matching any name glob (all checks when none) and carrying every tag."""
+    names = []
+    for name, check in service.checkset.checks.items():
+        if patterns and not any(fnmatch.fnmatchcase(name, p) for p in patterns):
+            continue
+        if any(t not in check.tags for t in tags):
+            continue
+        names.append(name)
+    return sorted(names)
+
+
+def histories(service: Service, names: list[str], now: float) -> list[CheckHistory]:
+    out = []
+    for name in names:
+        entry = service.store.get(name)
+        result = service.store.effective(entry, now) if entry is not None else None
+        if entry is None or result is None:
+            out.append(CheckHistory(name, None, "not evaluated yet", None, False, ()))
+            continue
+        out.append(
+            CheckHistory(
+                name=name,
+                state=result.state,
+                summary=result.summary,
+                evaluated_at=entry.result.evaluated_at if entry.result else None,
+                stale=service.store.is_stale(entry, now),
+                changes=[
+                    Change(t.at, t.to_state, t.summary, t.from_state) for t in entry.transitions
+                ],
+            )
+        )
+    return out
+
+
+def answer(verdict: GateVerdict, duration: float, allow_warning: bool, now: float) -> GateAnswer:
+    return GateAnswer(
+        verdict=verdict.verdict,
+        reason=verdict.reason,
+        start=verdict.start,
+        start_iso=iso(verdict.start),
+        end=verdict.end,
+        end_iso=iso(verdict.end),
+        for_=format_duration(parse_duration(duration)),
+        allow="warning" if allow_warning else "ok",
+        remaining_seconds=round(max(0.0, verdict.end - now), 3),
+        generated_at=now,
+        checks=[
+            GateCheck(
+                name=c.name,
+                verdict=c.verdict,
+                state=c.state,
+                summary=c.summary,
+                since=c.since,
+                since_iso=iso(c.since) if c.since else None,
+                reason=c.reason,
+            )
+            for c in verdict.checks
+        ],
+    )
+
+
+@router.get(
+    "/api/v1/gate",
+    response_model=GateAnswer,
+    response_model_by_alias=True,
+    dependencies=[ReadDep],
+    responses=errors,
+    summary="Deployment gate: did the selected checks stay OK for a period?",
+)
+async def gate(
+    service: ServiceDep,
+    request: Request,
+    for_: Annotated[str, Query(alias="for", description="the period, e.g. 10m")],
+    check: Annotated[
+        list[str] | None, Query(description="check name or glob, e.g. web-* (repeatable)")
+    ] = None,
+    tag: Annotated[list[str] | None, Query(description="checks with this tag (repeatable)")] = None,
+    since: Annotated[
+        str | None,
+        Query(description="start of the period: unix seconds, ISO 8601 or -5m; default now"),
+    ] = None,
+    wait: Annotated[
+        str | None,
+        Query(description="hold the request up to this long (max 30m) for a final verdict"),
+    ] = None,
+    allow: Annotated[
+        Literal["ok", "warning"], Query(description="warning: WARNING does not fail the gate")
+    ] = "ok",
+) -> GateAnswer:
+    received = time.time()
+    try:
+        duration = parse_duration(for_).total_seconds()
+        held = parse_duration(wait).total_seconds() if wait else 0.0
+        start = parse_time(since, received) if since else received
+    except ValueError as exc:
+        raise HTTPException(422, f"bad request: {exc}") from None
+    if duration <= 0:
+        raise HTTPException(422, "bad request: for must be longer than 0s")
+    if held > MAX_WAIT:
+        raise HTTPException(
+            422, f"bad request: wait {wait} is longer than the maximum 30m; poll again instead"
+        )
+    if not check and not tag:
+        raise HTTPException(422, "bad request: select checks with check=NAME_OR_GLOB or tag=TAG")
+    names = select(service, check or [], tag or [])
+    if not names:
+        close = [n for p in check or [] for n in service.checkset.close_names(p)]
+        raise HTTPException(
+            404,
+            {
+                "error": f"no check matches check={check or []} tag={tag or []}",
+                "did_you_mean": sorted(set(close)),
+            },
+        )
+    allow_warning = allow == "warning"
+    deadline = received + held
+    while True:
+        now = time.time()
+        verdict = judge(histories(service, names, now), start, duration, now, allow_warning)
+        if verdict.verdict != "pending" or now >= deadline or service.stopping:
+            return answer(verdict, duration, allow_warning, now)
+        if await request.is_disconnected():
+            return answer(verdict, duration, allow_warning, now)
+        await asyncio.sleep(min(POLL, max(0.0, deadline - now)))
+
+
+@router.post(
+    "/api/v1/events",
+    response_model=DeployEvent,
+    status_code=201,
+    dependencies=[WriteDep],
+    responses=errors,
+    summary="Record a deploy (needs the write token)",
+)
+async def record_event(body: DeployEventIn, service: ServiceDep) -> DeployEvent:
+    if service.events is None:
+        raise HTTPException(503, "deploy events are disabled (events.enabled: false)")
+    try:
+        return await service.events.record(body)
+    except ESError as exc:
+        raise HTTPException(503, f"could not record the deploy event: {exc}") from None
+
+
+@router.get(
+    "/api/v1/events",
+    response_model=EventList,
+    dependencies=[ReadDep],
+    responses=errors,
+    summary="Recent deploy events (read from Elasticsearch by every replica)",
+)
+async def list_events(
+    service: ServiceDep,
+    tag: Annotated[list[str] | None, Query(description="events concerning this tag")] = None,
+    check: Annotated[str | None, Query(description="events concerning this check's tags")] = None,
+    since: Annotated[str | None, Query(description="unix seconds, ISO 8601 or -1h")] = None,
+) -> EventList:
+    if service.events is None:
+        raise HTTPException(503, "deploy events are disabled (events.enabled: false)")
+    try:
+        start = parse_time(since, time.time()) if since else 0.0
+    except ValueError as exc:
+        raise HTTPException(422, f"bad request: {exc}") from None
+    tags = list(tag or [])
+    if check is not None:
+        definition = service.checkset.checks.get(check)
+        if definition is None:
+            raise HTTPException(
+                404,
+                {
+                    "error": f"no check named {check!r}",
+                    "did_you_mean": service.checkset.close_names(check),
+                },
+            )
+        tags += list(definition.tags)
+    events = [e for e in service.events.events if e.at >= start and (not tags or e.matches(tags))]
+    return EventList(events=events[::-1], error=service.events.error)

@@ -1,0 +1,160 @@
+"""The gate verdict (pure) and the deploy-event helpers: every rule on hand-made histories."""
+
+from __future__ import annotations
+
+import pytest
+
+from esbridge.events import DeployEvent, after_deploy, after_text, event_from_source
+from esbridge.gate import Change, CheckHistory, judge, judge_check
+from esbridge.result import State
+
+OK, WARN, CRIT, UNK = State.OK, State.WARNING, State.CRITICAL, State.UNKNOWN
+
+
+def hist(
+    changes: list[tuple[float, State]],
+    evaluated_at: float | None = 1000.0,
+    stale: bool = False,
+    name: str = "web-5xx",
+) -> CheckHistory:
+    kept = []
+    prev = None
+    for at, state in changes:
+        kept.append(Change(at, state, f"{state.name} summary at {at}", prev))
+        prev = state
+    current = UNK if stale else (kept[-1].to_state if kept else None)
+    return CheckHistory(name, current, "now", evaluated_at, stale, kept)
+
+
+def test_ok_through_the_period_passes_only_after_an_evaluation_past_the_end() -> None:
+    h = hist([(100.0, OK)], evaluated_at=699.0)
+    assert judge_check(h, 200.0, 700.0, now=650.0).verdict == "pending"
+    waiting = judge_check(h, 200.0, 700.0, now=705.0)
+    assert waiting.verdict == "pending" and "after the period" in waiting.reason
+    done = judge_check(hist([(100.0, OK)], evaluated_at=701.0), 200.0, 700.0, now=705.0)
+    assert done.verdict == "pass" and done.since == 100.0
+
+
+def test_critical_and_back_within_the_period_fails_naming_when() -> None:
+    h = hist([(100.0, OK), (300.0, CRIT), (320.0, OK)], evaluated_at=800.0)
+    v = judge_check(h, 200.0, 700.0, now=800.0)
+    assert (v.verdict, v.state, v.since) == ("fail", "CRITICAL", 300.0)
+    assert v.summary == "CRITICAL summary at 300.0"
+
+
+def test_bad_state_already_at_start_fails() -> None:
+    v = judge_check(hist([(100.0, CRIT), (250.0, OK)]), 200.0, 700.0, now=800.0)
+    assert v.verdict == "fail" and v.since == 100.0
+
+
+def test_bad_state_before_start_that_ended_before_start_is_forgiven() -> None:
+    v = judge_check(hist([(100.0, CRIT), (150.0, OK)], 801.0), 200.0, 700.0, now=802.0)
+    assert v.verdict == "pass"
+
+
+def test_change_after_the_end_does_not_count() -> None:
+    h = hist([(100.0, OK), (750.0, CRIT)], evaluated_at=760.0)
+    assert judge_check(h, 200.0, 700.0, now=760.0).verdict == "pass"
+
+
+def test_warning_fails_unless_allowed() -> None:
+    h = hist([(100.0, OK), (300.0, WARN)], evaluated_at=801.0)
+    assert judge_check(h, 200.0, 700.0, now=802.0).verdict == "fail"
+    assert judge_check(h, 200.0, 700.0, now=802.0, allow_warning=True).verdict == "pass"
+    crit = hist([(100.0, OK), (300.0, CRIT)], evaluated_at=801.0)
+    assert judge_check(crit, 200.0, 700.0, now=802.0, allow_warning=True).verdict == "fail"
+
+
+def test_stale_or_unknown_is_never_a_pass() -> None:
+    stale = judge_check(hist([(100.0, OK)], 400.0, stale=True), 200.0, 700.0, now=800.0)
+    assert stale.verdict == "unknown" and "stale" in stale.reason
+    blip = hist([(100.0, OK), (300.0, UNK), (310.0, OK)], evaluated_at=801.0)
+    assert judge_check(blip, 200.0, 700.0, now=802.0).verdict == "unknown"
+    never = CheckHistory("x", None, "", None, False, ())
+    assert judge_check(never, 200.0, 700.0, now=300.0).verdict == "pending"
+    assert judge_check(never, 200.0, 700.0, now=800.0).verdict == "unknown"
+
+
+def test_trimmed_history_uses_the_first_kept_from_state() -> None:
+    trimmed = CheckHistory(
+        "x", OK, "ok", 801.0, False, [Change(300.0, OK, "recovered", from_state=CRIT)]
+    )
+    assert judge_check(trimmed, 200.0, 700.0, now=802.0).verdict == "fail"
+
+
+def test_overall_fail_beats_unknown_beats_pending_beats_pass() -> None:
+    good = hist([(100.0, OK)], 801.0, name="a")
+    bad = hist([(100.0, OK), (300.0, CRIT)], 801.0, name="b")
+    stale = hist([(100.0, OK)], 400.0, stale=True, name="c")
+    assert judge([good, bad, stale], 200.0, 500.0, now=802.0).verdict == "fail"
+    v = judge([good, stale], 200.0, 500.0, now=802.0)
+    assert v.verdict == "unknown" and v.reason.startswith("c: UNKNOWN")
+    assert judge([good, hist([(100.0, OK)], 650.0, name="d")], 200.0, 500.0, 650.0).verdict == (
+        "pending"
+    )
+    assert judge([good], 200.0, 500.0, now=802.0).verdict == "pass"
+    with pytest.raises(ValueError):
+        judge([], 200.0, 500.0, now=802.0)
+
+
+def event(at: float, tags: list[str], service: str = "web") -> DeployEvent:
+    return DeployEvent(
+        id=str(at),
+        service=service,
+        version="1.4.2",
+        by="ci",
+        at=at,
+        at_iso="",
+        tags=tags,
+        source="i",
+    )
+
+
+def test_after_deploy_picks_the_latest_matching_deploy_within_the_window() -> None:
+    events = [event(100.0, ["web"]), event(200.0, ["web"]), event(250.0, ["db"], "db")]
+    found = after_deploy(events, ["web", "page"], at=320.0, within=900.0)
+    assert found is not None and found.event.at == 200.0
+    assert found.text == "started 2 min after deploy web 1.4.2 by ci"
+    assert after_deploy(events, ["web"], at=1200.0, within=900.0) is None  # too long after
+    assert after_deploy(events, ["web"], at=150.0, within=900.0).event.at == 100.0  # type: ignore[union-attr]
+    assert after_deploy(events, ["checkout"], at=320.0, within=900.0) is None
+    assert after_deploy([event(100.0, [], "checkout")], ["checkout"], 130.0, 900.0) is not None
+
+
+def test_after_text_reads_like_people_say_it() -> None:
+    assert [after_text(s) for s in (5, 59.9, 60, 150, 3600, 3900)] == [
+        "5 s",
+        "59 s",
+        "1 min",
+        "2 min",
+        "1 h",
+        "1 h 5 min",
+    ]
+
+
+def test_pipeline_documents_are_read_through_the_field_mapping() -> None:
+    fields = {
+        "service": "app.name",
+        "version": "release",
+        "by": "user",
+        "at": "@timestamp",
+        "tags": "labels",
+    }
+    doc = {
+        "app": {"name": "web"},
+        "release": "2.0",
+        "user": "alice",
+        "@timestamp": "2026-11-29T01:00:00Z",
+        "labels": "web",
+    }
+    e = event_from_source("1", doc, "deploys", fields)
+    assert e is not None and (e.service, e.version, e.by, e.tags) == (
+        "web",
+        "2.0",
+        "alice",
+        ["web"],
+    )
+    assert e.at == 1795914000.0 and e.at_iso == "2026-11-29T01:00:00Z"
+    assert event_from_source("2", {"release": "1"}, "deploys", fields) is None  # no service
+    millis = event_from_source("3", {**doc, "@timestamp": 1795914000000}, "deploys", fields)
+    assert millis is not None and millis.at == 1795914000.0
