@@ -86,9 +86,10 @@ def test_overall_fail_beats_unknown_beats_pending_beats_pass() -> None:
     good = hist([(100.0, OK)], 801.0, name="a")
     bad = hist([(100.0, OK), (300.0, CRIT)], 801.0, name="b")
     stale = hist([(100.0, OK)], 400.0, stale=True, name="c")
-    assert judge([good, bad, stale], 200.0, 500.0, now=802.0).verdict == "fail"
+    failed = judge([good, bad, stale], 200.0, 500.0, now=802.0)
+    assert failed.verdict == "fail" and failed.reason == "b CRITICAL: CRITICAL summary at 300.0"
     v = judge([good, stale], 200.0, 500.0, now=802.0)
-    assert v.verdict == "unknown" and v.reason.startswith("c: UNKNOWN")
+    assert v.verdict == "unknown" and v.reason.startswith("c the result is stale")
     assert judge([good, hist([(100.0, OK)], 650.0, name="d")], 200.0, 500.0, 650.0).verdict == (
         "pending"
     )

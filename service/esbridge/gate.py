@@ -155,7 +155,7 @@ def judge(
         reason = f"{len(deciding)} of {len(checks)} checks still in the period"
     else:
         first = deciding[0]
-        reason = f"{first.name}: {first.state}: {first.reason}" + (
-            f" (and {len(deciding) - 1} more)" if len(deciding) > 1 else ""
-        )
+        what = f"{first.state}: {first.summary}" if verdict == "fail" else first.reason
+        more = f" (and {len(deciding) - 1} more)" if len(deciding) > 1 else ""
+        reason = f"{first.name} {what}{more}"
     return GateVerdict(verdict, reason, start, end, checks)

@@ -544,15 +544,30 @@
     );
   }
 
+  function deployHtml(e) {
+    // A deploy of a matching tag, placed in the history where it happened.
+    return (
+      `<li class="deploy" data-deploy="${esc(e.id)}"><time datetime="${esc(e.at_iso)}" title="${esc(relTime(e.at))}">${esc(absTime(e.at))}</time> ` +
+      `<span class="muted">(${esc(relTime(e.at))})</span> ` +
+      `<span class="deploy-mark">deploy</span> ${esc(e.service)} ${esc(e.version)}${e.by ? ` by ${esc(e.by)}` : ""}</li>`
+    );
+  }
+
   function historyHtml(d) {
     const ts = d.transitions || [];
     if (!ts.length) return `<h3>State history</h3><p class="muted">No state change recorded yet.</p>`;
-    const items = ts
-      .map(
-        (t) =>
-          `<li><time datetime="${esc(t.at_iso)}" title="${esc(relTime(t.at))}">${esc(absTime(t.at))}</time> ` +
-          `<span class="muted">(${esc(relTime(t.at))})</span> ` +
-          `${t.from ? badge(t.from) : `<span class="muted">start</span>`} → ${badge(t.to)} ${esc(t.summary)}</li>`,
+    // Newest first; a deploy goes right below (before) the transitions that came after it.
+    const rows = ts.map((t) => ({ at: t.at, t })).concat((d.deploys || []).map((e) => ({ at: e.at, e })));
+    rows.sort((a, b) => b.at - a.at || (a.e ? 1 : -1));
+    const items = rows
+      .map(({ t, e }) =>
+        e
+          ? deployHtml(e)
+          : `<li><time datetime="${esc(t.at_iso)}" title="${esc(relTime(t.at))}">${esc(absTime(t.at))}</time> ` +
+            `<span class="muted">(${esc(relTime(t.at))})</span> ` +
+            `${t.from ? badge(t.from) : `<span class="muted">start</span>`} → ${badge(t.to)} ${esc(t.summary)}` +
+            (t.after_deploy ? ` <span class="after-deploy">${esc(t.after_deploy.text)}</span>` : "") +
+            `</li>`,
       )
       .join("");
     return `<h3>State history <span class="muted">(newest first)</span></h3><ol class="history" reversed>${items}</ol>`;

@@ -1,0 +1,505 @@
+"""The deployment gate and deploy events against a real esbridge and a real Elasticsearch.
+
+One ``esbridge serve`` process for the module, checks every 1 s:
+
+- ``gate-shop-*`` (tag ``shop``) stay OK: the gate passes after ``for``, and the deploy/
+  examples (GitLab CI, GitHub Actions, Argo Rollouts) are run against them;
+- ``gate-web-errors`` (tag ``web``) goes CRITICAL when error documents arrive after a recorded
+  deploy: the gate fails within one check interval naming it, the transition says
+  "started N s after deploy web 1.4.2 by ci" in the API, the log and the status page;
+- ``gate-flaky`` reads through a proxy that starts answering 503: its result goes stale and the
+  gate reads ``unknown``, never ``pass``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from ruamel.yaml import YAML
+
+from esbridge.devtools.seeding import seed
+from esbridge.devtools.service import EsbridgeProcess, poll
+from test_service_support import CountingProxy, delete_index, json_lines
+from test_status_page import browser  # noqa: F401  (the module-scoped Chromium fixture)
+
+pytestmark = [pytest.mark.es, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[1]
+GATE_DIR = ROOT / "deploy" / "gate"
+TOKEN = "gate-test-token-5b1c"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+INTERVAL = 1.0
+ESBRIDGE = str(Path(sys.executable).parent / "esbridge")
+MAPPINGS = {"properties": {"@timestamp": {"type": "date"}, "status": {"type": "integer"}}}
+
+
+def checks_yaml(web: str, shop: str) -> str:
+    return f"""\
+defaults: {{interval: 1s, timeout: 1s, window: 1h}}
+checks:
+  - {{name: gate-web-errors, kind: count, index: {web}, query: "status:>=500", critical: 5,
+      tags: [web]}}
+  - {{name: gate-shop-errors, kind: count, index: {shop}, query: "status:>=500", critical: 5,
+      tags: [shop]}}
+  - {{name: gate-shop-traffic, kind: count, index: {shop}, critical: "1:", tags: [shop]}}
+  - {{name: gate-flaky, kind: count, index: {shop}, cluster: flaky, query: "status:>=500",
+      critical: 5, interval: 2s, timeout: 2s, tags: [flaky]}}
+"""
+
+
+@pytest.fixture(scope="module")
+def gate_env(es_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    suffix = uuid.uuid4().hex[:8]
+    web, shop = f"gate-web-{suffix}", f"gate-shop-{suffix}"
+    state, events = f"gate-state-{suffix}", f"gate-events-{suffix}"
+    for index in (web, shop):
+        r = httpx.put(f"{es_url}/{index}", json={"mappings": MAPPINGS}, timeout=60)
+        assert r.status_code == 200, r.text
+    seed(es_url, web, [{"status": 200, "ago": f"{i}s"} for i in range(1, 10)])
+    seed(es_url, shop, [{"status": 200, "ago": f"{i}s"} for i in range(1, 10)])
+    folder = tmp_path_factory.mktemp("gate")
+    checks = folder / "checks.yaml"
+    checks.write_text(checks_yaml(web, shop))
+    with CountingProxy(es_url) as proxy:
+        config = folder / "esbridge.yaml"
+        config.write_text(
+            f"elasticsearch:\n  default:\n    urls: [{es_url}]\n"
+            f"  flaky:\n    urls: [{proxy.url}]\n    max_retries: 10\n"
+            f"state: {{index: {state}}}\n"
+            f"events: {{index: {events}, refresh_interval: 1s}}\n"
+            f"api: {{token: {TOKEN}}}\n"
+            "defaults: {staleness_factor: 1.5}\n"
+            "log: {format: json}\n"
+        )
+        svc = EsbridgeProcess(None, [checks], config=config)
+        try:
+            svc.start()
+            svc.wait_for(
+                lambda: all(c["state"] == "OK" for c in svc.get("/api/v1/checks").json()["checks"]),
+                timeout=60,
+            )
+            yield {
+                "svc": svc,
+                "es_url": es_url,
+                "web": web,
+                "shop": shop,
+                "events": events,
+                "proxy": proxy,
+            }
+        finally:
+            svc.stop()
+            svc.log_path.unlink(missing_ok=True)
+            for index in (web, shop, state, events):
+                delete_index(es_url, index)
+
+
+def gate(svc: EsbridgeProcess, timeout: float = 10.0, **params: Any) -> httpx.Response:
+    return httpx.get(svc.url + "/api/v1/gate", params=params, timeout=timeout)
+
+
+def run_gate_cli(svc: EsbridgeProcess, *args: str, timeout: float = 60) -> tuple[int, str]:
+    p = subprocess.run(
+        [ESBRIDGE, "gate", "--url", svc.url, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return p.returncode, p.stdout + p.stderr
+
+
+# -- pass, pending, wait bounds --------------------------------------------------------------
+
+
+def test_gate_over_healthy_checks_is_pending_then_passes_after_for(gate_env: dict) -> None:
+    svc = gate_env["svc"]
+    first = gate(svc, tag="shop", **{"for": "3s"}).json()
+    assert first["verdict"] == "pending", first
+    assert {c["name"] for c in first["checks"]} == {"gate-shop-errors", "gate-shop-traffic"}
+    assert 2.0 < first["remaining_seconds"] <= 3.0
+
+    started = time.monotonic()
+    r = gate(svc, timeout=30, tag="shop", since=str(first["start"]), wait="20s", **{"for": "3s"})
+    held = time.monotonic() - started
+    body = r.json()
+    assert body["verdict"] == "pass", body
+    assert all(c["verdict"] == "pass" and c["state"] == "OK" for c in body["checks"])
+    assert held < 3.0 + 2 * INTERVAL + 2.0, held  # answered once the period was over
+
+
+def test_wait_never_holds_longer_than_its_deadline(gate_env: dict) -> None:
+    svc = gate_env["svc"]
+    for wait in (1.5, 3.0):
+        started = time.monotonic()
+        body = gate(svc, tag="shop", wait=f"{wait}s", **{"for": "1h"}).json()
+        held = time.monotonic() - started
+        assert body["verdict"] == "pending"
+        assert wait <= held < wait + 1.0, (wait, held)
+    too_long = gate(svc, tag="shop", wait="31m", **{"for": "10m"})
+    assert too_long.status_code == 422 and "maximum 30m" in too_long.json()["error"]
+
+
+def test_bad_selections_are_errors_never_a_pass(gate_env: dict) -> None:
+    svc = gate_env["svc"]
+    none = gate(svc, check="gate-shop-erors", **{"for": "1s"})
+    assert none.status_code == 404, none.text
+    assert "gate-shop-errors" in none.json()["did_you_mean"]
+    assert gate(svc, **{"for": "1s"}).status_code == 422  # no selection at all
+    assert gate(svc, tag="shop", **{"for": "soon"}).status_code == 422
+    assert gate(svc, tag="shop", since="yesterday", **{"for": "1s"}).status_code == 422
+
+
+def test_openapi_describes_the_gate_and_the_events(gate_env: dict) -> None:
+    spec = gate_env["svc"].get("/openapi.json").json()
+    answer = spec["components"]["schemas"]["GateAnswer"]
+    assert answer["properties"]["verdict"]["enum"] == ["pass", "fail", "pending", "unknown"]
+    assert "for" in answer["properties"]
+    assert "/api/v1/gate" in spec["paths"] and "post" in spec["paths"]["/api/v1/events"]
+    assert "DeployEventIn" in spec["components"]["schemas"]
+
+
+# -- the CLI's exit codes ------------------------------------------------------------------
+
+
+def test_cli_exit_codes_pass_error_and_pending_timeout(gate_env: dict) -> None:
+    svc = gate_env["svc"]
+    code, out = run_gate_cli(svc, "--tag", "shop", "--for", "2s")
+    assert code == 0, out
+    assert re.search(r"^PASS +gate-shop-errors: OK since ", out, re.M), out
+    assert "gate pass: all 2 checks" in out
+
+    code, out = run_gate_cli(svc, "--check", "gate-shop-*", "--for", "1s", "--json")
+    assert code == 0, out
+    assert '"verdict": "pass"' in out
+
+    code, out = run_gate_cli(svc, "--check", "no-such-check", "--for", "1s")
+    assert code == 2 and "HTTP 404" in out, out
+    code, out = run_gate_cli(svc, "--for", "1s")
+    assert code == 2 and "--check and/or --tag" in out, out
+    unreachable = subprocess.run(
+        [ESBRIDGE, "gate", "--url", "http://127.0.0.1:9", "--tag", "x", "--for", "1s"]
+        + ["--timeout", "3s"],  # retried (esbridge may be restarting) until the timeout
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert unreachable.returncode == 2 and "cannot reach esbridge" in unreachable.stderr
+
+    # No verdict before --timeout: unknown (3), never a pass.
+    started = time.monotonic()
+    code, out = run_gate_cli(svc, "--tag", "shop", "--for", "1h", "--timeout", "2s")
+    assert code == 3 and "no verdict within the timeout" in out, out
+    assert time.monotonic() - started < 15
+
+
+def test_cli_sends_the_token_when_reads_need_one(gate_env: dict, tmp_path: Path) -> None:
+    """With require_token_for_reads, the CLI sends --token-file or $ESBRIDGE_TOKEN."""
+    checks = tmp_path / "checks.yaml"
+    checks.write_text(
+        "checks:\n  - {name: tok-shop, kind: count, index: " + gate_env["shop"] + ","
+        " critical: 5, interval: 1s, timeout: 1s, window: 1m, tags: [shop]}\n"
+    )
+    bad, good = tmp_path / "bad-token", tmp_path / "token"
+    bad.write_text("wrong\n")
+    good.write_text(TOKEN + "\n")
+    env = {
+        "ESBRIDGE_API__TOKEN": TOKEN,
+        "ESBRIDGE_API__REQUIRE_TOKEN_FOR_READS": "true",
+        "ESBRIDGE_STATE__ENABLED": "false",
+        "ESBRIDGE_EVENTS__INDEX": gate_env["events"],
+    }
+    with EsbridgeProcess(gate_env["es_url"], [checks], env=env) as svc:
+        svc.wait_for(
+            lambda: svc.get("/api/v1/checks/tok-shop", headers=AUTH).json()["state"] == "OK"
+        )
+        code, out = run_gate_cli(svc, "--tag", "shop", "--for", "1s")
+        assert code == 2 and "HTTP 401" in out, out
+        code, out = run_gate_cli(svc, "--tag", "shop", "--for", "1s", "--token-file", str(bad))
+        assert code == 2 and "HTTP 403" in out, out
+        code, out = run_gate_cli(svc, "--tag", "shop", "--for", "1s", "--token-file", str(good))
+        assert code == 0, out
+        p = subprocess.run(
+            [ESBRIDGE, "gate", "--url", svc.url, "--tag", "shop", "--for", "1s"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "ESBRIDGE_TOKEN": TOKEN},
+        )
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert TOKEN not in p.stdout + p.stderr + out
+        assert TOKEN not in svc.log()
+
+
+# -- deploy events, the incident after a deploy, the status page ------------------------------
+
+
+@pytest.fixture(scope="module")
+def incident(gate_env: dict) -> dict[str, Any]:
+    """Record a deploy of tag web, then error documents: gate-web-errors goes CRITICAL."""
+    svc, es_url = gate_env["svc"], gate_env["es_url"]
+    event = {"service": "web", "version": "1.4.2", "by": "ci", "tags": ["web"]}
+    assert svc.post("/api/v1/events", json=event).status_code in (401, 403)
+    r = svc.post("/api/v1/events", json=event, headers=AUTH)
+    assert r.status_code == 201, r.text
+    recorded = r.json()
+    since = recorded["at"]
+    first = gate(svc, tag="web", since=str(since), **{"for": "1m"}).json()
+    assert first["verdict"] == "pending", first
+    time.sleep(1.5)  # the deploy, then the incident a moment later
+    seed(es_url, gate_env["web"], [{"status": 500, "ago": "1s"} for _ in range(20)])
+    seeded = time.time()
+    r = gate(svc, timeout=30, tag="web", since=str(since), wait="20s", **{"for": "1m"})
+    return {"event": recorded, "since": since, "seeded": seeded, "answer": r.json()}
+
+
+def test_events_are_stored_in_elasticsearch_with_an_explicit_mapping(
+    gate_env: dict, incident: dict
+) -> None:
+    es_url, index = gate_env["es_url"], gate_env["events"]
+    mapping = httpx.get(f"{es_url}/{index}/_mapping", timeout=10).json()[index]["mappings"]
+    assert mapping["dynamic"] == "strict"
+    assert mapping["properties"]["tags"]["type"] == "keyword"
+    assert mapping["properties"]["at"]["type"] == "date"
+    doc = httpx.get(f"{es_url}/{index}/_doc/{incident['event']['id']}", timeout=10).json()
+    assert doc["_source"]["version"] == "1.4.2" and doc["_source"]["tags"] == ["web"]
+    listed = gate_env["svc"].get("/api/v1/events", params={"check": "gate-web-errors"}).json()
+    assert [e["id"] for e in listed["events"]] == [incident["event"]["id"]]
+    assert gate_env["svc"].get("/api/v1/events", params={"tag": "shop"}).json()["events"] == []
+    bad = gate_env["svc"].post("/api/v1/events", json={"version": "1"}, headers=AUTH)
+    assert bad.status_code == 422 and "service" in bad.json()["error"]
+
+
+def test_gate_fails_within_one_interval_of_an_incident_after_a_deploy(
+    gate_env: dict, incident: dict
+) -> None:
+    body = incident["answer"]
+    assert body["verdict"] == "fail", body
+    failed = [c for c in body["checks"] if c["verdict"] == "fail"]
+    assert [c["name"] for c in failed] == ["gate-web-errors"]
+    assert failed[0]["state"] == "CRITICAL" and "20 matching documents" in failed[0]["summary"]
+    assert body["reason"].startswith("gate-web-errors CRITICAL: ")
+    # The bad transition came at the next run: within one interval (+ a run) of the documents.
+    went_bad = failed[0]["since"]
+    lag = went_bad - incident["seeded"]
+    print(f"incident seeded -> CRITICAL recorded: {lag:.2f} s (interval {INTERVAL} s)")
+    assert -0.5 < lag <= INTERVAL + 1.0, lag
+    assert body["generated_at"] - went_bad < 1.0  # the waiting request answered right away
+
+
+def test_transition_after_deploy_in_api_and_log(gate_env: dict, incident: dict) -> None:
+    svc = gate_env["svc"]
+    detail = svc.get("/api/v1/checks/gate-web-errors").json()
+    bad = next(t for t in detail["transitions"] if t["to"] == "CRITICAL")
+    note = bad["after_deploy"]
+    assert note is not None, bad
+    assert note["event"]["id"] == incident["event"]["id"]
+    assert re.fullmatch(r"started \d+ s after deploy web 1\.4\.2 by ci", note["text"]), note
+    assert 0 < note["seconds_after"] < 15
+    assert [d["id"] for d in detail["deploys"]] == [incident["event"]["id"]]
+    # Checks of other tags are not linked to it.
+    shop = svc.get("/api/v1/checks/gate-shop-errors").json()
+    assert shop["deploys"] == [] and all(t.get("after_deploy") is None for t in shop["transitions"])
+    lines = poll(
+        lambda: [
+            e
+            for e in json_lines(svc.log())
+            if e.get("logger") == "esbridge.state"
+            and e.get("check") == "gate-web-errors"
+            and e.get("new_state") == "CRITICAL"
+        ]
+    )
+    assert lines[0]["after_deploy"] == note["text"]
+    assert lines[0]["message"].endswith(f"({note['text']})")
+
+
+def test_status_page_shows_the_deploy_beside_the_transition(
+    gate_env: dict,
+    incident: dict,
+    browser: Any,  # noqa: F811
+) -> None:
+    from playwright.sync_api import expect
+
+    svc = gate_env["svc"]
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        page = context.new_page()
+        page.set_default_timeout(20_000)
+        page.goto(svc.url + "/?check=gate-web-errors")
+        items = page.locator("dialog#detail ol.history li")
+        expect(items.first).to_be_visible()
+        texts = items.all_inner_texts()
+        bad = next(i for i, t in enumerate(texts) if "CRITICAL" in t and "after deploy" in t)
+        assert re.search(r"started \d+ s after deploy web 1\.4\.2 by ci", texts[bad]), texts
+        # Newest first: the deploy marker is the entry right below the transition it preceded.
+        marker = items.nth(bad + 1)
+        expect(marker).to_have_class(re.compile(r"\bdeploy\b"))
+        expect(marker).to_contain_text("deploy web 1.4.2 by ci")
+        (ROOT / "test-artifacts").mkdir(exist_ok=True)
+        page.screenshot(path=str(ROOT / "test-artifacts" / "status-deploy-marker.png"))
+    finally:
+        context.close()
+
+
+def test_cli_exits_1_naming_the_failed_check(gate_env: dict, incident: dict) -> None:
+    since = str(incident["since"])
+    code, out = run_gate_cli(gate_env["svc"], "--tag", "web", "--for", "1m", "--since", since)
+    assert code == 1, out
+    assert re.search(r"^FAIL +gate-web-errors: CRITICAL since ", out, re.M), out
+
+
+# -- stale data ----------------------------------------------------------------------------
+
+
+def test_stale_result_reads_unknown_never_pass(gate_env: dict) -> None:
+    svc, proxy = gate_env["svc"], gate_env["proxy"]
+    poll(lambda: svc.get("/api/v1/checks/gate-flaky").json()["state"] == "OK")
+    since = str(time.time())
+    proxy.fail[r"_msearch"] = 503
+    try:
+        # With answers this gate would pass 2 s from now (as the shop gate does above).
+        seen = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            body = gate(svc, check="gate-flaky", since=since, **{"for": "2s"}).json()
+            seen.append(body["verdict"])
+            if body["verdict"] != "pending":
+                break
+            time.sleep(0.3)
+        assert seen[-1] == "unknown" and "pass" not in seen, seen
+        check = body["checks"][0]
+        assert check["state"] == "UNKNOWN" and "stale" in check["reason"], check
+        code, out = run_gate_cli(svc, "--check", "gate-flaky", "--for", "1s")
+        assert code == 3 and "UNKNOWN" in out, out
+    finally:
+        proxy.fail.clear()
+
+
+# -- the deploy/ examples, run as written ----------------------------------------------------
+
+
+def example_env(svc: EsbridgeProcess, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PATH": f"{Path(ESBRIDGE).parent}:{os.environ.get('PATH', '')}",
+        "ESBRIDGE_URL": svc.url,
+        "ESBRIDGE_TOKEN": TOKEN,
+        **extra,
+    }
+
+
+def sh(line: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", line],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def test_gitlab_ci_example_records_and_gates(gate_env: dict) -> None:
+    svc = gate_env["svc"]
+    doc = YAML(typ="safe").load((GATE_DIR / "gitlab-ci.yml").read_text())
+    lines = [line for job in ("deploy-web", "verify-web") for line in doc[job]["script"]]
+    calls = [line for line in lines if "api/v1/events" in line or "esbridge gate" in line]
+    assert len(calls) == 2, lines
+    env = example_env(
+        svc,
+        **{**doc["variables"], "GATE_TAG": "shop", "GATE_FOR": "2s"},
+        CI_PROJECT_NAME="shop",
+        CI_COMMIT_SHORT_SHA="abc1234",
+    )
+    for call in calls:
+        done = sh(call, env)
+        assert done.returncode == 0, (call, done.stdout, done.stderr)
+    assert "gate pass" in done.stdout
+    events = svc.get("/api/v1/events", params={"tag": "shop"}).json()["events"]
+    assert any(e["version"] == "abc1234" and e["by"] == "gitlab-ci" for e in events), events
+    # The same job fails the pipeline on the failing checks.
+    failing = sh(calls[1], {**env, "GATE_TAG": "web", "GATE_FOR": "1m"})
+    assert failing.returncode == 1, failing.stdout
+
+
+def test_github_actions_example_records_and_gates(gate_env: dict) -> None:
+    svc = gate_env["svc"]
+    doc = YAML(typ="safe").load((GATE_DIR / "github-actions.yml").read_text())
+    job = doc["jobs"]["deploy"]
+    steps = [s for s in job["steps"] if "run" in s]
+    calls = [s for s in steps if "api/v1/events" in s["run"] or "esbridge gate" in s["run"]]
+    assert len(calls) == 2, steps
+    # ${{ ... }} values come from the repository settings: the test supplies them.
+    plain = {k: v for k, v in job["env"].items() if "${{" not in v}
+    assert set(job["env"]) - set(plain) == {"ESBRIDGE_URL"}
+    env = example_env(svc, **{**plain, "GATE_TAG": "shop", "GATE_FOR": "2s"})
+    for step in calls:
+        step_env = {k: v for k, v in (step.get("env") or {}).items() if "${{" not in v}
+        if "VERSION" in (step.get("env") or {}):
+            step_env["VERSION"] = "0123456789abcdef0123"
+        done = sh(step["run"], {**env, **step_env})
+        assert done.returncode == 0, (step["run"], done.stdout, done.stderr)
+    assert "gate pass" in done.stdout
+    events = svc.get("/api/v1/events", params={"tag": "shop"}).json()["events"]
+    assert any(e["version"] == "0123456789ab" and e["by"] == "github-actions" for e in events)
+
+
+def argo_condition(expr: str, result: str) -> bool:
+    """Evaluate the example's conditions (``result == "x"`` joined by ``||``/``&&``) exactly."""
+
+    def term(text: str) -> bool:
+        m = re.fullmatch(r'\s*result\s*(==|!=)\s*"([^"]*)"\s*', text)
+        assert m, f'the test only understands result ==/!= "text": {text!r}'
+        return (result == m.group(2)) == (m.group(1) == "==")
+
+    return any(all(term(t) for t in part.split("&&")) for part in expr.split("||"))
+
+
+def test_argo_analysis_template_asks_the_gate(gate_env: dict) -> None:
+    svc = gate_env["svc"]
+    doc = YAML(typ="safe").load((GATE_DIR / "argo-analysistemplate.yaml").read_text())
+    assert doc["kind"] == "AnalysisTemplate"
+    metric = doc["spec"]["metrics"][0]
+    web = metric["provider"]["web"]
+    assert web["jsonPath"] == "{$.verdict}"
+    args = {a["name"]: a.get("value") for a in doc["spec"]["args"]}
+
+    def url(**override: str) -> str:
+        values = {**args, "esbridge-url": svc.url, **override}
+        return re.sub(r"\{\{args\.([\w-]+)\}\}", lambda m: values[m.group(1)], web["url"])
+
+    wait = float(args["wait"].rstrip("m")) * 60
+    assert web["timeoutSeconds"] > wait  # the gate answers before Argo gives up
+
+    ok = httpx.get(url(tag="shop", **{"for": "2s", "wait": "20s"}), timeout=30).json()["verdict"]
+    assert ok == "pass"
+    assert argo_condition(metric["successCondition"], ok)
+    assert not argo_condition(metric["failureCondition"], ok)
+
+    bad = httpx.get(url(tag="web", **{"for": "1m", "wait": "20s"}), timeout=30).json()
+    if bad["verdict"] == "fail":  # the web incident (tests above) is still on
+        assert argo_condition(metric["failureCondition"], "fail")
+    assert argo_condition(metric["failureCondition"], "unknown")
+    assert not argo_condition(metric["successCondition"], "pending")
+    assert not argo_condition(metric["failureCondition"], "pending")  # inconclusive
+
+
+# -- last: it deletes the events index ---------------------------------------------------
+
+
+def test_events_index_is_recreated_with_its_mapping_when_deleted(gate_env: dict) -> None:
+    svc, es_url, index = gate_env["svc"], gate_env["es_url"], gate_env["events"]
+    # A deleted events index must come back with the explicit mapping, not a dynamic one.
+    delete_index(es_url, index)
+    event = {"service": "shop", "version": "9", "by": "test", "tags": ["none-such"]}
+    r = svc.post("/api/v1/events", json=event, headers=AUTH)
+    assert r.status_code == 201, r.text
+    mapping = httpx.get(f"{es_url}/{index}/_mapping", timeout=10).json()[index]["mappings"]
+    assert mapping["dynamic"] == "strict"
