@@ -62,6 +62,21 @@ def gate_env(es_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     suffix = uuid.uuid4().hex[:8]
     web, shop = f"gate-web-{suffix}", f"gate-shop-{suffix}"
     state, events = f"gate-state-{suffix}", f"gate-events-{suffix}"
+    pipeline = f"gate-pipeline-deploys-{suffix}"  # what a pipeline writes on its own
+    seeded_at = time.time()
+    seed(
+        es_url,
+        pipeline,
+        [
+            {
+                "app": {"name": "shop"},
+                "release": "7.0.1",
+                "user": "jenkins",
+                "labels": ["shop"],
+                "ago": "30m",
+            }
+        ],
+    )
     for index in (web, shop):
         r = httpx.put(f"{es_url}/{index}", json={"mappings": MAPPINGS}, timeout=60)
         assert r.status_code == 200, r.text
@@ -76,7 +91,9 @@ def gate_env(es_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             f"elasticsearch:\n  default:\n    urls: [{es_url}]\n"
             f"  flaky:\n    urls: [{proxy.url}]\n    max_retries: 10\n"
             f"state: {{index: {state}}}\n"
-            f"events: {{index: {events}, refresh_interval: 1s}}\n"
+            f"events:\n  index: {events}\n  refresh_interval: 1s\n"
+            f"  pipeline:\n    index: {pipeline}\n"
+            "    fields: {service: app.name, version: release, by: user, tags: labels}\n"
             f"api: {{token: {TOKEN}}}\n"
             "defaults: {staleness_factor: 1.5}\n"
             "log: {format: json}\n"
@@ -94,12 +111,14 @@ def gate_env(es_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
                 "web": web,
                 "shop": shop,
                 "events": events,
+                "pipeline": pipeline,
+                "pipeline_seeded_at": seeded_at,
                 "proxy": proxy,
             }
         finally:
             svc.stop()
             svc.log_path.unlink(missing_ok=True)
-            for index in (web, shop, state, events):
+            for index in (web, shop, state, events, pipeline):
                 delete_index(es_url, index)
 
 
@@ -185,9 +204,10 @@ def test_cli_exit_codes_pass_error_and_pending_timeout(gate_env: dict) -> None:
     assert code == 2 and "HTTP 404" in out, out
     code, out = run_gate_cli(svc, "--for", "1s")
     assert code == 2 and "--check and/or --tag" in out, out
+    # Unreachable: retried (esbridge may be restarting) until --timeout, then exit 2.
+    nowhere = ["--url", "http://127.0.0.1:9", "--tag", "x", "--for", "1s", "--timeout", "3s"]
     unreachable = subprocess.run(
-        [ESBRIDGE, "gate", "--url", "http://127.0.0.1:9", "--tag", "x", "--for", "1s"]
-        + ["--timeout", "3s"],  # retried (esbridge may be restarting) until the timeout
+        [ESBRIDGE, "gate", *nowhere],
         capture_output=True,
         text=True,
         timeout=60,
@@ -261,6 +281,21 @@ def incident(gate_env: dict) -> dict[str, Any]:
     return {"event": recorded, "since": since, "seeded": seeded, "answer": r.json()}
 
 
+def test_pipeline_events_are_read_through_the_field_mapping(gate_env: dict) -> None:
+    svc = gate_env["svc"]
+    events = svc.wait_for(
+        lambda: [
+            e
+            for e in svc.get("/api/v1/events", params={"tag": "shop"}).json()["events"]
+            if e["source"] == gate_env["pipeline"]
+        ]
+    )
+    assert [(e["service"], e["version"], e["by"], e["tags"]) for e in events] == [
+        ("shop", "7.0.1", "jenkins", ["shop"])
+    ]
+    assert abs(gate_env["pipeline_seeded_at"] - events[0]["at"] - 30 * 60) < 5  # ago: 30m
+
+
 def test_events_are_stored_in_elasticsearch_with_an_explicit_mapping(
     gate_env: dict, incident: dict
 ) -> None:
@@ -273,7 +308,7 @@ def test_events_are_stored_in_elasticsearch_with_an_explicit_mapping(
     assert doc["_source"]["version"] == "1.4.2" and doc["_source"]["tags"] == ["web"]
     listed = gate_env["svc"].get("/api/v1/events", params={"check": "gate-web-errors"}).json()
     assert [e["id"] for e in listed["events"]] == [incident["event"]["id"]]
-    assert gate_env["svc"].get("/api/v1/events", params={"tag": "shop"}).json()["events"] == []
+    assert gate_env["svc"].get("/api/v1/events", params={"tag": "db"}).json()["events"] == []
     bad = gate_env["svc"].post("/api/v1/events", json={"version": "1"}, headers=AUTH)
     assert bad.status_code == 422 and "service" in bad.json()["error"]
 

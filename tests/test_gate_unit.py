@@ -159,3 +159,37 @@ def test_pipeline_documents_are_read_through_the_field_mapping() -> None:
     assert event_from_source("2", {"release": "1"}, "deploys", fields) is None  # no service
     millis = event_from_source("3", {**doc, "@timestamp": 1795914000000}, "deploys", fields)
     assert millis is not None and millis.at == 1795914000.0
+
+
+def test_after_deploy_survives_the_store_round_trip() -> None:
+    """Persisted transitions keep their deploy note (a restart does not lose it)."""
+    from esbridge.store import Transition, transition_from_dict, transition_to_dict
+
+    note = {"text": "started 2 min after deploy web 1.4.2 by ci", "seconds_after": 120.0}
+    t = Transition(10.0, State.OK, State.CRITICAL, "bad", note)
+    assert transition_from_dict(transition_to_dict(t)) == t
+    plain = Transition(10.0, State.OK, State.CRITICAL, "bad")
+    assert "after_deploy" not in transition_to_dict(plain)
+    assert transition_from_dict(transition_to_dict(plain)) == plain
+
+
+def test_store_attaches_the_deploy_note_to_real_changes_only() -> None:
+    from esbridge.result import Result
+    from esbridge.store import ResultStore
+
+    store = ResultStore()
+    store.sync({"c": 1.0})
+    note = {"text": "started 5 s after deploy web 1 by ci"}
+    first = store.record(Result("c", State.OK, "ok", evaluated_at=1.0), after_deploy=note)
+    assert first is not None and first.after_deploy is None  # PENDING -> OK is no change
+    assert store.record(Result("c", State.OK, "ok", evaluated_at=2.0), after_deploy=note) is None
+    bad = store.record(Result("c", State.CRITICAL, "bad", evaluated_at=3.0), after_deploy=note)
+    assert bad is not None and bad.after_deploy == note
+
+
+def test_events_connection_must_exist() -> None:
+    from esbridge.config import Settings
+
+    with pytest.raises(ValueError, match="events.connection 'nope' is not a connection"):
+        Settings(events={"connection": "nope"})
+    assert Settings(events={"enabled": False, "connection": "nope"}).events.enabled is False
