@@ -190,6 +190,6 @@ def test_store_attaches_the_deploy_note_to_real_changes_only() -> None:
 def test_events_connection_must_exist() -> None:
     from esbridge.config import Settings
 
-    with pytest.raises(ValueError, match="events.connection 'nope' is not a connection"):
+    with pytest.raises(ValueError, match=r"events\.connection 'nope' is not a connection"):
         Settings(events={"connection": "nope"})
     assert Settings(events={"enabled": False, "connection": "nope"}).events.enabled is False
