@@ -13,6 +13,7 @@ One ``esbridge serve`` process for the module, checks every 1 s:
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -20,6 +21,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ import httpx
 import pytest
 from ruamel.yaml import YAML
 
+from esbridge.devtools import sampledata
 from esbridge.devtools.seeding import seed
 from esbridge.devtools.service import EsbridgeProcess, poll
 from test_service_support import CountingProxy, delete_index, json_lines
@@ -40,15 +43,33 @@ TOKEN = "gate-test-token-5b1c"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 INTERVAL = 1.0
 ESBRIDGE = str(Path(sys.executable).parent / "esbridge")
-MAPPINGS = {"properties": {"@timestamp": {"type": "date"}, "status": {"type": "integer"}}}
+MAPPINGS = sampledata.LOGS_TEMPLATE["template"]["mappings"]  # the sample web access logs
+
+
+def sample_logs(start: float, end: float, rate: float, incident: Any) -> list[dict[str, Any]]:
+    """The sample data generator's web access logs for [start, end), with its incidents."""
+    gen = sampledata.Generator(incident=incident, seed=7)
+    return [json.loads(doc) for _, doc in gen.log_docs(start, end, rate)]
+
+
+def incident_from(at: float) -> Any:
+    """The sample data's error burst (web-03: 40 % 5xx, 10x slower), starting at ``at``."""
+    cycle = 86400.0
+    begin = at % cycle
+    return sampledata.IncidentSchedule(
+        cycle_s=cycle,
+        error_window=(begin, begin + 3600.0),
+        silent_host=None,
+        disk_host=None,
+    )
 
 
 def checks_yaml(web: str, shop: str) -> str:
     return f"""\
 defaults: {{interval: 1s, timeout: 1s, window: 1h}}
 checks:
-  - {{name: gate-web-errors, kind: count, index: {web}, query: "status:>=500", critical: 5,
-      tags: [web]}}
+  - {{name: gate-web-errors, kind: count, index: {web}, query: "host:web-03 AND status:>=500",
+      critical: 5, tags: [web]}}
   - {{name: gate-shop-errors, kind: count, index: {shop}, query: "status:>=500", critical: 5,
       tags: [shop]}}
   - {{name: gate-shop-traffic, kind: count, index: {shop}, critical: "1:", tags: [shop]}}
@@ -80,7 +101,8 @@ def gate_env(es_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     for index in (web, shop):
         r = httpx.put(f"{es_url}/{index}", json={"mappings": MAPPINGS}, timeout=60)
         assert r.status_code == 200, r.text
-    seed(es_url, web, [{"status": 200, "ago": f"{i}s"} for i in range(1, 10)])
+    now = time.time()  # a minute of healthy sample traffic on the web index
+    seed(es_url, web, sample_logs(now - 60, now, 10.0, sampledata.NO_INCIDENTS))
     seed(es_url, shop, [{"status": 200, "ago": f"{i}s"} for i in range(1, 10)])
     folder = tmp_path_factory.mktemp("gate")
     checks = folder / "checks.yaml"
@@ -264,7 +286,7 @@ def test_cli_sends_the_token_when_reads_need_one(gate_env: dict, tmp_path: Path)
 
 @pytest.fixture(scope="module")
 def incident(gate_env: dict) -> dict[str, Any]:
-    """Record a deploy of tag web, then error documents: gate-web-errors goes CRITICAL."""
+    """A deploy of tag web, then the sample data's incident: gate-web-errors goes CRITICAL."""
     svc, es_url = gate_env["svc"], gate_env["es_url"]
     event = {"service": "web", "version": "1.4.2", "by": "ci", "tags": ["web"]}
     assert svc.post("/api/v1/events", json=event).status_code in (401, 403)
@@ -275,7 +297,14 @@ def incident(gate_env: dict) -> dict[str, Any]:
     first = gate(svc, tag="web", since=str(since), **{"for": "1m"}).json()
     assert first["verdict"] == "pending", first
     time.sleep(1.5)  # the deploy, then the incident a moment later
-    seed(es_url, gate_env["web"], [{"status": 500, "ago": "1s"} for _ in range(20)])
+    # The traffic since the deploy, with the sample data's error burst starting after it.
+    docs = sample_logs(since, time.time(), 200.0, incident_from(since + 0.5))
+    errors = [d for d in docs if d["host"] == "web-03" and d["status"] >= 500]
+    first_error = min(
+        datetime.fromisoformat(e["@timestamp"].replace("Z", "+00:00")).timestamp() for e in errors
+    )
+    assert len(errors) > 5 and first_error > since  # the incident starts after the deploy
+    seed(es_url, gate_env["web"], docs)
     seeded = time.time()
     r = gate(svc, timeout=30, tag="web", since=str(since), wait="20s", **{"for": "1m"})
     return {"event": recorded, "since": since, "seeded": seeded, "answer": r.json()}
@@ -320,7 +349,8 @@ def test_gate_fails_within_one_interval_of_an_incident_after_a_deploy(
     assert body["verdict"] == "fail", body
     failed = [c for c in body["checks"] if c["verdict"] == "fail"]
     assert [c["name"] for c in failed] == ["gate-web-errors"]
-    assert failed[0]["state"] == "CRITICAL" and "20 matching documents" in failed[0]["summary"]
+    assert failed[0]["state"] == "CRITICAL"
+    assert re.match(r"\d+ matching documents in last 1h on gate-web-", failed[0]["summary"])
     assert body["reason"].startswith("gate-web-errors CRITICAL: ")
     # The bad transition came at the next run: within one interval (+ a run) of the documents.
     went_bad = failed[0]["since"]
