@@ -208,6 +208,38 @@ def test_openapi_describes_the_gate_and_the_events(gate_env: dict) -> None:
     assert "DeployEventIn" in spec["components"]["schemas"]
 
 
+def test_sigterm_answers_a_held_gate_request_at_once(gate_env: dict, tmp_path: Path) -> None:
+    """A gate request held by wait does not delay a restart: it answers pending, exit is 0."""
+    import signal
+    import threading
+
+    checks = tmp_path / "checks.yaml"
+    checks.write_text(
+        "checks:\n  - {name: term-shop, kind: count, index: " + gate_env["shop"] + ","
+        " query: 'status:>=500', critical: 5, interval: 1s, timeout: 1s, window: 1h,"
+        " tags: [shop]}\n"
+    )
+    env = {"ESBRIDGE_STATE__ENABLED": "false", "ESBRIDGE_EVENTS__ENABLED": "false"}
+    with EsbridgeProcess(gate_env["es_url"], [checks], env=env) as svc:
+        svc.wait_for(lambda: svc.get("/api/v1/checks/term-shop").json()["state"] == "OK")
+        got: dict[str, Any] = {}
+
+        def ask() -> None:
+            r = gate(svc, timeout=60, tag="shop", wait="30s", **{"for": "1h"})
+            got["answer"], got["at"] = r.json(), time.monotonic()
+
+        asker = threading.Thread(target=ask)
+        asker.start()
+        time.sleep(1.5)  # the request is being held
+        signalled = time.monotonic()
+        svc.signal(signal.SIGTERM)
+        asker.join(30)
+        assert got["answer"]["verdict"] == "pending", got
+        assert got["at"] - signalled < 3.0, got["at"] - signalled
+        assert svc.proc is not None and svc.proc.wait(20) == 0
+        assert time.monotonic() - signalled < 8.0  # no 10 s graceful-shutdown timeout
+
+
 # -- the CLI's exit codes ------------------------------------------------------------------
 
 
@@ -248,7 +280,8 @@ def test_cli_sends_the_token_when_reads_need_one(gate_env: dict, tmp_path: Path)
     checks = tmp_path / "checks.yaml"
     checks.write_text(
         "checks:\n  - {name: tok-shop, kind: count, index: " + gate_env["shop"] + ","
-        " critical: 5, interval: 1s, timeout: 1s, window: 1m, tags: [shop]}\n"
+        " query: 'status:>=500', critical: 5, interval: 1s, timeout: 1s, window: 1h,"
+        " tags: [shop]}\n"
     )
     bad, good = tmp_path / "bad-token", tmp_path / "token"
     bad.write_text("wrong\n")

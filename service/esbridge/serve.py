@@ -77,6 +77,7 @@ def build_app(service: Service) -> FastAPI:
 
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGHUP, on_sighup)
+        _flag_stopping_on_signals(service)
         await service.start()
         try:
             yield
@@ -85,6 +86,25 @@ def build_app(service: Service) -> FastAPI:
 
     app.router.lifespan_context = lifespan
     return app
+
+
+def _flag_stopping_on_signals(service: Service) -> None:
+    """Set ``service.stopping`` the moment SIGTERM/SIGINT arrives, then let uvicorn go on.
+
+    uvicorn waits for requests in flight before the lifespan ends; a gate request held by
+    ``wait`` sees the flag and answers at once instead of delaying the shutdown.
+    """
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(signum)
+        if not callable(previous):
+            continue
+
+        def handler(num: int, frame: Any, previous: Any = previous) -> None:
+            service.stopping = True
+            previous(num, frame)
+
+        with contextlib.suppress(ValueError):  # not the main thread: leave it to uvicorn
+            signal.signal(signum, handler)
 
 
 def serve(settings: Settings, checkset: CheckSet | None = None) -> int:
