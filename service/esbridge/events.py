@@ -61,13 +61,27 @@ class DeployEventIn(BaseModel):
                 raise ValueError("each tag must be 1-100 characters")
         return value
 
+    @field_validator("at")
+    @classmethod
+    def _at(cls, value: datetime | float | None) -> datetime | float | None:
+        if value is None:
+            return None
+        ts = _as_timestamp(value)
+        if not 0 <= ts <= LATEST:  # also rejects NaN and infinities
+            raise ValueError("at must be between 1970-01-01 and 9999-12-31")
+        return value
+
     def timestamp(self, now: float) -> float:
-        if self.at is None:
-            return now
-        if isinstance(self.at, datetime):
-            at = self.at if self.at.tzinfo else self.at.replace(tzinfo=UTC)
-            return at.timestamp()
-        return float(self.at)
+        return now if self.at is None else _as_timestamp(self.at)
+
+
+LATEST = 253402300799.0  # 9999-12-31T23:59:59Z, the last date Elasticsearch's date type reads
+
+
+def _as_timestamp(value: datetime | float) -> float:
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+    return float(value)
 
 
 class DeployEvent(BaseModel):

@@ -228,6 +228,8 @@ async def record_event(body: DeployEventIn, service: ServiceDep) -> DeployEvent:
     try:
         return await service.events.record(body)
     except ESError as exc:
+        if exc.status == 400:  # the content, not the cluster: the client's to fix
+            raise HTTPException(422, f"Elasticsearch rejected the event: {exc}") from None
         raise HTTPException(503, f"could not record the deploy event: {exc}") from None
 
 
