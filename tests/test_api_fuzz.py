@@ -95,14 +95,16 @@ def fuzz_service(
         f"  - {{name: fuzz-missing, kind: count, index: 'no-such-{index}', critical: 1}}\n"
     )
     state = f"esbridge-state-fuzz-{uuid.uuid4().hex[:8]}"
-    proc = EsbridgeProcess(es_url, [checks], env={"ESBRIDGE_API__TOKEN": TOKEN}, state_index=state)
+    events = f"esbridge-events-fuzz-{uuid.uuid4().hex[:8]}"  # fuzzed deploys stay here
+    env = {"ESBRIDGE_API__TOKEN": TOKEN, "ESBRIDGE_EVENTS__INDEX": events}
+    proc = EsbridgeProcess(es_url, [checks], env=env, state_index=state)
     with proc:
         proc.wait_for(
             lambda: all(c["evaluated_at_ts"] for c in proc.get("/api/v1/checks").json()["checks"]),
             timeout=30,
         )
         yield proc
-    for name in (index, state):
+    for name in (index, state, events):
         httpx.delete(f"{es_url}/{name}", params={"ignore_unavailable": "true"}, timeout=30)
 
 

@@ -193,3 +193,7 @@ def test_events_connection_must_exist() -> None:
     with pytest.raises(ValueError, match=r"events\.connection 'nope' is not a connection"):
         Settings(events={"connection": "nope"})
     assert Settings(events={"enabled": False, "connection": "nope"}).events.enabled is False
+    # Not set: the state store's connection, or the first one (old configs keep working).
+    two = {"a": {"urls": ["http://127.0.0.1:1"]}, "b": {"urls": ["http://127.0.0.1:2"]}}
+    assert Settings(elasticsearch=two, state={"connection": "b"}).events_connection() == "b"
+    assert Settings(elasticsearch=two, state={"enabled": False}).events_connection() == "a"

@@ -69,7 +69,7 @@ class Service:
         if settings.events.enabled:
             self.events = EventStore(
                 settings.events,
-                self.connections.get(settings.events.connection),
+                self.connections.get(settings.events_connection()),
                 settings.defaults.timeout.total_seconds(),
             )
         self.reload_status = ReloadStatus()

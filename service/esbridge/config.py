@@ -183,7 +183,8 @@ class EventsConfig(_Section):
     """Deploy events (``POST /api/v1/events``) and how transitions are linked to them."""
 
     enabled: bool = True
-    connection: str = "default"
+    # None: the state store's connection (or the first one, when that is not defined)
+    connection: str | None = None
     index: str = "esbridge-events"
     pipeline: PipelineEventsConfig | None = None
     within: Duration = timedelta(minutes=15)  # a transition this soon after a deploy names it
@@ -450,9 +451,18 @@ class Settings(BaseSettings):
             )
         return self
 
+    def events_connection(self) -> str:
+        """``events.connection``, else the state store's, else the first connection."""
+        if self.events.connection is not None:
+            return self.events.connection
+        if self.state.connection in self.elasticsearch:
+            return self.state.connection
+        return next(iter(self.elasticsearch))
+
     @model_validator(mode="after")
     def _events_connection(self) -> Settings:
-        if self.events.enabled and self.events.connection not in self.elasticsearch:
+        wanted = self.events.connection
+        if self.events.enabled and wanted is not None and wanted not in self.elasticsearch:
             raise ValueError(
                 f"events.connection {self.events.connection!r} is not a connection in "
                 f"elasticsearch (have: {', '.join(self.elasticsearch)})"

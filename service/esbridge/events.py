@@ -231,7 +231,7 @@ class EventStore:
                 raise
 
     async def record(self, event: DeployEventIn, now: float | None = None) -> DeployEvent:
-        """Write one event (visible to searches on return: ``refresh=wait_for``)."""
+        """Write one event, searchable on return (``refresh=true``: deploys are rare)."""
         now = time.time() if now is None else now
         at = event.timestamp(now)
         doc_id = uuid.uuid4().hex
@@ -245,7 +245,7 @@ class EventStore:
             "recorded_at": int(now * 1000),
         }
         await self.connection.raw(
-            "PUT", f"/{self.config.index}/_doc/{doc_id}?refresh=wait_for", body, self.timeout
+            "PUT", f"/{self.config.index}/_doc/{doc_id}?refresh=true", body, self.timeout
         )
         stored = event_from_source(doc_id, body, self.config.index, OWN_FIELDS)
         assert stored is not None
