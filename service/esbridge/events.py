@@ -209,6 +209,8 @@ class EventStore:
         self.events: list[DeployEvent] = []  # oldest first
         self.last_refresh: float = 0.0
         self.error: str | None = None
+        # Recorded here lately: kept through a refresh whose search ran before the write.
+        self._local: list[tuple[float, DeployEvent]] = []
 
     async def ensure_index(self) -> None:
         """Create the events index with its explicit mapping unless it exists.
@@ -249,6 +251,7 @@ class EventStore:
         )
         stored = event_from_source(doc_id, body, self.config.index, OWN_FIELDS)
         assert stored is not None
+        self._local.append((time.monotonic(), stored))
         self._merge([stored])
         return stored
 
@@ -264,7 +267,7 @@ class EventStore:
         for index, fields in sources:
             query = {
                 "size": MAX_EVENTS,
-                "sort": [{fields["at"]: {"order": "desc"}}],
+                "sort": [{fields["at"]: {"order": "desc", "unmapped_type": "date"}}],
                 "query": {
                     "range": {fields["at"]: {"gte": int(oldest * 1000), "format": "epoch_millis"}}
                 },
@@ -290,10 +293,12 @@ class EventStore:
                 return self.events  # keep what we had
         else:
             self.error = None
-        found.sort(key=lambda e: e.at)
-        self.events = found
+        cutoff = time.monotonic() - 60.0
+        self._local = [(t, e) for t, e in self._local if t > cutoff]
+        self.events = []
+        self._merge([*found, *(e for _, e in self._local)])
         self.last_refresh = now
-        return found
+        return self.events
 
     def _merge(self, new: list[DeployEvent]) -> None:
         known = {e.id for e in self.events}
