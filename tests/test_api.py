@@ -52,6 +52,7 @@ DETAIL_FIELDS = SUMMARY_FIELDS | {
     "runs",
     "errors",
     "transitions",
+    "deploys",
     "next_run_ts",
     "max_age_seconds",
     "plugin_command",
@@ -223,7 +224,8 @@ def test_check_detail(api: Api) -> None:
     assert body["definition"]["group_by"] == ["host", "service"]
     assert body["runs"] >= 1 and body["consecutive_failures"] == 0
     assert body["transitions"] and body["transitions"][-1]["from"] is None
-    assert set(body["transitions"][-1]) == {"at", "at_iso", "from", "to", "summary"}
+    assert set(body["transitions"][-1]) == {"at", "at_iso", "from", "to", "summary", "after_deploy"}
+    assert body["transitions"][-1]["after_deploy"] is None and body["deploys"] == []
     assert body["max_age_seconds"] == 4.0  # 2 s interval x default staleness factor 2
     groups = body["result"]["groups"]
     assert {g["key_text"] for g in groups} >= {"host=web-01,service=shop"}
