@@ -419,6 +419,16 @@ def test_transition_after_deploy_in_api_and_log(gate_env: dict, incident: dict) 
     assert lines[0]["message"].endswith(f"({note['text']})")
 
 
+def test_preview_chart_data_marks_the_deploy(gate_env: dict, incident: dict) -> None:
+    svc = gate_env["svc"]
+    r = svc.get("/api/v1/checks/gate-web-errors/preview", params={"since": "10m", "step": "1m"})
+    assert r.status_code == 200, r.text
+    event = incident["event"]
+    assert r.json()["markers"] == [{"at": event["at"], "label": "deploy web 1.4.2 by ci"}]
+    shop = svc.get("/api/v1/checks/gate-shop-errors/preview", params={"since": "10m"}).json()
+    assert all(m["label"] != "deploy web 1.4.2 by ci" for m in shop["markers"])
+
+
 def test_status_page_shows_the_deploy_beside_the_transition(
     gate_env: dict,
     incident: dict,
@@ -441,6 +451,10 @@ def test_status_page_shows_the_deploy_beside_the_transition(
         marker = items.nth(bad + 1)
         expect(marker).to_have_class(re.compile(r"\bdeploy\b"))
         expect(marker).to_contain_text("deploy web 1.4.2 by ci")
+        # The preview chart in the same detail draws the deploy as a vertical marker.
+        chart_marker = page.locator("dialog#detail svg line.marker")
+        expect(chart_marker).to_have_count(1)
+        expect(chart_marker.locator("title")).to_contain_text("deploy web 1.4.2 by ci")
         (ROOT / "test-artifacts").mkdir(exist_ok=True)
         page.screenshot(path=str(ROOT / "test-artifacts" / "status-deploy-marker.png"))
     finally:

@@ -125,6 +125,13 @@ async def check_preview(
             bounds.max_points,
             bounds.timeout,
         )
+        if service.events is not None:  # deploys of a matching tag, as chart markers
+            preview.markers = [
+                {"at": e.at, "label": e.label}
+                for e in service.events.matching(
+                    check.tags, preview.until - span.total_seconds(), preview.until
+                )
+            ]
         body = await asyncio.to_thread(preview_to_dict, preview, render)
         # Encoded here, off the validation path: up to max_points points, on the event loop.
         return JSONResponse(body)
