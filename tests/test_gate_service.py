@@ -122,7 +122,7 @@ def gate_env(es_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         )
         svc = EsbridgeProcess(None, [checks], config=config)
         try:
-            svc.start()
+            svc.start(wait=90)  # a loaded machine starts Python slowly
             svc.wait_for(
                 lambda: all(c["state"] == "OK" for c in svc.get("/api/v1/checks").json()["checks"]),
                 timeout=60,
