@@ -197,3 +197,15 @@ def test_events_connection_must_exist() -> None:
     two = {"a": {"urls": ["http://127.0.0.1:1"]}, "b": {"urls": ["http://127.0.0.1:2"]}}
     assert Settings(elasticsearch=two, state={"connection": "b"}).events_connection() == "b"
     assert Settings(elasticsearch=two, state={"enabled": False}).events_connection() == "a"
+
+
+def test_event_store_keeps_each_event_once_across_record_and_refresh() -> None:
+    """A refresh that reads back an event recorded here keeps one copy (pure: no I/O)."""
+    from esbridge.config import EventsConfig
+    from esbridge.events import EventStore
+
+    store = EventStore(EventsConfig(), connection=None)  # type: ignore[arg-type]
+    e = event(100.0, ["web"])
+    store._merge([e])
+    store._merge([e, e])
+    assert store.events == [e]

@@ -301,10 +301,9 @@ class EventStore:
         return self.events
 
     def _merge(self, new: list[DeployEvent]) -> None:
-        known = {e.id for e in self.events}
-        self.events = sorted(
-            [*self.events, *(e for e in new if e.id not in known)], key=lambda e: e.at
-        )
+        """Add events, once each (an event read back and also recorded here is one event)."""
+        by_id = {(e.source, e.id): e for e in [*self.events, *new]}
+        self.events = sorted(by_id.values(), key=lambda e: e.at)
 
     def matching(
         self, check_tags: Iterable[str], start: float = 0.0, end: float = float("inf")
