@@ -117,7 +117,7 @@ def gate_env(es_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             f"  pipeline:\n    index: {pipeline}\n"
             "    fields: {service: app.name, version: release, by: user, tags: labels}\n"
             f"api: {{token: {TOKEN}}}\n"
-            "defaults: {staleness_factor: 1.5}\n"
+            "defaults: {staleness_factor: 4}\n"  # 1 s checks stay fresh under load
             "log: {format: json}\n"
         )
         svc = EsbridgeProcess(None, [checks], config=config)
