@@ -82,4 +82,5 @@ def setup_logging(fmt: str = "text", level: str = "INFO", secrets: Iterable[str]
         logger.handlers = []
         logger.propagate = True
     logging.getLogger("elastic_transport").setLevel(logging.WARNING)
+    logging.getLogger("opensearch").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
