@@ -13,6 +13,7 @@ message an operator can act on and which never contains a credential.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import random
@@ -444,10 +445,11 @@ async def detect_flavor(
     credentials and TLS settings. Raises :class:`ESError` (unsupported when it is neither).
     """
     client = _make_client(config, list(config.urls))
+    headers = {"accept": "application/json", **_auth_headers(config)}
     try:
         try:
             response = await client.transport.perform_request(
-                "GET", "/", headers={"accept": "application/json"}, request_timeout=timeout
+                "GET", "/", headers=headers, request_timeout=timeout
             )
         except Exception as exc:
             raise map_error(exc, timeout, product) from None
@@ -456,7 +458,7 @@ async def detect_flavor(
         version = info.get("version") if isinstance(info.get("version"), dict) else {}
         if meta.headers.get("x-elastic-product") == "Elasticsearch":
             if not version.get("number"):
-                version = await _es_version(client, timeout)
+                version = await _es_version(client, headers, timeout)
             return "elasticsearch", str(version.get("number") or "?")
         if meta.status == 200 and version.get("distribution") == "opensearch":
             return "opensearch", str(version.get("number") or "?")
@@ -479,13 +481,27 @@ async def detect_flavor(
         await client.close()
 
 
-async def _es_version(client: AsyncElasticsearch, timeout: float) -> dict[str, Any]:
+def _auth_headers(config: ConnectionConfig) -> dict[str, str]:
+    """The credentials as the clients send them (the bare transport does not add them)."""
+    password = config.resolved_password()
+    if config.username and password is not None:
+        token = base64.b64encode(f"{config.username}:{password}".encode()).decode()
+        return {"authorization": f"Basic {token}"}
+    api_key = config.resolved_api_key()
+    if api_key:
+        return {"authorization": f"ApiKey {api_key}"}
+    return {}
+
+
+async def _es_version(
+    client: AsyncElasticsearch, headers: dict[str, str], timeout: float
+) -> dict[str, Any]:
     """The version where ``GET /`` is not served (the test distribution): the local node's."""
     try:
         response = await client.transport.perform_request(
             "GET",
             "/_nodes/_local/version",
-            headers={"accept": "application/json"},
+            headers=headers,
             request_timeout=timeout,
         )
         nodes = (response.body or {}).get("nodes") or {}
