@@ -948,8 +948,30 @@ def write_report(out_dir: Path, data: dict[str, Any]) -> None:
                 data["extra"][key]["stdout"].rstrip()[-3000:],
                 "```",
             ]
+    lines += kept_sections(out_dir / "RESULTS.md")
     lines += ["", "How each figure is measured: see bench/README.md.", ""]
     (out_dir / "RESULTS.md").write_text("\n".join(lines))
+
+
+KEPT_HEADING = "## OpenSearch"
+
+
+def kept_sections(results_md: Path) -> list[str]:
+    """The ``## OpenSearch ...`` section of an existing report: measured by its own command
+    (``--backend opensearch``, written there by hand with that command), so a run on
+    Elasticsearch keeps it instead of dropping it."""
+    if not results_md.is_file():
+        return []
+    kept: list[str] = []
+    keeping = False
+    for line in results_md.read_text().splitlines():
+        if line.startswith("## ") or line.startswith("How each figure is measured"):
+            keeping = line.startswith(KEPT_HEADING)
+        if keeping:
+            kept.append(line)
+    while kept and not kept[-1].strip():
+        kept.pop()
+    return ["", *kept] if kept else []
 
 
 # --------------------------------------------------------------------------- main

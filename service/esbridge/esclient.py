@@ -17,18 +17,20 @@ import base64
 import json
 import logging
 import random
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import elasticsearch
-import opensearchpy
 from elasticsearch import AsyncElasticsearch
-from opensearchpy import AsyncOpenSearch
 
 from esbridge.config import ConnectionConfig
 from esbridge.planner import ClusterFetch, SearchRequest
+
+if TYPE_CHECKING:
+    from opensearchpy import AsyncOpenSearch
 
 log = logging.getLogger(__name__)
 
@@ -330,6 +332,10 @@ def _make_client(config: ConnectionConfig, urls: list[str]) -> AsyncElasticsearc
 
 
 def _make_opensearch_client(config: ConnectionConfig, urls: list[str]) -> AsyncOpenSearch:
+    # Imported here: a heavy import (hundreds of API modules) that an Elasticsearch-only
+    # service, `esbridge run` and the plugin's direct mode never need.
+    from opensearchpy import AsyncOpenSearch
+
     kwargs = _client_kwargs(config, urls)
     kwargs["timeout"] = config.request_timeout.total_seconds()
     password = config.resolved_password()
@@ -549,12 +555,7 @@ def error_from_body(
     return ESError("internal", f"{product} error (HTTP {status}): {etype}: {reason}", status)
 
 
-_TIMEOUTS = (
-    elasticsearch.ConnectionTimeout,
-    opensearchpy.ConnectionTimeout,
-    asyncio.TimeoutError,
-    TimeoutError,
-)
+_TIMEOUTS = (elasticsearch.ConnectionTimeout, asyncio.TimeoutError, TimeoutError)
 
 
 def map_error(exc: BaseException, timeout: float, product: str = "Elasticsearch") -> ESError:
@@ -562,16 +563,20 @@ def map_error(exc: BaseException, timeout: float, product: str = "Elasticsearch"
     never credentials."""
     if isinstance(exc, ESError):
         return exc
-    if isinstance(exc, _TIMEOUTS):
+    # Only loaded once an OpenSearch client exists: before that none of its errors can occur.
+    osp: Any = sys.modules.get("opensearchpy")
+    if isinstance(exc, _TIMEOUTS) or (osp and isinstance(exc, osp.ConnectionTimeout)):
         return ESError("timeout", f"{product} timed out after {timeout:g} s")
-    if isinstance(exc, elasticsearch.SSLError | opensearchpy.SSLError):
+    if isinstance(exc, elasticsearch.SSLError) or (osp and isinstance(exc, osp.SSLError)):
         return ESError("unreachable", f"{product} TLS error: {_short(exc)}")
-    if isinstance(exc, elasticsearch.ConnectionError | opensearchpy.ConnectionError):
+    if isinstance(exc, elasticsearch.ConnectionError) or (
+        osp and isinstance(exc, osp.ConnectionError)
+    ):
         return ESError("unreachable", f"{product} unreachable: {_short(exc)}")
     if isinstance(exc, elasticsearch.ApiError):
         body = exc.body if isinstance(exc.body, dict) else {}
         return error_from_body(body.get("error", exc.message), exc.meta.status, "", product)
-    if isinstance(exc, opensearchpy.TransportError):
+    if osp and isinstance(exc, osp.TransportError):
         body = exc.info if isinstance(exc.info, dict) else {}
         status = exc.status_code if isinstance(exc.status_code, int) else None
         return error_from_body(body.get("error", exc.error), status, "", product)
