@@ -61,7 +61,10 @@ def expected_es_version() -> str | None:
 
 
 def new_server(**kwargs: Any) -> esdev.ElasticsearchServer:
-    """A server of this run's backend and version (not started)."""
+    """A server of this run's backend and version (not started). The start bound is generous
+    (``$ESBRIDGE_TEST_START_TIMEOUT``, default 600 s): OpenSearch 3.x on a busy 2-core
+    machine takes minutes; a quiet one starts it in under a minute."""
+    kwargs.setdefault("start_timeout", float(os.environ.get("ESBRIDGE_TEST_START_TIMEOUT", "600")))
     return esdev.ElasticsearchServer(
         version=kwargs.pop("version", None) or expected_es_version(), dist=DIST, **kwargs
     )
