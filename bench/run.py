@@ -1065,8 +1065,9 @@ def main(argv: list[str] | None = None) -> int:
             notes.append(f"reused Elasticsearch at {es_url} (not started by the runner)")
         else:
             if args.backend == "opensearch":
+                # OpenSearch 3.x takes minutes to start on a busy 2-core machine.
                 server = ElasticsearchServer(
-                    version=args.es_version, heap=prof.heap, dist=OPENSEARCH
+                    version=args.es_version, heap=prof.heap, dist=OPENSEARCH, start_timeout=600
                 )
             else:
                 server = ElasticsearchServer(version=args.es_version or ES8, heap=prof.heap)
