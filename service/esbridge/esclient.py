@@ -468,12 +468,21 @@ async def detect_flavor(
             return "elasticsearch", str(version.get("number") or "?")
         if meta.status == 200 and version.get("distribution") == "opensearch":
             return "opensearch", str(version.get("number") or "?")
+        if meta.status in (401, 403) and config.flavor != "auto":
+            # Not allowed to ask: trust the configured flavor; the requests themselves
+            # will say what is refused.
+            return config.flavor, "?"
         if meta.status == 401:
             raise ESError(
                 "auth", "authentication failed (HTTP 401): check the credentials", meta.status
             )
         if meta.status == 403:
-            raise ESError("forbidden", "forbidden: GET / (needs cluster monitor)", meta.status)
+            raise ESError(
+                "forbidden",
+                "forbidden: GET / (which product answers) needs the cluster monitor "
+                "privilege (OpenSearch: cluster_monitor), or set the connection's flavor",
+                meta.status,
+            )
         if meta.status in RETRY_STATUSES:
             raise ESError("throttled", f"the search server answered HTTP {meta.status}", 503)
         what = f"{version.get('distribution') or 'no product'} {version.get('number') or ''}"
