@@ -65,14 +65,16 @@ CHECKS: list[dict[str, Any]] = [
     },
     {"name": "cardinality", "kind": "metric", "field": "user", "agg": "cardinality", "critical": 6},
     {
+        # On a field whose median is exact for any estimator: OpenSearch 3.x's t-digest
+        # interpolates small samples differently from Elasticsearch's (p50 of latency_ms
+        # for web-2 here: 6 there, 5 on Elasticsearch 8.19 and OpenSearch 2.19).
         "name": "p50-by-host",
         "kind": "metric",
-        "field": "latency_ms",
+        "field": "status",
         "agg": "percentile",
         "percentile": 50,
         "group_by": "host",
-        "warning": 7,
-        "unit": "ms",
+        "warning": 300,
     },
     {"name": "ratio", "kind": "ratio", "numerator": "status:>=500", "warning": 10, "critical": 30},
     {
