@@ -10,9 +10,13 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.esbridge-installed
 ES8 := $(shell sed -n 's/^ES8 = "\(.*\)"/\1/p' service/esbridge/devtools/elasticsearch.py)
 ES9 := $(shell sed -n 's/^ES9 = "\(.*\)"/\1/p' service/esbridge/devtools/elasticsearch.py)
+OS2 := $(shell sed -n 's/^OS2 = "\(.*\)"/\1/p' service/esbridge/devtools/opensearch.py)
+OS3 := $(shell sed -n 's/^OS3 = "\(.*\)"/\1/p' service/esbridge/devtools/opensearch.py)
+OS_VERSION ?= $(OS2)
+BACKEND ?= elasticsearch
 PYTEST_ARGS ?=
 
-.PHONY: venv test-deps es-fetch test test-compat demo lint bench bench-smoke es-start es-stop es-status
+.PHONY: venv test-deps es-fetch test test-compat test-opensearch demo lint bench bench-smoke es-start es-stop es-status
 
 venv: $(STAMP)
 
@@ -36,8 +40,15 @@ test-compat: venv test-deps
 	$(PY) -m esbridge.devtools.elasticsearch fetch --version $(ES9)
 	env -u ESBRIDGE_TEST_ES_URL ESBRIDGE_TEST_ES_VERSION=$(ES9) $(VENV)/bin/pytest -ra -m es $(PYTEST_ARGS)
 
+# The backend-dependent tests (-m es) on OpenSearch (OS_VERSION=2|3|2.19.6|3.8.0); the tests
+# that need Elasticsearch's security features (es_security) have no OpenSearch counterpart here.
+test-opensearch: venv test-deps
+	$(PY) -m esbridge.devtools.opensearch fetch --version $(OS_VERSION)
+	env -u ESBRIDGE_TEST_ES_URL ESBRIDGE_TEST_BACKEND=opensearch ESBRIDGE_TEST_OS_VERSION=$(OS_VERSION) \
+		$(VENV)/bin/pytest -ra -m "es and not es_security" $(PYTEST_ARGS)
+
 demo: venv
-	$(PY) -m esbridge.devtools.demo
+	$(PY) -m esbridge.devtools.demo --backend $(BACKEND)
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -4,8 +4,8 @@
     .venv/bin/python bench/run.py --smoke    # small and quick: writes bench/out/
 
 The runner starts its own Elasticsearch (``ElasticsearchServer``; ``--es-url`` reuses one,
-for debugging only: the data set is written into it), seeds it with ``sampledata.backfill``
-and measures, in one run:
+for debugging only: the data set is written into it; ``--backend opensearch`` starts
+OpenSearch instead), seeds it with ``sampledata.backfill`` and measures, in one run:
 
 1. cycle cost: ``Runner.run`` vs the limit (the same ``_msearch`` bodies sent raw) vs naive
    (one ``_search`` per check), wall time, requests, client CPU;
@@ -56,6 +56,7 @@ from benchlib import Figures  # noqa: E402
 from esbridge.config import ConnectionConfig  # noqa: E402
 from esbridge.devtools import sampledata  # noqa: E402
 from esbridge.devtools.elasticsearch import ES8, ElasticsearchServer  # noqa: E402
+from esbridge.devtools.opensearch import OPENSEARCH  # noqa: E402
 from esbridge.devtools.service import EsbridgeProcess  # noqa: E402
 from esbridge.esclient import Connections, ESError  # noqa: E402
 from esbridge.evaluate import evaluate  # noqa: E402
@@ -201,6 +202,7 @@ def machine() -> dict[str, Any]:
 
 def versions(es_url: str) -> dict[str, str]:
     import elasticsearch
+    import opensearchpy
 
     try:
         r = httpx.get(f"{es_url}/_nodes/_local/version", timeout=10)
@@ -218,6 +220,7 @@ def versions(es_url: str) -> dict[str, str]:
         "elasticsearch": es_version,
         "python": platform.python_version(),
         "elasticsearch-py": elasticsearch.__versionstr__,
+        "opensearch-py": opensearchpy.__versionstr__,
         "httpx": httpx.__version__,
         "wrk": wrk_version,
     }
@@ -945,8 +948,30 @@ def write_report(out_dir: Path, data: dict[str, Any]) -> None:
                 data["extra"][key]["stdout"].rstrip()[-3000:],
                 "```",
             ]
+    lines += kept_sections(out_dir / "RESULTS.md")
     lines += ["", "How each figure is measured: see bench/README.md.", ""]
     (out_dir / "RESULTS.md").write_text("\n".join(lines))
+
+
+KEPT_HEADING = "## OpenSearch"
+
+
+def kept_sections(results_md: Path) -> list[str]:
+    """The ``## OpenSearch ...`` section of an existing report: measured by its own command
+    (``--backend opensearch``, written there by hand with that command), so a run on
+    Elasticsearch keeps it instead of dropping it."""
+    if not results_md.is_file():
+        return []
+    kept: list[str] = []
+    keeping = False
+    for line in results_md.read_text().splitlines():
+        if line.startswith("## ") or line.startswith("How each figure is measured"):
+            keeping = line.startswith(KEPT_HEADING)
+        if keeping:
+            kept.append(line)
+    while kept and not kept[-1].strip():
+        kept.pop()
+    return ["", *kept] if kept else []
 
 
 # --------------------------------------------------------------------------- main
@@ -984,9 +1009,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", type=Path, help="where RESULTS.md and results.json go")
     parser.add_argument("--es-url", help="reuse this Elasticsearch (debugging; gets the data set)")
     parser.add_argument(
+        "--backend",
+        choices=("elasticsearch", "opensearch"),
+        default=os.environ.get("ESBRIDGE_BENCH_BACKEND", "elasticsearch"),
+        help="which search server to start",
+    )
+    parser.add_argument(
         "--es-version",
-        default=os.environ.get("ESBRIDGE_BENCH_ES_VERSION", ES8),
-        help=f"Elasticsearch to start (default {ES8})",
+        default=os.environ.get("ESBRIDGE_BENCH_ES_VERSION"),
+        help=f"version of the server to start (default {ES8}; OpenSearch {OPENSEARCH.default})",
     )
     parser.add_argument("--no-seed", action="store_true", help="with --es-url: data already there")
     parser.add_argument("--only", action="append", choices=PHASES, help="run only these phases")
@@ -1033,8 +1064,14 @@ def main(argv: list[str] | None = None) -> int:
             es_url = args.es_url.rstrip("/")
             notes.append(f"reused Elasticsearch at {es_url} (not started by the runner)")
         else:
-            log(f"starting Elasticsearch {args.es_version} (heap {prof.heap})")
-            server = ElasticsearchServer(version=args.es_version, heap=prof.heap)
+            if args.backend == "opensearch":
+                # OpenSearch 3.x takes minutes to start on a busy 2-core machine.
+                server = ElasticsearchServer(
+                    version=args.es_version, heap=prof.heap, dist=OPENSEARCH, start_timeout=600
+                )
+            else:
+                server = ElasticsearchServer(version=args.es_version or ES8, heap=prof.heap)
+            log(f"starting {server.dist.product} {server.version} (heap {prof.heap})")
             server.start()
             es_url = server.url
         if args.no_seed:

@@ -2,6 +2,11 @@
 
 - ``es_url``: ``$ESBRIDGE_TEST_ES_URL`` when set, else one Elasticsearch per session
   (``$ESBRIDGE_TEST_ES_VERSION``, default 8.19.21) started by esbridge.devtools.elasticsearch.
+  ``ESBRIDGE_TEST_BACKEND=opensearch`` runs the same suite on OpenSearch instead
+  (``$ESBRIDGE_TEST_OS_VERSION``, default 2.19.6; ``make test-opensearch``); tests that need
+  Elasticsearch's security features are marked ``es_security`` and deselected there.
+- ``new_server(**kwargs)``: a not yet started server of the backend and version of the run
+  (for tests that kill, restart or add a second cluster); ``BACKEND_NAME`` names it.
 - ``es_version``: the version string the server reports; ``es`` / ``es_client``: sync client.
 - ``make_index(prefix="t", mappings=None) -> name``: unique index, deleted after the test.
 - ``seed(index, docs, now=None)``: bulk-load dicts (``"ago": "3m"`` → ``@timestamp``), refreshed.
@@ -25,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _require import require
 from esbridge.devtools import elasticsearch as esdev
+from esbridge.devtools.opensearch import OPENSEARCH
 from esbridge.devtools.seeding import seed as _seed
 
 
@@ -33,14 +39,43 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         fixtures = getattr(item, "fixturenames", ())
         if "es_url" in fixtures and item.get_closest_marker("es") is None:
             item.add_marker(pytest.mark.es)
+        # The secured cluster is Elasticsearch with x-pack security: not on OpenSearch.
+        if "secured" in fixtures and item.get_closest_marker("es_security") is None:
+            item.add_marker(pytest.mark.es_security)
+
+
+BACKEND = os.environ.get("ESBRIDGE_TEST_BACKEND", "elasticsearch").strip().lower()
+if BACKEND not in ("elasticsearch", "opensearch"):
+    raise pytest.UsageError(f"ESBRIDGE_TEST_BACKEND={BACKEND!r}: use elasticsearch or opensearch")
+DIST = OPENSEARCH if BACKEND == "opensearch" else esdev.ELASTICSEARCH
+BACKEND_NAME = DIST.product
+VERSION_VAR = "ESBRIDGE_TEST_OS_VERSION" if BACKEND == "opensearch" else "ESBRIDGE_TEST_ES_VERSION"
 
 
 def expected_es_version() -> str | None:
     """The version the run asks for (None when reusing an external URL without a version)."""
-    v = os.environ.get("ESBRIDGE_TEST_ES_VERSION")
+    v = os.environ.get(VERSION_VAR)
     if v:
-        return esdev.resolve_version(v)
-    return None if os.environ.get("ESBRIDGE_TEST_ES_URL") else esdev.DEFAULT_VERSION
+        return esdev.resolve_version(v, DIST)
+    return None if os.environ.get("ESBRIDGE_TEST_ES_URL") else DIST.default
+
+
+def new_server(**kwargs: Any) -> esdev.ElasticsearchServer:
+    """A server of this run's backend and version (not started). The start bound is generous
+    (``$ESBRIDGE_TEST_START_TIMEOUT``, default 600 s): OpenSearch 3.x on a busy 2-core
+    machine takes minutes; a quiet one starts it in under a minute."""
+    kwargs.setdefault("start_timeout", float(os.environ.get("ESBRIDGE_TEST_START_TIMEOUT", "600")))
+    return esdev.ElasticsearchServer(
+        version=kwargs.pop("version", None) or expected_es_version(), dist=DIST, **kwargs
+    )
+
+
+def server_product(url: str) -> str:
+    """``elasticsearch`` or ``opensearch``, the way esbridge tells them apart."""
+    r = httpx.get(url, timeout=10)
+    if r.headers.get("x-elastic-product") == "Elasticsearch":
+        return "elasticsearch"
+    return str(r.json().get("version", {}).get("distribution", "?"))
 
 
 def server_version(url: str) -> str:
@@ -59,19 +94,24 @@ def es_url() -> Iterator[str]:
             version = server_version(url)
         except (httpx.HTTPError, ValueError, KeyError) as e:
             require(False, f"ESBRIDGE_TEST_ES_URL={url} is not reachable: {e!r}")
+        product = server_product(url)
+        require(
+            product == BACKEND,
+            f"ESBRIDGE_TEST_ES_URL={url} is {product}, but ESBRIDGE_TEST_BACKEND asks {BACKEND}",
+        )
         want = expected_es_version()
         require(
             want is None or version.split(".")[0] == want.split(".")[0],
-            f"ESBRIDGE_TEST_ES_URL={url} runs {version}, but ESBRIDGE_TEST_ES_VERSION asks {want}",
+            f"ESBRIDGE_TEST_ES_URL={url} runs {version}, but {VERSION_VAR} asks {want}",
         )
         yield url
         return
-    server = esdev.ElasticsearchServer(version=expected_es_version())
+    server = new_server()
     try:
         server.start()
     except Exception as e:
         server.stop()
-        require(False, f"could not start Elasticsearch {server.version}: {e}")
+        require(False, f"could not start {BACKEND_NAME} {server.version}: {e}")
     try:
         yield server.url
     finally:
@@ -84,10 +124,22 @@ def es_version(es_url: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def es(es_url: str) -> Iterator[Any]:
-    from elasticsearch import Elasticsearch
+def backend_name() -> str:
+    """ "Elasticsearch" or "OpenSearch": the product name esbridge's messages use."""
+    return BACKEND_NAME
 
-    client = Elasticsearch(es_url, request_timeout=30)
+
+@pytest.fixture(scope="session")
+def es(es_url: str) -> Iterator[Any]:
+    """The backend's official sync client."""
+    if BACKEND == "opensearch":
+        from opensearchpy import OpenSearch
+
+        client: Any = OpenSearch(es_url, timeout=30)
+    else:
+        from elasticsearch import Elasticsearch
+
+        client = Elasticsearch(es_url, request_timeout=30)
     yield client
     client.close()
 

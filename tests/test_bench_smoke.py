@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from _require import require
+from conftest import BACKEND, expected_es_version
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNNER = ROOT / "bench" / "run.py"
@@ -69,9 +70,10 @@ def test_bench_smoke_writes_every_figure(tmp_path: Path) -> None:
     results_md = ROOT / "bench" / "RESULTS.md"
     before = results_md.stat().st_mtime_ns if results_md.exists() else None
     env = {k: v for k, v in os.environ.items() if k != "ESBRIDGE_TEST_ES_URL"}
-    version = os.environ.get("ESBRIDGE_TEST_ES_VERSION")
+    version = expected_es_version()
     if version:
         env["ESBRIDGE_BENCH_ES_VERSION"] = version
+    env["ESBRIDGE_BENCH_BACKEND"] = BACKEND
 
     proc = subprocess.run(
         [sys.executable, str(RUNNER), "--smoke", "--out-dir", str(tmp_path)],

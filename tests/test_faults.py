@@ -24,6 +24,7 @@ import httpx
 import pytest
 
 from _require import require
+from conftest import BACKEND_NAME, new_server
 from esbridge.devtools import elasticsearch as esdev
 from esbridge.devtools.seeding import seed
 from esbridge.devtools.service import EsbridgeProcess
@@ -33,7 +34,6 @@ pytestmark = [pytest.mark.es, pytest.mark.slow]
 
 INTERVAL = 2.0  # seconds; every check below runs this often
 TIMEOUT = 1.0
-FAULT_VERSION = esdev.resolve_version(os.environ.get("ESBRIDGE_TEST_ES_VERSION") or esdev.ES8)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -101,12 +101,12 @@ def unique(prefix: str) -> str:
 @pytest.fixture(scope="module")
 def own_es() -> Iterator[esdev.ElasticsearchServer]:
     """Our own Elasticsearch (killed and restarted by case 1), seeded with a log index."""
-    server = esdev.ElasticsearchServer(version=FAULT_VERSION)
+    server = new_server()
     try:
         server.start()
     except Exception as e:  # missing Java, no download: skip outside CI
         server.stop()
-        require(False, f"could not start Elasticsearch {FAULT_VERSION}: {e}")
+        require(False, f"could not start {BACKEND_NAME} {server.version}: {e}")
     settings = {"settings": {"number_of_shards": 1, "number_of_replicas": 0}}
     httpx.put(f"{server.url}/flt-logs", json=settings, timeout=60).raise_for_status()
     seed(server.url, "flt-logs", [{"ago": f"{i}m", "status": 200} for i in range(5)])
@@ -151,7 +151,7 @@ def test_es_killed_then_restarted(
             proc,
             names,
             lambda c: (
-                c["state"] == "UNKNOWN" and c["summary"].startswith("Elasticsearch unreachable: ")
+                c["state"] == "UNKNOWN" and c["summary"].startswith(f"{BACKEND_NAME} unreachable: ")
             ),
             timeout=3 * (INTERVAL + TIMEOUT) + 5,
         )
@@ -167,7 +167,7 @@ def test_es_killed_then_restarted(
         assert metric(text, "esbridge_elasticsearch_up", 'connection="default"') == 0.0
         nagios = proc.get("/api/v1/checks/down-count/nagios")
         assert nagios.headers["X-Nagios-Exit-Code"] == "3"
-        assert nagios.text.startswith("UNKNOWN - Elasticsearch unreachable: ")
+        assert nagios.text.startswith(f"UNKNOWN - {BACKEND_NAME} unreachable: ")
 
         own_es.restart()
         back = time.monotonic()
@@ -186,7 +186,7 @@ def test_es_killed_then_restarted(
                 # restart: OK → UNKNOWN → (CRITICAL →) OK, nothing else
                 assert path[0] == ("OK", "UNKNOWN") and path[-1][1] == "OK", new
                 assert {to for _, to in path[1:-1]} <= {"CRITICAL"}, new
-            assert new[0]["summary"].startswith("Elasticsearch unreachable: "), new
+            assert new[0]["summary"].startswith(f"{BACKEND_NAME} unreachable: "), new
             assert all(a != b for a, b in path), path
             assert info["since_ts"] == info["transitions"][0]["at"]
             assert final[name]["since_ts"] == info["since_ts"]
@@ -197,7 +197,7 @@ def test_es_killed_then_restarted(
     record_property("time_to_unknown_s", round(to_unknown, 2))
     record_property("time_to_recovery_s", round(to_recovery, 2))
     print(
-        f"\n[case 1, ES {FAULT_VERSION}] interval {INTERVAL:g}s timeout {TIMEOUT:g}s: "
+        f"\n[case 1, {BACKEND_NAME} {own_es.version}] interval {INTERVAL:g}s timeout {TIMEOUT:g}s: "
         f"time to UNKNOWN {to_unknown:.2f}s, time to recovery after ES ready {to_recovery:.2f}s"
     )
 
@@ -305,7 +305,7 @@ elasticsearch:
                 ["thr-count"],
                 lambda c, s=status: (
                     c["state"] == "UNKNOWN"
-                    and f"Elasticsearch is overloaded (HTTP {s})" in c["summary"]
+                    and f"{BACKEND_NAME} is overloaded (HTTP {s})" in c["summary"]
                 ),
                 timeout=6 * INTERVAL + 10,
             )

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import expected_es_version
+from conftest import BACKEND, expected_es_version, new_server
 from esbridge.devtools import elasticsearch as esdev
 from esbridge.devtools.seeding import iso, parse_ago, prepare_docs
 
@@ -42,13 +42,19 @@ def test_security_off(es_url):
     # No credentials and still allowed: security is disabled.
     r = httpx.get(f"{es_url}/_cluster/health", timeout=10)
     assert r.status_code == 200
-    assert r.headers.get("x-elastic-product") == "Elasticsearch"
+    if BACKEND == "opensearch":
+        assert httpx.get(es_url, timeout=10).json()["version"]["distribution"] == "opensearch"
+    else:
+        assert r.headers.get("x-elastic-product") == "Elasticsearch"
 
 
 @pytest.mark.es
 def test_official_client_talks_to_server(es, make_index):
     index = make_index("client")
-    es.index(index=index, document={"a": 1}, refresh=True)
+    if BACKEND == "opensearch":
+        es.index(index=index, body={"a": 1}, refresh=True)
+    else:
+        es.index(index=index, document={"a": 1}, refresh=True)
     assert es.count(index=index)["count"] == 1
 
 
@@ -96,7 +102,7 @@ def test_previous_index_was_deleted(es_url):
 @pytest.mark.es
 @pytest.mark.slow
 def test_second_instance_stops_cleanly():
-    server = esdev.ElasticsearchServer(version=expected_es_version() or esdev.DEFAULT_VERSION)
+    server = new_server()
     with server:
         assert httpx.get(f"{server.url}/_cluster/health", timeout=10).status_code == 200
         pid = server.pid

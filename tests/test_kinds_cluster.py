@@ -8,7 +8,6 @@ gives known answers for cluster_health and unassigned_shards without touching th
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from conftest import BACKEND_NAME, new_server
 from esbridge.nagios import render
 from esbridge.result import State
 from kinds_support import run_yaml
@@ -188,20 +188,18 @@ async def test_master_agreement_and_unreachable_node(es_url: str, node_name: str
     assert dead_result.state is State.UNKNOWN
     assert dead_result.summary.startswith(f"could not ask 1 of 2 nodes for their master: {dead}")
     out = render(dead_result)
-    assert f"{dead}: error: Elasticsearch unreachable" in out
+    assert f"{dead}: error: {BACKEND_NAME} unreachable" in out
     assert f"{es_url}: master is {node_name}" in out
 
 
 @pytest.mark.slow
 async def test_master_split_brain_two_clusters(es_url: str, node_name: str) -> None:
     """Two different single-node clusters listed as one: they disagree, CRITICAL split brain."""
-    from esbridge.devtools.elasticsearch import ElasticsearchServer
-
-    server = ElasticsearchServer(version=os.environ.get("ESBRIDGE_TEST_ES_VERSION"), heap="256m")
+    server = new_server(heap="256m")
     try:
         server.start()
-        other = httpx.get(f"{server.url}/_cat/master", params={"format": "json"}, timeout=10)
-        other_name = other.json()[0]["node"]
+        other = httpx.get(f"{server.url}/_nodes/_local", timeout=10).json()["nodes"]
+        other_name = next(iter(other.values()))["name"]
         assert other_name != node_name
         text = checks_yaml([{"name": "brain", "kind": "master", "node_urls": [es_url, server.url]}])
         result = (await run_yaml(es_url, text))["brain"]

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from conftest import BACKEND_NAME
 from esbridge.nagios import exit_code, render
 from esbridge.result import State
 from kinds_support import checks_yaml, run_yaml
@@ -292,7 +293,7 @@ async def test_bad_query_is_unknown_quoting_elasticsearch(
     lucene, dsl = results["bad-lucene"], results["bad-dsl"]
     assert lucene.state is State.UNKNOWN and lucene.error_kind == "rejected"
     assert "Failed to parse query [status:[[[]" in lucene.summary
-    assert render(lucene).startswith("UNKNOWN - query rejected by Elasticsearch:")
+    assert render(lucene).startswith(f"UNKNOWN - query rejected by {BACKEND_NAME}:")
     assert dsl.state is State.UNKNOWN and dsl.error_kind == "rejected"
     assert "no_such_query" in dsl.summary
     # A malformed body rejects a whole _msearch; the runner isolates it.

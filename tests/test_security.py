@@ -251,6 +251,7 @@ def test_basic_auth_with_ca_bundle_and_forbidden_index(
     _cleanup(sec, proc)
 
 
+@pytest.mark.es_security  # API keys are Elasticsearch's; OpenSearch refuses them at start
 def test_api_key_from_file_is_sent_as_apikey_header(es_url: str, tmp_path: Path) -> None:
     """api_key_file → every request carries 'Authorization: ApiKey <encoded>', nothing else."""
     key = base64.b64encode(f"id-{uuid.uuid4().hex[:6]}:{uuid.uuid4().hex}".encode()).decode()

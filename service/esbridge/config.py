@@ -93,9 +93,12 @@ class _Section(BaseModel):
 
 
 class ConnectionConfig(_Section):
-    """One Elasticsearch cluster (checks pick it with ``cluster:``)."""
+    """One Elasticsearch or OpenSearch cluster (checks pick it with ``cluster:``)."""
 
     urls: StrList = ("http://127.0.0.1:9200",)
+    # auto: the first request finds out (and logs) which product answers; an explicit
+    # flavor is checked against the server the same way and refused when it differs.
+    flavor: Literal["auto", "elasticsearch", "opensearch"] = "auto"
     username: str | None = None
     password: SecretStr | None = None
     password_file: Path | None = None
@@ -130,6 +133,8 @@ class ConnectionConfig(_Section):
             raise ValueError("a password needs a username")
         if has_password and has_api_key:
             raise ValueError("use either username/password or api_key, not both")
+        if has_api_key and self.flavor == "opensearch":
+            raise ValueError("OpenSearch has no API keys: use username and password")
         return self
 
     def resolved_password(self) -> str | None:

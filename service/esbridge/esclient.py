@@ -1,6 +1,10 @@
-"""Elasticsearch access: the only module that imports the client.
+"""Elasticsearch and OpenSearch access: the only module that imports their clients.
 
-One :class:`Connection` per named cluster in the configuration. It sends due searches in
+One :class:`Connection` per named cluster in the configuration. The first request finds out
+which product answers (``flavor: auto``) or checks the configured one, logs it, and from then
+on talks through that product's official client (``elasticsearch`` or ``opensearch-py``)
+behind one small interface, so nothing above this module knows which one it is. It sends due
+searches in
 ``_msearch`` batches, bounds the requests in flight, retries throttling answers (429/502/503/504)
 with backoff a bounded number of times, and maps every failure to one :class:`ESError` whose
 message an operator can act on and which never contains a credential.
@@ -9,12 +13,15 @@ message an operator can act on and which never contains a credential.
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import logging
 import random
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import elasticsearch
 from elasticsearch import AsyncElasticsearch
@@ -22,16 +29,21 @@ from elasticsearch import AsyncElasticsearch
 from esbridge.config import ConnectionConfig
 from esbridge.planner import ClusterFetch, SearchRequest
 
+if TYPE_CHECKING:
+    from opensearchpy import AsyncOpenSearch
+
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
+PRODUCTS = {"elasticsearch": "Elasticsearch", "opensearch": "OpenSearch"}
 
 
 class ESError(Exception):
     """A failure to get an answer, classified for the operator.
 
     ``kind`` is one of: unreachable, timeout, throttled, rejected, forbidden, auth,
-    no_such_index, partial, internal.
+    no_such_index, partial, unsupported (neither Elasticsearch nor OpenSearch, or not the
+    configured flavor), internal.
     """
 
     def __init__(self, kind: str, message: str, status: int | None = None) -> None:
@@ -62,25 +74,35 @@ class ConnectionStats:
 
 
 class Connection:
-    """A named Elasticsearch connection with batching, bounds and error mapping."""
+    """A named Elasticsearch or OpenSearch connection with batching, bounds and error mapping."""
 
     def __init__(self, name: str, config: ConnectionConfig) -> None:
         self.name = name
         self.config = config
         self.stats = ConnectionStats()
         self.up: bool | None = None  # None until the first request tells
+        # The product that answered; the configured one until then ("auto": unknown).
+        self.flavor: str | None = None if config.flavor == "auto" else config.flavor
+        self.server_version: str | None = None
         self._semaphore = asyncio.Semaphore(max(1, config.max_in_flight))
-        self._client = _make_client(config, list(config.urls))
-        self._node_clients: dict[str, AsyncElasticsearch] = {}
+        self._detect_lock = asyncio.Lock()
+        self._backend: _Backend | None = None
+        self._node_backends: dict[str, _Backend] = {}
 
     @property
     def urls(self) -> tuple[str, ...]:
         return tuple(self.config.urls)
 
+    @property
+    def product(self) -> str:
+        """The product's name for messages ("Elasticsearch" until anything answered)."""
+        return PRODUCTS.get(self.flavor or "", "Elasticsearch")
+
     async def close(self) -> None:
-        await self._client.close()
-        for client in self._node_clients.values():
-            await client.close()
+        if self._backend is not None:
+            await self._backend.close()
+        for backend in self._node_backends.values():
+            await backend.close()
 
     # -- searches -------------------------------------------------------------------------
 
@@ -102,7 +124,7 @@ class Connection:
             lines.append(search.body)
         try:
             response = await self._call(
-                lambda client: client.msearch(searches=lines, request_timeout=timeout),
+                lambda backend: backend.msearch(lines, timeout),
                 timeout,
                 searches=len(batch),
             )
@@ -112,7 +134,10 @@ class Connection:
         if len(items) != len(batch):
             error = ESError("internal", f"_msearch answered {len(items)} items for {len(batch)}")
             return [error] * len(batch)
-        return [_item_result(item, search) for item, search in zip(items, batch, strict=True)]
+        return [
+            _item_result(item, search, self.product)
+            for item, search in zip(items, batch, strict=True)
+        ]
 
     # -- cluster APIs ---------------------------------------------------------------------
 
@@ -121,13 +146,9 @@ class Connection:
         try:
             if fetch.what == "health":
                 index = fetch.index or None
-                return await self._call(
-                    lambda c: c.cluster.health(index=index, request_timeout=timeout), timeout
-                )
+                return await self._call(lambda b: b.health(index, timeout), timeout)
             if fetch.what == "nodes_stats":
-                return await self._call(
-                    lambda c: c.nodes.stats(metric="jvm,fs", request_timeout=timeout), timeout
-                )
+                return await self._call(lambda b: b.nodes_stats(timeout), timeout)
             if fetch.what == "master":
                 return await self._masters(fetch.node_urls or self.urls, timeout)
         except ESError as error:
@@ -135,20 +156,15 @@ class Connection:
         return ESError("internal", f"unknown cluster fetch {fetch.what!r}")
 
     async def _masters(self, urls: Sequence[str], timeout: float) -> dict[str, Any]:
-        """Ask every node, locally, which node it thinks is the elected master."""
+        """Ask every node, locally, which node it thinks is the elected master.
+
+        OpenSearch calls it the cluster manager (``_cat/cluster_manager``); the question and
+        the split-brain rule are the same.
+        """
 
         async def ask(url: str) -> tuple[str, str | ESError]:
-            client = self._node_clients.get(url)
-            if client is None:
-                client = _make_client(self.config, [url])
-                self._node_clients[url] = client
             try:
-                answer = await self._call(
-                    lambda _c: client.cat.master(
-                        format="json", local=True, request_timeout=timeout
-                    ),
-                    timeout,
-                )
+                answer = await self._call(lambda _b: self._node(url).master(timeout), timeout)
             except ESError as error:
                 return url, error
             rows = answer if isinstance(answer, list) else []
@@ -157,29 +173,58 @@ class Connection:
         pairs = await asyncio.gather(*(ask(url) for url in urls))
         return {"masters": dict(pairs)}
 
+    def _node(self, url: str) -> _Backend:
+        backend = self._node_backends.get(url)
+        if backend is None:
+            backend = _make_backend(self.flavor or "elasticsearch", self.config, [url])
+            self._node_backends[url] = backend
+        return backend
+
     async def ping(self, timeout: float = 5.0) -> bool:
         """True when the cluster answers; updates :attr:`up`."""
         try:
-            await self._call(lambda c: c.cluster.health(request_timeout=timeout), timeout)
+            await self._call(lambda b: b.health(None, timeout), timeout)
         except ESError:
             return False
         return True
 
     async def raw(self, method: str, path: str, body: Any = None, timeout: float = 10.0) -> Any:
         """A plain request (state store, admin helpers), with the same error mapping."""
+        return await self._call(lambda b: b.request(method, path, body, timeout), timeout)
 
-        async def call(client: AsyncElasticsearch) -> Any:
-            headers = {"accept": "application/json"}
-            if body is not None:
-                headers["content-type"] = (
-                    "application/x-ndjson" if isinstance(body, list | tuple) else "application/json"
+    # -- which product answers ------------------------------------------------------------
+
+    async def _ready(self, timeout: float) -> _Backend:
+        """The client for the product that answers, found out once per connection."""
+        if self._backend is not None:
+            return self._backend
+        async with self._detect_lock:
+            if self._backend is None:
+                flavor, version = await detect_flavor(self.config, timeout, self.product)
+                wanted = self.config.flavor
+                if wanted != "auto" and wanted != flavor:
+                    raise ESError(
+                        "unsupported",
+                        f"connection {self.name!r} is configured with flavor {wanted} but "
+                        f"the server is {PRODUCTS[flavor]} {version}: set flavor: {flavor} "
+                        "(or auto)",
+                    )
+                if flavor == "opensearch" and self.config.resolved_api_key():
+                    raise ESError(
+                        "unsupported",
+                        f"connection {self.name!r}: OpenSearch {version} has no API keys; "
+                        "use username and password",
+                    )
+                self.flavor, self.server_version = flavor, version
+                log.info(
+                    "connection %s: %s %s (%s)",
+                    self.name,
+                    PRODUCTS[flavor],
+                    version,
+                    "configured" if wanted != "auto" else "detected",
                 )
-            response = await client.options(request_timeout=timeout).perform_request(
-                method, path, headers=headers, body=body
-            )
-            return response.body
-
-        return await self._call(call, timeout)
+                self._backend = _make_backend(flavor, self.config, list(self.urls))
+        return self._backend
 
     # -- the one place requests go through ------------------------------------------------
 
@@ -197,11 +242,11 @@ class Connection:
                     self.stats.msearch_requests += 1
                     self.stats.searches += searches
                 try:
-                    response = await request(self._client)
+                    response = await request(await self._ready(timeout))
                     self._mark_ok()
                     return response.body if hasattr(response, "body") else response
                 except Exception as exc:  # mapped below, never leaks raw
-                    error = map_error(exc, timeout)
+                    error = map_error(exc, timeout, self.product)
                 finally:
                     self.stats.in_flight -= 1
             retryable = error.status in RETRY_STATUSES
@@ -258,40 +303,243 @@ class Connections:
             await connection.close()
 
 
-def _make_client(config: ConnectionConfig, urls: list[str]) -> AsyncElasticsearch:
+def _client_kwargs(config: ConnectionConfig, urls: list[str]) -> dict[str, Any]:
+    """Settings both clients share: no client-side retries (ours back off), timeouts, TLS."""
     kwargs: dict[str, Any] = {
         "hosts": urls,
         "max_retries": 0,  # our own bounded retry with backoff, see Connection._call
         "retry_on_timeout": False,
-        "request_timeout": config.request_timeout.total_seconds(),
         "verify_certs": config.verify_certs,
     }
+    if config.ca_certs:
+        kwargs["ca_certs"] = str(config.ca_certs)
+    if not config.verify_certs:
+        kwargs["ssl_show_warn"] = False
+        log.warning("TLS certificate verification is OFF for a search connection (%s)", urls)
+    return kwargs
+
+
+def _make_client(config: ConnectionConfig, urls: list[str]) -> AsyncElasticsearch:
+    kwargs = _client_kwargs(config, urls)
+    kwargs["request_timeout"] = config.request_timeout.total_seconds()
     password = config.resolved_password()
     api_key = config.resolved_api_key()
     if config.username and password is not None:
         kwargs["basic_auth"] = (config.username, password)
     if api_key:
         kwargs["api_key"] = api_key
-    if config.ca_certs:
-        kwargs["ca_certs"] = str(config.ca_certs)
-    if not config.verify_certs:
-        kwargs["ssl_show_warn"] = False
-        log.warning(
-            "TLS certificate verification is OFF for an Elasticsearch connection (%s)", urls
-        )
     return AsyncElasticsearch(**kwargs)
 
 
-def _item_result(item: dict[str, Any], search: SearchRequest) -> dict[str, Any] | ESError:
+def _make_opensearch_client(config: ConnectionConfig, urls: list[str]) -> AsyncOpenSearch:
+    # Imported here: a heavy import (hundreds of API modules) that an Elasticsearch-only
+    # service, `esbridge run` and the plugin's direct mode never need.
+    from opensearchpy import AsyncOpenSearch
+
+    kwargs = _client_kwargs(config, urls)
+    kwargs["timeout"] = config.request_timeout.total_seconds()
+    password = config.resolved_password()
+    if config.username and password is not None:
+        kwargs["http_auth"] = (config.username, password)
+    if any(url.startswith("https://") for url in urls):
+        kwargs["use_ssl"] = True
+    return AsyncOpenSearch(**kwargs)
+
+
+class _Backend:
+    """The few calls esbridge makes, in one product's client."""
+
+    async def msearch(self, lines: list[dict[str, Any]], timeout: float) -> Any:
+        raise NotImplementedError
+
+    async def health(self, index: str | None, timeout: float) -> Any:
+        raise NotImplementedError
+
+    async def nodes_stats(self, timeout: float) -> Any:
+        raise NotImplementedError
+
+    async def master(self, timeout: float) -> Any:
+        """``_cat`` of the elected master as this node sees it (local)."""
+        raise NotImplementedError
+
+    async def request(self, method: str, path: str, body: Any, timeout: float) -> Any:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+
+def _headers(body: Any) -> dict[str, str]:
+    headers = {"accept": "application/json"}
+    if body is not None:
+        ndjson = isinstance(body, list | tuple) or (isinstance(body, str) and body.endswith("\n"))
+        headers["content-type"] = "application/x-ndjson" if ndjson else "application/json"
+    return headers
+
+
+class _ElasticsearchBackend(_Backend):
+    def __init__(self, config: ConnectionConfig, urls: list[str]) -> None:
+        self.client = _make_client(config, urls)
+
+    async def msearch(self, lines: list[dict[str, Any]], timeout: float) -> Any:
+        return await self.client.msearch(searches=lines, request_timeout=timeout)
+
+    async def health(self, index: str | None, timeout: float) -> Any:
+        return await self.client.cluster.health(index=index, request_timeout=timeout)
+
+    async def nodes_stats(self, timeout: float) -> Any:
+        return await self.client.nodes.stats(metric="jvm,fs", request_timeout=timeout)
+
+    async def master(self, timeout: float) -> Any:
+        return await self.client.cat.master(format="json", local=True, request_timeout=timeout)
+
+    async def request(self, method: str, path: str, body: Any, timeout: float) -> Any:
+        response = await self.client.options(request_timeout=timeout).perform_request(
+            method, path, headers=_headers(body), body=body
+        )
+        return response.body
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+class _OpenSearchBackend(_Backend):
+    def __init__(self, config: ConnectionConfig, urls: list[str]) -> None:
+        self.client = _make_opensearch_client(config, urls)
+
+    async def msearch(self, lines: list[dict[str, Any]], timeout: float) -> Any:
+        return await self.client.msearch(body=lines, request_timeout=timeout)
+
+    async def health(self, index: str | None, timeout: float) -> Any:
+        return await self.client.cluster.health(index=index, request_timeout=timeout)
+
+    async def nodes_stats(self, timeout: float) -> Any:
+        return await self.client.nodes.stats(metric="jvm,fs", request_timeout=timeout)
+
+    async def master(self, timeout: float) -> Any:
+        # "master" is deprecated in OpenSearch 2 and gone from newer APIs: same answer.
+        return await self.client.cat.cluster_manager(
+            format="json", local=True, request_timeout=timeout
+        )
+
+    async def request(self, method: str, path: str, body: Any, timeout: float) -> Any:
+        if isinstance(body, list | tuple):
+            body = "".join(json.dumps(line) + "\n" for line in body)
+        return await self.client.transport.perform_request(
+            method, path, headers=_headers(body), body=body, timeout=timeout
+        )
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+def _make_backend(flavor: str, config: ConnectionConfig, urls: list[str]) -> _Backend:
+    if flavor == "opensearch":
+        return _OpenSearchBackend(config, urls)
+    return _ElasticsearchBackend(config, urls)
+
+
+async def detect_flavor(
+    config: ConnectionConfig, timeout: float, product: str = "Elasticsearch"
+) -> tuple[str, str]:
+    """(``elasticsearch`` | ``opensearch``, version) of the server behind ``config.urls``.
+
+    Elasticsearch marks every answer, errors included, with ``X-Elastic-Product:
+    Elasticsearch`` (its test distribution answers ``GET /`` with 405, but with the header);
+    OpenSearch answers ``GET /`` with ``version.distribution: opensearch``. The request goes
+    through Elasticsearch's transport without the client's product check, with the configured
+    credentials and TLS settings. Raises :class:`ESError` (unsupported when it is neither).
+    """
+    client = _make_client(config, list(config.urls))
+    headers = {"accept": "application/json", **_auth_headers(config)}
+    try:
+        try:
+            response = await client.transport.perform_request(
+                "GET", "/", headers=headers, request_timeout=timeout
+            )
+        except Exception as exc:
+            raise map_error(exc, timeout, product) from None
+        meta, body = response.meta, response.body
+        info = body if isinstance(body, dict) else {}
+        version = info.get("version") if isinstance(info.get("version"), dict) else {}
+        if meta.headers.get("x-elastic-product") == "Elasticsearch":
+            if not version.get("number"):
+                version = await _es_version(client, headers, timeout)
+            return "elasticsearch", str(version.get("number") or "?")
+        if meta.status == 200 and version.get("distribution") == "opensearch":
+            return "opensearch", str(version.get("number") or "?")
+        if meta.status in (401, 403) and config.flavor != "auto":
+            # Not allowed to ask: trust the configured flavor; the requests themselves
+            # will say what is refused.
+            return config.flavor, "?"
+        if meta.status == 401:
+            raise ESError(
+                "auth", "authentication failed (HTTP 401): check the credentials", meta.status
+            )
+        if meta.status == 403:
+            raise ESError(
+                "forbidden",
+                "forbidden: GET / (which product answers) needs the cluster monitor "
+                "privilege (OpenSearch: cluster_monitor), or set the connection's flavor",
+                meta.status,
+            )
+        if meta.status in RETRY_STATUSES:
+            raise ESError("throttled", f"the search server answered HTTP {meta.status}", 503)
+        what = f"{version.get('distribution') or 'no product'} {version.get('number') or ''}"
+        raise ESError(
+            "unsupported",
+            f"the server at {', '.join(config.urls)} is neither Elasticsearch nor OpenSearch "
+            f"(GET / answered HTTP {meta.status}, {what.strip()}, "
+            "no X-Elastic-Product header)",
+        )
+    finally:
+        await client.close()
+
+
+def _auth_headers(config: ConnectionConfig) -> dict[str, str]:
+    """The credentials as the clients send them (the bare transport does not add them)."""
+    password = config.resolved_password()
+    if config.username and password is not None:
+        token = base64.b64encode(f"{config.username}:{password}".encode()).decode()
+        return {"authorization": f"Basic {token}"}
+    api_key = config.resolved_api_key()
+    if api_key:
+        return {"authorization": f"ApiKey {api_key}"}
+    return {}
+
+
+async def _es_version(
+    client: AsyncElasticsearch, headers: dict[str, str], timeout: float
+) -> dict[str, Any]:
+    """The version where ``GET /`` is not served (the test distribution): the local node's."""
+    try:
+        response = await client.transport.perform_request(
+            "GET",
+            "/_nodes/_local/version",
+            headers=headers,
+            request_timeout=timeout,
+        )
+        nodes = (response.body or {}).get("nodes") or {}
+        return {"number": next(iter(nodes.values()), {}).get("version")}
+    except Exception:  # the version is for the log only
+        return {}
+
+
+def _item_result(
+    item: dict[str, Any], search: SearchRequest, product: str = "Elasticsearch"
+) -> dict[str, Any] | ESError:
     if "error" in item:
-        return error_from_body(item.get("error"), item.get("status"), search.index)
+        return error_from_body(item.get("error"), item.get("status"), search.index, product)
     return item
 
 
-def error_from_body(error: Any, status: int | None, index: str = "") -> ESError:
-    """Map an Elasticsearch error object to an :class:`ESError` quoting its root cause."""
+def error_from_body(
+    error: Any, status: int | None, index: str = "", product: str = "Elasticsearch"
+) -> ESError:
+    """Map an Elasticsearch/OpenSearch error object to an :class:`ESError` quoting its root
+    cause (both products use the same error shape)."""
     if not isinstance(error, dict):
-        return ESError("internal", f"Elasticsearch error (HTTP {status}): {error}", status)
+        return ESError("internal", f"{product} error (HTTP {status}): {error}", status)
     causes = error.get("root_cause") or [error]
     cause = causes[0] if isinstance(causes, list) and causes else error
     etype = str(cause.get("type") or error.get("type") or "error")
@@ -305,34 +553,47 @@ def error_from_body(error: Any, status: int | None, index: str = "") -> ESError:
         return ESError("auth", "authentication failed (HTTP 401): check the credentials", status)
     if status in RETRY_STATUSES or etype in {
         "es_rejected_execution_exception",
+        "rejected_execution_exception",
         "circuit_breaking_exception",
     }:
         return ESError(
-            "throttled", f"Elasticsearch is overloaded (HTTP {status}): {reason}", status or 429
+            "throttled", f"{product} is overloaded (HTTP {status}): {reason}", status or 429
         )
     if status is not None and 400 <= status < 500:
-        return ESError("rejected", f"query rejected by Elasticsearch: {etype}: {reason}", status)
-    return ESError("internal", f"Elasticsearch error (HTTP {status}): {etype}: {reason}", status)
+        return ESError("rejected", f"query rejected by {product}: {etype}: {reason}", status)
+    return ESError("internal", f"{product} error (HTTP {status}): {etype}: {reason}", status)
 
 
-def map_error(exc: BaseException, timeout: float) -> ESError:
-    """Classify a client exception; the message names the cause, never credentials."""
+_TIMEOUTS = (elasticsearch.ConnectionTimeout, asyncio.TimeoutError, TimeoutError)
+
+
+def map_error(exc: BaseException, timeout: float, product: str = "Elasticsearch") -> ESError:
+    """Classify a client exception (either product's client); the message names the cause,
+    never credentials."""
     if isinstance(exc, ESError):
         return exc
-    if isinstance(exc, elasticsearch.ConnectionTimeout | asyncio.TimeoutError | TimeoutError):
-        return ESError("timeout", f"Elasticsearch timed out after {timeout:g} s")
-    if isinstance(exc, elasticsearch.SSLError):
-        return ESError("unreachable", f"Elasticsearch TLS error: {_short(exc)}")
-    if isinstance(exc, elasticsearch.ConnectionError):
-        return ESError("unreachable", f"Elasticsearch unreachable: {_short(exc)}")
+    # Only loaded once an OpenSearch client exists: before that none of its errors can occur.
+    osp: Any = sys.modules.get("opensearchpy")
+    if isinstance(exc, _TIMEOUTS) or (osp and isinstance(exc, osp.ConnectionTimeout)):
+        return ESError("timeout", f"{product} timed out after {timeout:g} s")
+    if isinstance(exc, elasticsearch.SSLError) or (osp and isinstance(exc, osp.SSLError)):
+        return ESError("unreachable", f"{product} TLS error: {_short(exc)}")
+    if isinstance(exc, elasticsearch.ConnectionError) or (
+        osp and isinstance(exc, osp.ConnectionError)
+    ):
+        return ESError("unreachable", f"{product} unreachable: {_short(exc)}")
     if isinstance(exc, elasticsearch.ApiError):
         body = exc.body if isinstance(exc.body, dict) else {}
-        return error_from_body(body.get("error", exc.message), exc.meta.status)
+        return error_from_body(body.get("error", exc.message), exc.meta.status, "", product)
+    if osp and isinstance(exc, osp.TransportError):
+        body = exc.info if isinstance(exc.info, dict) else {}
+        status = exc.status_code if isinstance(exc.status_code, int) else None
+        return error_from_body(body.get("error", exc.error), status, "", product)
     if isinstance(exc, elasticsearch.UnsupportedProductError):
-        return ESError("internal", "the server at this URL is not Elasticsearch")
+        return ESError("unsupported", "the server at this URL is not Elasticsearch")
     return ESError(
         "internal",
-        f"unexpected error talking to Elasticsearch: {type(exc).__name__}: {_short(exc)}",
+        f"unexpected error talking to {product}: {type(exc).__name__}: {_short(exc)}",
     )
 
 
@@ -363,7 +624,8 @@ def _root_cause(exc: BaseException) -> str | None:
         seen.add(id(current))
         if isinstance(current, OSError) and current is not exc:
             best = current  # the deepest OS/TLS error wins
-        for nested in (current.__cause__, current.__context__, *getattr(current, "errors", ())):
+        nested_errors = (*getattr(current, "errors", ()), getattr(current, "info", None))
+        for nested in (current.__cause__, current.__context__, *nested_errors):
             if isinstance(nested, BaseException):
                 stack.append(nested)
         # aiohttp's ClientConnectorError keeps the OS error as os_error

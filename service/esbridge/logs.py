@@ -82,4 +82,7 @@ def setup_logging(fmt: str = "text", level: str = "INFO", secrets: Iterable[str]
         logger.handlers = []
         logger.propagate = True
     logging.getLogger("elastic_transport").setLevel(logging.WARNING)
+    # opensearch-py logs every non-2xx answer as a WARNING (an existing index, a missing one);
+    # esclient maps and reports those itself.
+    logging.getLogger("opensearch").setLevel(logging.ERROR)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)

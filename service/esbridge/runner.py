@@ -112,7 +112,11 @@ class Runner:
             result
             if result is not None
             else error_result(
-                check, "timeout", f"Elasticsearch timed out after {timeout:g} s", now, duration
+                check,
+                "timeout",
+                f"{connection.product} timed out after {timeout:g} s",
+                now,
+                duration,
             )
             for check, result in zip(checks, results, strict=True)
         ]

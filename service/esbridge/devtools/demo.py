@@ -1,12 +1,14 @@
 """``make demo``: a local Elasticsearch with live sample data, and esbridge watching it.
 
+``make demo BACKEND=opensearch`` (``--backend opensearch``) runs the same on OpenSearch.
+
 Starts Elasticsearch (fetched from Maven Central on first use), loads an hour of realistic
 web logs and host metrics, keeps appending data with an incident every few minutes, starts
 ``esbridge serve`` with the sample checks in ``checks/`` and prints where to look.
 Ctrl-C stops everything it started; nothing is left running.
 
-Environment: ``ESBRIDGE_DEMO_ES_URL`` reuses a running Elasticsearch instead of starting
-one; ``ESBRIDGE_DEMO_PORT`` picks the esbridge port (default 9108).
+Environment: ``ESBRIDGE_DEMO_ES_URL`` reuses a running Elasticsearch or OpenSearch instead
+of starting one; ``ESBRIDGE_DEMO_PORT`` picks the esbridge port (default 9108).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import threading
 import time
 from pathlib import Path
 
-from esbridge.devtools.elasticsearch import ElasticsearchServer
+from esbridge.devtools.elasticsearch import ELASTICSEARCH, ElasticsearchServer
+from esbridge.devtools.opensearch import OPENSEARCH
 from esbridge.devtools.sampledata import IncidentSchedule, backfill, run_forever
 from esbridge.devtools.service import EsbridgeProcess
 
@@ -36,6 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--port", type=int, default=int(os.environ.get("ESBRIDGE_DEMO_PORT", "9108"))
     )
+    parser.add_argument(
+        "--backend",
+        choices=("elasticsearch", "opensearch"),
+        default=os.environ.get("ESBRIDGE_DEMO_BACKEND", "elasticsearch"),
+        help="which search server to start (ignored with --es-url)",
+    )
     parser.add_argument("--checks", default=str(ROOT / "checks"))
     parser.add_argument("--config", default=str(ROOT / "config" / "esbridge.yaml"))
     parser.add_argument("--rate", type=float, default=20.0, help="log lines per second")
@@ -43,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         "--duration", type=float, default=0, help="stop after this many seconds (0: until Ctrl-C)"
     )
     args = parser.parse_args(argv)
+    dist = OPENSEARCH if args.backend == "opensearch" else ELASTICSEARCH
+    product = dist.product
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -52,13 +63,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.es_url:
             es_url = args.es_url.rstrip("/")
-            _say(f"Using Elasticsearch at {es_url}")
+            product = "Search server"
+            _say(f"Using the search server at {es_url}")
         else:
-            _say("Starting Elasticsearch (first run downloads it from Maven Central) ...")
-            server = ElasticsearchServer()
+            _say(f"Starting {product} (first run downloads it from Maven Central) ...")
+            server = ElasticsearchServer(dist=dist)
             server.start()
             es_url = server.url
-            _say(f"Elasticsearch {server.version} is up at {es_url} ({server.start_seconds:.1f} s)")
+            _say(f"{product} {server.version} is up at {es_url} ({server.start_seconds:.1f} s)")
 
         incident = IncidentSchedule()
         _say("Loading 60 minutes of sample web logs and host metrics ...")
@@ -100,7 +112,7 @@ esbridge is running with the sample checks from {args.checks}
   Prometheus        {base}/metrics
   OpenAPI docs      {base}/docs
   Readiness         {base}/readyz
-  Elasticsearch     {es_url}
+  {product:<18}{es_url}
 
   Nagios plugin:    python3 -I -S {plugin} -H {base} -C web-5xx
   One-shot run:     .venv/bin/esbridge run --checks {args.checks} --es-url {es_url} web-5xx
@@ -133,7 +145,7 @@ Press Ctrl-C to stop everything."""
             feeder.join(10)
         if server is not None:
             server.stop()
-        _say("Stopped esbridge, the sample feeder and Elasticsearch.")
+        _say(f"Stopped esbridge, the sample feeder and {product}.")
     return 0
 
 

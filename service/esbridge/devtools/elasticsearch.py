@@ -12,6 +12,10 @@ Python use::
         print(es.url)           # http://127.0.0.1:<free port>
         es.kill(); es.restart() # fault helpers: SIGKILL keeping data, start again same port
 
+The same code runs OpenSearch (``distribution="opensearch"``, see
+:mod:`esbridge.devtools.opensearch`): its ``integ-test-zip`` has only ``transport-netty4``
+(no security plugin); 2.19.x runs on Java 17, 3.x needs Java 21+.
+
 CLI::
 
     python -m esbridge.devtools.elasticsearch start [--version 8.19.21|9.5.4|8|9] [--port N]
@@ -52,6 +56,7 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -68,6 +73,34 @@ FALLBACK_CACHE = Path("/var/tmp/esbridge-cache")
 JVM_DIRS = (Path("/usr/lib/jvm"),)
 MAVEN_ARTIFACT = "org.elasticsearch.distribution.integ-test-zip:elasticsearch:{version}:zip"
 
+
+@dataclass(frozen=True)
+class Distribution:
+    """What differs between Elasticsearch and OpenSearch for fetching and starting one."""
+
+    name: str  # "elasticsearch" | "opensearch": artifact, folder, script and yml file name
+    product: str  # for messages
+    group: str  # Maven group of the integ-test-zip
+    versions: Mapping[str, str]  # aliases ("8", "2") -> full version
+    default: str
+    java21_from: int  # first major version that needs Java 21
+    env_prefix: str  # ES_PATH_CONF / OPENSEARCH_PATH_CONF ...
+
+    @property
+    def artifact(self) -> str:
+        return f"{self.group}:{self.name}:{{version}}:zip"
+
+
+ELASTICSEARCH = Distribution(
+    "elasticsearch",
+    "Elasticsearch",
+    "org.elasticsearch.distribution.integ-test-zip",
+    VERSIONS,
+    DEFAULT_VERSION,
+    9,
+    "ES",
+)
+
 log = logging.getLogger("esbridge.devtools.elasticsearch")
 
 
@@ -82,17 +115,18 @@ class JavaNotFoundError(ElasticsearchError):
 # --------------------------------------------------------------------------- versions, paths
 
 
-def resolve_version(version: str | None) -> str:
-    v = (version or DEFAULT_VERSION).strip()
-    if v in VERSIONS:
-        return VERSIONS[v]
+def resolve_version(version: str | None, dist: Distribution = ELASTICSEARCH) -> str:
+    v = (version or dist.default).strip()
+    if v in dist.versions:
+        return dist.versions[v]
     if re.fullmatch(r"\d+\.\d+\.\d+", v):
         return v
-    raise ElasticsearchError(f"unknown Elasticsearch version {v!r} (use {ES8}, {ES9}, 8 or 9)")
+    known = ", ".join(dist.versions)
+    raise ElasticsearchError(f"unknown {dist.product} version {v!r} (use one of {known})")
 
 
-def required_java_major(version: str) -> int:
-    return 21 if int(version.split(".")[0]) >= 9 else 17
+def required_java_major(version: str, dist: Distribution = ELASTICSEARCH) -> int:
+    return 21 if int(version.split(".")[0]) >= dist.java21_from else 17
 
 
 def _project_root() -> Path | None:
@@ -210,12 +244,14 @@ def _scan_only(dirs: list[Path]) -> list[Path]:
 # --------------------------------------------------------------------------- fetch
 
 
-def _m2_zip(version: str) -> Path:
+def _m2_zip(version: str, dist: Distribution = ELASTICSEARCH) -> Path:
     return (
         Path.home()
-        / ".m2/repository/org/elasticsearch/distribution/integ-test-zip/elasticsearch"
+        / ".m2/repository"
+        / dist.group.replace(".", "/")
+        / dist.name
         / version
-        / f"elasticsearch-{version}.zip"
+        / f"{dist.name}-{version}.zip"
     )
 
 
@@ -230,25 +266,25 @@ def _unzip(zip_path: Path, dest: Path) -> None:
                 os.chmod(target, 0o755 if mode & 0o111 else 0o644)
 
 
-def fetch(version: str | None = None) -> Path:
+def fetch(version: str | None = None, dist: Distribution = ELASTICSEARCH) -> Path:
     """Download (via Maven, cached in ~/.m2) and unpack; return ES_HOME. Idempotent."""
-    version = resolve_version(version)
+    version = resolve_version(version, dist)
     base = cache_dir()
-    home = base / f"elasticsearch-{version}"
+    home = base / f"{dist.name}-{version}"
     if (home / ".complete").exists():
         return home
-    with open(base / f".fetch-{version}.lock", "w") as lock:
+    with open(base / f".fetch-{dist.name}-{version}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (home / ".complete").exists():
             return home
         t0 = time.monotonic()
-        zip_path = _m2_zip(version)
+        zip_path = _m2_zip(version, dist)
         with tempfile.TemporaryDirectory(dir=base, prefix=".fetch-") as tmp:
             if not zip_path.is_file():
                 mvn = shutil.which("mvn")
                 if not mvn:
                     raise ElasticsearchError(
-                        "Maven (mvn) is needed to download Elasticsearch "
+                        f"Maven (mvn) is needed to download {dist.product} "
                         f"{version} from Maven Central: apt-get install maven "
                         "(or run scripts/install-test-deps.sh)"
                     )
@@ -257,29 +293,31 @@ def fetch(version: str | None = None) -> Path:
                     "-q",
                     "-B",
                     "dependency:copy",
-                    f"-Dartifact={MAVEN_ARTIFACT.format(version=version)}",
+                    f"-Dartifact={dist.artifact.format(version=version)}",
                     f"-DoutputDirectory={tmp}",
                 ]
-                log.info("fetching Elasticsearch %s: %s", version, " ".join(cmd))
+                log.info("fetching %s %s: %s", dist.product, version, " ".join(cmd))
                 proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp)
                 zips = list(Path(tmp).glob("*.zip"))
                 if proc.returncode != 0 or not zips:
                     raise ElasticsearchError(
-                        f"mvn could not fetch Elasticsearch {version} (exit {proc.returncode}):\n"
-                        + (proc.stdout + proc.stderr)[-3000:]
+                        f"mvn could not fetch {dist.product} {version} "
+                        f"(exit {proc.returncode}):\n" + (proc.stdout + proc.stderr)[-3000:]
                     )
                 zip_path = zips[0]
             unpack = Path(tmp) / "unpack"
             _unzip(zip_path, unpack)
-            inner = unpack / f"elasticsearch-{version}"
-            if not (inner / "bin" / "elasticsearch").exists():
-                raise ElasticsearchError(f"{zip_path} does not contain elasticsearch-{version}/")
+            inner = unpack / f"{dist.name}-{version}"
+            if not (inner / "bin" / dist.name).exists():
+                raise ElasticsearchError(f"{zip_path} does not contain {dist.name}-{version}/")
             if home.exists():
                 shutil.rmtree(home)
             inner.rename(home)
         home.chmod(0o755)
         (home / ".complete").write_text(version)
-        log.info("unpacked Elasticsearch %s into %s in %.1fs", version, home, time.monotonic() - t0)
+        log.info(
+            "unpacked %s %s into %s in %.1fs", dist.product, version, home, time.monotonic() - t0
+        )
     return home
 
 
@@ -339,11 +377,12 @@ def _yaml_scalar(v: object) -> str:
 
 
 class ElasticsearchServer:
-    """One single-node Elasticsearch on 127.0.0.1 (security off unless settings say so).
+    """One single-node Elasticsearch (or OpenSearch) on 127.0.0.1 (security off unless
+    settings say so).
 
-    ``settings`` are added to / override elasticsearch.yml; ``env`` is added to the process
-    environment; ``config_files`` maps a path relative to the config folder to text or bytes
-    (e.g. certificates, ``jvm.options.d/x.options``) written before start.
+    ``settings`` are added to / override elasticsearch.yml (opensearch.yml); ``env`` is added
+    to the process environment; ``config_files`` maps a path relative to the config folder to
+    text or bytes (e.g. certificates, ``jvm.options.d/x.options``) written before start.
     """
 
     def __init__(
@@ -356,8 +395,10 @@ class ElasticsearchServer:
         heap: str = "512m",
         start_timeout: float = 180.0,
         scheme: str = "http",
+        dist: Distribution = ELASTICSEARCH,
     ) -> None:
-        self.version = resolve_version(version)
+        self.dist = dist
+        self.version = resolve_version(version, dist)
         self.port = port
         self.transport_port: int | None = None
         self.settings = dict(settings or {})
@@ -422,9 +463,9 @@ class ElasticsearchServer:
         return self
 
     def _prepare(self) -> None:
-        self.home = fetch(self.version)
-        java_home = find_java(required_java_major(self.version))
-        self.env.setdefault("ES_JAVA_HOME", str(java_home))
+        self.home = fetch(self.version, self.dist)
+        java_home = find_java(required_java_major(self.version, self.dist))
+        self.env.setdefault(f"{self.dist.env_prefix}_JAVA_HOME", str(java_home))
         if self.port is None:
             self.port = free_port()
         elif not _port_free(self.port):
@@ -433,7 +474,8 @@ class ElasticsearchServer:
         while self.transport_port == self.port:
             self.transport_port = free_port()
 
-        self.workdir = Path(tempfile.mkdtemp(prefix=f"esbridge-es-{self.port}-"))
+        short = "es" if self.dist is ELASTICSEARCH else "os"
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"esbridge-{short}-{self.port}-"))
         self.workdir.chmod(0o755)
         conf = self.workdir / "config"
         shutil.copytree(self.home / "config", conf)
@@ -452,6 +494,8 @@ class ElasticsearchServer:
             "cluster.routing.allocation.disk.threshold_enabled": False,
             "action.destructive_requires_name": False,
         }
+        if self.dist is not ELASTICSEARCH:
+            mods = set()  # the settings below are Elasticsearch's
         if "x-pack-security" in mods:
             s["xpack.security.enabled"] = False
         if "ingest-geoip" in mods:
@@ -459,10 +503,18 @@ class ElasticsearchServer:
         if "x-pack-ml" in mods:
             s["xpack.ml.enabled"] = False
         s.update(self.settings)
-        (conf / "elasticsearch.yml").write_text(
+        (conf / f"{self.dist.name}.yml").write_text(
             "# written by esbridge.devtools.elasticsearch\n"
             + "".join(f"{k}: {_yaml_scalar(v)}\n" for k, v in s.items() if v is not None)
         )
+        # OpenSearch's launcher runs from its (read-only) home: point the relative GC log,
+        # error file and heap dump paths of jvm.options at this instance's folders.
+        options = conf / "jvm.options"
+        if options.is_file():
+            text = options.read_text()
+            text = re.sub(r"(?<=[=:])logs/", f"{self.workdir}/logs/", text)
+            text = text.replace("HeapDumpPath=data", f"HeapDumpPath={self.workdir}/data")
+            options.write_text(text)
         (conf / "jvm.options.d").mkdir(exist_ok=True)
         (conf / "jvm.options.d" / "esbridge-heap.options").write_text(
             f"-Xms{self.heap}\n-Xmx{self.heap}\n"
@@ -485,8 +537,8 @@ class ElasticsearchServer:
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "LANG": "C.UTF-8",
             "HOME": str(self.workdir / "tmp"),
-            "ES_PATH_CONF": str(self.workdir / "config"),
-            "ES_TMPDIR": str(self.workdir / "tmp"),
+            f"{self.dist.env_prefix}_PATH_CONF": str(self.workdir / "config"),
+            f"{self.dist.env_prefix}_TMPDIR": str(self.workdir / "tmp"),
             **self.env,
         }
         kwargs: dict[str, object] = {}
@@ -496,7 +548,7 @@ class ElasticsearchServer:
         t0 = time.monotonic()
         with open(self._console, "ab") as out:
             self.proc = subprocess.Popen(
-                [str(self.home / "bin" / "elasticsearch")],
+                [str(self.home / "bin" / self.dist.name)],
                 cwd=str(self.workdir),
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -515,12 +567,13 @@ class ElasticsearchServer:
                 code = self.proc.poll()
                 if code is not None:
                     raise ElasticsearchError(
-                        f"Elasticsearch {self.version} exited with code {code} during start "
+                        f"{self.dist.product} {self.version} exited with code {code} during start "
                         f"(port {self.port}); last log lines:\n{self.log_tail()}"
                     )
                 if time.monotonic() > deadline:
                     raise ElasticsearchError(
-                        f"Elasticsearch {self.version} not yellow within {self.start_timeout:.0f}s "
+                        f"{self.dist.product} {self.version} not yellow within "
+                        f"{self.start_timeout:.0f}s "
                         f"(port {self.port}); last log lines:\n{self.log_tail()}"
                     )
                 try:
@@ -537,7 +590,8 @@ class ElasticsearchServer:
                 time.sleep(0.25)
         self.start_seconds = time.monotonic() - t0
         log.info(
-            "Elasticsearch %s ready at %s in %.1fs (pid %s)",
+            "%s %s ready at %s in %.1fs (pid %s)",
+            self.dist.product,
             self.version,
             self.url,
             self.start_seconds,
@@ -611,6 +665,7 @@ class ElasticsearchServer:
             "pid": self.pid,
             "url": self.url,
             "version": self.version,
+            "distribution": self.dist.name,
             "workdir": str(self.workdir),
             "data_dir": str(self.data_dir),
             "log": str(self._console),
@@ -625,12 +680,13 @@ class ElasticsearchServer:
 # --------------------------------------------------------------------------- CLI
 
 
-def _state_file() -> Path:
-    return cache_dir() / "instance.json"
+def _state_file(dist: Distribution = ELASTICSEARCH) -> Path:
+    name = "instance.json" if dist is ELASTICSEARCH else f"instance-{dist.name}.json"
+    return cache_dir() / name
 
 
-def _read_state() -> dict[str, object] | None:
-    f = _state_file()
+def _read_state(dist: Distribution = ELASTICSEARCH) -> dict[str, object] | None:
+    f = _state_file(dist)
     if not f.exists():
         return None
     try:
@@ -640,12 +696,13 @@ def _read_state() -> dict[str, object] | None:
 
 
 def _cmd_start(args: argparse.Namespace) -> int:
-    st = _read_state()
+    dist: Distribution = args.dist
+    st = _read_state(dist)
     if st and group_alive(int(st["pid"])):  # type: ignore[arg-type]
         print(f"already running: pid {st['pid']} at {st['url']}", file=sys.stderr)
         print(f"export ESBRIDGE_TEST_ES_URL={st['url']}")
         return 0
-    srv = ElasticsearchServer(version=args.version, port=args.port)
+    srv = ElasticsearchServer(version=args.version, port=args.port, dist=dist)
     try:
         srv.start()
     except ElasticsearchError as e:
@@ -653,9 +710,9 @@ def _cmd_start(args: argparse.Namespace) -> int:
         return 1
     state = srv.detach()
     state["start_seconds"] = round(srv.start_seconds or 0, 1)
-    _state_file().write_text(json.dumps(state, indent=2) + "\n")
+    _state_file(dist).write_text(json.dumps(state, indent=2) + "\n")
     print(
-        f"# Elasticsearch {state['version']} pid {state['pid']} started in "
+        f"# {dist.product} {state['version']} pid {state['pid']} started in "
         f"{state['start_seconds']}s; log {state['log']}",
         file=sys.stderr,
     )
@@ -664,21 +721,23 @@ def _cmd_start(args: argparse.Namespace) -> int:
 
 
 def _cmd_stop(args: argparse.Namespace) -> int:
-    st = _read_state()
+    dist: Distribution = args.dist
+    st = _read_state(dist)
     if not st:
-        print("no Elasticsearch started by this tool", file=sys.stderr)
+        print(f"no {dist.product} started by this tool", file=sys.stderr)
         return 0
     pid = int(st["pid"])  # type: ignore[arg-type]
     if group_alive(pid):
         kill_group(pid)
     shutil.rmtree(str(st["workdir"]), ignore_errors=True)
-    _state_file().unlink(missing_ok=True)
-    print(f"stopped Elasticsearch pid {pid} ({st['url']})", file=sys.stderr)
+    _state_file(dist).unlink(missing_ok=True)
+    print(f"stopped {dist.product} pid {pid} ({st['url']})", file=sys.stderr)
     return 0
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    st = _read_state()
+    dist: Distribution = args.dist
+    st = _read_state(dist)
     if not st:
         print("not running (no state file)")
         return 3
@@ -690,12 +749,12 @@ def _cmd_status(args: argparse.Namespace) -> int:
         except (httpx.HTTPError, ValueError, KeyError) as e:
             health = f"unreachable ({e})"
     word = "running" if alive else "dead"
-    print(f"{word}: Elasticsearch {st['version']} pid {st['pid']} {st['url']} health={health}")
+    print(f"{word}: {dist.product} {st['version']} pid {st['pid']} {st['url']} health={health}")
     return 0 if alive else 1
 
 
 def _cmd_url(args: argparse.Namespace) -> int:
-    st = _read_state()
+    st = _read_state(args.dist)
     if not st or not group_alive(int(st["pid"])):  # type: ignore[arg-type]
         print("not running", file=sys.stderr)
         return 1
@@ -706,7 +765,7 @@ def _cmd_url(args: argparse.Namespace) -> int:
 def _cmd_fetch(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     try:
-        home = fetch(args.version)
+        home = fetch(args.version, args.dist)
     except ElasticsearchError as e:
         print(str(e), file=sys.stderr)
         return 1
@@ -714,20 +773,21 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, dist: Distribution = ELASTICSEARCH) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    p = argparse.ArgumentParser(prog="python -m esbridge.devtools.elasticsearch")
+    p = argparse.ArgumentParser(prog=f"python -m esbridge.devtools.{dist.name}")
+    p.set_defaults(dist=dist)
     sub = p.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("start", help="start a detached Elasticsearch, print its URL")
-    s.add_argument("--version", default=DEFAULT_VERSION)
+    s = sub.add_parser("start", help=f"start a detached {dist.product}, print its URL")
+    s.add_argument("--version", default=dist.default)
     s.add_argument("--port", type=int, default=None)
     s.set_defaults(fn=_cmd_start)
-    sub.add_parser("stop", help="stop the detached Elasticsearch").set_defaults(fn=_cmd_stop)
+    sub.add_parser("stop", help=f"stop the detached {dist.product}").set_defaults(fn=_cmd_stop)
     sub.add_parser("status").set_defaults(fn=_cmd_status)
     sub.add_parser("url").set_defaults(fn=_cmd_url)
     f = sub.add_parser("fetch", help="download and unpack only")
-    f.add_argument("--version", default=DEFAULT_VERSION)
+    f.add_argument("--version", default=dist.default)
     f.set_defaults(fn=_cmd_fetch)
     args = p.parse_args(argv)
     return args.fn(args)

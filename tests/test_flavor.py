@@ -1,0 +1,148 @@
+"""Which product answers: ``flavor: auto`` detects it once, an explicit flavor is checked.
+
+Runs against the run's real backend (Elasticsearch or OpenSearch, ``ESBRIDGE_TEST_BACKEND``);
+the "neither" case uses a plain HTTP server, which is exactly what it is about.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+
+from conftest import BACKEND, BACKEND_NAME
+from esbridge.config import ConfigError, ConnectionConfig, load_settings
+from esbridge.esclient import Connection, Connections
+from esbridge.loader import load_text
+from esbridge.result import State
+from esbridge.runner import Runner
+from faultproxy import FaultProxy
+
+OTHER = "elasticsearch" if BACKEND == "opensearch" else "opensearch"
+COUNT = "checks:\n  - {name: c, kind: count, index: 'nothing-*', critical: 1}\n"
+
+
+async def _one_result(config: ConnectionConfig):  # type: ignore[no-untyped-def]
+    connections = Connections({"default": config})
+    try:
+        return (await Runner(connections).run(list(load_text(COUNT))))[0]
+    finally:
+        await connections.close()
+
+
+@pytest.mark.es
+async def test_auto_detects_the_backend_once_and_logs_it(
+    es_url: str, es_version: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = httpx.get(es_url, timeout=10)
+    if BACKEND == "elasticsearch":
+        # The test distribution has no root endpoint: detection must not depend on it.
+        assert root.status_code == 405
+        assert root.headers["x-elastic-product"] == "Elasticsearch"
+    else:
+        assert root.json()["version"]["distribution"] == "opensearch"
+    connection = Connection("default", ConnectionConfig(urls=(es_url,)))
+    assert connection.flavor is None
+    caplog.set_level(logging.INFO, logger="esbridge.esclient")
+    try:
+        assert await connection.ping()
+        assert await connection.ping()
+    finally:
+        await connection.close()
+    assert (connection.flavor, connection.server_version) == (BACKEND, es_version)
+    assert connection.product == BACKEND_NAME
+    said = [r.getMessage() for r in caplog.records if r.name == "esbridge.esclient"]
+    assert said == [f"connection default: {BACKEND_NAME} {es_version} (detected)"]
+
+
+@pytest.mark.es
+async def test_explicit_flavor_that_matches_works(es_url: str) -> None:
+    result = await _one_result(ConnectionConfig(urls=(es_url,), flavor=BACKEND))
+    assert result.state is State.UNKNOWN  # the index pattern matches nothing ...
+    assert result.summary.startswith("no such index [nothing-*]")  # ... said by the server
+
+
+@pytest.mark.es
+async def test_explicit_flavor_that_does_not_match_is_a_clear_unknown(
+    es_url: str, es_version: str
+) -> None:
+    result = await _one_result(ConnectionConfig(urls=(es_url,), flavor=OTHER))
+    assert result.state is State.UNKNOWN
+    assert result.error_kind == "unsupported"
+    assert result.summary.startswith(
+        f"connection 'default' is configured with flavor {OTHER} but the server is "
+        f"{BACKEND_NAME} {es_version}: set flavor: {BACKEND} (or auto)"
+    )
+
+
+@pytest.fixture
+def not_a_search_server() -> Iterator[str]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            data = json.dumps({"name": "something else", "version": {"number": "1.0"}}).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_POST = do_GET
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+async def test_neither_product_is_refused_with_the_reason(not_a_search_server: str) -> None:
+    result = await _one_result(ConnectionConfig(urls=(not_a_search_server,)))
+    assert result.state is State.UNKNOWN
+    assert result.error_kind == "unsupported"
+    assert result.summary.startswith(
+        f"the server at {not_a_search_server} is neither Elasticsearch nor OpenSearch "
+        "(GET / answered HTTP 200, no product 1.0, no X-Elastic-Product header)"
+    )
+
+
+def test_flavor_is_validated_in_the_configuration() -> None:
+    with pytest.raises(ConfigError) as bad:
+        load_settings(elasticsearch={"default": {"flavor": "solr"}})
+    assert "flavor" in str(bad.value)
+    with pytest.raises(ConfigError) as keyed:
+        load_settings(elasticsearch={"default": {"flavor": "opensearch", "api_key": "aWQ6a2V5"}})
+    assert "OpenSearch has no API keys" in str(keyed.value)
+    assert load_settings().elasticsearch["default"].flavor == "auto"
+
+
+@pytest.mark.es
+async def test_basic_auth_is_sent_the_same_way_to_either_product(es_url: str) -> None:
+    """username + password reach the server as one Basic header on every request, detection
+    included, whichever client answers (the servers here run without security, so the
+    proxy in front of them is what sees the header)."""
+    password = uuid.uuid4().hex
+    port = int(es_url.rsplit(":", 1)[1])
+    with FaultProxy("127.0.0.1", port) as proxy:
+        config = ConnectionConfig(urls=(proxy.url,), username="esbridge", password=password)
+        result = await _one_result(config)
+        connection = Connection("default", config)
+        try:
+            assert await connection.ping()
+        finally:
+            await connection.close()
+    assert result.summary.startswith("no such index [nothing-*]")
+    assert connection.flavor == BACKEND
+    basic = base64.b64encode(f"esbridge:{password}".encode()).decode()
+    assert sum(proxy.authorizations.values()) >= 4  # detection + request, twice
+    assert set(proxy.authorizations) == {f"Basic {basic}"}, proxy.authorizations
