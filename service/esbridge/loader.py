@@ -27,7 +27,15 @@ from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import (
+    AliasEvent,
+    CollectionEndEvent,
+    CollectionStartEvent,
+    NodeEvent,
+)
 
+from esbridge import limits
+from esbridge.limits import printable
 from esbridge.models import CHECK_CLASSES, COMMON_FIELDS, KINDS, CheckBase, CheckDefinition
 
 __all__ = ["CheckFileError", "CheckSet", "Issue", "load_checks", "load_text"]
@@ -47,13 +55,15 @@ class Issue:
     message: str
 
     def __str__(self) -> str:
+        # Names come from the file: control characters are escaped so that a name holding a
+        # newline cannot forge a line ("OK: 999 checks") in validate output or the log.
         where = f"{self.file}:{self.line}" if self.line is not None else self.file
-        parts = [where]
+        parts = [printable(where, 500)]
         if self.check is not None:
-            parts.append(f"check '{self.check}'")
+            parts.append(f"check '{printable(self.check)}'")
         if self.field is not None:
-            parts.append(f"field '{self.field}'")
-        return ": ".join(parts) + f": {self.message}"
+            parts.append(f"field '{printable(self.field)}'")
+        return ": ".join(parts) + f": {printable(self.message, 2000)}"
 
 
 class CheckFileError(Exception):
@@ -73,6 +83,8 @@ class CheckSet:
 
     checks: dict[str, CheckDefinition] = field(default_factory=dict)
     files: tuple[str, ...] = ()
+    warnings: tuple[Issue, ...] = ()
+    """Valid but suspicious settings (a range that can never alert): printed, not refused."""
 
     def get(self, name: str) -> CheckDefinition | None:
         return self.checks.get(name)
@@ -110,6 +122,19 @@ def load_checks(paths: Sequence[str | Path] | str | Path) -> CheckSet:
     seen: dict[str, tuple[str, int | None]] = {}
     for file in files:
         try:
+            size = Path(file).stat().st_size
+            if size > limits.MAX_CHECK_FILE_BYTES:
+                issues.append(
+                    Issue(
+                        file,
+                        None,
+                        None,
+                        None,
+                        f"file is {size} bytes: at most {limits.MAX_CHECK_FILE_BYTES} "
+                        "bytes per check file (split it into several files)",
+                    )
+                )
+                continue
             text = Path(file).read_text(encoding="utf-8")
         except UnicodeDecodeError as exc:
             issues.append(Issue(file, None, None, None, f"not UTF-8 text: {exc.reason}"))
@@ -121,17 +146,39 @@ def load_checks(paths: Sequence[str | Path] | str | Path) -> CheckSet:
         issues.extend(file_issues)
         if not file_issues:
             checks.update(file_checks)
+    if len(seen) > limits.MAX_CHECKS:
+        issues.append(
+            Issue(
+                ", ".join(files[:3]) + (", ..." if len(files) > 3 else ""),
+                None,
+                None,
+                None,
+                f"{len(seen)} checks: at most {limits.MAX_CHECKS} in all files together",
+            )
+        )
     if issues:
         raise CheckFileError(issues)
-    return CheckSet(checks=checks, files=tuple(files))
+    return CheckSet(checks=checks, files=tuple(files), warnings=tuple(_warnings(checks)))
 
 
 def load_text(text: str, file: str = "<text>") -> CheckSet:
     """Load one file's content (used for documentation examples and tests)."""
+    if len(text.encode("utf-8")) > limits.MAX_CHECK_FILE_BYTES:
+        raise CheckFileError(
+            [Issue(file, None, None, None, f"at most {limits.MAX_CHECK_FILE_BYTES} bytes")]
+        )
     checks, issues = _load_file(file, text, {})
     if issues:
         raise CheckFileError(issues)
-    return CheckSet(checks=checks, files=(file,))
+    return CheckSet(checks=checks, files=(file,), warnings=tuple(_warnings(checks)))
+
+
+def _warnings(checks: Mapping[str, CheckDefinition]) -> list[Issue]:
+    found = []
+    for name, check in checks.items():
+        for field_name, message in check.warnings():
+            found.append(Issue(check.source_file or "<text>", name, field_name, None, message))
+    return found
 
 
 # --- files -------------------------------------------------------------------------------------
@@ -164,9 +211,68 @@ def _expand(paths: Sequence[str | Path], issues: list[Issue]) -> list[str]:
 def _load_file(
     file: str, text: str, seen: dict[str, tuple[str, int | None]]
 ) -> tuple[dict[str, CheckDefinition], list[Issue]]:
+    try:
+        return _load_file_checked(file, text, seen)
+    except (RecursionError, MemoryError, ValueError, OverflowError, TypeError) as exc:
+        # Whatever slips past the limits below still ends as a located issue, never a
+        # traceback that takes down validate, serve or a reload.
+        return {}, [Issue(file, None, None, None, f"cannot load: {type(exc).__name__}: {exc}")]
+
+
+def yaml_shape_issue(file: str, text: str) -> Issue | None:
+    """Depth and size after alias expansion, from the parser's events (nothing is built).
+
+    The composer is recursive and ``to_plain`` copies every alias: a few hundred bytes of
+    nested aliases ("billion laughs") or a few hundred nested brackets would take minutes,
+    gigabytes or the Python stack. Counting events first refuses such files at once.
+    """
+    sizes: dict[str, int] = {}
+    frames: list[list[Any]] = [[None, 0]]  # [anchor, values so far]
+    for event in YAML(typ="rt").parse(text):
+        if isinstance(event, AliasEvent):
+            frames[-1][1] += sizes.get(str(event.anchor), 1)
+        elif isinstance(event, CollectionStartEvent):
+            frames.append([event.anchor, 1])
+            if len(frames) - 1 > limits.MAX_NESTING_DEPTH:
+                line = event.start_mark.line + 1 if event.start_mark else None
+                return Issue(
+                    file,
+                    None,
+                    None,
+                    line,
+                    f"nested deeper than {limits.MAX_NESTING_DEPTH} levels",
+                )
+        elif isinstance(event, CollectionEndEvent):
+            anchor, count = frames.pop()
+            if anchor is not None:
+                sizes[str(anchor)] = count
+            frames[-1][1] += count
+        elif isinstance(event, NodeEvent):  # a scalar
+            frames[-1][1] += 1
+            if event.anchor is not None:
+                sizes[str(event.anchor)] = 1
+        if frames[-1][1] > limits.MAX_YAML_NODES or frames[0][1] > limits.MAX_YAML_NODES:
+            line = event.start_mark.line + 1 if event.start_mark else None
+            return Issue(
+                file,
+                None,
+                None,
+                line,
+                f"more than {limits.MAX_YAML_NODES} values once aliases (*name) are "
+                "expanded: refusing to expand it",
+            )
+    return None
+
+
+def _load_file_checked(
+    file: str, text: str, seen: dict[str, tuple[str, int | None]]
+) -> tuple[dict[str, CheckDefinition], list[Issue]]:
     issues: list[Issue] = []
     checks: dict[str, CheckDefinition] = {}
     try:
+        shape = yaml_shape_issue(file, text)
+        if shape is not None:
+            return {}, [shape]
         doc = YAML(typ="rt").load(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

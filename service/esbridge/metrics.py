@@ -19,7 +19,6 @@ Two parts, both read at scrape time:
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -35,6 +34,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from esbridge import __version__
+from esbridge.limits import label_name
 from esbridge.ranges import Range
 from esbridge.result import State
 
@@ -44,18 +44,6 @@ if TYPE_CHECKING:
     from esbridge.store import CheckState
 
 MAX_GROUP_SERIES_PER_CHECK = 1000
-_LABEL_RE = re.compile(r"[^a-zA-Z0-9_]")
-_RESERVED = {"check", "state", "reason", "connection", "le", "job", "instance"}
-
-
-def label_name(field: str) -> str:
-    """A group field as a Prometheus label name: ``host.name`` → ``host_name``."""
-    name = _LABEL_RE.sub("_", field)
-    if not name or name[0].isdigit() or name.startswith("__"):
-        name = f"group_{name.lstrip('_')}"
-    if name in _RESERVED:
-        name = f"group_{name}"
-    return name
 
 
 class StoreCollector(Collector):

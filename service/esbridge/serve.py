@@ -23,7 +23,7 @@ from esbridge.app import Service
 from esbridge.config import Settings
 from esbridge.esclient import Connections
 from esbridge.loader import CheckSet, load_checks
-from esbridge.nagios import render
+from esbridge.nagios import render, rendered
 from esbridge.result import Result
 from esbridge.runner import Runner
 
@@ -175,8 +175,8 @@ async def run_checks(settings: Settings, names: list[str], at: float | None = No
 
 def run_one_text(settings: Settings, name: str, at: float | None = None) -> tuple[str, int]:
     """(Nagios text, exit code) of one check evaluated now (or as at ``at``)."""
-    result = asyncio.run(run_checks(settings, [name], at))[0]
-    return render(result), int(result.state)
+    result, text = rendered(asyncio.run(run_checks(settings, [name], at))[0])
+    return text, int(result.state)
 
 
 def preview_one(
