@@ -450,6 +450,15 @@ def create_app(service: Service) -> FastAPI:
         body = service.readiness()
         return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
+    # HEAD for load balancers and uptime probes that only look at the status code.
+    @app.head("/healthz", include_in_schema=False)
+    async def healthz_head() -> Response:
+        return Response(status_code=200)
+
+    @app.head("/readyz", include_in_schema=False)
+    async def readyz_head(service: ServiceDep) -> Response:
+        return Response(status_code=200 if service.readiness()["ready"] else 503)
+
     @app.get("/metrics", response_class=PlainTextResponse, dependencies=[ReadDep])
     async def metrics() -> Response:
         return Response(exposition(series, registry), media_type=CONTENT_TYPE_LATEST)

@@ -49,6 +49,39 @@ class StatePersistence:
                 raise
         self._index_ready = True
 
+    async def verify_index(self) -> None:
+        """The index exists with the explicit mapping; re-create it when it does not.
+
+        Someone may delete the state index while esbridge runs. ``_bulk`` would then create
+        it again with a dynamic mapping and a replica, later writes would be rejected (type
+        conflicts) and ``/readyz`` would stay 503 until a restart. So every flush looks first
+        (one small request every few seconds); a missing index is made again with the
+        explicit mapping and written in full from memory.
+        """
+        try:
+            answer = await self.connection.raw("GET", f"/{self.index}/_mapping", None, self.timeout)
+        except ESError as error:
+            if error.kind != "no_such_index":
+                raise
+            answer = None
+        if answer is not None:
+            mappings = [v.get("mappings") or {} for v in answer.values() if isinstance(v, dict)]
+            if mappings and all(m.get("dynamic") == "strict" for m in mappings):
+                self._index_ready = True
+                return
+            # Never delete an index esbridge did not make: it may be someone's data.
+            raise ESError(
+                "rejected",
+                f"index {self.index} exists without esbridge's explicit mapping (created by a "
+                "write after it was deleted, or another index of that name): delete it or "
+                "set state.index to another name",
+            )
+        if self._index_ready:
+            log.warning("state index %s is gone: re-creating it", self.index)
+        self._index_ready = False
+        await self.ensure_index()
+        self.store.mark_all_dirty()
+
     async def restore(self) -> int:
         """Read persisted state for the loaded checks. A missing index restores nothing.
 
@@ -102,7 +135,7 @@ class StatePersistence:
                 await self._probe()
             return 0
         try:
-            await self.ensure_index()
+            await self.verify_index()
             lines: list[str] = []
             for name, doc in documents:
                 lines.append(dumps({"index": {"_index": self.index, "_id": name}}))

@@ -37,7 +37,7 @@ class Range:
                 f"invalid range: {_digits(text)} is too large (at most ±{MAX_ABS_NUMBER:.0e})"
             )
         raw = str(text).strip() if not isinstance(text, int | float) else _plain(float(text))
-        if len(raw) > 64:
+        if len(raw) > 1000:
             raise ValueError(f"invalid range: {len(raw)} characters is too long for a range")
         if raw == "":
             raise ValueError("invalid range '': empty")
