@@ -76,11 +76,12 @@ class StatePersistence:
                 "write after it was deleted, or another index of that name): delete it or "
                 "set state.index to another name",
             )
-        if self._index_ready:
-            log.warning("state index %s is gone: re-creating it", self.index)
+        was_ready = self._index_ready
         self._index_ready = False
         await self.ensure_index()
-        self.store.mark_all_dirty()
+        if was_ready:  # it was deleted under us: what it held is written again
+            log.warning("state index %s was deleted: re-created it", self.index)
+            self.store.mark_all_dirty()
 
     async def restore(self) -> int:
         """Read persisted state for the loaded checks. A missing index restores nothing.
