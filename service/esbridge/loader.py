@@ -31,7 +31,8 @@ from ruamel.yaml.events import (
     AliasEvent,
     CollectionEndEvent,
     CollectionStartEvent,
-    NodeEvent,
+    MappingStartEvent,
+    ScalarEvent,
 )
 
 from esbridge import limits
@@ -224,44 +225,87 @@ def yaml_shape_issue(file: str, text: str) -> Issue | None:
 
     The composer is recursive and ``to_plain`` copies every alias: a few hundred bytes of
     nested aliases ("billion laughs") or a few hundred nested brackets would take minutes,
-    gigabytes or the Python stack. Counting events first refuses such files at once.
+    gigabytes or the Python stack. Counting events first refuses such files at once, naming
+    the check and field where the path is known (``checks[i].query_dsl...``).
     """
     sizes: dict[str, int] = {}
-    frames: list[list[Any]] = [[None, 0]]  # [anchor, values so far]
+    frames: list[_Frame] = [_Frame(None, False)]
+    names: dict[int, str] = {}  # check position -> name, as far as read
+
+    def issue(event: Any, message: str) -> Issue:
+        line = event.start_mark.line + 1 if event.start_mark else None
+        path = [f.key for f in frames[1:] if f.key is not None]
+        check = field_name = None
+        if len(path) >= 2 and path[0] == "checks" and isinstance(path[1], int):
+            check = names.get(path[1])
+            field_name = ".".join(str(p) for p in path[2:3]) or None
+        elif path:
+            field_name = ".".join(str(p) for p in path[:2])
+        return Issue(file, check, field_name, line, message)
+
     for event in YAML(typ="rt").parse(text):
+        top = frames[-1]
         if isinstance(event, AliasEvent):
-            frames[-1][1] += sizes.get(str(event.anchor), 1)
+            top.count += sizes.get(str(event.anchor), 1)
+            top.advance()
         elif isinstance(event, CollectionStartEvent):
-            frames.append([event.anchor, 1])
+            frames.append(_Frame(event.anchor, isinstance(event, MappingStartEvent)))
             if len(frames) - 1 > limits.MAX_NESTING_DEPTH:
-                line = event.start_mark.line + 1 if event.start_mark else None
-                return Issue(
-                    file,
-                    None,
-                    None,
-                    line,
-                    f"nested deeper than {limits.MAX_NESTING_DEPTH} levels",
-                )
+                return issue(event, f"nested deeper than {limits.MAX_NESTING_DEPTH} levels")
         elif isinstance(event, CollectionEndEvent):
-            anchor, count = frames.pop()
-            if anchor is not None:
-                sizes[str(anchor)] = count
-            frames[-1][1] += count
-        elif isinstance(event, NodeEvent):  # a scalar
-            frames[-1][1] += 1
+            done = frames.pop()
+            if done.anchor is not None:
+                sizes[str(done.anchor)] = done.count
+            frames[-1].count += done.count
+            frames[-1].advance()
+        elif isinstance(event, ScalarEvent):
+            value = event.value or ""
+            if top.mapping and top.expect_key:
+                top.key = value
+                top.expect_key = False
+                continue  # keys are not counted as values
+            top.count += 1
             if event.anchor is not None:
                 sizes[str(event.anchor)] = 1
-        if frames[-1][1] > limits.MAX_YAML_NODES or frames[0][1] > limits.MAX_YAML_NODES:
-            line = event.start_mark.line + 1 if event.start_mark else None
-            return Issue(
-                file,
-                None,
-                None,
-                line,
+            digits = value.lstrip("+-")
+            if event.style is None and len(digits) > 100 and digits.isdigit():
+                return issue(
+                    event,
+                    f"a number with {len(digits)} digits is too large "
+                    f"(numbers must lie within ±{limits.MAX_ABS_NUMBER:.0e})",
+                )
+            if top.key == "name" and len(frames) == 4 and frames[1].key == "checks":
+                index = frames[2].key
+                if isinstance(index, int):
+                    names[index] = value
+            top.advance()
+        if top.count > limits.MAX_YAML_NODES or frames[0].count > limits.MAX_YAML_NODES:
+            return issue(
+                event,
                 f"more than {limits.MAX_YAML_NODES} values once aliases (*name) are "
                 "expanded: refusing to expand it",
             )
     return None
+
+
+class _Frame:
+    """One open mapping or list while reading parser events: where we are, how big."""
+
+    __slots__ = ("anchor", "count", "expect_key", "key", "mapping")
+
+    def __init__(self, anchor: Any, mapping: bool) -> None:
+        self.anchor = anchor
+        self.mapping = mapping
+        self.count = 1
+        self.expect_key = mapping
+        self.key: str | int | None = None if mapping else 0
+
+    def advance(self) -> None:
+        """A value was read: a mapping expects a key next, a list moves to its next item."""
+        if self.mapping:
+            self.expect_key = True
+        elif isinstance(self.key, int):
+            self.key += 1
 
 
 def _load_file_checked(
