@@ -78,14 +78,16 @@ class GuardedH11Protocol(H11Protocol):
         waiting = [
             c
             for c in self.connections
-            if isinstance(c, GuardedH11Protocol) and c._idle_since is not None
+            if isinstance(c, GuardedH11Protocol)
+            and c._idle_since is not None
+            and not c.transport.is_closing()  # still listed until connection_lost runs
         ]
         victim = min(waiting, key=lambda c: c._idle_since or 0.0, default=self)
         victim.transport.close()
 
 
 class RequestLimits:
-    """ASGI middleware: request body bound, and ``Connection: close`` after ambiguous framing.
+    """ASGI middleware: header and body bounds, ``Connection: close`` after ambiguous framing.
 
     A request with both ``Transfer-Encoding`` and ``Content-Length`` is answered 400 and the
     connection closed (RFC 9112 section 6.3: the server must close after such a request; a
@@ -100,7 +102,15 @@ class RequestLimits:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.lower(): v for k, v in scope.get("headers", [])}
+        raw = scope.get("headers", [])
+        size = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+        size += sum(len(k) + len(v) + 4 for k, v in raw)
+        if size > limits.MAX_HEADER_BYTES:
+            await _refuse(
+                send, 431, f"request line and headers larger than {limits.MAX_HEADER_BYTES} bytes"
+            )
+            return
+        headers = {k.lower(): v for k, v in raw}
         if b"transfer-encoding" in headers and b"content-length" in headers:
             await _refuse(send, 400, "both Transfer-Encoding and Content-Length")
             return

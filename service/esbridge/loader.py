@@ -178,7 +178,9 @@ def _warnings(checks: Mapping[str, CheckDefinition]) -> list[Issue]:
     found = []
     for name, check in checks.items():
         for field_name, message in check.warnings():
-            found.append(Issue(check.source_file or "<text>", name, field_name, None, message))
+            found.append(
+                Issue(check.source_file or "<text>", name, field_name, check.source_line, message)
+            )
     return found
 
 
@@ -564,6 +566,9 @@ def _sentence(error: Mapping[str, Any]) -> str:
             f"{value!r} is not allowed: use lowercase letters, digits, '_', '.' and '-', "
             "starting with a letter or digit"
         )
+    if kind == "too_long":
+        ctx = error.get("ctx", {})
+        return f"too many items: at most {ctx.get('max_length')}, got {ctx.get('actual_length')}"
     if kind == "string_too_long":
         return f"too long (at most {error.get('ctx', {}).get('max_length')} characters)"
     ctx = error.get("ctx", {})
