@@ -285,7 +285,11 @@ class RawSender:
             async with sem:
                 r = await self.client.post(
                     f"{self.url}/{index}/_search",
-                    params={"allow_no_indices": "false", "ignore_unavailable": "false"},
+                    params={
+                        "allow_no_indices": "false",
+                        "ignore_unavailable": "false",
+                        "expand_wildcards": "open,closed",
+                    },
                     content=body,
                     headers={"content-type": "application/json"},
                 )

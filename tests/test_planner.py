@@ -57,6 +57,7 @@ def test_count_body_is_size_0_exact_total_filter_context() -> None:
         "index": "logs-a,logs-b-*",
         "allow_no_indices": False,
         "ignore_unavailable": False,
+        "expand_wildcards": "open,closed",
     }
     assert request.body == {
         "size": 0,

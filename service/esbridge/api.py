@@ -28,7 +28,7 @@ from esbridge.app import Service
 from esbridge.durations import format_duration
 from esbridge.events import AfterDeploy, DeployEvent
 from esbridge.metrics import CheckSeries, exposition, make_registry
-from esbridge.nagios import render
+from esbridge.nagios import rendered
 from esbridge.result import Result, State
 from esbridge.store import CheckState, result_to_dict, transition_to_dict
 
@@ -350,11 +350,12 @@ def create_app(service: Service) -> FastAPI:
         shown = service.store.effective(entry, now) or _pending(name, service)
         base = str(request.base_url).rstrip("/")
         max_age = int(service.store.max_age(entry))
+        nagios_shown, nagios_text = rendered(shown)
         return CheckDetail(
             **summary.model_dump(),
             definition=check.model_dump(mode="json", exclude_none=True),
             result=result_to_dict(shown) if entry.result else None,
-            nagios={"text": render(shown), "exit_code": int(shown.state)},
+            nagios={"text": nagios_text, "exit_code": int(nagios_shown.state)},
             previous_state=entry.previous_state.name if entry.previous_state is not None else None,
             last_success_ts=entry.last_success,
             consecutive_failures=entry.consecutive_failures,
@@ -394,11 +395,11 @@ def create_app(service: Service) -> FastAPI:
             Query(description="one group, e.g. host=web-01 (repeat for several group fields)"),
         ] = None,
     ) -> Response:
-        result = nagios_result(service, name, ",".join(group) if group else None)
+        result, text = rendered(nagios_result(service, name, ",".join(group) if group else None))
         headers = {"X-Nagios-Exit-Code": str(int(result.state))}
         if result.evaluated_at:
             headers["X-Esbridge-Evaluated-At"] = f"{result.evaluated_at:.3f}"
-        return PlainTextResponse(render(result), headers=headers)
+        return PlainTextResponse(text, headers=headers)
 
     @app.post(
         "/api/v1/checks/{name}/run",
@@ -448,6 +449,15 @@ def create_app(service: Service) -> FastAPI:
         """Checks loaded, Elasticsearch reachable, state store writable."""
         body = service.readiness()
         return JSONResponse(body, status_code=200 if body["ready"] else 503)
+
+    # HEAD for load balancers and uptime probes that only look at the status code.
+    @app.head("/healthz", include_in_schema=False)
+    async def healthz_head() -> Response:
+        return Response(status_code=200)
+
+    @app.head("/readyz", include_in_schema=False)
+    async def readyz_head(service: ServiceDep) -> Response:
+        return Response(status_code=200 if service.readiness()["ready"] else 503)
 
     @app.get("/metrics", response_class=PlainTextResponse, dependencies=[ReadDep])
     async def metrics() -> Response:

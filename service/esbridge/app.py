@@ -44,6 +44,12 @@ class ReloadStatus:
     removed: list[str] = field(default_factory=list)
 
 
+def log_warnings(checkset: CheckSet) -> None:
+    """Valid settings that cannot do what was meant (a range that never alerts)."""
+    for warning in checkset.warnings:
+        log.warning("%s", warning)
+
+
 class Service:
     """The running esbridge: one per process."""
 
@@ -97,6 +103,7 @@ class Service:
                 log.warning("could not restore state (%s); starting with empty state", error)
         self.scheduler.set_checks(dict(self.checkset.checks), eager=self._without_result())
         self.scheduler.start()
+        log_warnings(self.checkset)
         self._background.append(asyncio.create_task(self._health_loop()))
         if self.persistence is not None:
             self._background.append(asyncio.create_task(self._flush_loop()))
@@ -186,10 +193,14 @@ class Service:
                 problems = validate_references(self.settings, new)
                 if problems:
                     raise CheckFileError(problems)
-            except CheckFileError as error:
-                self.reload_status = ReloadStatus(successful=False, error=str(error))
-                log.error("reload rejected, the running checks stay as they are:\n%s", error)
+            except Exception as error:
+                # Any failure (a located CheckFileError, or anything unforeseen) keeps the
+                # running set and is reported: the API answers JSON, /metrics shows 0.
+                text = str(error) if isinstance(error, CheckFileError) else f"{error!r}"
+                self.reload_status = ReloadStatus(successful=False, error=text)
+                log.error("reload rejected, the running checks stay as they are:\n%s", text)
                 return self.reload_status
+            log_warnings(new)
             old = self.checkset.checks
             added = [n for n in new.checks if n not in old]
             removed = [n for n in old if n not in new.checks]

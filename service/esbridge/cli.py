@@ -62,9 +62,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(line)
         print(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} found", file=sys.stderr)
         return 1
+    assert checkset is not None
+    for warning in checkset.warnings:
+        print(f"warning: {warning}")
     if args.config:
         print(f"OK: config {args.config}")
-    assert checkset is not None
     files = len(checkset.files)
     print(f"OK: {len(checkset)} checks in {files} file{'s' if files != 1 else ''}")
     return 0
@@ -231,6 +233,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 3
     except KeyError as exc:
         print(f"UNKNOWN - {exc.args[0]}")
+        return 3
+    except Exception as exc:  # never a traceback and exit 1 (Nagios would read WARNING)
+        print(f"UNKNOWN - internal error: {type(exc).__name__}: {str(exc)[:300]}")
         return 3
     print(text)
     return code

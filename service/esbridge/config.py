@@ -602,7 +602,12 @@ def _read_yaml(path: Path) -> Any:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text: {exc.reason}") from None
+    from esbridge.loader import yaml_shape_issue  # the check files' limits apply here too
+
     try:
+        shape = yaml_shape_issue(str(path), text)
+        if shape is not None:
+            raise ConfigError(str(shape))
         doc = YAML(typ="rt").load(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

@@ -42,8 +42,8 @@ class ESError(Exception):
     """A failure to get an answer, classified for the operator.
 
     ``kind`` is one of: unreachable, timeout, throttled, rejected, forbidden, auth,
-    no_such_index, partial, unsupported (neither Elasticsearch nor OpenSearch, or not the
-    configured flavor), internal.
+    no_such_index, unavailable (closed index, no primary shard), partial, unsupported
+    (neither Elasticsearch nor OpenSearch, or not the configured flavor), internal.
     """
 
     def __init__(self, kind: str, message: str, status: int | None = None) -> None:
@@ -249,7 +249,7 @@ class Connection:
                     error = map_error(exc, timeout, self.product)
                 finally:
                     self.stats.in_flight -= 1
-            retryable = error.status in RETRY_STATUSES
+            retryable = error.status in RETRY_STATUSES and error.kind == "throttled"
             if retryable and attempt < self.config.max_retries and time.monotonic() < deadline:
                 attempt += 1
                 self.stats.retries += 1
@@ -547,6 +547,21 @@ def error_from_body(
     if etype == "index_not_found_exception":
         missing = cause.get("index") or cause.get("resource.id") or index
         return ESError("no_such_index", f"no such index [{missing}]", status)
+    if etype == "index_closed_exception":
+        closed = cause.get("index") or index
+        return ESError("unavailable", f"index [{closed}] is closed: nothing can be counted", status)
+    if etype == "no_shard_available_action_exception" or _all_shards_unassigned(error):
+        where = ", ".join(
+            f"[{f.get('index', '?')}][{f.get('shard', '?')}]"
+            for f in (error.get("failed_shards") or [])[:3]
+            if isinstance(f, dict)
+        )
+        return ESError(
+            "unavailable",
+            f"no primary shard available{' for ' + where if where else ''} "
+            "(the index is red): nothing can be counted",
+            status,
+        )
     if status == 403 or (etype == "security_exception" and status != 401):
         return ESError("forbidden", f"forbidden: {reason}", status)
     if status == 401:
@@ -562,6 +577,16 @@ def error_from_body(
     if status is not None and 400 <= status < 500:
         return ESError("rejected", f"query rejected by {product}: {etype}: {reason}", status)
     return ESError("internal", f"{product} error (HTTP {status}): {etype}: {reason}", status)
+
+
+def _all_shards_unassigned(error: dict[str, Any]) -> bool:
+    """A search whose every failed shard had no copy to run on (red index)."""
+    failed = error.get("failed_shards") or []
+    return bool(failed) and all(
+        isinstance(f, dict)
+        and (f.get("reason") or {}).get("type") == "no_shard_available_action_exception"
+        for f in failed
+    )
 
 
 _TIMEOUTS = (elasticsearch.ConnectionTimeout, asyncio.TimeoutError, TimeoutError)

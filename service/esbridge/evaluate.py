@@ -621,6 +621,9 @@ def _no_data(check: CheckDefinition, reason: str, extra_perf: Iterable[Perfdatum
     )
 
 
+_NO_SHARD = "no_shard_available_action_exception"
+
+
 def _partial_problem(answer: dict[str, Any]) -> str | None:
     """Never an OK built on partial data: failed shards or a server-side timeout."""
     shards = answer.get("_shards") or {}
@@ -628,6 +631,8 @@ def _partial_problem(answer: dict[str, Any]) -> str | None:
     if failed:
         failures = shards.get("failures") or []
         detail = ", ".join(_shard_failure(f) for f in failures[:3])
+        if any((f.get("reason") or {}).get("type") == _NO_SHARD for f in failures):
+            detail += "; no primary shard available (an index is red)"
         return f"partial results: {failed} of {shards.get('total', '?')} shards failed ({detail})"
     if answer.get("timed_out"):
         return "search timed out on the Elasticsearch side, partial results ignored"

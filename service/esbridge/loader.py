@@ -27,7 +27,16 @@ from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import (
+    AliasEvent,
+    CollectionEndEvent,
+    CollectionStartEvent,
+    MappingStartEvent,
+    ScalarEvent,
+)
 
+from esbridge import limits
+from esbridge.limits import printable
 from esbridge.models import CHECK_CLASSES, COMMON_FIELDS, KINDS, CheckBase, CheckDefinition
 
 __all__ = ["CheckFileError", "CheckSet", "Issue", "load_checks", "load_text"]
@@ -47,13 +56,15 @@ class Issue:
     message: str
 
     def __str__(self) -> str:
+        # Names come from the file: control characters are escaped so that a name holding a
+        # newline cannot forge a line ("OK: 999 checks") in validate output or the log.
         where = f"{self.file}:{self.line}" if self.line is not None else self.file
-        parts = [where]
+        parts = [printable(where, 500)]
         if self.check is not None:
-            parts.append(f"check '{self.check}'")
+            parts.append(f"check '{printable(self.check)}'")
         if self.field is not None:
-            parts.append(f"field '{self.field}'")
-        return ": ".join(parts) + f": {self.message}"
+            parts.append(f"field '{printable(self.field)}'")
+        return ": ".join(parts) + f": {printable(self.message, 2000)}"
 
 
 class CheckFileError(Exception):
@@ -73,6 +84,8 @@ class CheckSet:
 
     checks: dict[str, CheckDefinition] = field(default_factory=dict)
     files: tuple[str, ...] = ()
+    warnings: tuple[Issue, ...] = ()
+    """Valid but suspicious settings (a range that can never alert): printed, not refused."""
 
     def get(self, name: str) -> CheckDefinition | None:
         return self.checks.get(name)
@@ -110,6 +123,19 @@ def load_checks(paths: Sequence[str | Path] | str | Path) -> CheckSet:
     seen: dict[str, tuple[str, int | None]] = {}
     for file in files:
         try:
+            size = Path(file).stat().st_size
+            if size > limits.MAX_CHECK_FILE_BYTES:
+                issues.append(
+                    Issue(
+                        file,
+                        None,
+                        None,
+                        None,
+                        f"file is {size} bytes: at most {limits.MAX_CHECK_FILE_BYTES} "
+                        "bytes per check file (split it into several files)",
+                    )
+                )
+                continue
             text = Path(file).read_text(encoding="utf-8")
         except UnicodeDecodeError as exc:
             issues.append(Issue(file, None, None, None, f"not UTF-8 text: {exc.reason}"))
@@ -121,17 +147,41 @@ def load_checks(paths: Sequence[str | Path] | str | Path) -> CheckSet:
         issues.extend(file_issues)
         if not file_issues:
             checks.update(file_checks)
+    if len(seen) > limits.MAX_CHECKS:
+        issues.append(
+            Issue(
+                ", ".join(files[:3]) + (", ..." if len(files) > 3 else ""),
+                None,
+                None,
+                None,
+                f"{len(seen)} checks: at most {limits.MAX_CHECKS} in all files together",
+            )
+        )
     if issues:
         raise CheckFileError(issues)
-    return CheckSet(checks=checks, files=tuple(files))
+    return CheckSet(checks=checks, files=tuple(files), warnings=tuple(_warnings(checks)))
 
 
 def load_text(text: str, file: str = "<text>") -> CheckSet:
     """Load one file's content (used for documentation examples and tests)."""
+    if len(text.encode("utf-8")) > limits.MAX_CHECK_FILE_BYTES:
+        raise CheckFileError(
+            [Issue(file, None, None, None, f"at most {limits.MAX_CHECK_FILE_BYTES} bytes")]
+        )
     checks, issues = _load_file(file, text, {})
     if issues:
         raise CheckFileError(issues)
-    return CheckSet(checks=checks, files=(file,))
+    return CheckSet(checks=checks, files=(file,), warnings=tuple(_warnings(checks)))
+
+
+def _warnings(checks: Mapping[str, CheckDefinition]) -> list[Issue]:
+    found = []
+    for name, check in checks.items():
+        for field_name, message in check.warnings():
+            found.append(
+                Issue(check.source_file or "<text>", name, field_name, check.source_line, message)
+            )
+    return found
 
 
 # --- files -------------------------------------------------------------------------------------
@@ -164,9 +214,111 @@ def _expand(paths: Sequence[str | Path], issues: list[Issue]) -> list[str]:
 def _load_file(
     file: str, text: str, seen: dict[str, tuple[str, int | None]]
 ) -> tuple[dict[str, CheckDefinition], list[Issue]]:
+    try:
+        return _load_file_checked(file, text, seen)
+    except (RecursionError, MemoryError, ValueError, OverflowError, TypeError) as exc:
+        # Whatever slips past the limits below still ends as a located issue, never a
+        # traceback that takes down validate, serve or a reload.
+        return {}, [Issue(file, None, None, None, f"cannot load: {type(exc).__name__}: {exc}")]
+
+
+def yaml_shape_issue(file: str, text: str) -> Issue | None:
+    """Depth and size after alias expansion, from the parser's events (nothing is built).
+
+    The composer is recursive and ``to_plain`` copies every alias: a few hundred bytes of
+    nested aliases ("billion laughs") or a few hundred nested brackets would take minutes,
+    gigabytes or the Python stack. Counting events first refuses such files at once, naming
+    the check and field where the path is known (``checks[i].query_dsl...``).
+    """
+    sizes: dict[str, int] = {}
+    frames: list[_Frame] = [_Frame(None, False)]
+    names: dict[int, str] = {}  # check position -> name, as far as read
+
+    def issue(event: Any, message: str) -> Issue:
+        line = event.start_mark.line + 1 if event.start_mark else None
+        path = [f.key for f in frames[1:] if f.key is not None]
+        check = field_name = None
+        if len(path) >= 2 and path[0] == "checks" and isinstance(path[1], int):
+            check = names.get(path[1])
+            field_name = ".".join(str(p) for p in path[2:3]) or None
+        elif path:
+            field_name = ".".join(str(p) for p in path[:2])
+        return Issue(file, check, field_name, line, message)
+
+    for event in YAML(typ="rt").parse(text):
+        top = frames[-1]
+        if isinstance(event, AliasEvent):
+            top.count += sizes.get(str(event.anchor), 1)
+            top.advance()
+        elif isinstance(event, CollectionStartEvent):
+            frames.append(_Frame(event.anchor, isinstance(event, MappingStartEvent)))
+            if len(frames) - 1 > limits.MAX_NESTING_DEPTH:
+                return issue(event, f"nested deeper than {limits.MAX_NESTING_DEPTH} levels")
+        elif isinstance(event, CollectionEndEvent):
+            done = frames.pop()
+            if done.anchor is not None:
+                sizes[str(done.anchor)] = done.count
+            frames[-1].count += done.count
+            frames[-1].advance()
+        elif isinstance(event, ScalarEvent):
+            value = event.value or ""
+            if top.mapping and top.expect_key:
+                top.key = value
+                top.expect_key = False
+                continue  # keys are not counted as values
+            top.count += 1
+            if event.anchor is not None:
+                sizes[str(event.anchor)] = 1
+            digits = value.lstrip("+-")
+            if event.style is None and len(digits) > 100 and digits.isdigit():
+                return issue(
+                    event,
+                    f"a number with {len(digits)} digits is too large "
+                    f"(numbers must lie within ±{limits.MAX_ABS_NUMBER:.0e})",
+                )
+            if top.key == "name" and len(frames) == 4 and frames[1].key == "checks":
+                index = frames[2].key
+                if isinstance(index, int):
+                    names[index] = value
+            top.advance()
+        if top.count > limits.MAX_YAML_NODES or frames[0].count > limits.MAX_YAML_NODES:
+            return issue(
+                event,
+                f"more than {limits.MAX_YAML_NODES} values once aliases (*name) are "
+                "expanded: refusing to expand it",
+            )
+    return None
+
+
+class _Frame:
+    """One open mapping or list while reading parser events: where we are, how big."""
+
+    __slots__ = ("anchor", "count", "expect_key", "key", "mapping")
+
+    def __init__(self, anchor: Any, mapping: bool) -> None:
+        self.anchor = anchor
+        self.mapping = mapping
+        self.count = 1
+        self.expect_key = mapping
+        self.key: str | int | None = None if mapping else 0
+
+    def advance(self) -> None:
+        """A value was read: a mapping expects a key next, a list moves to its next item."""
+        if self.mapping:
+            self.expect_key = True
+        elif isinstance(self.key, int):
+            self.key += 1
+
+
+def _load_file_checked(
+    file: str, text: str, seen: dict[str, tuple[str, int | None]]
+) -> tuple[dict[str, CheckDefinition], list[Issue]]:
     issues: list[Issue] = []
     checks: dict[str, CheckDefinition] = {}
     try:
+        shape = yaml_shape_issue(file, text)
+        if shape is not None:
+            return {}, [shape]
         doc = YAML(typ="rt").load(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -414,6 +566,9 @@ def _sentence(error: Mapping[str, Any]) -> str:
             f"{value!r} is not allowed: use lowercase letters, digits, '_', '.' and '-', "
             "starting with a letter or digit"
         )
+    if kind == "too_long":
+        ctx = error.get("ctx", {})
+        return f"too many items: at most {ctx.get('max_length')}, got {ctx.get('actual_length')}"
     if kind == "string_too_long":
         return f"too long (at most {error.get('ctx', {}).get('max_length')} characters)"
     ctx = error.get("ctx", {})

@@ -18,8 +18,8 @@ Two parts, both read at scrape time:
 
 from __future__ import annotations
 
+import logging
 import math
-import re
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -35,6 +35,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from esbridge import __version__
+from esbridge.limits import label_name
 from esbridge.ranges import Range
 from esbridge.result import State
 
@@ -43,19 +44,9 @@ if TYPE_CHECKING:
     from esbridge.models import CheckDefinition
     from esbridge.store import CheckState
 
+log = logging.getLogger(__name__)
+
 MAX_GROUP_SERIES_PER_CHECK = 1000
-_LABEL_RE = re.compile(r"[^a-zA-Z0-9_]")
-_RESERVED = {"check", "state", "reason", "connection", "le", "job", "instance"}
-
-
-def label_name(field: str) -> str:
-    """A group field as a Prometheus label name: ``host.name`` → ``host_name``."""
-    name = _LABEL_RE.sub("_", field)
-    if not name or name[0].isdigit() or name.startswith("__"):
-        name = f"group_{name.lstrip('_')}"
-    if name in _RESERVED:
-        name = f"group_{name}"
-    return name
 
 
 class StoreCollector(Collector):
@@ -237,7 +228,7 @@ class CheckSeries:
             )
             cached = self._cache.get(entry.name)
             if cached is None or cached[0] != key:
-                cached = (key, self._lines(entry, now, definitions.get(entry.name)))
+                cached = (key, self._safe_lines(entry, now, definitions.get(entry.name)))
                 self._cache[entry.name] = cached
             for i, text in enumerate(cached[1]):
                 if text:
@@ -251,6 +242,18 @@ class CheckSeries:
             out.append(f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n")
             out.extend(lines)
         return "".join(out)
+
+    def _safe_lines(
+        self, entry: CheckState, now: float, definition: CheckDefinition | None = None
+    ) -> tuple[str, ...]:
+        """One check's series; if they cannot be built, that check reads UNKNOWN alone."""
+        try:
+            return self._lines(entry, now, definition)
+        except Exception:
+            log.exception("cannot render the metrics of check %s", entry.name)
+            lines = [""] * _FAMILY_COUNT
+            lines[0] = f'esbridge_check_status_code{{check="{_escape(entry.name)}"}} 3.0\n'
+            return tuple(lines)
 
     def _lines(
         self, entry: CheckState, now: float, definition: CheckDefinition | None = None

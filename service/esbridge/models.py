@@ -21,6 +21,7 @@ from pydantic import (
     PlainSerializer,
     PlainValidator,
     PrivateAttr,
+    StringConstraints,
     TypeAdapter,
     ValidationInfo,
     WithJsonSchema,
@@ -28,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from esbridge import limits
 from esbridge.durations import Duration, format_duration
 from esbridge.ranges import Range
 from esbridge.result import State
@@ -57,7 +59,7 @@ __all__ = [
 
 MIN_INTERVAL = timedelta(seconds=1)
 MAX_INTERVAL = timedelta(days=7)
-NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"
+NAME_PATTERN = limits.NAME_PATTERN
 RANGE_PATTERN = r"^@?((~|[-+]?(\d+(\.\d*)?|\.\d+))?:)?([-+]?(\d+(\.\d*)?|\.\d+))?$"
 
 
@@ -106,8 +108,12 @@ def _string_list(value: Any) -> Any:
     return value
 
 
+ShortText = Annotated[str, StringConstraints(max_length=limits.MAX_SHORT_TEXT_LENGTH)]
+LongText = Annotated[str, StringConstraints(max_length=limits.MAX_TEXT_LENGTH)]
+QueryText = Annotated[str, StringConstraints(max_length=limits.MAX_QUERY_LENGTH)]
+
 StrList = Annotated[
-    tuple[str, ...],
+    tuple[ShortText, ...],
     BeforeValidator(_string_list),
     WithJsonSchema(
         {
@@ -125,19 +131,52 @@ def _tag_list(value: Any) -> Any:
 
 
 TagList = Annotated[
-    tuple[str, ...],
+    tuple[ShortText, ...],
     BeforeValidator(_tag_list),
     WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}),
 ]
 
 
 def _json_object(value: Any) -> Any:
-    if value is None or isinstance(value, Mapping):
+    if value is None:
+        return value
+    if isinstance(value, Mapping):
+        _check_json(value)
         return value
     raise ValueError(
         f"must be a JSON object (a mapping such as {{match: {{status: 500}}}}), "
         f"not {_type_name(value)}"
     )
+
+
+def _check_json(value: Any) -> None:
+    """Refuse what Elasticsearch could not parse or what only a hostile file contains.
+
+    Iterative (a deep object must not exhaust the Python stack): numbers must fit a long or
+    be finite, texts fit the query limit, nesting stays within the depth limit.
+    """
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limits.MAX_NESTING_DEPTH:
+            raise ValueError(f"nested deeper than {limits.MAX_NESTING_DEPTH} levels")
+        if isinstance(node, Mapping):
+            stack.extend((v, depth + 1) for v in node.values())
+            for key in node:
+                if isinstance(key, str) and len(key) > limits.MAX_SHORT_TEXT_LENGTH:
+                    raise ValueError(
+                        f"a key is longer than {limits.MAX_SHORT_TEXT_LENGTH} characters"
+                    )
+        elif isinstance(node, list | tuple):
+            stack.extend((v, depth + 1) for v in node)
+        elif isinstance(node, bool):
+            continue
+        elif isinstance(node, int) and abs(node) > limits.MAX_INTEGER:
+            raise ValueError(f"a number has {len(str(abs(node)))} digits: too large for a long")
+        elif isinstance(node, float) and not math.isfinite(node):
+            raise ValueError(f"a number is {node!r}: only finite numbers are allowed")
+        elif isinstance(node, str) and len(node) > limits.MAX_QUERY_LENGTH:
+            raise ValueError(f"a text is longer than {limits.MAX_QUERY_LENGTH} characters")
 
 
 def _type_name(value: Any) -> str:
@@ -184,17 +223,21 @@ class CheckBase(BaseModel):
 
     name: str = Field(
         pattern=NAME_PATTERN,
-        max_length=100,
+        max_length=limits.NAME_MAX_LENGTH,
         description="unique name: lowercase letters, digits, '_', '.', '-'",
     )
-    description: str = Field("", description="free text shown in the status page and API")
+    description: LongText = Field("", description="free text shown in the status page and API")
     kind: str
-    index: StrList = Field((), description="index names or patterns (e.g. logs-web-*)")
-    query: str | None = Field(None, description="Lucene query string filtering the documents")
+    index: StrList = Field(
+        (),
+        max_length=limits.MAX_LIST_ITEMS,
+        description="index names or patterns (e.g. logs-web-*)",
+    )
+    query: QueryText | None = Field(None, description="Lucene query string filtering the documents")
     query_dsl: JsonObject | None = Field(
         None, description="Elasticsearch query DSL object (instead of query)"
     )
-    timestamp_field: str = Field("@timestamp", description="the time field of the documents")
+    timestamp_field: ShortText = Field("@timestamp", description="the time field of the documents")
     window: Duration = Field(timedelta(minutes=5), description="time range looked at")
     delay: Duration = Field(
         timedelta(0), description="shift the window back (for late-arriving documents)"
@@ -203,14 +246,20 @@ class CheckBase(BaseModel):
     timeout: Duration | None = Field(None, description="Elasticsearch timeout (<= interval)")
     warning: RangeField | None = None
     critical: RangeField | None = None
-    unit: str = Field("", description="unit of the value: '', s, ms, %, B, c, ...")
+    unit: ShortText = Field("", description="unit of the value: '', s, ms, %, B, c, ...")
     no_data: StateField | None = Field(None, description="state when nothing matches")
-    group_by: StrList = Field((), description="keyword fields: one result per group")
+    group_by: StrList = Field(
+        (), max_length=limits.MAX_LIST_ITEMS, description="keyword fields: one result per group"
+    )
     max_groups: int = Field(100, ge=1, le=10000, description="groups beyond are counted only")
-    labels: dict[str, str] = Field(default_factory=dict, description="extra metric labels")
-    tags: TagList = Field((), description="free tags for filtering")
-    runbook: str | None = Field(None, description="URL or text telling what to do")
-    cluster: str = Field("default", description="the elasticsearch connection to use")
+    labels: dict[ShortText, ShortText] = Field(
+        default_factory=dict, max_length=limits.MAX_LIST_ITEMS, description="extra metric labels"
+    )
+    tags: TagList = Field(
+        (), max_length=limits.MAX_LIST_ITEMS, description="free tags for filtering"
+    )
+    runbook: LongText | None = Field(None, description="URL or text telling what to do")
+    cluster: ShortText = Field("default", description="the elasticsearch connection to use")
 
     _source_file: str | None = PrivateAttr(default=None)
     _source_line: int | None = PrivateAttr(default=None)
@@ -222,6 +271,21 @@ class CheckBase(BaseModel):
     def _window_positive(cls, value: timedelta) -> timedelta:
         if value <= timedelta(0):
             raise ValueError(f"window must be longer than 0s, got {format_duration(value)}")
+        if value > limits.MAX_WINDOW:
+            raise ValueError(
+                f"window {format_duration(value)} is too long: at most "
+                f"{format_duration(limits.MAX_WINDOW)}"
+            )
+        return value
+
+    @field_validator("delay")
+    @classmethod
+    def _delay_bounds(cls, value: timedelta) -> timedelta:
+        if value > limits.MAX_DELAY:
+            raise ValueError(
+                f"delay {format_duration(value)} is too long: at most "
+                f"{format_duration(limits.MAX_DELAY)}"
+            )
         return value
 
     @field_validator("query_dsl")
@@ -264,6 +328,15 @@ class CheckBase(BaseModel):
             )
         if len(set(value)) != len(value):
             raise ValueError("group_by names a field twice")
+        seen: dict[str, str] = {}
+        for name in value:
+            label = limits.label_name(name)
+            if label in seen:
+                raise ValueError(
+                    f"fields '{seen[label]}' and '{name}' would both be the metric label "
+                    f"'{label}' (Prometheus rejects a duplicate label): group by only one of them"
+                )
+            seen[label] = name
         return value
 
     @model_validator(mode="after")
@@ -274,6 +347,23 @@ class CheckBase(BaseModel):
                 "without a threshold)"
             )
         return self
+
+    def warnings(self) -> list[tuple[str, str]]:
+        """(field, message) for settings that are valid but cannot do what was meant.
+
+        ``~:`` never alerts (everything is inside it) and ``@~:`` always alerts: reported
+        by ``esbridge validate`` and logged at load, not refused.
+        """
+        found = []
+        for name in ("warning", "critical"):
+            value = getattr(self, name)
+            if value is None or value.start != -math.inf or value.end != math.inf:
+                continue
+            if value.inside:
+                found.append((name, f"range '{value}' always alerts: every value is inside it"))
+            else:
+                found.append((name, f"range '{value}' can never alert: no value is outside it"))
+        return found
 
     # -- helpers used by the planner, evaluator and outputs --
 
@@ -313,7 +403,9 @@ class CheckBase(BaseModel):
 class _DataCheck(CheckBase):
     """Kinds that query documents: an index is required."""
 
-    index: StrList = Field(description="index names or patterns (e.g. logs-web-*)")
+    index: StrList = Field(
+        max_length=limits.MAX_LIST_ITEMS, description="index names or patterns (e.g. logs-web-*)"
+    )
 
     @field_validator("index")
     @classmethod
@@ -355,7 +447,7 @@ class MetricCheck(_DataCheck):
 
     supports_group_by: ClassVar[bool] = True
     kind: Literal["metric"] = "metric"
-    field: str = Field(description="numeric field to aggregate")
+    field: ShortText = Field(description="numeric field to aggregate")
     agg: Agg = Field(description="aggregation")
     percentile: float | None = Field(
         None, validate_default=True, description="with agg: percentile, e.g. 99.9"
@@ -375,8 +467,8 @@ class RatioCheck(_DataCheck):
     supports_group_by: ClassVar[bool] = True
     kind: Literal["ratio"] = "ratio"
     unit: str = "%"
-    numerator: str | JsonObject = Field(description="Lucene query or DSL object: the part")
-    denominator: str | JsonObject | None = Field(
+    numerator: QueryText | JsonObject = Field(description="Lucene query or DSL object: the part")
+    denominator: QueryText | JsonObject | None = Field(
         None, description="Lucene query or DSL object: the whole (default: all matched)"
     )
 
@@ -393,7 +485,7 @@ class ChangeCheck(_DataCheck):
 
     kind: Literal["change"] = "change"
     unit: str = "%"
-    field: str | None = Field(None, description="numeric field (omit to compare counts)")
+    field: ShortText | None = Field(None, description="numeric field (omit to compare counts)")
     agg: Agg | None = Field(None, validate_default=True, description="aggregation of field")
     percentile: float | None = Field(None, validate_default=True)
 
@@ -438,8 +530,10 @@ class NodesCheck(_ClusterCheck):
 
     requires_thresholds: ClassVar[bool] = False
     kind: Literal["nodes"] = "nodes"
-    expected_nodes: int = Field(ge=1, description="nodes the cluster should have")
-    expected_data_nodes: int | None = Field(None, ge=0, description="data nodes expected")
+    expected_nodes: int = Field(ge=1, le=100_000, description="nodes the cluster should have")
+    expected_data_nodes: int | None = Field(
+        None, ge=0, le=100_000, description="data nodes expected"
+    )
 
 
 class UnassignedShardsCheck(_ClusterCheck):
@@ -471,7 +565,11 @@ class MasterCheck(_ClusterCheck):
 
     requires_thresholds: ClassVar[bool] = False
     kind: Literal["master"] = "master"
-    node_urls: StrList = Field((), description="node URLs to ask (default: the connection's)")
+    node_urls: StrList = Field(
+        (),
+        max_length=limits.MAX_LIST_ITEMS,
+        description="node URLs to ask (default: the connection's)",
+    )
 
 
 CheckDefinition = Annotated[

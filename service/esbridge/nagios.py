@@ -236,7 +236,9 @@ def _group_lines(groups: tuple[GroupResult, ...]) -> list[str]:
     ordered = sorted(groups, key=lambda g: (g.state is State.OK, -g.state.severity))
     lines: list[str] = []
     for group in ordered:
-        lines.extend(_lines(f"{group.state.name}: {group.summary}"))
+        # One line per group, whatever the group's values hold: a newline in a field value
+        # must not split the long output (or forge a line of it).
+        lines.append(_one_line(f"{group.state.name}: {group.summary}"))
     return lines
 
 
@@ -269,6 +271,24 @@ def _note(dropped_lines: int, dropped_perf: int) -> str:
 
 def render(result: Result, max_bytes: int = MAX_OUTPUT_BYTES) -> str:
     """The plugin output for ``result`` (see the module docstring); no trailing newline."""
+    return rendered(result, max_bytes)[1]
+
+
+def rendered(result: Result, max_bytes: int = MAX_OUTPUT_BYTES) -> tuple[Result, str]:
+    """(result shown, text): a result that cannot be rendered is shown as UNKNOWN.
+
+    Callers that also send the exit code use the returned result's state, so the code and
+    the text always agree. One odd result never breaks the page of another check.
+    """
+    try:
+        return result, _render(result, max_bytes)
+    except Exception as exc:
+        reason = f"could not render the result: {type(exc).__name__}: {str(exc)[:200]}"
+        shown = unknown(result.check, reason, "internal", result.evaluated_at)
+        return shown, _render(shown, max_bytes)
+
+
+def _render(result: Result, max_bytes: int) -> str:
     seen: set[str] = set()
     overall = format_perfdata(result.perfdata, seen)
     group_perf = format_perfdata([p for g in result.groups for p in g.perfdata], seen)

@@ -49,6 +49,30 @@ class StatePersistence:
                 raise
         self._index_ready = True
 
+    async def verify_index(self) -> None:
+        """Re-create the index with its explicit mapping when it has gone missing.
+
+        Someone may delete the state index while esbridge runs. ``_bulk`` would then create
+        it again with a dynamic mapping and a replica, later writes would be rejected (type
+        conflicts) and ``/readyz`` would stay 503 until a restart. So every flush looks first
+        (one ``_count``, covered by the ``read`` privilege of the documented role; reading
+        the mapping would need more), and a missing index is made again with the explicit
+        mapping and written in full from memory.
+        """
+        try:
+            await self.connection.raw("GET", f"/{self.index}/_count", None, self.timeout)
+            self._index_ready = True
+            return
+        except ESError as error:
+            if error.kind != "no_such_index":
+                raise
+        was_ready = self._index_ready
+        self._index_ready = False
+        await self.ensure_index()
+        if was_ready:  # it was deleted under us: what it held is written again
+            log.warning("state index %s was deleted: re-created it", self.index)
+            self.store.mark_all_dirty()
+
     async def restore(self) -> int:
         """Read persisted state for the loaded checks. A missing index restores nothing.
 
@@ -102,7 +126,7 @@ class StatePersistence:
                 await self._probe()
             return 0
         try:
-            await self.ensure_index()
+            await self.verify_index()
             lines: list[str] = []
             for name, doc in documents:
                 lines.append(dumps({"index": {"_index": self.index, "_id": name}}))

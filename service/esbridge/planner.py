@@ -61,8 +61,14 @@ class SearchRequest:
 
     def header(self) -> dict[str, Any]:
         # allow_no_indices=False: a pattern that matches nothing is "no such index", never
-        # a silent count of 0 that would read OK.
-        return {"index": self.index, "allow_no_indices": False, "ignore_unavailable": False}
+        # a silent count of 0 that would read OK. expand_wildcards includes closed indices
+        # so that a closed index matched by a pattern is an error, not silently skipped.
+        return {
+            "index": self.index,
+            "allow_no_indices": False,
+            "ignore_unavailable": False,
+            "expand_wildcards": "open,closed",
+        }
 
 
 @dataclass(frozen=True, slots=True)

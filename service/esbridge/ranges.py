@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal
 
+from esbridge.limits import MAX_ABS_NUMBER
+
 _NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)"
 _RANGE = re.compile(rf"^(?P<inside>@)?(?:(?P<start>~|{_NUMBER})?:)?(?P<end>{_NUMBER})?$")
 
@@ -30,7 +32,13 @@ class Range:
         """Parse a range; raise ``ValueError`` naming what is wrong."""
         if isinstance(text, bool):
             raise ValueError(f"invalid range {text!r}")
+        if isinstance(text, int | float) and not abs(text) <= MAX_ABS_NUMBER:
+            raise ValueError(
+                f"invalid range: {_digits(text)} is too large (at most ±{MAX_ABS_NUMBER:.0e})"
+            )
         raw = str(text).strip() if not isinstance(text, int | float) else _plain(float(text))
+        if len(raw) > 1000:
+            raise ValueError(f"invalid range: {len(raw)} characters is too long for a range")
         if raw == "":
             raise ValueError("invalid range '': empty")
         match = _RANGE.match(raw)
@@ -53,6 +61,11 @@ class Range:
             end = math.inf
         else:
             end = float(end_text)
+        written = [float(t) for t in (start_text, end_text) if t not in (None, "~")]
+        if any(not abs(bound) <= MAX_ABS_NUMBER for bound in written):
+            raise ValueError(
+                f"invalid range {raw!r}: numbers must lie within ±{MAX_ABS_NUMBER:.0e}"
+            )
         if start > end:
             raise ValueError(
                 f"invalid range {raw!r}: start {_plain(start)} is greater than end {_plain(end)}"
@@ -97,6 +110,13 @@ class Range:
         if start == "0" and end:
             return f"{prefix}{end}"
         return f"{prefix}{start}:{end}"
+
+
+def _digits(value: int | float) -> str:
+    """A huge number described without printing all of it (or converting it to float)."""
+    if isinstance(value, int):
+        return f"a {int(abs(value).bit_length() * 0.30103) + 1}-digit number"
+    return repr(value)
 
 
 def _plain(value: float) -> str:

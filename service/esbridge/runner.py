@@ -44,9 +44,11 @@ class Runner:
 
         async def one_connection(name: str, positions: list[int]) -> None:
             subset = [checks[p] for p in positions]
-            for position, result in zip(
-                positions, await self._run_connection(name, subset, moment), strict=True
-            ):
+            try:
+                got = await self._run_connection(name, subset, moment)
+            except Exception as exc:  # isolation: a bug here costs this connection only
+                got = [failed(c, "running", exc, moment) for c in subset]
+            for position, result in zip(positions, got, strict=True):
                 results[position] = result
 
         await asyncio.gather(*(one_connection(n, p) for n, p in by_connection.items()))
@@ -66,30 +68,55 @@ class Runner:
         size = max(1, connection.config.max_searches_per_request)
         batches = [data[k : k + size] for k in range(0, len(data), size)]
 
+        def planned(i: int) -> SearchRequest | ClusterFetch | None:
+            try:
+                return plan(checks[i], moment, self.timeout_of(checks[i]))
+            except Exception as exc:  # e.g. a window that overflows the date range
+                results[i] = failed(checks[i], "planning", exc, now)
+                return None
+
+        def evaluated(i: int, answer: dict[str, Any] | ESError, duration: float) -> None:
+            try:
+                results[i] = evaluate(checks[i], answer, now, duration)
+            except Exception as exc:
+                results[i] = failed(checks[i], "evaluating", exc, now, duration)
+
         async def one_batch(positions: list[int]) -> None:
             # Plan, send and evaluate batch by batch: while Elasticsearch works on one
-            # batch, esbridge plans the next and evaluates the previous one.
+            # batch, esbridge plans the next and evaluates the previous one. A check that
+            # fails to plan or evaluate is UNKNOWN on its own; its batch-mates go on.
             started = time.perf_counter()
-            requests = [plan(checks[i], moment, self.timeout_of(checks[i])) for i in positions]
-            answers = await self._search(connection, requests, timeout)  # type: ignore[arg-type]
+            sent: list[int] = []
+            requests: list[SearchRequest] = []
+            for i in positions:
+                request = planned(i)
+                if isinstance(request, SearchRequest):
+                    sent.append(i)
+                    requests.append(request)
+            if not requests:
+                return
+            answers = await self._search(connection, requests, timeout)
             duration = time.perf_counter() - started
-            for i, answer in zip(positions, answers, strict=True):
-                results[i] = evaluate(checks[i], answer, now, duration)
+            for i, answer in zip(sent, answers, strict=True):
+                evaluated(i, answer, duration)
 
         async def cluster_checks() -> None:
             fetches: dict[ClusterFetch, list[int]] = {}
             for i, check in enumerate(checks):
                 if check.is_cluster_kind:
-                    fetch = plan(check, moment, self.timeout_of(check))
-                    assert isinstance(fetch, ClusterFetch)
-                    fetches.setdefault(fetch, []).append(i)
+                    fetch = planned(i)
+                    if isinstance(fetch, ClusterFetch):
+                        fetches.setdefault(fetch, []).append(i)
 
             async def one_fetch(fetch: ClusterFetch, positions: list[int]) -> None:
                 started = time.perf_counter()
-                answer = await connection.cluster(fetch, timeout)
+                try:
+                    answer = await connection.cluster(fetch, timeout)
+                except Exception as exc:
+                    answer = ESError("internal", f"cluster API call failed: {_reason(exc)}")
                 duration = time.perf_counter() - started
                 for i in positions:
-                    results[i] = evaluate(checks[i], answer, now, duration)
+                    evaluated(i, answer, duration)
 
             await asyncio.gather(*(one_fetch(f, ps) for f, ps in fetches.items()))
 
@@ -131,7 +158,17 @@ class Runner:
         ``query_dsl`` rejects the whole batch. Those searches are re-sent one by one so only
         the faulty check reads UNKNOWN and the others still get their answers.
         """
-        got = await connection.msearch(requests, timeout)
+        try:
+            got = await connection.msearch(requests, timeout)
+        except Exception as exc:
+            # Not an Elasticsearch answer but a failure building the request (a body that
+            # cannot be serialised): retry alone so only the faulty search is affected.
+            if len(requests) == 1:
+                return [ESError("internal", f"could not send the search: {_reason(exc)}")]
+            parts = await asyncio.gather(
+                *(Runner._search(connection, [r], timeout) for r in requests)
+            )
+            return [part[0] for part in parts]
         shared = [
             k
             for k, answer in enumerate(got)
@@ -146,3 +183,19 @@ class Runner:
             for k, answer in zip(shared, alone, strict=True):
                 got[k] = answer[0]
         return got
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc)
+    if len(text) > 300:
+        text = text[:300] + "…"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def failed(
+    check: CheckDefinition, step: str, exc: BaseException, now: float, duration: float = 0.0
+) -> Result:
+    """The UNKNOWN result of a check whose own planning/evaluation raised."""
+    return error_result(
+        check, "internal", f"error while {step} the check: {_reason(exc)}", now, duration
+    )

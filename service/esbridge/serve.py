@@ -19,11 +19,13 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
+from esbridge import limits
 from esbridge.app import Service
 from esbridge.config import Settings
 from esbridge.esclient import Connections
+from esbridge.httplimits import GuardedH11Protocol, RequestLimits
 from esbridge.loader import CheckSet, load_checks
-from esbridge.nagios import render
+from esbridge.nagios import render, rendered
 from esbridge.result import Result
 from esbridge.runner import Runner
 
@@ -119,14 +121,18 @@ def serve(settings: Settings, checkset: CheckSet | None = None) -> int:
         attach(service)
     tune_gc()
     app = build_app(service)
+    raise_open_files_limit()
     config = uvicorn.Config(
-        app,
+        RequestLimits(app),
         host=settings.host,
         port=settings.port,
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=int(SHUTDOWN_GRACE),
         lifespan="on",
+        http=GuardedH11Protocol,
+        timeout_keep_alive=limits.KEEP_ALIVE_TIMEOUT,
+        h11_max_incomplete_event_size=limits.MAX_HEADER_BYTES,
     )
     server = uvicorn.Server(config)
     log.info("listening on http://%s:%d", settings.host, settings.port)
@@ -138,6 +144,21 @@ def serve(settings: Settings, checkset: CheckSet | None = None) -> int:
         signal.signal(signum, _ignore_after_shutdown)
     server.run()
     return 0 if server.started else 1
+
+
+def raise_open_files_limit() -> None:
+    """Soft open-files limit up to the hard limit (often 1,024 → 524,288).
+
+    The connection bound (limits.MAX_CONNECTIONS) keeps the API far below either; the
+    headroom is for Elasticsearch connections and files, so accept() never meets EMFILE.
+    """
+    with contextlib.suppress(ImportError, ValueError, OSError):
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        wanted = hard if hard != resource.RLIM_INFINITY else 65_536
+        if soft != resource.RLIM_INFINITY and soft < wanted:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, 65_536), hard))
 
 
 def _ignore_after_shutdown(signum: int, frame: Any) -> None:
@@ -175,8 +196,8 @@ async def run_checks(settings: Settings, names: list[str], at: float | None = No
 
 def run_one_text(settings: Settings, name: str, at: float | None = None) -> tuple[str, int]:
     """(Nagios text, exit code) of one check evaluated now (or as at ``at``)."""
-    result = asyncio.run(run_checks(settings, [name], at))[0]
-    return render(result), int(result.state)
+    result, text = rendered(asyncio.run(run_checks(settings, [name], at))[0])
+    return text, int(result.state)
 
 
 def preview_one(

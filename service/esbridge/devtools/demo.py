@@ -126,6 +126,10 @@ Press Ctrl-C to stop everything."""
         deadline = time.monotonic() + args.duration if args.duration else None
         while not stop.is_set():
             if service.proc is not None and service.proc.poll() is not None:
+                # Ctrl-C reaches the whole process group: esbridge may see it (and stop
+                # cleanly, exit 0) before this process does. That is a stop, not a failure.
+                if service.proc.returncode == 0:
+                    break
                 _say(f"esbridge exited with {service.proc.returncode}:\n{service.log()[-3000:]}")
                 return 1
             if deadline is not None and time.monotonic() > deadline:

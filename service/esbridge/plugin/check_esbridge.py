@@ -17,12 +17,14 @@ followed by one newline (none added when the body already ends with one), and ex
 ``X-Nagios-Exit-Code`` header (0-3). Every failure is exit 3 with ONE line ``UNKNOWN - ...``.
 
 Start-up cost is the point of this file (Nagios runs it every few minutes per check): the HTTP
-path imports only ``os``, ``sys``, ``time`` and the C module ``_socket`` - not ``socket`` (enum,
-selectors: ~6 ms), not ``http.client`` (email, re, urllib: ~24 ms), not ``argparse`` (~8 ms).
+path imports only ``math``, ``os``, ``sys``, ``time`` and the C module ``_socket`` - not
+``socket`` (enum, selectors: ~6 ms), not ``http.client`` (email, re, urllib: ~24 ms), not
+``argparse`` (~8 ms).
 ``ssl``/``socket`` are imported only for https URLs, ``json`` only to read an error body,
 ``esbridge`` only in ``--direct`` mode.
 """
 
+import math
 import os
 import sys
 import time
@@ -324,15 +326,20 @@ def parse_response(raw):
     return status, headers, body
 
 
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+
+
 def _dechunk(data):
+    # Chunk sizes are plain hex digits only (RFC 9112 7.1): int() would also take "-6",
+    # "+6", " 6" or "6_0", and a negative size walks backwards forever. With sizes >= 0
+    # every round moves forward by at least 3 bytes, so the loop ends on any input.
     out, pos = [], 0
     while True:
         end = data.find(b"\r\n", pos)
-        size_text = data[pos:end].split(b";")[0].strip() if end >= 0 else b""
-        try:
-            size = int(size_text, 16)
-        except ValueError:
-            raise Fail("unexpected answer from esbridge: body truncated (bad chunk)") from None
+        size_text = data[pos:end].split(b";")[0].strip(b" \t") if end >= 0 else b""
+        if not size_text or len(size_text) > 16 or not _HEX.issuperset(size_text):
+            raise Fail("unexpected answer from esbridge: body truncated (bad chunk)")
+        size = int(size_text, 16)
         if size == 0:
             return b"".join(out)
         start = end + 2
@@ -468,9 +475,12 @@ def run_http(opts):
         try:
             age = time.time() - float(evaluated)
         except ValueError:
+            age = math.nan
+        if not math.isfinite(age):  # "nan" or "inf" would compare as fresh
             raise Fail(
-                f"unexpected answer from esbridge: X-Esbridge-Evaluated-At '{evaluated}'"
-            ) from None
+                f"unexpected answer from esbridge: X-Esbridge-Evaluated-At '{_one_line(evaluated)}'"
+                f" (max-age {max_age:g} s)"
+            )
         if age > max_age:
             raise Fail(
                 f"result for {check} is {age:.0f} s old (max-age {max_age:g} s), "

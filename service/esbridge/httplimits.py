@@ -1,0 +1,163 @@
+"""Limits on the HTTP side: idle and half-sent connections, connection count, request size.
+
+uvicorn closes an idle keep-alive connection after ``timeout_keep_alive`` but never a
+connection that has sent nothing or only part of a request: a thousand of those exhaust the
+open-files limit and ``/healthz`` stops answering. :class:`GuardedH11Protocol` gives every
+request :data:`~esbridge.limits.HEADER_READ_TIMEOUT` seconds to arrive completely and, past
+:data:`~esbridge.limits.MAX_CONNECTIONS`, closes the connection that has waited longest
+without a request instead of refusing the newcomer. :class:`RequestLimits` (ASGI) bounds the
+request body and closes the connection after a request that is ambiguous on the wire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from esbridge import limits
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a request-read timeout and a connection bound."""
+
+    _request_timer: asyncio.TimerHandle | None = None
+    _idle_since: float | None = None  # waiting for a request since (None: serving one)
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._idle_since = time.monotonic()
+        self._arm()
+        if len(self.connections) > limits.MAX_CONNECTIONS:
+            self._evict_one()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        cycle = self.cycle
+        serving = cycle is not None and not cycle.response_complete
+        if serving and not cycle.more_body:
+            self._disarm()  # the whole request is here; the app may take its time
+            self._idle_since = None
+        elif not self.transport.is_closing():
+            self._arm()  # headers or body still arriving
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._idle_since = time.monotonic()  # idle keep-alive: uvicorn's timer closes it
+
+    def _arm(self) -> None:
+        if self._request_timer is None:
+            self._request_timer = self.loop.call_later(
+                limits.HEADER_READ_TIMEOUT, self._request_timeout
+            )
+
+    def _disarm(self) -> None:
+        if self._request_timer is not None:
+            self._request_timer.cancel()
+            self._request_timer = None
+
+    def _request_timeout(self) -> None:
+        self._request_timer = None
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete and not cycle.more_body:
+            return  # complete request being served
+        if not self.transport.is_closing():
+            self.transport.close()
+
+    def _evict_one(self) -> None:
+        """Close the connection waiting longest for a request (this one if none waits)."""
+        waiting = [
+            c
+            for c in self.connections
+            if isinstance(c, GuardedH11Protocol)
+            and c._idle_since is not None
+            and not c.transport.is_closing()  # still listed until connection_lost runs
+        ]
+        victim = min(waiting, key=lambda c: c._idle_since or 0.0, default=self)
+        victim.transport.close()
+
+
+class RequestLimits:
+    """ASGI middleware: header and body bounds, ``Connection: close`` after ambiguous framing.
+
+    A request with both ``Transfer-Encoding`` and ``Content-Length`` is answered 400 and the
+    connection closed (RFC 9112 section 6.3: the server must close after such a request; a
+    proxy in front might have framed it differently - request smuggling).
+    """
+
+    def __init__(self, app: Any, max_body: int = limits.MAX_REQUEST_BODY_BYTES) -> None:
+        self.app = app
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        raw = scope.get("headers", [])
+        size = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+        size += sum(len(k) + len(v) + 4 for k, v in raw)
+        if size > limits.MAX_HEADER_BYTES:
+            await _refuse(
+                send, 431, f"request line and headers larger than {limits.MAX_HEADER_BYTES} bytes"
+            )
+            return
+        headers = {k.lower(): v for k, v in raw}
+        if b"transfer-encoding" in headers and b"content-length" in headers:
+            await _refuse(send, 400, "both Transfer-Encoding and Content-Length")
+            return
+        length = headers.get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_body):
+            await _refuse(send, 413, f"request body larger than {self.max_body} bytes")
+            return
+        received = 0
+        started = False
+
+        async def bounded_receive() -> Message:
+            nonlocal received
+            message: Message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise _TooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, bounded_receive, tracking_send)
+        except _TooLarge:
+            if not started:
+                await _refuse(send, 413, f"request body larger than {self.max_body} bytes")
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _refuse(send: Any, status: int, reason: str) -> None:
+    body = ('{"error": "' + reason + '"}').encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
