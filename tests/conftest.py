@@ -7,10 +7,14 @@
 - ``seed(index, docs, now=None)``: bulk-load dicts (``"ago": "3m"`` → ``@timestamp``), refreshed.
 
 Tests using ``es_url`` are marked ``es`` automatically (``make test-compat`` reruns them on 9.x).
+Tests using ``secured`` (a TLS + auth cluster, ``secure_es.py``, started once per session at
+the version of the session's server) are marked ``es`` and ``es_security``: backends without a
+security plugin deselect ``es_security``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import uuid
@@ -33,6 +37,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         fixtures = getattr(item, "fixturenames", ())
         if "es_url" in fixtures and item.get_closest_marker("es") is None:
             item.add_marker(pytest.mark.es)
+        if "secured" in fixtures and item.get_closest_marker("es_security") is None:
+            item.add_marker(pytest.mark.es_security)
 
 
 def expected_es_version() -> str | None:
@@ -97,8 +103,9 @@ def es_client(es: Any) -> Any:
     return es
 
 
-@pytest.fixture
-def make_index(es_url: str) -> Iterator[Callable[..., str]]:
+@contextlib.contextmanager
+def index_maker(es_url: str) -> Iterator[Callable[..., str]]:
+    """What ``make_index`` yields: indices made inside are deleted on leaving."""
     created: list[str] = []
 
     def make(prefix: str = "t", mappings: dict | None = None, settings: dict | None = None) -> str:
@@ -113,9 +120,17 @@ def make_index(es_url: str) -> Iterator[Callable[..., str]]:
         created.append(name)
         return name
 
-    yield make
-    for name in created:
-        httpx.delete(f"{es_url}/{name}", params={"ignore_unavailable": "true"}, timeout=60)
+    try:
+        yield make
+    finally:
+        for name in created:
+            httpx.delete(f"{es_url}/{name}", params={"ignore_unavailable": "true"}, timeout=60)
+
+
+@pytest.fixture
+def make_index(es_url: str) -> Iterator[Callable[..., str]]:
+    with index_maker(es_url) as make:
+        yield make
 
 
 @pytest.fixture
@@ -124,3 +139,15 @@ def seed(es_url: str) -> Callable[..., list[dict]]:
         return _seed(es_url, index, docs, now=now)
 
     return do
+
+
+@pytest.fixture(scope="session")
+def secured(request: pytest.FixtureRequest, es_version: str) -> Any:
+    """The session's secured cluster (``secure_es.shared_secure_es``) at the run's version."""
+    from secure_es import shared_secure_es
+
+    try:
+        return shared_secure_es(request.config, es_version)
+    except Exception as e:  # missing Java, keystore tool failing: fails under CI
+        require(False, f"could not start a secured Elasticsearch {es_version}: {e}")
+        raise

@@ -27,7 +27,7 @@ from realclients import open_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
-pytestmark = [pytest.mark.clients, pytest.mark.slow]
+pytestmark = [pytest.mark.clients, pytest.mark.slow, pytest.mark.version_independent]
 
 CHECKS = """\
 defaults:

@@ -27,7 +27,7 @@ from test_passive_icinga import seeded_checks
 
 ROOT = Path(__file__).resolve().parents[1]
 
-pytestmark = [pytest.mark.clients, pytest.mark.slow]
+pytestmark = [pytest.mark.clients, pytest.mark.slow, pytest.mark.version_independent]
 
 OBJECTS = """
 define host {

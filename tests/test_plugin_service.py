@@ -28,7 +28,7 @@ from realclients import (
     tool,
 )
 
-pytestmark = [pytest.mark.clients, pytest.mark.es]
+pytestmark = [pytest.mark.clients, pytest.mark.es, pytest.mark.version_independent]
 
 CLEAN_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
 
