@@ -10,6 +10,7 @@ or record arrival times. No search server is involved: these rules act on submis
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import threading
 import time
@@ -144,7 +145,7 @@ async def test_backoff_doubles_up_to_backoff_max(tmp_path, fake):
         await t.close()
     times = [r[0] for r in fake.requests]
     assert len(times) == 7
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     # A sleep never ends early: lower bounds hold under any load. Without the cap the
     # later gaps would be 0.8, 1.6, 3.2 s.
     for gap, want in zip(gaps, [0.1, 0.2, 0.4, 0.4, 0.4, 0.4], strict=True):

@@ -21,7 +21,6 @@ from typing import Any
 
 import pytest
 
-from _require import require
 from esbridge.devtools.elasticsearch import free_port
 from esbridge.devtools.service import EsbridgeProcess
 from faultproxy import FaultProxy

@@ -22,7 +22,6 @@ from typing import Any
 import httpx
 import pytest
 
-from _require import require
 from esbridge.devtools.service import EsbridgeProcess
 from faultproxy import FaultProxy
 from secure_es import LOGS_READ_KEY, Provisioned, SecureES, try_api_key
