@@ -7,6 +7,7 @@
 - ``seed(index, docs, now=None)``: bulk-load dicts (``"ago": "3m"`` → ``@timestamp``), refreshed.
 
 Tests using ``es_url`` are marked ``es`` automatically (``make test-compat`` reruns them on 9.x).
+``spare_es``: a second plain cluster for the session (fault tests kill and restart it).
 Tests using ``secured`` (a TLS + auth cluster, ``secure_es.py``, started once per session at
 the version of the session's server) are marked ``es`` and ``es_security``: backends without a
 security plugin deselect ``es_security``.
@@ -80,6 +81,23 @@ def es_url() -> Iterator[str]:
         require(False, f"could not start Elasticsearch {server.version}: {e}")
     try:
         yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def spare_es() -> Iterator[esdev.ElasticsearchServer]:
+    """A second plain single-node cluster at the run's version, started once per session by
+    the first test that asks: ours to kill and restart (test_faults; it must be left running)
+    or to disagree with the first (split brain in test_kinds_cluster)."""
+    server = esdev.ElasticsearchServer(version=expected_es_version() or esdev.DEFAULT_VERSION)
+    try:
+        server.start()
+    except Exception as e:
+        server.stop()
+        require(False, f"could not start a second Elasticsearch {server.version}: {e}")
+    try:
+        yield server
     finally:
         server.stop()
 

@@ -89,6 +89,7 @@ def test_make_index_deletes_its_indices(es_url):
 
 @pytest.mark.es
 @pytest.mark.slow
+@pytest.mark.version_independent  # the session's server proves start-up at every version
 def test_second_instance_stops_cleanly():
     server = esdev.ElasticsearchServer(version=expected_es_version() or esdev.DEFAULT_VERSION)
     with server:

@@ -8,7 +8,6 @@ gives known answers for cluster_health and unassigned_shards without touching th
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -193,20 +192,14 @@ async def test_master_agreement_and_unreachable_node(es_url: str, node_name: str
 
 
 @pytest.mark.slow
-async def test_master_split_brain_two_clusters(es_url: str, node_name: str) -> None:
+async def test_master_split_brain_two_clusters(es_url: str, node_name: str, spare_es) -> None:
     """Two different single-node clusters listed as one: they disagree, CRITICAL split brain."""
-    from esbridge.devtools.elasticsearch import ElasticsearchServer
-
-    server = ElasticsearchServer(version=os.environ.get("ESBRIDGE_TEST_ES_VERSION"), heap="256m")
-    try:
-        server.start()
-        other = httpx.get(f"{server.url}/_cat/master", params={"format": "json"}, timeout=10)
-        other_name = other.json()[0]["node"]
-        assert other_name != node_name
-        text = checks_yaml([{"name": "brain", "kind": "master", "node_urls": [es_url, server.url]}])
-        result = (await run_yaml(es_url, text))["brain"]
-    finally:
-        server.stop()
+    server = spare_es  # the session's second cluster
+    other = httpx.get(f"{server.url}/_cat/master", params={"format": "json"}, timeout=10)
+    other_name = other.json()[0]["node"]
+    assert other_name != node_name
+    text = checks_yaml([{"name": "brain", "kind": "master", "node_urls": [es_url, server.url]}])
+    result = (await run_yaml(es_url, text))["brain"]
     assert result.state is State.CRITICAL
     assert result.summary == (
         "split brain: nodes disagree on the elected master: "
