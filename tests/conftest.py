@@ -16,6 +16,7 @@ security plugin deselect ``es_security``.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import uuid
@@ -31,6 +32,40 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _require import require
 from esbridge.devtools import elasticsearch as esdev
 from esbridge.devtools.seeding import seed as _seed
+
+
+class _StartCounter(logging.Handler):
+    """Collects the harness's "Elasticsearch … ready at …" lines (starts and restarts in this
+    pytest process; a subprocess's own, like the bench's, are not seen)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if " ready at " in message:
+            self.lines.append(message)
+
+
+_STARTS = _StartCounter()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    harness_log = logging.getLogger(esdev.__name__)
+    harness_log.addHandler(_STARTS)
+    if not harness_log.isEnabledFor(logging.INFO):
+        harness_log.setLevel(logging.INFO)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """How many search-server starts the session paid for: the costliest thing in a run."""
+    if _STARTS.lines:
+        terminalreporter.write_line(
+            f"Elasticsearch starts in this session (restarts included): {len(_STARTS.lines)}"
+        )
+        for line in _STARTS.lines:
+            terminalreporter.write_line(f"  {line}")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
