@@ -136,7 +136,7 @@ async def test_retries_run_out_then_the_submission_is_dropped(tmp_path, fake):
 async def test_backoff_doubles_up_to_backoff_max(tmp_path, fake):
     """Gaps between attempts grow 100, 200, 400 ms, then stay at backoff_max (400 ms)."""
     fake.failing = True
-    t = target(tmp_path, fake, retries="6", backoff="100ms", backoff_max="400ms", concurrency="1")
+    t = target(tmp_path, fake, retries="7", backoff="100ms", backoff_max="400ms", concurrency="1")
     t.start()
     try:
         t.offer(sub("a"), now=time.time())
@@ -144,14 +144,14 @@ async def test_backoff_doubles_up_to_backoff_max(tmp_path, fake):
     finally:
         await t.close()
     times = [r[0] for r in fake.requests]
-    assert len(times) == 7
+    assert len(times) == 8
     gaps = [b - a for a, b in itertools.pairwise(times)]
     # A sleep never ends early: lower bounds hold under any load. Without the cap the
-    # later gaps would be 0.8, 1.6, 3.2 s.
-    for gap, want in zip(gaps, [0.1, 0.2, 0.4, 0.4, 0.4, 0.4], strict=True):
+    # later gaps would be 0.8, 1.6, 3.2, 6.4 s; the upper bound leaves room for a busy machine.
+    for gap, want in zip(gaps, [0.1, 0.2, 0.4, 0.4, 0.4, 0.4, 0.4], strict=True):
         assert gap >= want - 0.01, gaps
     assert gaps[2] > 1.8 * gaps[0], gaps
-    assert max(gaps[3:]) < 0.8 + 0.5, gaps
+    assert max(gaps[3:]) < 3.0, gaps
 
 
 async def test_change_mode_resends_after_a_dropped_submission(tmp_path, fake):
@@ -183,7 +183,7 @@ async def test_change_mode_resends_after_a_dropped_submission(tmp_path, fake):
 
 async def test_concurrency_sends_that_many_at_once(tmp_path, fake):
     """concurrency: 3 → three requests in flight at once, never more."""
-    fake.delay = 0.4
+    fake.delay = 1.0
     t = target(tmp_path, fake, concurrency="3")
     t.start()
     try:
