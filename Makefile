@@ -12,7 +12,7 @@ ES8 := $(shell sed -n 's/^ES8 = "\(.*\)"/\1/p' service/esbridge/devtools/elastic
 ES9 := $(shell sed -n 's/^ES9 = "\(.*\)"/\1/p' service/esbridge/devtools/elasticsearch.py)
 PYTEST_ARGS ?=
 
-.PHONY: venv test-deps es-fetch test test-compat demo lint bench bench-smoke es-start es-stop es-status
+.PHONY: venv test-deps es-fetch test test-compat backend-phases demo lint bench bench-smoke es-start es-stop es-status
 
 venv: $(STAMP)
 
@@ -34,8 +34,11 @@ test: venv test-deps es-fetch
 # Backend phases: re-run the tests whose outcome depends on the search server against another
 # backend (never reuse a URL from the shell). Tests marked version_independent (Chromium,
 # Nagios, Icinga 2, Prometheus, the bench) ran in `make test` already and are deselected here.
-# One line per backend: $(eval $(call backend_phase,<name>,<version>,<marker expression>)).
+# One line per backend: $(eval $(call backend_phase,<name>,<version>,<marker expression>));
+# .ci/run runs every phase listed by `make -s backend-phases`.
+BACKEND_PHASES :=
 define backend_phase
+BACKEND_PHASES += $(1)
 .PHONY: test-$(1)
 test-$(1): venv test-deps
 	$$(PY) -m esbridge.devtools.elasticsearch fetch --version $(2)
@@ -45,6 +48,9 @@ COMPAT_MARK := es and not version_independent
 $(eval $(call backend_phase,es9,$(ES9),$(COMPAT_MARK)))
 
 test-compat: test-es9
+
+backend-phases:
+	@echo $(BACKEND_PHASES)
 
 demo: venv
 	$(PY) -m esbridge.devtools.demo
