@@ -8,15 +8,15 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.esbridge-installed
-ES8 := $(shell sed -n 's/^ES8 = "\(.*\)"/\1/p' service/esbridge/devtools/elasticsearch.py)
-ES9 := $(shell sed -n 's/^ES9 = "\(.*\)"/\1/p' service/esbridge/devtools/elasticsearch.py)
-OS2 := $(shell sed -n 's/^OS2 = "\(.*\)"/\1/p' service/esbridge/devtools/opensearch.py)
-OS3 := $(shell sed -n 's/^OS3 = "\(.*\)"/\1/p' service/esbridge/devtools/opensearch.py)
+ES8 := $(shell sed -n 's/^ES8 = "\([^"]*\)".*/\1/p' service/esbridge/devtools/elasticsearch.py)
+ES9 := $(shell sed -n 's/^ES9 = "\([^"]*\)".*/\1/p' service/esbridge/devtools/elasticsearch.py)
+OS2 := $(shell sed -n 's/^OS2 = "\([^"]*\)".*/\1/p' service/esbridge/devtools/opensearch.py)
+OS3 := $(shell sed -n 's/^OS3 = "\([^"]*\)".*/\1/p' service/esbridge/devtools/opensearch.py)
 OS_VERSION ?= $(OS2)
 BACKEND ?= elasticsearch
 PYTEST_ARGS ?=
 
-.PHONY: venv test-deps es-fetch test test-compat test-opensearch demo lint bench bench-smoke es-start es-stop es-status
+.PHONY: venv test-deps es-fetch test test-compat test-opensearch backend-phases demo lint bench bench-smoke es-start es-stop es-status
 
 venv: $(STAMP)
 
@@ -35,17 +35,36 @@ es-fetch: venv
 test: venv test-deps es-fetch
 	$(VENV)/bin/pytest -ra $(PYTEST_ARGS)
 
-# Re-run the Elasticsearch-backed tests against 9.x (never reuse an 8.x URL from the shell).
-test-compat: venv test-deps
-	$(PY) -m esbridge.devtools.elasticsearch fetch --version $(ES9)
-	env -u ESBRIDGE_TEST_ES_URL ESBRIDGE_TEST_ES_VERSION=$(ES9) $(VENV)/bin/pytest -ra -m es $(PYTEST_ARGS)
+# Backend phases: re-run the tests whose outcome depends on the search server against another
+# backend (never reuse a URL from the shell). Tests marked version_independent (Chromium,
+# Nagios, Icinga 2, Prometheus, the bench) ran in `make test` already and are deselected here;
+# OpenSearch's test distribution has no security plugin, so es_security tests stay on
+# Elasticsearch. One line per backend:
+#   $(eval $(call backend_phase,<name>,<elasticsearch|opensearch>,<version>,<marker expression>))
+# .ci/run runs every phase listed by `make -s backend-phases`.
+BACKEND_PHASES :=
+define backend_phase
+BACKEND_PHASES += $(1)
+.PHONY: test-$(1)
+test-$(1): venv test-deps
+	$$(PY) -m esbridge.devtools.$(2) fetch --version $(3)
+	env -u ESBRIDGE_TEST_ES_URL ESBRIDGE_TEST_BACKEND=$(2) \
+		ESBRIDGE_TEST_$(if $(filter opensearch,$(2)),OS,ES)_VERSION=$(3) \
+		$$(VENV)/bin/pytest -ra -m "$(4)" $$(PYTEST_ARGS)
+endef
+COMPAT_MARK := es and not version_independent
+OS_MARK := es and not version_independent and not es_security
+$(eval $(call backend_phase,es9,elasticsearch,$(ES9),$(COMPAT_MARK)))
+$(eval $(call backend_phase,os2,opensearch,$(OS2),$(OS_MARK)))
+$(eval $(call backend_phase,os3,opensearch,$(OS3),$(OS_MARK)))
 
-# The backend-dependent tests (-m es) on OpenSearch (OS_VERSION=2|3|2.19.6|3.8.0); the tests
-# that need Elasticsearch's security features (es_security) have no OpenSearch counterpart here.
-test-opensearch: venv test-deps
-	$(PY) -m esbridge.devtools.opensearch fetch --version $(OS_VERSION)
-	env -u ESBRIDGE_TEST_ES_URL ESBRIDGE_TEST_BACKEND=opensearch ESBRIDGE_TEST_OS_VERSION=$(OS_VERSION) \
-		$(VENV)/bin/pytest -ra -m "es and not es_security" $(PYTEST_ARGS)
+test-compat: test-es9
+
+# `make test-opensearch OS_VERSION=2|3|2.19.6|3.8.0`: the OpenSearch phase of that major.
+test-opensearch: test-os$(firstword $(subst ., ,$(OS_VERSION)))
+
+backend-phases:
+	@echo $(BACKEND_PHASES)
 
 demo: venv
 	$(PY) -m esbridge.devtools.demo --backend $(BACKEND)

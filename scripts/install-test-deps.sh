@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages the esbridge test suite drives (Nagios, Icinga 2, Prometheus,
-# the monitoring plugins, Chromium, Maven and a Java runtime for Elasticsearch).
+# the monitoring plugins, Chromium, Maven, hyperfine for bench/plugin_latency.sh and a Java
+# runtime for Elasticsearch).
 #
 # - Each package is checked with `dpkg -s`; `apt-get update` runs once, only if something
 #   is missing.
@@ -11,7 +12,7 @@
 #   fail under CI=true, with the reason).
 set -euo pipefail
 
-packages=(nagios4-core icinga2-bin prometheus monitoring-plugins-basic chromium maven)
+packages=(nagios4-core icinga2-bin prometheus monitoring-plugins-basic chromium maven hyperfine)
 
 have_java() {
     command -v java >/dev/null 2>&1 && return 0

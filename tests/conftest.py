@@ -12,10 +12,16 @@
 - ``seed(index, docs, now=None)``: bulk-load dicts (``"ago": "3m"`` → ``@timestamp``), refreshed.
 
 Tests using ``es_url`` are marked ``es`` automatically (``make test-compat`` reruns them on 9.x).
+``spare_es``: a second plain cluster for the session (fault tests kill and restart it).
+Tests using ``secured`` (a TLS + auth cluster, ``secure_es.py``, started once per session at
+the version of the session's server) are marked ``es`` and ``es_security``: backends without a
+security plugin deselect ``es_security``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import sys
 import uuid
@@ -32,6 +38,40 @@ from _require import require
 from esbridge.devtools import elasticsearch as esdev
 from esbridge.devtools.opensearch import OPENSEARCH
 from esbridge.devtools.seeding import seed as _seed
+
+
+class _StartCounter(logging.Handler):
+    """Collects the harness's "Elasticsearch … ready at …" lines (starts and restarts in this
+    pytest process; a subprocess's own, like the bench's, are not seen)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if " ready at " in message:
+            self.lines.append(message)
+
+
+_STARTS = _StartCounter()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    harness_log = logging.getLogger(esdev.__name__)
+    harness_log.addHandler(_STARTS)
+    if not harness_log.isEnabledFor(logging.INFO):
+        harness_log.setLevel(logging.INFO)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """How many search-server starts the session paid for: the costliest thing in a run."""
+    if _STARTS.lines:
+        terminalreporter.write_line(
+            f"Elasticsearch starts in this session (restarts included): {len(_STARTS.lines)}"
+        )
+        for line in _STARTS.lines:
+            terminalreporter.write_line(f"  {line}")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -119,6 +159,23 @@ def es_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def spare_es() -> Iterator[esdev.ElasticsearchServer]:
+    """A second plain single-node cluster at the run's version, started once per session by
+    the first test that asks: ours to kill and restart (test_faults; it must be left running)
+    or to disagree with the first (split brain in test_kinds_cluster)."""
+    server = new_server()
+    try:
+        server.start()
+    except Exception as e:
+        server.stop()
+        require(False, f"could not start a second {BACKEND_NAME} {server.version}: {e}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
 def es_version(es_url: str) -> str:
     return server_version(es_url)
 
@@ -149,8 +206,9 @@ def es_client(es: Any) -> Any:
     return es
 
 
-@pytest.fixture
-def make_index(es_url: str) -> Iterator[Callable[..., str]]:
+@contextlib.contextmanager
+def index_maker(es_url: str) -> Iterator[Callable[..., str]]:
+    """What ``make_index`` yields: indices made inside are deleted on leaving."""
     created: list[str] = []
 
     def make(prefix: str = "t", mappings: dict | None = None, settings: dict | None = None) -> str:
@@ -165,9 +223,17 @@ def make_index(es_url: str) -> Iterator[Callable[..., str]]:
         created.append(name)
         return name
 
-    yield make
-    for name in created:
-        httpx.delete(f"{es_url}/{name}", params={"ignore_unavailable": "true"}, timeout=60)
+    try:
+        yield make
+    finally:
+        for name in created:
+            httpx.delete(f"{es_url}/{name}", params={"ignore_unavailable": "true"}, timeout=60)
+
+
+@pytest.fixture
+def make_index(es_url: str) -> Iterator[Callable[..., str]]:
+    with index_maker(es_url) as make:
+        yield make
 
 
 @pytest.fixture
@@ -176,3 +242,15 @@ def seed(es_url: str) -> Callable[..., list[dict]]:
         return _seed(es_url, index, docs, now=now)
 
     return do
+
+
+@pytest.fixture(scope="session")
+def secured(request: pytest.FixtureRequest, es_version: str) -> Any:
+    """The session's secured cluster (``secure_es.shared_secure_es``) at the run's version."""
+    from secure_es import shared_secure_es
+
+    try:
+        return shared_secure_es(request.config, es_version)
+    except Exception as e:  # missing Java, keystore tool failing: fails under CI
+        require(False, f"could not start a secured Elasticsearch {es_version}: {e}")
+        raise

@@ -10,7 +10,8 @@ config folder and handed to :class:`ElasticsearchServer` as config files; roles 
 Why not native users and API keys: the integ-test-zip distribution has no analysis-common
 module, and the ``.security`` system index that stores native users, roles and API keys
 cannot be created without it ("Unknown filter type [pattern_capture]"). ``try_api_key``
-returns None there, and the API-key test says so when it skips.
+returns None there; a read-only API key is therefore not proven by this suite
+(docs/security.md).
 
 Helpers talk to the cluster as ``elastic`` over HTTPS with the generated CA, so they prove
 the CA bundle works before esbridge ever uses it.
@@ -315,8 +316,9 @@ class Provisioned:
 _SHARED: tuple[SecureES, Provisioned] | None = None
 
 
-def shared_secure_es(config: Any) -> tuple[SecureES, Provisioned]:
-    """One secured cluster per test session (stopped at session end via ``config``)."""
+def shared_secure_es(config: Any, version: str) -> tuple[SecureES, Provisioned]:
+    """One secured cluster per test session (stopped at session end via ``config``), at
+    ``version``: the run's, so the security tests run on every version the CI runs."""
     global _SHARED
     if _SHARED is not None:
         return _SHARED
@@ -331,7 +333,6 @@ def shared_secure_es(config: Any) -> tuple[SecureES, Provisioned]:
         nostore_user="esb_nostore",
         nostore_password="nst-" + secrets.token_urlsafe(16),
     )
-    version = os.environ.get("ESBRIDGE_TEST_ES_VERSION") or esdev.ES8
     sec = start_secure_es(
         version,
         users=[

@@ -63,6 +63,7 @@ FIGURE_KEYS = [
 
 @pytest.mark.slow
 @pytest.mark.es
+@pytest.mark.version_independent
 @pytest.mark.timeout(600)
 def test_bench_smoke_writes_every_figure(tmp_path: Path) -> None:
     require(Path("/usr/bin/python3").exists(), "/usr/bin/python3 is needed for the plugin figure")
@@ -101,6 +102,12 @@ def test_bench_smoke_writes_every_figure(tmp_path: Path) -> None:
         assert (
             figures[f"{cycle}.esbridge.requests"]["max"] < figures[f"{cycle}.naive.requests"]["min"]
         )
+    # bench/plugin_latency.sh (hyperfine, scripts/install-test-deps.sh) and
+    # bench/passive_vs_plugin.py ran to the end, and their figures made it into the results.
+    for script in ("plugin_latency", "passive_vs_plugin"):
+        got = data["extra"].get(script)
+        assert isinstance(got, dict) and got.get("exit") == 0, (script, got)
+        assert any(k.startswith(f"{script}.") for k in figures), (script, sorted(figures))
     sizes = data["sizes"]
     assert figures["scrape.group_series"]["min"] == sizes["scrape_checks"] * sizes["scrape_groups"]
     assert (tmp_path / "RESULTS.md").read_text().startswith("# esbridge benchmark results (smoke)")

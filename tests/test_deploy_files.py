@@ -28,7 +28,7 @@ DEPLOY = ROOT / "deploy"
 NAGIOS_FILES = sorted((DEPLOY / "nagios").glob("*.cfg"))
 ICINGA_FILES = sorted((DEPLOY / "icinga2").glob("*.conf"))
 
-pytestmark = pytest.mark.clients
+pytestmark = [pytest.mark.clients, pytest.mark.version_independent]
 
 
 def run(*args, **kw) -> subprocess.CompletedProcess[str]:
@@ -234,9 +234,13 @@ def test_systemd_unit_verifies(tmp_path):
     proc = run(analyze, "verify", "--man=no", str(tmp_path / "esbridge.service"))
     assert proc.returncode == 0 and proc.stderr.strip() == "", proc.stderr
     proc = run(analyze, "security", "--offline=true", str(tmp_path / "esbridge.service"))
-    if proc.returncode == 0:
-        score = re.search(r"Overall exposure level for esbridge.service: ([\d.]+)", proc.stdout)
-        assert score and float(score.group(1)) <= 2.0, proc.stdout[-500:]
+    # `security --offline` needs systemd >= 250: an older one skips outside CI, fails under CI.
+    require(
+        proc.returncode == 0,
+        f"systemd-analyze security --offline failed ({proc.returncode}): {proc.stderr[-300:]}",
+    )
+    score = re.search(r"Overall exposure level for esbridge.service: ([\d.]+)", proc.stdout)
+    assert score and float(score.group(1)) <= 2.0, proc.stdout[-500:]
 
 
 # --------------------------------------------------------------------------- Kubernetes

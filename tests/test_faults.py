@@ -23,8 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
-from _require import require
-from conftest import BACKEND_NAME, new_server
+from conftest import BACKEND_NAME
 from esbridge.devtools import elasticsearch as esdev
 from esbridge.devtools.seeding import seed
 from esbridge.devtools.service import EsbridgeProcess
@@ -99,19 +98,18 @@ def unique(prefix: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def own_es() -> Iterator[esdev.ElasticsearchServer]:
-    """Our own Elasticsearch (killed and restarted by case 1), seeded with a log index."""
-    server = new_server()
-    try:
-        server.start()
-    except Exception as e:  # missing Java, no download: skip outside CI
-        server.stop()
-        require(False, f"could not start {BACKEND_NAME} {server.version}: {e}")
+def own_es(spare_es: esdev.ElasticsearchServer) -> Iterator[esdev.ElasticsearchServer]:
+    """The session's second Elasticsearch (killed and restarted by case 1; nothing else
+    uses the shared one), seeded with a log index."""
+    server = spare_es
+    if server.proc is None or server.proc.poll() is not None:
+        server.restart()  # a previous failure left it down
     settings = {"settings": {"number_of_shards": 1, "number_of_replicas": 0}}
     httpx.put(f"{server.url}/flt-logs", json=settings, timeout=60).raise_for_status()
     seed(server.url, "flt-logs", [{"ago": f"{i}m", "status": 200} for i in range(5)])
     yield server
-    server.stop()
+    if server.proc is not None and server.proc.poll() is None:
+        delete_index(server.url, "flt-logs")
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import BACKEND, expected_es_version, new_server
+from conftest import BACKEND, expected_es_version, index_maker, new_server
 from esbridge.devtools import elasticsearch as esdev
 from esbridge.devtools.seeding import iso, parse_ago, prepare_docs
 
@@ -83,24 +83,19 @@ def test_make_index_and_seed_round_trip(es_url, make_index, seed):
 
 
 @pytest.mark.es
-def test_make_index_deletes_after_test(es_url, make_index):
-    # the fixture's cleanup is checked by the next test through this module-level name
-    name = make_index("gone")
-    _created.append(name)
-
-
-_created: list[str] = []
-
-
-@pytest.mark.es
-def test_previous_index_was_deleted(es_url):
-    assert _created, "runs after test_make_index_deletes_after_test"
-    r = httpx.head(f"{es_url}/{_created[0]}", timeout=10)
-    assert r.status_code == 404
+def test_make_index_deletes_its_indices(es_url):
+    """The code behind the ``make_index`` fixture deletes what it made when the test ends."""
+    with index_maker(es_url) as make:
+        names = [make("gone"), make("gone", mappings={"properties": {"x": {"type": "long"}}})]
+        for name in names:
+            assert httpx.head(f"{es_url}/{name}", timeout=10).status_code == 200
+    for name in names:
+        assert httpx.head(f"{es_url}/{name}", timeout=10).status_code == 404, name
 
 
 @pytest.mark.es
 @pytest.mark.slow
+@pytest.mark.version_independent  # the session's server proves start-up at every version
 def test_second_instance_stops_cleanly():
     server = new_server()
     with server:

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import BACKEND_NAME, new_server
+from conftest import BACKEND_NAME
 from esbridge.nagios import render
 from esbridge.result import State
 from kinds_support import run_yaml
@@ -193,18 +193,14 @@ async def test_master_agreement_and_unreachable_node(es_url: str, node_name: str
 
 
 @pytest.mark.slow
-async def test_master_split_brain_two_clusters(es_url: str, node_name: str) -> None:
+async def test_master_split_brain_two_clusters(es_url: str, node_name: str, spare_es) -> None:
     """Two different single-node clusters listed as one: they disagree, CRITICAL split brain."""
-    server = new_server(heap="256m")
-    try:
-        server.start()
-        other = httpx.get(f"{server.url}/_nodes/_local", timeout=10).json()["nodes"]
-        other_name = next(iter(other.values()))["name"]
-        assert other_name != node_name
-        text = checks_yaml([{"name": "brain", "kind": "master", "node_urls": [es_url, server.url]}])
-        result = (await run_yaml(es_url, text))["brain"]
-    finally:
-        server.stop()
+    server = spare_es  # the session's second cluster
+    other = httpx.get(f"{server.url}/_nodes/_local", timeout=10).json()["nodes"]
+    other_name = next(iter(other.values()))["name"]
+    assert other_name != node_name
+    text = checks_yaml([{"name": "brain", "kind": "master", "node_urls": [es_url, server.url]}])
+    result = (await run_yaml(es_url, text))["brain"]
     assert result.state is State.CRITICAL
     assert result.summary == (
         "split brain: nodes disagree on the elected master: "

@@ -26,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from esbridge.devtools.service import EsbridgeProcess, free_port
 from test_passive_icinga import seeded_checks
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, pytest.mark.version_independent]
 
 NAMES = ("p-ok", "p-warn", "p-crit")
 

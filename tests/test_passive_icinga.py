@@ -27,7 +27,7 @@ from realclients import open_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
-pytestmark = [pytest.mark.clients, pytest.mark.slow]
+pytestmark = [pytest.mark.clients, pytest.mark.slow, pytest.mark.version_independent]
 
 CHECKS = """\
 defaults:
@@ -317,3 +317,78 @@ def test_wrong_password_is_visible_and_never_stalls(
             assert not cr.get("check_source", "").startswith("esbridge@")
     finally:
         httpx.delete(f"{es_url}/{state_index}", timeout=30)
+
+
+GROUP_CHECKS = """\
+defaults:
+  index: {index}
+  interval: 2s
+  timeout: 2s
+checks:
+  - name: p-group
+    kind: count
+    window: 1h
+    group_by: [host]
+    warning: 2
+    critical: 3
+"""
+
+GROUP_OBJECTS = """
+object Host "web-01" { import "esbridge-passive-host" }
+object Host "web-02" { import "esbridge-passive-host" }
+apply Service "p-group" {
+  import "esbridge-passive-service"
+  assign where host.name in [ "web-01", "web-02" ]
+}
+"""
+
+
+def grouped_checks(folder: Path, make_index, seed) -> Path:
+    """web-01: 4 documents (CRITICAL above 3), web-02: 1 (OK)."""
+    index = make_index("passive-groups", mappings={"properties": {"host": {"type": "keyword"}}})
+    seed(index, [{"ago": "1m", "host": "web-01"}] * 4 + [{"ago": "1m", "host": "web-02"}])
+    checks = folder / "checks.yaml"
+    checks.write_text(GROUP_CHECKS.format(index=index))
+    return checks
+
+
+def test_icinga_gets_one_service_per_group(es_url, make_index, seed, tmp_path):
+    """groups: {host: '{group[host]}'}, send_overall: false → web-01!p-group, web-02!p-group."""
+    require(os.access(ICINGA2, os.X_OK), f"{ICINGA2} is not installed (icinga2-bin)")
+    checks = grouped_checks(tmp_path, make_index, seed)
+    state_index = f"esbridge-state-passive-{uuid.uuid4().hex[:8]}"
+    with open_dir("esbridge-icinga-") as folder:
+        icinga = Icinga(folder, GROUP_OBJECTS).start()
+        try:
+            config = esbridge_config(
+                tmp_path,
+                icinga,
+                send_overall="false",
+                groups="{host: '{group[host]}', service: '{check}'}",
+            )
+            with EsbridgeProcess(es_url, [checks], config=config, state_index=state_index) as svc:
+
+                def delivered() -> dict[str, dict] | None:
+                    got = icinga.services()
+                    for name in ("web-01!p-group", "web-02!p-group"):
+                        cr = got[name].get("last_check_result") or {}
+                        if cr.get("check_source", "").split("@")[0] != "esbridge":
+                            return None
+                    return got
+
+                got = svc.wait_for(delivered, timeout=60)
+                [target] = svc.get("/readyz").json()["passive"]
+            web1 = got["web-01!p-group"]["last_check_result"]
+            web2 = got["web-02!p-group"]["last_check_result"]
+            assert got["web-01!p-group"]["state"] == 2 and web1["state"] == 2, web1
+            assert got["web-02!p-group"]["state"] == 0 and web2["state"] == 0, web2
+            assert web1["output"].startswith("CRITICAL - ") and "4" in web1["output"], web1
+            assert web2["output"].startswith("OK - ") and "1" in web2["output"], web2
+            # each service carries its own group's perfdata only
+            assert all("web-01" in p for p in web1["performance_data"]), web1
+            assert all("web-02" in p for p in web2["performance_data"]), web2
+            # nothing else was submitted (no overall service, which Icinga would refuse)
+            assert target["up"] is True and target["failed"] == 0, target
+        finally:
+            icinga.stop()
+            httpx.delete(f"{es_url}/{state_index}", timeout=30)

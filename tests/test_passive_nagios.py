@@ -23,11 +23,11 @@ import pytest
 from _require import require
 from esbridge.devtools.nagios import NAGIOS4, Nagios, prepare
 from esbridge.devtools.service import EsbridgeProcess, free_port
-from test_passive_icinga import seeded_checks
+from test_passive_icinga import grouped_checks, seeded_checks
 
 ROOT = Path(__file__).resolve().parents[1]
 
-pytestmark = [pytest.mark.clients, pytest.mark.slow]
+pytestmark = [pytest.mark.clients, pytest.mark.slow, pytest.mark.version_independent]
 
 OBJECTS = """
 define host {
@@ -165,6 +165,104 @@ def test_nagios_takes_results_from_the_command_file_and_checks_freshness(
             assert status[name]["check_type"] == "0", status[name]  # active: the fallback ran
             assert float(status[name]["last_check"]) >= stopped - 1
             assert status[name]["plugin_output"].startswith("UNKNOWN - cannot reach esbridge")
+    finally:
+        nagios.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+        httpx.delete(f"{es_url}/{state_index}", timeout=30)
+
+
+GROUP_OBJECTS = """
+define host {
+    use                     esbridge-passive-host
+    host_name               web-01
+    address                 127.0.0.1
+    active_checks_enabled   0
+}
+
+define host {
+    use                     esbridge-passive-host
+    host_name               web-02
+    address                 127.0.0.1
+    active_checks_enabled   0
+}
+
+define service {
+    use                     esbridge-passive-service
+    host_name               web-01,web-02
+    service_description     p-group
+    freshness_threshold     300
+}
+"""
+
+
+def test_nagios_gets_one_service_per_group(es_url, make_index, seed, tmp_path):
+    """groups: {host: '{group[host]}'}, send_overall: false → web-01;p-group, web-02;p-group."""
+    require(os.access(NAGIOS4, os.X_OK), f"{NAGIOS4} is not installed (nagios4-core)")
+    checks = grouped_checks(tmp_path, make_index, seed)
+    folder = Path(tempfile.mkdtemp(prefix="esbridge-nagios-"))
+    folder.chmod(0o755)
+    port = free_port()
+    commands = (ROOT / "deploy/nagios/commands.cfg").read_text()
+    (folder / "commands.cfg").write_text(
+        commands.replace("http://127.0.0.1:9108", f"http://127.0.0.1:{port}")
+    )
+    cfg_files = [
+        folder / "commands.cfg",
+        ROOT / "deploy/nagios/templates.cfg",
+        ROOT / "deploy/nagios/passive.cfg",
+    ]
+    settings = [
+        "status_update_interval=1",
+        "check_external_commands=1",
+        "accept_passive_service_checks=1",
+        "log_passive_checks=1",
+    ]
+    nagios = prepare(folder, GROUP_OBJECTS, cfg_files, settings)
+    config = tmp_path / "esbridge.yaml"
+    config.write_text(
+        "passive:\n"
+        "  - name: nagios\n"
+        "    type: nagios\n"
+        f"    command_file: {nagios.command_file}\n"
+        "    send_overall: false\n"
+        "    groups: {host: '{group[host]}', service: '{check}'}\n"
+        "    timeout: 2s\n"
+    )
+    state_index = f"esbridge-state-passive-{uuid.uuid4().hex[:8]}"
+    try:
+        nagios.start()
+        with EsbridgeProcess(
+            es_url, [checks], config=config, port=port, state_index=state_index
+        ) as svc:
+            poll(
+                lambda: all(
+                    f"PASSIVE SERVICE CHECK: {h};p-group;{code};" in nagios.log()
+                    for h, code in (("web-01", 2), ("web-02", 0))
+                ),
+                60,
+                "per-group passive results in the Nagios log",
+            )
+            status = poll(
+                lambda: (
+                    (s := nagios.status())
+                    and all(s.get((h, "p-group"), {}).get("check_type") == "1"
+                            for h in ("web-01", "web-02"))
+                    and s
+                ),
+                20,
+                "per-group results in status.dat",
+            )  # fmt: skip
+            [target] = svc.get("/readyz").json()["passive"]
+        web1, web2 = status[("web-01", "p-group")], status[("web-02", "p-group")]
+        assert web1["current_state"] == "2" and web1["plugin_output"].startswith("CRITICAL - ")
+        assert web2["current_state"] == "0" and web2["plugin_output"].startswith("OK - ")
+        assert "web-01" in web1["performance_data"] and "web-02" not in web1["performance_data"]
+        assert "web-02" in web2["performance_data"] and "web-01" not in web2["performance_data"]
+        log = nagios.log()
+        # no overall submission (Nagios would log it as a result for an unknown service)
+        assert "PASSIVE SERVICE CHECK: esbridge;" not in log
+        assert "p-group" not in [svc for (host, svc) in status if host not in ("web-01", "web-02")]
+        assert target["up"] is True and target["failed"] == 0, target
     finally:
         nagios.stop()
         shutil.rmtree(folder, ignore_errors=True)

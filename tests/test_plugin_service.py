@@ -9,15 +9,23 @@ code the ``X-Nagios-Exit-Code`` header (tests/test_plugin.py covers the parsing 
 from __future__ import annotations
 
 import os
+import re
+import socket
+import ssl
 import subprocess
 import sys
+import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from esbridge.devtools.nagios import install_plugin
+from esbridge.devtools.seeding import seed
+from esbridge.devtools.service import EsbridgeProcess
 from realclients import (
     STALE_RE,
     SYSTEM_PYTHON,
@@ -28,7 +36,7 @@ from realclients import (
     tool,
 )
 
-pytestmark = [pytest.mark.clients, pytest.mark.es]
+pytestmark = [pytest.mark.clients, pytest.mark.es, pytest.mark.version_independent]
 
 CLEAN_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
 
@@ -212,3 +220,127 @@ def test_precompiled_plugin_gives_the_same_bytes(scenario: Scenario, plugin: Pat
         assert status == 200
         assert proc.stdout == body + b"\n"
         assert proc.returncode == code
+
+
+# --------------------------------------------------------------------------- HTTPS
+
+
+class TlsFront:
+    """A TLS-terminating front for the service (as a reverse proxy would be), in a thread.
+
+    Certificate for localhost/127.0.0.1 signed by a CA made here; each connection forwards
+    one request to the plain-HTTP service and relays the answer (the plugin sends
+    ``Connection: close``).
+    """
+
+    def __init__(self, folder: Path, backend_port: int) -> None:
+        from secure_es import make_pki
+
+        pki = make_pki("localhost")
+        self.ca = folder / "front-ca.crt"
+        self.ca.write_bytes(pki.ca_cert)
+        (folder / "front.crt").write_bytes(pki.node_cert)
+        (folder / "front.key").write_bytes(pki.node_key)
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(folder / "front.crt", folder / "front.key")
+        self.backend_port = backend_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.handshakes_failed = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                raw, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._relay, args=(raw,), daemon=True).start()
+
+    def _relay(self, raw: socket.socket) -> None:
+        try:
+            with self.context.wrap_socket(raw, server_side=True) as client:
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    chunk = client.recv(65536)
+                    if not chunk:
+                        return
+                    request += chunk
+                with socket.create_connection(("127.0.0.1", self.backend_port)) as backend:
+                    backend.sendall(request)
+                    while chunk := backend.recv(65536):
+                        client.sendall(chunk)
+        except (ssl.SSLError, OSError):
+            self.handshakes_failed += 1
+            raw.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_https_url_verifies_the_certificate(scenario: Scenario, plugin: Path, folder: Path) -> None:
+    """https:// goes through TLS with verification: trusted CA → same bytes; untrusted → UNKNOWN."""
+    port = int(scenario.url.rsplit(":", 1)[1])
+    front = TlsFront(folder, port)
+    try:
+        url = f"https://localhost:{front.port}"
+        # OpenSSL's default verify paths honour SSL_CERT_FILE (even under -I): the CA bundle
+        trusted = {"SSL_CERT_FILE": str(front.ca)}
+        for check, code in (("rc-critical", 2), ("web-5xx-errors", 1)):
+            proc = run_plugin(plugin, "-H", url, "-C", check, env=trusted)
+            status, body, _ = scenario.nagios(check, None)
+            assert status == 200
+            assert proc.stdout == body + b"\n", proc.stdout
+            assert proc.returncode == code and proc.stderr == b""
+        assert front.handshakes_failed == 0
+
+        proc = run_plugin(plugin, "-H", url, "-C", "rc-critical")  # system CAs only
+        assert proc.returncode == 3, proc.stdout
+        text = proc.stdout.decode()
+        assert text.startswith(f"UNKNOWN - cannot reach esbridge at {url}: TLS error: "), text
+        assert "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text, text
+        assert text.count("\n") == 1
+    finally:
+        front.close()
+
+
+# --------------------------------------------------------------------------- 8 KiB bound
+
+
+def test_output_bound_of_8_kib_end_to_end(es_url: str, plugin: Path, folder: Path) -> None:
+    """300 groups with long names: the service cuts at 8192 bytes, the plugin passes it on."""
+    index = f"rc-big-{uuid.uuid4().hex[:8]}"
+    state_index = f"rc-big-state-{uuid.uuid4().hex[:8]}"
+    httpx.put(
+        f"{es_url}/{index}",
+        json={
+            "settings": {"number_of_shards": 1, "number_of_replicas": 0},
+            "mappings": {"properties": {"host": {"type": "keyword"}}},
+        },
+        timeout=60,
+    ).raise_for_status()
+    hosts = [f"web-{i:03d}-" + "x" * 60 for i in range(300)]
+    seed(es_url, index, [{"ago": "1m", "host": h} for h in hosts for _ in range(2)])
+    checks = folder / "big-checks.yaml"
+    checks.write_text(
+        "checks:\n"
+        f"  - {{name: big, kind: count, index: {index}, window: 1h, group_by: [host],\n"
+        "     max_groups: 1000, warning: 1, critical: 5, interval: 1h}\n"
+    )
+    try:
+        with EsbridgeProcess(es_url, [checks], state_index=state_index) as svc:
+            svc.wait_for(lambda: svc.get("/api/v1/checks/big").json()["runs"] >= 1, timeout=60)
+            answer = svc.get("/api/v1/checks/big/nagios")
+            proc = run_plugin(plugin, "-H", svc.url, "-C", "big")
+        body = answer.content
+        assert answer.headers["x-nagios-exit-code"] == "1"
+        assert len(body) <= 8192 and len(body) > 8192 - 200, len(body)  # full, not half empty
+        assert proc.returncode == 1
+        assert proc.stdout == body + b"\n"
+        lines = proc.stdout.decode().splitlines()
+        assert lines[0].startswith("WARNING - ")
+        assert re.match(r"\.\.\. \(\d+ more lines truncated", lines[-1]), lines[-1]
+        assert len(lines) < 300  # groups were dropped, not the bound exceeded
+    finally:
+        for name in (index, state_index):
+            httpx.delete(f"{es_url}/{name}", params={"ignore_unavailable": "true"}, timeout=60)

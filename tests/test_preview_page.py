@@ -24,7 +24,7 @@ from esbridge.devtools.service import EsbridgeProcess
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 TIMEOUT_MS = 30_000
 
-pytestmark = pytest.mark.clients
+pytestmark = [pytest.mark.clients, pytest.mark.version_independent]
 
 CHECKS = """\
     defaults:

@@ -39,7 +39,7 @@ from realclients import (
     wait_until,
 )
 
-pytestmark = [pytest.mark.clients, pytest.mark.es]
+pytestmark = [pytest.mark.clients, pytest.mark.es, pytest.mark.version_independent]
 
 NODE = "esbridge-icinga-test"
 

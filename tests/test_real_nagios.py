@@ -34,7 +34,7 @@ from realclients import (
     wait_until,
 )
 
-pytestmark = [pytest.mark.clients, pytest.mark.es]
+pytestmark = [pytest.mark.clients, pytest.mark.es, pytest.mark.version_independent]
 
 SHIPPED = sorted((DEPLOY / "nagios").glob("*.cfg"))
 

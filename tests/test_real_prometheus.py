@@ -31,7 +31,7 @@ from realclients import (
     wait_until,
 )
 
-pytestmark = [pytest.mark.clients, pytest.mark.es]
+pytestmark = [pytest.mark.clients, pytest.mark.es, pytest.mark.version_independent]
 
 EXPECTED = {"rc-ok": 0, "rc-warning": 1, "rc-critical": 2, "rc-unknown": 3, "web-5xx-errors": 1}
 FIRING = {

@@ -21,25 +21,15 @@ from typing import Any
 
 import pytest
 
-from _require import require
 from esbridge.devtools.elasticsearch import free_port
 from esbridge.devtools.service import EsbridgeProcess
 from faultproxy import FaultProxy
-from secure_es import Provisioned, SecureES, shared_secure_es
+from secure_es import Provisioned, SecureES
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN = ROOT / "service" / "esbridge" / "plugin" / "check_esbridge.py"
 PYTHON = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
 CHECKS = ["ok-count", "forbidden-count", "wrong-count", "keyed-count", "dead-count", "hole-count"]
-
-
-@pytest.fixture(scope="module")
-def secured(request: pytest.FixtureRequest) -> tuple[SecureES, Provisioned]:
-    try:
-        return shared_secure_es(request.config)
-    except Exception as e:
-        require(False, f"could not start a secured Elasticsearch: {e}")
-        raise
 
 
 @pytest.fixture(scope="module")

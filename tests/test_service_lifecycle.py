@@ -363,3 +363,87 @@ def test_a_run_past_its_timeout_is_cancelled_and_unknown(
             proxy.stall.clear()
             back = poll(lambda: (d := detail(service, "t-errors"))["state"] == "CRITICAL" and d)
             assert [t["to"] for t in back["transitions"]][:2] == ["CRITICAL", "UNKNOWN"]
+
+
+def _name_with_early_slot(prefix: str, interval: float, margin: float) -> str:
+    """A check name whose early first run comes 1 s after start (offset 0 within the
+    EAGER_SPREAD) and whose regular slot is more than ``margin`` seconds away."""
+    from esbridge.scheduler import EAGER_SPREAD, first_offset
+
+    now = time.time()
+    for i in range(10_000):
+        name = f"{prefix}-{i}"
+        first = now - now % interval + first_offset(name, interval)
+        if first <= now:
+            first += interval
+        if first_offset(name, EAGER_SPREAD) == 0 and first - now > margin:
+            return name
+    raise AssertionError("no suitable name")
+
+
+def test_new_check_runs_early_a_restored_one_waits_for_its_slot(
+    es_url: str, errors_index: str, state_index: str, tmp_path: Path
+) -> None:
+    """interval 1d: a check with no result runs about 1 s after start, not a day later; after a
+    restart its restored result is shown and no early run is added."""
+    name = _name_with_early_slot("early", 86400.0, margin=600.0)
+    checks = write(
+        tmp_path / "early.yaml",
+        f"checks:\n  - {{name: {name}, kind: count, index: {errors_index}, window: 1h,"
+        " critical: 5, interval: 1d}\n",
+    )
+    with EsbridgeProcess(es_url, [checks], state_index=state_index) as first:
+        started = time.time()
+        ran = first.wait_for(lambda: (d := detail(first, name))["runs"] >= 1 and d, timeout=20)
+        assert ran["state"] == "CRITICAL" and ran["runs"] == 1
+        assert ran["evaluated_at_ts"] - started < 10, ran["evaluated_at_ts"] - started
+        assert ran["next_run_ts"] - time.time() > 500  # the regular slot, far away
+    doc = state_doc(es_url, state_index, name)
+    assert doc is not None and doc["runs"] == 1
+    with EsbridgeProcess(es_url, [checks], state_index=state_index) as second:
+        restored = detail(second, name)
+        assert restored["runs"] == 1 and restored["evaluated_at_ts"] == ran["evaluated_at_ts"]
+        time.sleep(3)  # well past the early slot (1 s) a new check would have had
+        assert detail(second, name)["runs"] == 1
+        assert "restored state of 1 checks" in second.log()
+
+
+def test_corrupt_state_document_is_ignored_and_rewritten(
+    es_url: str, errors_index: str, state_index: str, tmp_path: Path
+) -> None:
+    """One unreadable persisted document: a warning naming the check, that check starts
+    afresh (and runs early), the other is restored; the bad document is replaced."""
+    # names whose early first run is 1 s after start: no waiting for a spread slot
+    good, bad = (_name_with_early_slot(p, 3600.0, margin=300.0) for p in ("good", "bad"))
+    checks = write(
+        tmp_path / "corrupt.yaml",
+        "defaults:\n  interval: 1h\nchecks:\n"
+        f"  - {{name: {good}, kind: count, index: {errors_index}, window: 1h, critical: 5}}\n"
+        f"  - {{name: {bad}, kind: count, index: {errors_index}, window: 1h, critical: 5}}\n",
+    )
+    with EsbridgeProcess(es_url, [checks], state_index=state_index) as first:
+        first.wait_for(lambda: all(detail(first, n)["runs"] >= 1 for n in (good, bad)), timeout=60)
+        good_before = detail(first, good)
+    bad_doc = state_doc(es_url, state_index, bad)
+    assert bad_doc is not None
+    bad_doc["previous_state"] = "NOT-A-STATE"  # a keyword the mapping accepts, State[] does not
+    bad_doc["runs"] = 1000
+    r = httpx.put(
+        f"{es_url}/{state_index}/_doc/{bad}", params={"refresh": "true"}, json=bad_doc, timeout=10
+    )
+    assert r.status_code == 200, r.text
+
+    with EsbridgeProcess(es_url, [checks], state_index=state_index) as second:
+        assert f"ignoring unreadable persisted state for check {bad}" in second.log()
+        assert "restored state of 1 checks" in second.log(), second.log()[-2000:]
+        assert detail(second, good)["since_ts"] == good_before["since_ts"]
+        fresh = second.wait_for(lambda: (d := detail(second, bad))["runs"] >= 1 and d, timeout=60)
+        assert fresh["runs"] < 1000 and fresh["state"] == "CRITICAL"
+        assert fresh["transitions"][0]["from"] is None  # started afresh
+        assert second.get("/readyz").status_code == 200
+        second.wait_for(
+            lambda: (
+                (state_doc(es_url, state_index, bad) or {}).get("previous_state") != "NOT-A-STATE"
+            ),
+            timeout=30,
+        )

@@ -1,0 +1,231 @@
+"""The passive sender's delivery rules, over real HTTP: retries, backoff, change mode,
+concurrency and the queue bound.
+
+The target is esbridge's own Icinga 2 sender (``Icinga2Target``) talking to a local HTTP
+server that plays Icinga's ``process-check-result`` endpoint and can be told to fail, hang
+or record arrival times. No search server is involved: these rules act on submissions only
+(the real Icinga 2 and Nagios are in test_passive_icinga.py / test_passive_nagios.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from esbridge.config import load_settings
+from esbridge.devtools.service import free_port
+from esbridge.passive import Icinga2Target, Submission, make_target
+from esbridge.result import State
+
+pytestmark = pytest.mark.version_independent
+
+
+class FakeIcinga:
+    """Answers ``POST /v1/actions/process-check-result``: 500 while ``failing``, else 200.
+
+    Records (monotonic arrival time, service, exit status) of every request and the highest
+    number of requests in flight at once; ``hold`` (an Event) keeps answers back until set.
+    """
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.failing = False
+        self.delay = 0.0
+        self.hold: threading.Event | None = None
+        self.requests: list[tuple[float, str, int, bool]] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.lock = threading.Lock()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with fake.lock:
+                    fake.in_flight += 1
+                    fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
+                    failing = fake.failing
+                    fake.requests.append(
+                        (time.monotonic(), body["service"], body["exit_status"], failing)
+                    )
+                if fake.hold is not None:
+                    fake.hold.wait(10)
+                if fake.delay:
+                    time.sleep(fake.delay)
+                code, payload = (500, b'{"error":500}') if failing else (200, b'{"results":[]}')
+                with fake.lock:
+                    fake.in_flight -= 1
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        ThreadingHTTPServer.allow_reuse_address = True
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def services(self) -> list[str]:
+        with self.lock:
+            return [r[1] for r in self.requests]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeIcinga]:
+    server = FakeIcinga()
+    yield server
+    server.close()
+
+
+def target(tmp_path: Path, fake: FakeIcinga, **extra: str) -> Icinga2Target:
+    lines = "".join(f"    {k}: {v}\n" for k, v in extra.items())
+    path = tmp_path / "esbridge.yaml"
+    path.write_text(
+        "passive:\n  - name: icinga\n    type: icinga2\n"
+        f"    url: http://127.0.0.1:{fake.port}\n    username: u\n    password: p\n{lines}"
+    )
+    made = make_target(load_settings(path).passive[0])
+    assert isinstance(made, Icinga2Target)
+    return made
+
+
+def sub(service: str, state: State = State.OK) -> Submission:
+    return Submission("h", service, service, state, "out", [], "", 0.0, 0.0, 60.0)
+
+
+async def until(predicate, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+async def test_retries_run_out_then_the_submission_is_dropped(tmp_path, fake):
+    """retries: 2 → exactly 3 attempts, then dropped (counted), nothing left queued."""
+    fake.failing = True
+    t = target(tmp_path, fake, retries="2", backoff="20ms", backoff_max="40ms", concurrency="1")
+    t.start()
+    try:
+        t.offer(sub("a", State.CRITICAL), now=time.time())
+        await until(lambda: t.stats.dropped == 1)
+        await asyncio.sleep(0.3)  # several backoff periods: no fourth attempt comes
+        assert fake.services() == ["h!a"] * 3
+        assert len(t.queue) == 0 and t.stats.sent == 0
+        assert t.stats.failed == {"http_5xx": 3} and t.stats.up is False
+        assert ("h", "a") not in t.delivered
+    finally:
+        await t.close()
+
+
+async def test_backoff_doubles_up_to_backoff_max(tmp_path, fake):
+    """Gaps between attempts grow 100, 200, 400 ms, then stay at backoff_max (400 ms)."""
+    fake.failing = True
+    t = target(tmp_path, fake, retries="7", backoff="100ms", backoff_max="400ms", concurrency="1")
+    t.start()
+    try:
+        t.offer(sub("a"), now=time.time())
+        await until(lambda: t.stats.dropped == 1, timeout=20)
+    finally:
+        await t.close()
+    times = [r[0] for r in fake.requests]
+    assert len(times) == 8
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    # A sleep never ends early: lower bounds hold under any load. Without the cap the
+    # later gaps would be 0.8, 1.6, 3.2, 6.4 s; the upper bound leaves room for a busy machine.
+    for gap, want in zip(gaps, [0.1, 0.2, 0.4, 0.4, 0.4, 0.4, 0.4], strict=True):
+        assert gap >= want - 0.01, gaps
+    assert gaps[2] > 1.8 * gaps[0], gaps
+    assert max(gaps[3:]) < 3.0, gaps
+
+
+async def test_change_mode_resends_after_a_dropped_submission(tmp_path, fake):
+    """when: change: an unchanged state is not sent again, unless the last one was dropped."""
+    t = target(tmp_path, fake, when="change", heartbeat="1h", retries="0", backoff="20ms",
+               backoff_max="20ms", concurrency="1")  # fmt: skip
+    t.start()
+    try:
+        t.offer(sub("a", State.OK), now=time.time())
+        await until(lambda: t.stats.sent == 1)
+        t.offer(sub("a", State.OK), now=time.time())  # the core knows: nothing to send
+        await asyncio.sleep(0.2)
+        assert fake.services() == ["h!a"] and len(t.queue) == 0
+
+        fake.failing = True
+        t.offer(sub("a", State.CRITICAL), now=time.time())  # a change: sent, fails, dropped
+        await until(lambda: t.stats.dropped == 1)
+        fake.failing = False
+        await asyncio.sleep(0.05)  # the backoff after the failure is over
+        # Back to OK, the state last delivered: only because the CRITICAL was lost is it
+        # sent again (the core may hold either).
+        t.offer(sub("a", State.OK), now=time.time())
+        await until(lambda: t.stats.sent == 2)
+        assert [(r[2], r[3]) for r in fake.requests] == [(0, False), (2, True), (0, False)]
+        assert t.delivered[("h", "a")][0] is State.OK
+    finally:
+        await t.close()
+
+
+async def test_concurrency_sends_that_many_at_once(tmp_path, fake):
+    """concurrency: 3 → three requests in flight at once, never more."""
+    fake.delay = 1.0
+    t = target(tmp_path, fake, concurrency="3")
+    t.start()
+    try:
+        for name in "abcdef":
+            t.offer(sub(name), now=time.time())
+        await until(lambda: t.stats.sent == 6)
+    finally:
+        await t.close()
+    assert sorted(fake.services()) == [f"h!{n}" for n in "abcdef"]
+    assert fake.max_in_flight == 3
+
+
+async def test_concurrency_one_sends_one_at_a_time(tmp_path, fake):
+    fake.delay = 0.1
+    t = target(tmp_path, fake, concurrency="1")
+    t.start()
+    try:
+        for name in "abcd":
+            t.offer(sub(name), now=time.time())
+        await until(lambda: t.stats.sent == 4)
+    finally:
+        await t.close()
+    assert fake.services() == [f"h!{n}" for n in "abcd"]  # in order, one by one
+    assert fake.max_in_flight == 1
+
+
+async def test_queue_size_keeps_the_newest_and_counts_the_rest(tmp_path, fake):
+    """queue_size: 2 while the one worker is busy: the oldest queued go, the newest are sent."""
+    fake.hold = threading.Event()
+    t = target(tmp_path, fake, queue_size="2", concurrency="1")
+    t.start()
+    try:
+        t.offer(sub("first"), now=time.time())
+        await until(lambda: fake.services() == ["h!first"])  # in flight, held
+        for name in ("b", "c", "d", "e"):
+            t.offer(sub(name), now=time.time())
+        assert len(t.queue) == 2 and t.stats.dropped == 2
+        assert t.status()["queue_length"] == 2
+        fake.hold.set()
+        await until(lambda: t.stats.sent == 3)
+        await asyncio.sleep(0.2)
+    finally:
+        fake.hold.set()
+        await t.close()
+    assert fake.services() == ["h!first", "h!d", "h!e"]
