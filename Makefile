@@ -16,7 +16,7 @@ OS_VERSION ?= $(OS2)
 BACKEND ?= elasticsearch
 PYTEST_ARGS ?=
 
-.PHONY: venv test-deps es-fetch test test-compat test-opensearch backend-phases demo lint bench bench-smoke es-start es-stop es-status
+.PHONY: venv test-deps es-fetch test test-compat test-opensearch test-all backend-phases demo lint bench bench-smoke es-start es-stop es-status
 
 venv: $(STAMP)
 
@@ -65,6 +65,10 @@ test-opensearch: test-os$(firstword $(subst ., ,$(OS_VERSION)))
 
 backend-phases:
 	@echo $(BACKEND_PHASES)
+
+# The whole suite: `make test` and every backend phase, in lanes, with phase times (.ci/run).
+test-all:
+	bash scripts/test-all.sh
 
 demo: venv
 	$(PY) -m esbridge.devtools.demo --backend $(BACKEND)

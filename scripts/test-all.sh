@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# The whole test suite: `make test` on the default backend and every backend phase of the
+# Makefile (`make -s backend-phases`), run in lanes with a table of phase wall times.
+# Works from a clean clone in any folder. Any failure exits non-zero;
+# pytest's "no tests collected" (exit 5) is a failure too (make propagates it).
+#
+# Phases run in lanes: the lanes run at the same time (the test phases mostly wait on
+# servers, intervals and timeouts), the phases of one lane one after the other. Every phase
+# runs even after another fails; its output lines are prefixed with its name, and a table of
+# wall times ends the run. CI_LANES=1 runs everything in one lane (one phase at a time).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+# A developer's running instance must not leak into CI.
+unset ESBRIDGE_TEST_ES_URL ESBRIDGE_TEST_ES_VERSION ESBRIDGE_TEST_BACKEND ESBRIDGE_TEST_OS_VERSION
+
+# pytest's 25 slowest tests per phase show where the time goes.
+DURATIONS="PYTEST_ARGS=--durations=25"
+
+# One entry per phase: lane|name|command. "setup" runs alone before the lanes; lane 1 is
+# the whole suite on the default backend, lane 2 every backend phase of the Makefile
+# (backend_phase: adding a backend there is the only change needed).
+PHASES=("1|main|make test $DURATIONS")
+for backend in $(make -s backend-phases); do
+    PHASES+=("2|$backend|make test-$backend $DURATIONS")
+done
+
+LOGS=$(mktemp -d "${TMPDIR:-/tmp}/esbridge-ci-XXXXXX")
+trap 'rm -rf "$LOGS"' EXIT
+
+# run_phase NAME COMMAND...: prefixed output; "name seconds exit" appended to $LOGS/times
+run_phase() {
+    local name=$1 start rc
+    shift
+    echo "[$name] === $*"
+    start=$(date +%s)
+    # shellcheck disable=SC2068  # the command line is split on purpose
+    $@ 2>&1 | sed -u "s/^/[$name] /"
+    rc=${PIPESTATUS[0]}
+    echo "$name $(($(date +%s) - start)) $rc" >>"$LOGS/times"
+    echo "[$name] === exit $rc"
+}
+
+run_lane() {
+    local lane=$1 entry
+    for entry in "${PHASES[@]}"; do
+        IFS='|' read -r l name cmd <<<"$entry"
+        if [ "${CI_LANES:-2}" = 1 ] || [ "$l" = "$lane" ]; then
+            # shellcheck disable=SC2086
+            run_phase "$name" $cmd
+        fi
+    done
+}
+
+total_start=$(date +%s)
+run_phase setup make venv test-deps es-fetch
+if [ "${CI_LANES:-2}" = 1 ]; then
+    run_lane all
+else
+    pids=()
+    for lane in $(printf '%s\n' "${PHASES[@]}" | cut -d'|' -f1 | sort -u); do
+        run_lane "$lane" &
+        pids+=($!)
+    done
+    wait "${pids[@]}"
+fi
+
+echo
+echo "=== phase wall times (lanes: ${CI_LANES:-2})"
+printf '%-10s %8s  %s\n' phase seconds exit
+failed=0
+while read -r name seconds rc; do
+    printf '%-10s %8d  %s\n' "$name" "$seconds" "$rc"
+    [ "$rc" = 0 ] || failed=1
+done <"$LOGS/times"
+printf '%-10s %8d  %s\n' total $(($(date +%s) - total_start)) "$failed"
+exit "$failed"
