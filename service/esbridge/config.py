@@ -197,6 +197,30 @@ class EventsConfig(_Section):
     refresh_interval: Duration = timedelta(seconds=5)
 
 
+class ClusterConfig(_Section):
+    """Several replicas sharing the checks through the state store (docs/scale-out.md)."""
+
+    enabled: bool = False
+    # Unique per process, stable across its restarts; empty: $POD_NAME, else host name:port.
+    replica_id: str = Field("", max_length=200)
+    index: str = "esbridge-members"
+    heartbeat: Duration = timedelta(seconds=5)
+    lease: Duration = timedelta(seconds=15)
+    # How often the results of checks owned elsewhere are read; empty: every heartbeat.
+    view_refresh: Duration | None = None
+
+    @model_validator(mode="after")
+    def _lease_longer(self) -> ClusterConfig:
+        if self.heartbeat.total_seconds() <= 0:
+            raise ValueError("cluster.heartbeat must be positive")
+        if self.lease <= self.heartbeat * 2:
+            raise ValueError(
+                "cluster.lease must be more than twice cluster.heartbeat, or one late "
+                "heartbeat drops a live replica"
+            )
+        return self
+
+
 class ApiConfig(_Section):
     """Who may use the HTTP API."""
 
@@ -422,6 +446,7 @@ class Settings(BaseSettings):
         default_factory=lambda: {"default": ConnectionConfig()}
     )
     state: StateStoreConfig = Field(default_factory=StateStoreConfig)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
     defaults: DefaultsConfig = Field(default_factory=DefaultsConfig)
@@ -454,6 +479,8 @@ class Settings(BaseSettings):
                 f"state.connection {self.state.connection!r} is not a connection in "
                 f"elasticsearch (have: {', '.join(self.elasticsearch)})"
             )
+        if self.cluster.enabled and not self.state.enabled:
+            raise ValueError("cluster.enabled needs state.enabled: replicas share the state index")
         return self
 
     def events_connection(self) -> str:
