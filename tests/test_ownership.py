@@ -7,7 +7,7 @@ import subprocess
 import sys
 from collections import Counter
 
-from esbridge.ownership import assign, owner, owned_by, weight
+from esbridge.ownership import assign, owned_by, owner, weight
 
 CHECKS = [f"check-{i:06d}" for i in range(100_000)]
 MEMBERS = [f"esbridge-{i}.example:9108" for i in range(10)]
