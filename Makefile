@@ -16,7 +16,7 @@ OS_VERSION ?= $(OS2)
 BACKEND ?= elasticsearch
 PYTEST_ARGS ?=
 
-.PHONY: venv test-deps es-fetch test test-compat test-opensearch demo lint bench bench-smoke es-start es-stop es-status
+.PHONY: venv test-deps es-fetch test test-compat test-opensearch demo lint bench bench-cluster bench-smoke es-start es-stop es-status
 
 venv: $(STAMP)
 
@@ -56,6 +56,10 @@ lint: venv
 
 bench: venv
 	$(PY) bench/run.py
+	$(PY) bench/cluster.py
+
+bench-cluster: venv
+	$(PY) bench/cluster.py
 
 bench-smoke: venv
 	$(PY) bench/run.py --smoke

@@ -71,6 +71,7 @@ class Service:
                 self.connections.get(settings.state.connection),
                 settings.state.index,
                 settings.defaults.timeout.total_seconds(),
+                shards=settings.state.shards,
             )
         self.events: EventStore | None = None
         if settings.events.enabled:

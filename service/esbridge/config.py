@@ -162,6 +162,9 @@ class StateStoreConfig(_Section):
     index: str = "esbridge-state"
     history: int = Field(50, ge=0, le=10000)
     flush_interval: Duration = timedelta(seconds=2)
+    # Primary shards of the state index when esbridge creates it: every evaluation writes its
+    # check's document, so large sites spread that write load (docs/scale-out.md, sizing).
+    shards: int = Field(1, ge=1, le=64)
 
 
 class EventFieldsConfig(_Section):
