@@ -104,7 +104,7 @@ class Group:
                 "ESBRIDGE_CLUSTER__LEASE": self.args.lease,
             },
         )
-        proc.start(wait=120)
+        proc.start(wait=300)  # a loaded machine can take minutes to start a replica
         self.procs[name] = proc
 
     def cluster(self, name: str) -> dict[str, Any]:
@@ -174,9 +174,11 @@ def handover(group: Group, victim: str, interval: float) -> dict[str, float]:
         if all((view[c][1] or 0) > killed for c in theirs):
             evaluated = time.time() - killed
         time.sleep(0.25)
+    trial = {"checks": len(theirs), "takeover_s": taken or -1, "reevaluated_s": evaluated or -1}
+    print(trial, flush=True)
     group.start(victim, port=port)
-    poll(group.agreed, timeout=120, interval=1)
-    return {"checks": len(theirs), "takeover_s": taken or -1, "reevaluated_s": evaluated or -1}
+    poll(group.agreed, timeout=300, interval=1)
+    return trial
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -204,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
             poll(group.agreed, timeout=180, interval=1)
             time.sleep(interval + 5)  # every check evaluated once, the first burst is over
             cost = steady_cost(group, args.window)
+            print(cost, flush=True)
             trials = [
                 handover(group, f"replica-{1 + t % args.replicas}", interval)
                 for t in range(args.trials)

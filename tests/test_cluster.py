@@ -98,7 +98,7 @@ class Replicas:
                 "ESBRIDGE_DEFAULTS__STALENESS_FACTOR": str(STALENESS),
             },
         )
-        proc.start(wait=60)
+        proc.start(wait=180)  # a loaded 2-core machine can take a minute to import
         self.procs[name] = proc
         return name
 
