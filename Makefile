@@ -16,7 +16,7 @@ OS_VERSION ?= $(OS2)
 BACKEND ?= elasticsearch
 PYTEST_ARGS ?=
 
-.PHONY: venv test-deps es-fetch test test-compat test-opensearch test-all backend-phases demo lint bench bench-smoke es-start es-stop es-status
+.PHONY: venv test-deps es-fetch test test-compat test-opensearch test-all backend-phases demo lint bench bench-cluster bench-smoke es-start es-stop es-status
 
 venv: $(STAMP)
 
@@ -79,6 +79,10 @@ lint: venv
 
 bench: venv
 	$(PY) bench/run.py
+	$(PY) bench/cluster.py
+
+bench-cluster: venv
+	$(PY) bench/cluster.py
 
 bench-smoke: venv
 	$(PY) bench/run.py --smoke

@@ -41,6 +41,8 @@ SUMMARY_FIELDS = {
     "labels",
     "error",
     "groups_not_ok",
+    "owner",
+    "age_seconds",
 }
 DETAIL_FIELDS = SUMMARY_FIELDS | {
     "definition",
@@ -195,6 +197,9 @@ def test_list_checks_fields_counts_and_order(api: Api) -> None:
     assert [c["state"] for c in body["checks"]] == ["CRITICAL", "CRITICAL", "OK", "OK"]
     errors = next(c for c in body["checks"] if c["name"] == "api-errors")
     assert errors["value"] == 15.0 and errors["status_code"] == 2 and errors["stale"] is False
+    # a single instance: no owner; the age is the time since the result was made
+    assert errors["owner"] is None
+    assert 0 <= errors["age_seconds"] <= body["generated_at"] - errors["evaluated_at_ts"] + 0.01
     assert errors["since"].endswith("Z") and errors["tags"] == ["api"]
 
 
@@ -364,3 +369,11 @@ def test_token_never_appears_in_responses_or_log(api: Api) -> None:
         assert api.token not in response.text
         assert all(api.token not in v for v in response.headers.values())
     assert api.token not in api.service.log()
+
+
+def test_cluster_endpoint_on_a_single_instance(api: Api) -> None:
+    r = api.get("/api/v1/cluster")
+    assert r.status_code == 200
+    assert r.json() == {"enabled": False, "replica": None, "live_members": [], "members": []}
+    metrics = api.get("/metrics").text
+    assert "esbridge_cluster_members" not in metrics and "esbridge_checks_owned" not in metrics

@@ -145,6 +145,8 @@ def test_env_error_names_variable(monkeypatch):
         ("elasticsearch: {default: {password: x}}\n", "a password needs a username"),
         ("elasticsearch: {default: {api_key: a, api_key_file: b}}\n", "not both"),
         ("api: {require_token_for_reads: true}\n", "needs token or token_file"),
+        ("cluster: {heartbeat: 5s, lease: 10s}\n", "more than twice cluster.heartbeat"),
+        ("cluster: {enabled: true}\nstate: {enabled: false}\n", "cluster.enabled needs state"),
     ],
 )
 def test_invalid_settings(tmp_path, text, fragment):

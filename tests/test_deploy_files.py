@@ -299,6 +299,13 @@ def test_kubernetes_manifests_fit_together():
     assert monitor["endpoints"][0]["path"] == "/metrics"
     secret = docs[("Secret", "esbridge-credentials")]
     assert all("CHANGE-ME" in v for v in secret["stringData"].values())
+    # several replicas: a disruption budget over the same pods, the pod name as replica id
+    assert dep["replicas"] == 3
+    pdb = docs[("PodDisruptionBudget", "esbridge")]["spec"]
+    assert pdb["selector"]["matchLabels"].items() <= labels.items()
+    assert pdb["maxUnavailable"] == 1
+    env = {e["name"]: e for e in container["env"]}
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
 
 
 def test_kubernetes_config_and_checks_load_in_esbridge(tmp_path):
@@ -311,6 +318,7 @@ def test_kubernetes_config_and_checks_load_in_esbridge(tmp_path):
     config.write_text(docs[("ConfigMap", "esbridge-config")]["data"]["esbridge.yaml"])
     settings = load_settings(config)
     assert settings.host == "0.0.0.0" and settings.port == 9108
+    assert settings.cluster.enabled and settings.state.enabled
     secret_keys = docs[("Secret", "esbridge-credentials")]["stringData"].keys()
     for path in (settings.elasticsearch["default"].password_file, settings.api.token_file):
         assert path.parent == Path("/run/secrets/esbridge") and path.name in secret_keys

@@ -64,6 +64,10 @@ class CheckSummary(BaseModel):
     labels: dict[str, str]
     error: str | None
     groups_not_ok: int
+    owner: str | None = Field(
+        None, description="replica that evaluates the check (cluster mode; null otherwise)"
+    )
+    age_seconds: float | None = Field(None, description="seconds since the result was made")
 
 
 class CheckList(BaseModel):
@@ -215,6 +219,8 @@ def _summary(entry: CheckState, service: Service, now: float) -> CheckSummary:
         labels=dict(check.labels),
         error=result.error if result else None,
         groups_not_ok=sum(1 for g in (result.groups if result else ()) if g.state is not State.OK),
+        owner=service.cluster.owner_of(entry.name) if service.cluster is not None else None,
+        age_seconds=round(max(0.0, now - entry.result.evaluated_at), 3) if entry.result else None,
     )
 
 
@@ -462,6 +468,16 @@ def create_app(service: Service) -> FastAPI:
     @app.get("/metrics", response_class=PlainTextResponse, dependencies=[ReadDep])
     async def metrics() -> Response:
         return Response(exposition(series, registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/api/v1/cluster", response_model=dict[str, Any], dependencies=[ReadDep])
+    async def cluster(
+        service: ServiceDep,
+        runs: Annotated[bool, Query(description="add this replica's runs per check")] = False,
+    ) -> dict[str, Any]:
+        """Replicas sharing the checks: members, last heartbeats, checks owned."""
+        if service.cluster is None:
+            return {"enabled": False, "replica": None, "live_members": [], "members": []}
+        return service.cluster.describe(runs)
 
     @app.get("/api/v1/status", response_model=dict[str, Any], dependencies=[ReadDep])
     async def status(service: ServiceDep) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from esbridge.cluster import Cluster
 from esbridge.config import Settings, validate_references
 from esbridge.esclient import Connections
 from esbridge.events import EventStore
@@ -70,6 +71,7 @@ class Service:
                 self.connections.get(settings.state.connection),
                 settings.state.index,
                 settings.defaults.timeout.total_seconds(),
+                shards=settings.state.shards,
             )
         self.events: EventStore | None = None
         if settings.events.enabled:
@@ -80,6 +82,7 @@ class Service:
             )
         self.reload_status = ReloadStatus()
         self.result_listeners: list[Any] = []  # passive senders: callables(result, transition)
+        self.cluster: Cluster | None = Cluster(self) if settings.cluster.enabled else None
         self._background: list[asyncio.Task[None]] = []
         self._reload_lock = asyncio.Lock()
         self.stopping = False
@@ -101,9 +104,12 @@ class Service:
                 await self.persistence.restore()
             except Exception as error:  # a missing store never prevents monitoring
                 log.warning("could not restore state (%s); starting with empty state", error)
-        self.scheduler.set_checks(dict(self.checkset.checks), eager=self._without_result())
+        if self.cluster is None:
+            self.scheduler.set_checks(dict(self.checkset.checks), eager=self._without_result())
         self.scheduler.start()
         log_warnings(self.checkset)
+        if self.cluster is not None:  # owned checks only, once the members are known
+            self.cluster.start()
         self._background.append(asyncio.create_task(self._health_loop()))
         if self.persistence is not None:
             self._background.append(asyncio.create_task(self._flush_loop()))
@@ -132,6 +138,9 @@ class Service:
         if self.persistence is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.persistence.flush(), grace)
+        if self.cluster is not None:  # after the flush: the next owner reads the last state
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.cluster.stop(), grace)
         await self.connections.close()
         log.info("esbridge stopped")
 
@@ -209,7 +218,10 @@ class Service:
             ]
             self.checkset = new
             self.store.sync(self.intervals(new.checks))
-            self.scheduler.set_checks(dict(new.checks), eager=self._without_result())
+            if self.cluster is not None:
+                await self.cluster.rebalance()
+            else:
+                self.scheduler.set_checks(dict(new.checks), eager=self._without_result())
             self.reload_status = ReloadStatus(True, time.time(), None, added, changed, removed)
             log.info(
                 "reloaded %d checks: %d added, %d changed, %d removed",
@@ -258,8 +270,9 @@ class Service:
         checks_ok = len(self.checkset.checks) > 0
         es_ok = all(v["up"] for v in connections.values())
         store_ok = self.persistence is None or self.store.persistence_ok is not False
+        cluster_ok = self.cluster is None or self.cluster.ready
         return {
-            "ready": checks_ok and es_ok and store_ok,
+            "ready": checks_ok and es_ok and store_ok and cluster_ok,
             "checks_loaded": len(self.checkset.checks),
             "elasticsearch": connections,
             "state_store": {
@@ -272,6 +285,7 @@ class Service:
                 "last_reload_successful": self.reload_status.successful,
                 "error": self.reload_status.error,
             },
+            **({"cluster": self.cluster.readiness()} if self.cluster is not None else {}),
             # passive targets (esbridge.passive): reported, never a reason to be unready
             "passive": [t for s in getattr(self, "passive_senders", []) for t in s.status()],
         }

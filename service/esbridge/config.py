@@ -162,6 +162,9 @@ class StateStoreConfig(_Section):
     index: str = "esbridge-state"
     history: int = Field(50, ge=0, le=10000)
     flush_interval: Duration = timedelta(seconds=2)
+    # Primary shards of the state index when esbridge creates it: every evaluation writes its
+    # check's document, so large sites spread that write load (docs/scale-out.md, sizing).
+    shards: int = Field(1, ge=1, le=64)
 
 
 class EventFieldsConfig(_Section):
@@ -195,6 +198,30 @@ class EventsConfig(_Section):
     within: Duration = timedelta(minutes=15)  # a transition this soon after a deploy names it
     keep: Duration = timedelta(days=7)  # how far back each esbridge reads events
     refresh_interval: Duration = timedelta(seconds=5)
+
+
+class ClusterConfig(_Section):
+    """Several replicas sharing the checks through the state store (docs/scale-out.md)."""
+
+    enabled: bool = False
+    # Unique per process, stable across its restarts; empty: $POD_NAME, else host name:port.
+    replica_id: str = Field("", max_length=200)
+    index: str = "esbridge-members"
+    heartbeat: Duration = timedelta(seconds=5)
+    lease: Duration = timedelta(seconds=15)
+    # How often the results of checks owned elsewhere are read; empty: every heartbeat.
+    view_refresh: Duration | None = None
+
+    @model_validator(mode="after")
+    def _lease_longer(self) -> ClusterConfig:
+        if self.heartbeat.total_seconds() <= 0:
+            raise ValueError("cluster.heartbeat must be positive")
+        if self.lease <= self.heartbeat * 2:
+            raise ValueError(
+                "cluster.lease must be more than twice cluster.heartbeat, or one late "
+                "heartbeat drops a live replica"
+            )
+        return self
 
 
 class ApiConfig(_Section):
@@ -422,6 +449,7 @@ class Settings(BaseSettings):
         default_factory=lambda: {"default": ConnectionConfig()}
     )
     state: StateStoreConfig = Field(default_factory=StateStoreConfig)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
     defaults: DefaultsConfig = Field(default_factory=DefaultsConfig)
@@ -454,6 +482,8 @@ class Settings(BaseSettings):
                 f"state.connection {self.state.connection!r} is not a connection in "
                 f"elasticsearch (have: {', '.join(self.elasticsearch)})"
             )
+        if self.cluster.enabled and not self.state.enabled:
+            raise ValueError("cluster.enabled needs state.enabled: replicas share the state index")
         return self
 
     def events_connection(self) -> str:

@@ -129,6 +129,8 @@ class StoreCollector(Collector):
 
         for sender in getattr(service, "passive_senders", []):
             yield from sender.metrics()
+        if getattr(service, "cluster", None) is not None:
+            yield from service.cluster.metrics()
 
         info = InfoMetricFamily("esbridge_build", "esbridge version")
         info.add_metric([], {"version": __version__})
@@ -214,7 +216,12 @@ class CheckSeries:
         seen = set()
         checkset = getattr(self.service, "checkset", None)
         definitions = checkset.checks if checkset is not None else {}
+        # A replica exports every check of the shared view, but none it has no result for
+        # yet: a starting replica must not add UNKNOWN to ``max by (check)`` (scale-out.md).
+        shared = getattr(self.service, "cluster", None) is not None
         for entry in store.all():
+            if shared and entry.result is None:
+                continue
             seen.add(entry.name)
             stale = store.is_stale(entry, now)
             key = (

@@ -20,12 +20,18 @@ class StatePersistence:
     """Bulk-writes dirty store entries and restores them after a restart."""
 
     def __init__(
-        self, store: ResultStore, connection: Connection, index: str, timeout: float = 10.0
+        self,
+        store: ResultStore,
+        connection: Connection,
+        index: str,
+        timeout: float = 10.0,
+        shards: int = 1,
     ) -> None:
         self.store = store
         self.connection = connection
         self.index = index
         self.timeout = timeout
+        self.shards = shards
         self._index_ready = False
         # Until the persisted state has been read, writing would overwrite it: flush waits.
         self.restored = False
@@ -39,7 +45,7 @@ class StatePersistence:
                 "PUT",
                 f"/{self.index}",
                 {
-                    "settings": {"number_of_shards": 1, "auto_expand_replicas": "0-1"},
+                    "settings": {"number_of_shards": self.shards, "auto_expand_replicas": "0-1"},
                     "mappings": STATE_MAPPING,
                 },
                 self.timeout,

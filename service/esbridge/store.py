@@ -260,6 +260,30 @@ class ResultStore:
             restored += 1
         return restored
 
+    def adopt(self, documents: Iterable[dict[str, Any]]) -> int:
+        """Take over another replica's newer state of checks it owns (the shared view).
+
+        Replaces the entry as a whole (result, since, history, counters) when the document's
+        result is newer than the one held; never marks dirty: the owner writes, not this one.
+        """
+        adopted = 0
+        for doc in documents:
+            entry = self._checks.get(str(doc.get("check")))
+            if entry is None:
+                continue
+            try:
+                other = _Restored.from_document(doc, self.history)
+            except (KeyError, TypeError, ValueError) as exc:
+                log.warning("ignoring unreadable shared state for check %s: %s", entry.name, exc)
+                continue
+            if other.result is None:
+                continue
+            if entry.result is not None and other.result.evaluated_at <= entry.result.evaluated_at:
+                continue
+            other.apply(entry)
+            adopted += 1
+        return adopted
+
 
 @dataclass
 class _Restored:

@@ -191,7 +191,7 @@
   function signature(c) {
     // Everything shown in a row except the relative times, which tick separately.
     return [c.state, c.summary, c.value, c.unit, c.since_ts, c.stale, c.description,
-      (c.tags || []).join(","), c.groups_not_ok, c.error].join("\u0001");
+      (c.tags || []).join(","), c.groups_not_ok, c.error, c.owner].join("\u0001");
   }
 
   function rowHtml(c) {
@@ -201,6 +201,8 @@
       .join("");
     const notOk = c.groups_not_ok ? ` <span class="muted">(${c.groups_not_ok} group${c.groups_not_ok > 1 ? "s" : ""} not OK)</span>` : "";
     const stale = c.stale ? ` <span class="stale" title="older than the allowed age: the state is not current">STALE</span>` : "";
+    // Several replicas: which one evaluates the check (absent on a single instance).
+    const owner = c.owner ? ` <span class="owner muted" title="replica that evaluates this check">by ${esc(c.owner)}</span>` : "";
     return (
       `<tr data-name="${n}" data-state="${esc(c.state)}" class="st-${esc(c.state)}">` +
       `<td class="state">${badge(c.state)}</td>` +
@@ -210,7 +212,7 @@
       `<td class="summary">${esc(c.summary)}${notOk}</td>` +
       `<td class="num" data-label="Value">${esc(withUnit(c.value, c.unit))}</td>` +
       `<td class="when since" data-label="Since">${timeEl(c.since_ts)}</td>` +
-      `<td class="when evaluated" data-label="Last evaluated">${timeEl(c.evaluated_at_ts)}${stale}</td>` +
+      `<td class="when evaluated" data-label="Last evaluated">${timeEl(c.evaluated_at_ts)}${stale}${owner}</td>` +
       `<td class="tags" data-label="Tags">${tags}</td>` +
       `</tr>`
     );
@@ -595,6 +597,7 @@
       `since ${d.since_ts ? `<time title="${esc(absTime(d.since_ts))}">${esc(relTime(d.since_ts))}</time> (${esc(absTime(d.since_ts))})` : "—"}`,
       d.previous_state ? `before: ${esc(d.previous_state)}` : "",
       `last evaluated ${d.evaluated_at_ts ? `<time title="${esc(absTime(d.evaluated_at_ts))}">${esc(relTime(d.evaluated_at_ts))}</time>` : "never"}${stale}`,
+      d.owner ? `evaluated by replica ${esc(d.owner)}` : "",
       d.next_run_ts ? `next run ${esc(relTime(d.next_run_ts))}` : "",
       res && res.duration != null ? `took ${esc(fmtNum(res.duration * 1000))} ms` : "",
     ].filter(Boolean);

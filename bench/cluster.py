@@ -1,0 +1,276 @@
+"""Coordination cost and handover time of replicas (issue: several replicas, one view).
+
+Starts N ``esbridge serve`` replicas in cluster mode on loopback against a real
+Elasticsearch (``$ESBRIDGE_TEST_ES_URL`` when set, else one started here), with C count
+checks, and measures over a steady window:
+
+- per replica: Elasticsearch requests/s and CPU s/s spent on coordination (heartbeats,
+  membership reads, the shared view), from the service's own counters
+  (``GET /api/v1/cluster`` → ``coordination``), against the replica's whole CPU (/proc);
+- the state index write volume: documents indexed per second (index stats) and per check;
+- handover after ``kill -9`` of one replica (median of T trials): time until the survivors
+  own its checks, and until every one of its checks has been evaluated again.
+
+Figures go to stdout and into the "Replicas" section of bench/RESULTS.md.
+
+    python bench/cluster.py [--replicas 3] [--checks 3000] [--interval 30s] [--window 60]
+                            [--trials 5] [--heartbeat 5s] [--lease 15s]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from esbridge.devtools.service import EsbridgeProcess, free_port, poll
+from esbridge.durations import parse_duration
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+BEGIN, END = "<!-- replicas:begin -->", "<!-- replicas:end -->"
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+@contextlib.contextmanager
+def elasticsearch() -> Iterator[str]:
+    url = os.environ.get("ESBRIDGE_TEST_ES_URL")
+    if url:
+        yield url
+        return
+    from esbridge.devtools.elasticsearch import ElasticsearchServer
+
+    with ElasticsearchServer(heap="1g") as es:
+        yield es.url
+
+
+def seed(es: str, index: str) -> None:
+    httpx.put(f"{es}/{index}", json={"settings": {"number_of_replicas": 0}}, timeout=60)
+    now = dt.datetime.now(dt.UTC)
+    lines = []
+    for i in range(20):
+        lines.append('{"index":{}}')
+        ts = (now - dt.timedelta(minutes=i + 1)).isoformat()
+        lines.append(f'{{"@timestamp":"{ts}","status":500}}')
+    httpx.post(
+        f"{es}/{index}/_bulk?refresh=true",
+        content="\n".join(lines) + "\n",
+        headers={"content-type": "application/x-ndjson"},
+        timeout=60,
+    ).raise_for_status()
+
+
+def checks_file(folder: Path, index: str, count: int, interval: str) -> Path:
+    thresholds = ("critical: 100", "warning: 10, critical: 100", "critical: 5")
+    lines = ["defaults:", f"  index: {index}", "  window: 1h", f"  interval: {interval}", "checks:"]
+    lines += [f"  - {{name: b{i:05d}, kind: count, {thresholds[i % 3]}}}" for i in range(count)]
+    path = folder / "checks.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+class Group:
+    def __init__(self, es: str, checks: Path, args: argparse.Namespace, tag: str) -> None:
+        self.es, self.checks, self.args = es, checks, args
+        self.state, self.members = f"bench-state-{tag}", f"bench-members-{tag}"
+        self.procs: dict[str, EsbridgeProcess] = {}
+
+    def start(self, name: str, port: int | None = None) -> None:
+        proc = EsbridgeProcess(
+            self.es,
+            [self.checks],
+            port=port or free_port(),
+            state_index=self.state,
+            env={
+                "ESBRIDGE_CLUSTER__ENABLED": "true",
+                "ESBRIDGE_CLUSTER__REPLICA_ID": name,
+                "ESBRIDGE_CLUSTER__INDEX": self.members,
+                "ESBRIDGE_CLUSTER__HEARTBEAT": self.args.heartbeat,
+                "ESBRIDGE_CLUSTER__LEASE": self.args.lease,
+            },
+        )
+        proc.start(wait=300)  # a loaded machine can take minutes to start a replica
+        self.procs[name] = proc
+
+    def cluster(self, name: str) -> dict[str, Any]:
+        return self.procs[name].get("/api/v1/cluster").json()
+
+    def live(self) -> list[str]:
+        return [n for n, p in self.procs.items() if p.proc and p.proc.poll() is None]
+
+    def agreed(self) -> bool:
+        views = [self.cluster(n) for n in self.live()]
+        return all(v["ready"] and len(v["live_members"]) == len(views) for v in views)
+
+    def owners(self, name: str) -> dict[str, tuple[str | None, float | None]]:
+        checks = self.procs[name].get("/api/v1/checks").json()["checks"]
+        return {c["name"]: (c["owner"], c["evaluated_at_ts"]) for c in checks}
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            proc.stop()
+        for index in (self.state, self.members):
+            httpx.delete(f"{self.es}/{index}", timeout=60)
+
+
+def steady_cost(group: Group, window: float) -> dict[str, Any]:
+    def snap() -> dict[str, tuple[int, float, float]]:
+        out = {}
+        for name in group.live():
+            c = group.cluster(name)["coordination"]
+            out[name] = (c["requests"], c["cpu_seconds"], cpu_seconds(group.procs[name].proc.pid))
+        return out
+
+    def indexed() -> int:
+        stats = httpx.get(f"{group.es}/{group.state}/_stats/indexing", timeout=30).json()
+        return int(stats["_all"]["primaries"]["indexing"]["index_total"])
+
+    before, docs_before, t0 = snap(), indexed(), time.monotonic()
+    time.sleep(window)
+    after, docs_after, t1 = snap(), indexed(), time.monotonic()
+    span = t1 - t0
+    rows = {}
+    for name in after:
+        req = (after[name][0] - before[name][0]) / span
+        coord = (after[name][1] - before[name][1]) / span
+        total = (after[name][2] - before[name][2]) / span
+        rows[name] = {
+            "requests_per_s": round(req, 2),
+            "coordination_cpu_s_per_s": round(coord, 5),
+            "process_cpu_s_per_s": round(total, 4),
+            "coordination_share": round(coord / total, 4) if total else None,
+        }
+    writes = (docs_after - docs_before) / span
+    return {"replicas": rows, "state_docs_per_s": round(writes, 2), "window_s": round(span, 1)}
+
+
+def handover(group: Group, victim: str, interval: float) -> dict[str, float]:
+    survivor = next(n for n in group.live() if n != victim)
+    theirs = {c for c, (o, _) in group.owners(survivor).items() if o == victim}
+    port = group.procs[victim].port
+    group.procs[victim].kill()
+    killed = time.time()
+    taken = evaluated = None
+    deadline = killed + interval + 120
+    while time.time() < deadline and evaluated is None:
+        view = group.owners(survivor)
+        if taken is None and all(view[c][0] not in (victim, None) for c in theirs):
+            taken = time.time() - killed
+        if all((view[c][1] or 0) > killed for c in theirs):
+            evaluated = time.time() - killed
+        time.sleep(0.25)
+    trial = {"checks": len(theirs), "takeover_s": taken or -1, "reevaluated_s": evaluated or -1}
+    print(trial, flush=True)
+    group.start(victim, port=port)
+    poll(group.agreed, timeout=300, interval=1)
+    return trial
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--replicas", type=int, default=3)
+    parser.add_argument("--checks", type=int, default=3000)
+    parser.add_argument("--interval", default="30s")
+    parser.add_argument("--window", type=float, default=60.0)
+    parser.add_argument("--trials", type=int, default=5)
+    parser.add_argument("--heartbeat", default="5s")
+    parser.add_argument("--lease", default="15s")
+    parser.add_argument("--no-write", action="store_true", help="do not update RESULTS.md")
+    args = parser.parse_args(argv)
+    interval = parse_duration(args.interval).total_seconds()
+    lease = parse_duration(args.lease).total_seconds()
+    tag = uuid.uuid4().hex[:8]
+    started = time.time()
+    with elasticsearch() as es, tempfile.TemporaryDirectory() as tmp:
+        index = f"bench-cluster-{tag}"
+        seed(es, index)
+        group = Group(es, checks_file(Path(tmp), index, args.checks, args.interval), args, tag)
+        try:
+            for i in range(args.replicas):
+                group.start(f"replica-{i + 1}")
+            poll(group.agreed, timeout=180, interval=1)
+            time.sleep(interval + 5)  # every check evaluated once, the first burst is over
+            cost = steady_cost(group, args.window)
+            print(cost, flush=True)
+            trials = [
+                handover(group, f"replica-{1 + t % args.replicas}", interval)
+                for t in range(args.trials)
+            ]
+        finally:
+            group.stop()
+        httpx.delete(f"{es}/{index}", timeout=60)
+    reeval = statistics.median(t["reevaluated_s"] for t in trials)
+    takeover = statistics.median(t["takeover_s"] for t in trials)
+    shares = [r["coordination_share"] or 0 for r in cost["replicas"].values()]
+    goal = interval + lease + 2
+    command = "python bench/cluster.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    lines = [
+        BEGIN,
+        "## Replicas (bench/cluster.py)",
+        "",
+        f"Date: {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}; "
+        f"wall {time.time() - started:.0f} s; "
+        f"load average at end {os.getloadavg()[0]:.2f} (2 shared cores).",
+        f"Command: `{command.strip()}` — {args.replicas} replicas, {args.checks} count checks "
+        f"every {args.interval}, heartbeat {args.heartbeat}, lease {args.lease}, window "
+        f"{cost['window_s']} s.",
+        "",
+        "| replica | coordination requests/s | coordination CPU s/s | replica CPU s/s | share |",
+        "|---|---|---|---|---|",
+    ]
+    for name, row in cost["replicas"].items():
+        lines.append(
+            f"| {name} | {row['requests_per_s']} | {row['coordination_cpu_s_per_s']} | "
+            f"{row['process_cpu_s_per_s']} | {100 * (row['coordination_share'] or 0):.2f} % |"
+        )
+    lines += [
+        "",
+        f"State index writes: {cost['state_docs_per_s']} documents/s for {args.checks} checks "
+        f"every {args.interval} ({cost['state_docs_per_s'] * interval / args.checks:.2f} "
+        "writes per check per interval).",
+        "",
+        "| trial | checks of the killed replica | takeover s | all re-evaluated s |",
+        "|---|---|---|---|",
+        *(
+            f"| {i + 1} | {t['checks']} | {t['takeover_s']:.1f} | {t['reevaluated_s']:.1f} |"
+            for i, t in enumerate(trials)
+        ),
+        "",
+        "| goal | figure | target | met |",
+        "|---|---|---|---|",
+        f"| coordination <= 5 % of a replica's CPU | max {100 * max(shares):.2f} % | <= 5 % | "
+        f"{'yes' if max(shares) <= 0.05 else '**no**'} |",
+        f"| handover <= interval + lease + 2 s | median {reeval:.1f} s (takeover {takeover:.1f} s)"
+        f" | <= {goal:.0f} s | {'yes' if 0 <= reeval <= goal else '**no**'} |",
+        END,
+    ]
+    text = "\n".join(lines)
+    print(text)
+    if not args.no_write:
+        current = RESULTS.read_text() if RESULTS.exists() else ""
+        if BEGIN in current and END in current:
+            head, rest = current.split(BEGIN, 1)
+            current = head + text + rest.split(END, 1)[1]
+        else:
+            current = current.rstrip("\n") + "\n\n" + text + "\n"
+        RESULTS.write_text(current)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

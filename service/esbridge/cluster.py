@@ -1,0 +1,225 @@
+"""Several replicas, one view: membership → ownership → scheduling, plus the shared view.
+
+One :class:`Cluster` per service when ``cluster.enabled``. Every heartbeat it
+
+1. writes this replica's heartbeat and reads the members (:mod:`esbridge.membership`);
+2. when the live set (or the check set) changed, recomputes ownership by rendezvous hashing
+   (:mod:`esbridge.ownership`); checks it gains are restored from the state index (real-time
+   ``_mget``) *before* their first run here, so a CRITICAL that stays CRITICAL keeps its
+   ``since``; the scheduler is then given only the owned checks, and gained checks whose last
+   result is older than their interval run at once;
+3. reads the changed state documents of the checks owned elsewhere into the store
+   (:mod:`esbridge.sharedview`), so every output answers for every check.
+
+Only the owner evaluates a check, writes its state and pushes its passive results: the
+outputs and passive senders are fed from :meth:`Service._record`, which only owned runs
+reach; the shared view writes into the store without marking anything dirty.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from esbridge.membership import Membership, default_replica_id
+from esbridge.models import CheckDefinition
+from esbridge.ownership import assign
+from esbridge.result import Result
+from esbridge.sharedview import SharedView
+
+if TYPE_CHECKING:
+    from esbridge.app import Service
+    from esbridge.store import Transition
+
+log = logging.getLogger(__name__)
+
+
+class Cluster:
+    """This replica's part in a group of replicas sharing one state index."""
+
+    def __init__(self, service: Service) -> None:
+        settings = service.settings
+        config = settings.cluster
+        connection = service.connections.get(settings.state.connection)
+        timeout = settings.defaults.timeout.total_seconds()
+        self.service = service
+        self.replica_id = config.replica_id or default_replica_id(settings.port)
+        self.heartbeat = config.heartbeat.total_seconds()
+        self.lease = config.lease.total_seconds()
+        self.view_refresh = (config.view_refresh or config.heartbeat).total_seconds()
+        self.membership = Membership(
+            connection,
+            config.index,
+            self.replica_id,
+            self.heartbeat,
+            self.lease,
+            url=f"http://{settings.host}:{settings.port}",
+            timeout=max(timeout, self.lease),
+            owned=lambda: len(self.owned),
+        )
+        self.view = SharedView(service.store, connection, settings.state.index, timeout)
+        self.owners: dict[str, str] = {}
+        self.owned: set[str] = set()
+        self.runs: Counter[str] = Counter()  # evaluations done by this process, per check
+        self.rebalances = 0
+        self.last_rebalance: float | None = None
+        self._members: list[str] = []
+        self._checks: frozenset[str] = frozenset()
+        self._started = time.monotonic()
+        self._lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+        service.result_listeners.append(self._count_run)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._every(self.heartbeat, self.round)),
+            loop.create_task(self._every(self.view_refresh, self.refresh_view)),
+        ]
+
+    async def stop(self) -> None:
+        """Stop heartbeating and delete this replica's document: the others take over now."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.membership.leave()
+
+    async def _every(self, period: float, step: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            started = time.monotonic()
+            try:
+                await step()
+            except Exception:  # never let coordination die; the next round retries
+                log.exception("cluster round failed unexpectedly")
+            await asyncio.sleep(max(0.0, period - (time.monotonic() - started)))
+
+    async def round(self) -> None:
+        """One heartbeat: membership, then ownership when the live set changed."""
+        live = await self.membership.beat()
+        # Until the members were read once, this replica would think it is alone and take
+        # every check; it waits, up to one lease (then it is alone as far as it can tell).
+        if self.membership.formed or time.monotonic() - self._started > self.lease:
+            await self.rebalance(live)
+
+    async def refresh_view(self) -> None:
+        """Read what the other replicas wrote for the checks they own."""
+        if self.last_rebalance is None:
+            return
+        others = [n for n in self.service.store.names() if n not in self.owned]
+        await self.view.refresh(others)
+
+    # -- ownership -----------------------------------------------------------------------
+
+    async def rebalance(self, live: list[str] | None = None, force: bool = False) -> None:
+        """Recompute the owners when the members or the checks changed; reschedule."""
+        async with self._lock:
+            members = list(live if live is not None else self.membership.live())
+            checks = dict(self.service.checkset.checks)
+            names = frozenset(checks)
+            if not force and members == self._members and names == self._checks:
+                return
+            owners = assign(names, members)
+            owned = {n for n, who in owners.items() if who == self.replica_id}
+            gained = owned - self.owned
+            if gained:
+                # Real-time read of what the previous owner wrote: since and history first.
+                await self.view.load(sorted(gained))
+            lost = self.owned - owned
+            self.owners, self.owned = owners, owned
+            self._members, self._checks = members, names
+            self.rebalances += 1
+            self.last_rebalance = time.time()
+            self._schedule(checks, gained)
+            if gained or lost:
+                log.info(
+                    "ownership: %d members, this replica owns %d checks (+%d, -%d)",
+                    len(members),
+                    len(owned),
+                    len(gained),
+                    len(lost),
+                )
+
+    def _schedule(self, checks: dict[str, CheckDefinition], gained: set[str]) -> None:
+        service = self.service
+        mine = {n: c for n, c in checks.items() if n in self.owned}
+        service.scheduler.set_checks(mine)  # gained checks without a fresh result run below
+        if not service.scheduler.running:
+            return
+        now = time.time()
+        overdue: dict[str, list[CheckDefinition]] = {}
+        for name in sorted(gained):
+            entry = service.store.get(name)
+            interval = service.scheduler.interval_of(checks[name])
+            if entry is None or entry.result is None or now - entry.result.evaluated_at >= interval:
+                overdue.setdefault(checks[name].cluster, []).append(checks[name])
+        for batch in overdue.values():  # taken over late: run now, not at the next slot
+            service.scheduler.submit(batch)
+
+    def owner_of(self, name: str) -> str | None:
+        return self.owners.get(name)
+
+    def _count_run(self, result: Result, transition: Transition | None) -> None:
+        self.runs[result.check] += 1
+
+    # -- visibility ----------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        return self.membership.formed and self.view.loaded and self.last_rebalance is not None
+
+    def readiness(self) -> dict[str, Any]:
+        return {
+            "replica": self.replica_id,
+            "formed": self.membership.formed,
+            "members": len(self.membership.live()),
+            "shared_view_loaded": self.view.loaded,
+            "error": self.membership.last_error or self.view.last_error,
+        }
+
+    def describe(self, runs: bool = False) -> dict[str, Any]:
+        """``GET /api/v1/cluster``: members, heartbeats, checks owned, coordination cost."""
+        body: dict[str, Any] = {
+            "enabled": True,
+            "replica": self.replica_id,
+            "heartbeat_seconds": self.heartbeat,
+            "lease_seconds": self.lease,
+            "ready": self.ready,
+            "live_members": self.membership.live(),
+            "members": self.membership.describe(),
+            "checks_owned": len(self.owned),
+            "checks_total": len(self.service.checkset.checks),
+            "rebalances": self.rebalances,
+            "last_rebalance": self.last_rebalance,
+            "error": self.membership.last_error or self.view.last_error,
+            "shared_view": {
+                "last_read": self.view.last_ok,
+                "documents_read": self.view.documents_read,
+            },
+            "coordination": {
+                "requests": self.membership.requests + self.view.requests,
+                "cpu_seconds": round(self.membership.cpu_seconds + self.view.cpu_seconds, 6),
+            },
+        }
+        if runs:
+            body["runs"] = dict(self.runs)
+        return body
+
+    def metrics(self) -> Iterator[Metric]:
+        members = GaugeMetricFamily(
+            "esbridge_cluster_members", "Live replicas as this replica sees them"
+        )
+        members.add_metric([], float(len(self.membership.live())))
+        owned = GaugeMetricFamily("esbridge_checks_owned", "Checks this replica evaluates")
+        owned.add_metric([], float(len(self.owned)))
+        yield from (members, owned)

@@ -1,0 +1,321 @@
+"""Which replicas are alive: a heartbeat document per replica in a members index.
+
+Every replica indexes its own document every ``cluster.heartbeat`` with a counter that it
+bumps each time (a full index of changed content, so ``_seq_no`` advances: an unchanged
+partial update would be a no-op under ``detect_noop``), then reads every member's document.
+A member is live while *this* replica has seen its (incarnation, counter) change within
+``cluster.lease``, measured on this replica's own monotonic clock: liveness never compares
+two machines' clocks (the gossip failure detector of van Renesse et al., 1998).
+
+The heartbeat is written with ``refresh=true`` on a tiny one-shard index, so the search that
+follows sees every member's latest heartbeat: a replica's view of the membership is at most
+one heartbeat old. A replica that stops on SIGTERM deletes its document and leaves at once.
+A replica that cannot reach Elasticsearch sees no counter move, so after a lease it is alone
+and owns every check, like a single instance (each of them then reports UNKNOWN
+"unreachable" honestly); when Elasticsearch returns, the members see each other's counters
+move again within one heartbeat and ownership converges.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from esbridge.esclient import Connection, ESError
+
+log = logging.getLogger(__name__)
+
+MEMBERS_MAPPING: dict[str, Any] = {
+    "dynamic": False,
+    "properties": {
+        "replica": {"type": "keyword"},
+        "incarnation": {"type": "keyword"},
+        "counter": {"type": "long"},
+        "url": {"type": "keyword"},
+        "started_at": {"type": "double"},
+        "heartbeat_at": {"type": "double"},
+        "checks_owned": {"type": "integer"},
+    },
+}
+FORGET_AFTER_LEASES = 20  # a dead member's document is deleted after this many leases
+
+
+def default_replica_id(port: int) -> str:
+    """``$POD_NAME`` in Kubernetes, else host name plus listen port: unique, restart-stable."""
+    pod = os.environ.get("POD_NAME", "").strip()
+    if pod:
+        return pod
+    return f"{socket.gethostname()}:{port}"
+
+
+@dataclass
+class Member:
+    """One replica as this replica observes it."""
+
+    id: str
+    beat: tuple[str, int]  # (incarnation, counter): any change means "alive"
+    seen_change: float  # this replica's monotonic clock when ``beat`` last changed
+    heartbeat_at: float  # the member's own wall clock (information only, never compared)
+    started_at: float
+    url: str
+    checks_owned: int
+    seq_no: int | None = None
+    primary_term: int | None = None
+
+
+class Membership:
+    """Heartbeats this replica and tracks which replicas are live."""
+
+    def __init__(
+        self,
+        connection: Connection,
+        index: str,
+        replica_id: str,
+        heartbeat: float,
+        lease: float,
+        url: str = "",
+        timeout: float = 10.0,
+        owned: Callable[[], int] = lambda: 0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.connection = connection
+        self.index = index
+        self.id = replica_id
+        self.heartbeat = heartbeat
+        self.lease = lease
+        self.url = url
+        self.timeout = timeout
+        self.owned = owned
+        self.clock = clock
+        self.incarnation = uuid.uuid4().hex[:12]
+        self.started_at = time.time()
+        self.counter = 0
+        self.members: dict[str, Member] = {}
+        self.formed = False  # one heartbeat written and the members read back
+        self.last_ok: float | None = None  # wall clock of the last successful round
+        self.last_error: str | None = None
+        self.requests = 0
+        self.cpu_seconds = 0.0
+        self.listeners: list[Callable[[list[str]], Any]] = []
+        self._live: list[str] = [replica_id]
+        self._index_ready = False
+        self._left = False
+
+    # -- what the rest of the service reads ----------------------------------------------
+
+    def live(self) -> list[str]:
+        """Sorted ids of the live replicas; always includes this one."""
+        return list(self._live)
+
+    def _compute_live(self) -> list[str]:
+        now = self.clock()
+        ids = {m.id for m in self.members.values() if now - m.seen_change <= self.lease}
+        ids.add(self.id)
+        return sorted(ids)
+
+    # -- one round -----------------------------------------------------------------------
+
+    async def beat(self) -> list[str]:
+        """Write this replica's heartbeat, read all members, update the live set."""
+        try:
+            await self._write()
+            answer = await self._read()
+        except ESError as error:
+            if self.last_error is None:
+                log.warning("cluster membership: cannot reach the members index: %s", error)
+            self.last_error = f"members index {self.index}: {error}"
+            answer = None
+        started = time.process_time()
+        if answer is not None:
+            self._observe(answer)
+            self.formed = True
+            self.last_ok = time.time()
+            if self.last_error is not None:
+                log.info("cluster membership: members index reachable again")
+            self.last_error = None
+        live = self._compute_live()
+        changed = live != self._live
+        self._live = live
+        self.cpu_seconds += time.process_time() - started
+        if changed:
+            log.info("cluster membership changed: %d live: %s", len(live), ", ".join(live))
+            for listener in self.listeners:
+                try:
+                    listener(live)
+                except Exception:
+                    log.exception("a membership listener failed")
+        if answer is not None:
+            await self._forget_dead()
+        return live
+
+    async def run(self) -> None:
+        """Heartbeat until cancelled."""
+        while not self._left:
+            started = self.clock()
+            await self.beat()
+            await asyncio.sleep(max(0.0, self.heartbeat - (self.clock() - started)))
+
+    async def leave(self) -> None:
+        """Delete this replica's document (SIGTERM): the others drop it at their next read."""
+        self._left = True
+        self.requests += 1
+        try:
+            await self.connection.raw(
+                "DELETE", f"/{self.index}/_doc/{_quote(self.id)}?refresh=true", None, self.timeout
+            )
+        except ESError as error:
+            if error.kind != "no_such_index" and error.status != 404:
+                log.warning("cluster membership: could not remove this replica: %s", error)
+
+    # -- requests ------------------------------------------------------------------------
+
+    async def _ensure_index(self) -> None:
+        if self._index_ready:
+            return
+        self.requests += 1
+        try:
+            await self.connection.raw(
+                "PUT",
+                f"/{self.index}",
+                {
+                    "settings": {
+                        "number_of_shards": 1,
+                        "auto_expand_replicas": "0-1",
+                        "refresh_interval": "1s",
+                    },
+                    "mappings": MEMBERS_MAPPING,
+                },
+                max(self.timeout, 30.0),
+            )
+        except ESError as error:
+            if "resource_already_exists_exception" not in error.message:
+                raise
+        self._index_ready = True
+
+    async def _write(self) -> None:
+        await self._ensure_index()
+        self.counter += 1
+        doc = {
+            "replica": self.id,
+            "incarnation": self.incarnation,
+            "counter": self.counter,
+            "url": self.url,
+            "started_at": self.started_at,
+            "heartbeat_at": time.time(),
+            "checks_owned": self.owned(),
+        }
+        self.requests += 1
+        try:
+            await self.connection.raw(
+                "PUT", f"/{self.index}/_doc/{_quote(self.id)}?refresh=true", doc, self.timeout
+            )
+        except ESError as error:
+            if error.kind == "no_such_index":  # deleted under us: create it again next time
+                self._index_ready = False
+            raise
+
+    async def _read(self) -> dict[str, Any]:
+        self.requests += 1
+        return await self.connection.raw(
+            "POST",
+            f"/{self.index}/_search",
+            {"size": 10000, "seq_no_primary_term": True, "query": {"match_all": {}}},
+            self.timeout,
+        )
+
+    def _observe(self, answer: dict[str, Any]) -> None:
+        now = self.clock()
+        present = set()
+        for hit in (answer.get("hits") or {}).get("hits") or []:
+            source = hit.get("_source") or {}
+            member_id = str(hit.get("_id"))
+            if member_id == self.id:
+                continue
+            present.add(member_id)
+            beat = (str(source.get("incarnation", "")), int(source.get("counter") or 0))
+            known = self.members.get(member_id)
+            seen = now if known is None or known.beat != beat else known.seen_change
+            self.members[member_id] = Member(
+                id=member_id,
+                beat=beat,
+                seen_change=seen,
+                heartbeat_at=float(source.get("heartbeat_at") or 0.0),
+                started_at=float(source.get("started_at") or 0.0),
+                url=str(source.get("url") or ""),
+                checks_owned=int(source.get("checks_owned") or 0),
+                seq_no=hit.get("_seq_no"),
+                primary_term=hit.get("_primary_term"),
+            )
+        for gone in [m for m in self.members if m not in present]:
+            del self.members[gone]  # deleted on SIGTERM (or forgotten): left at once
+
+    async def _forget_dead(self) -> None:
+        """Delete documents of members dead for many leases, only if still unchanged."""
+        now = self.clock()
+        for member in list(self.members.values()):
+            if now - member.seen_change <= self.lease * FORGET_AFTER_LEASES:
+                continue
+            if member.seq_no is None or member.primary_term is None:
+                continue
+            self.requests += 1
+            try:
+                await self.connection.raw(
+                    "DELETE",
+                    f"/{self.index}/_doc/{_quote(member.id)}"
+                    f"?if_seq_no={member.seq_no}&if_primary_term={member.primary_term}",
+                    None,
+                    self.timeout,
+                )
+                log.info("cluster membership: forgot replica %s (dead)", member.id)
+            except ESError:
+                pass  # it came back (conflict) or someone else deleted it
+            self.members.pop(member.id, None)
+
+    # -- visibility ----------------------------------------------------------------------
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Every known member for ``GET /api/v1/cluster`` (this replica first)."""
+        now = self.clock()
+        live = set(self._live)
+        rows: list[dict[str, Any]] = [
+            {
+                "id": self.id,
+                "self": True,
+                "live": True,
+                "url": self.url,
+                "started_at": self.started_at,
+                "last_heartbeat_age_seconds": None
+                if self.last_ok is None
+                else round(max(0.0, time.time() - self.last_ok), 3),
+                "counter": self.counter,
+                "checks_owned": self.owned(),
+            }
+        ]
+        for member in sorted(self.members.values(), key=lambda m: m.id):
+            rows.append(
+                {
+                    "id": member.id,
+                    "self": False,
+                    "live": member.id in live,
+                    "url": member.url,
+                    "started_at": member.started_at,
+                    # measured on this replica's clock: when its counter last moved
+                    "last_heartbeat_age_seconds": round(now - member.seen_change, 3),
+                    "counter": member.beat[1],
+                    "checks_owned": member.checks_owned,
+                }
+            )
+        return rows
+
+
+def _quote(text: str) -> str:
+    from urllib.parse import quote
+
+    return quote(text, safe="")

@@ -1,0 +1,123 @@
+"""The read side of the shared state index: results of checks that other replicas own.
+
+Every replica reads the state documents of the checks it does not own into its own store,
+so every output (API, ``/nagios``, status page, ``/metrics``, ``check_esbridge``) answers
+for every check from any replica, reading the store as always; outputs never query
+Elasticsearch. ``_mget`` is real-time (no refresh wait), and it is done in two steps: first
+``_seq_no`` only, then the full documents of those that changed, so an unchanged check costs
+a few dozen bytes per round instead of its whole document.
+
+Staleness stays the store's rule: a result whose owner died ages and reads UNKNOWN "stale"
+once older than its allowed age (``staleness_factor`` times the interval), never a stale OK.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from esbridge.esclient import Connection, ESError, error_from_body
+from esbridge.store import ResultStore
+
+log = logging.getLogger(__name__)
+
+
+class SharedView:
+    """Keeps the store's entries of checks owned elsewhere in step with the state index."""
+
+    def __init__(
+        self, store: ResultStore, connection: Connection, index: str, timeout: float = 10.0
+    ) -> None:
+        self.store = store
+        self.connection = connection
+        self.index = index
+        self.timeout = timeout
+        self._versions: dict[str, tuple[int, int]] = {}  # check -> (_seq_no, _primary_term)
+        self.loaded = False  # one complete read done
+        self.last_ok: float | None = None
+        self.last_error: str | None = None
+        self.requests = 0
+        self.documents_read = 0
+        self.cpu_seconds = 0.0
+
+    async def refresh(self, names: Iterable[str]) -> int:
+        """Read the changed documents of ``names`` into the store; return how many applied."""
+        wanted = list(names)
+        if not wanted:
+            self.loaded = True
+            return 0
+        try:
+            heads = await self._mget(wanted, source=False)
+        except ESError as error:
+            return self._failed(error)
+        started = time.process_time()
+        changed = []
+        for doc in heads:
+            if not doc.get("found"):
+                continue
+            version = (int(doc.get("_seq_no", -1)), int(doc.get("_primary_term", -1)))
+            if self._versions.get(str(doc.get("_id"))) != version:
+                changed.append(str(doc.get("_id")))
+        self.cpu_seconds += time.process_time() - started
+        applied = await self.load(changed) if changed else 0
+        if applied < 0:
+            return 0
+        self.loaded = True
+        self.last_ok = time.time()
+        self.last_error = None
+        return applied
+
+    async def load(self, names: Iterable[str]) -> int:
+        """Read the full documents of ``names`` (real-time) and apply the newer ones.
+
+        Used for the changed documents of a round, and by a new owner before the first run
+        of a check it takes over (restore ``since`` and the history: no false recovery).
+        """
+        wanted = list(names)
+        if not wanted:
+            return 0
+        try:
+            docs = await self._mget(wanted, source=True)
+        except ESError as error:
+            return self._failed(error)
+        started = time.process_time()
+        documents = []
+        for doc in docs:
+            if doc.get("found"):
+                documents.append(doc.get("_source") or {})
+                self._versions[str(doc.get("_id"))] = (
+                    int(doc.get("_seq_no", -1)),
+                    int(doc.get("_primary_term", -1)),
+                )
+        self.documents_read += len(documents)
+        applied = self.store.adopt(documents)
+        self.cpu_seconds += time.process_time() - started
+        self.last_ok = time.time()
+        self.last_error = None
+        return applied
+
+    async def _mget(self, names: list[str], source: bool) -> list[dict[str, Any]]:
+        self.requests += 1
+        path = f"/{self.index}/_mget" + ("" if source else "?_source=false")
+        try:
+            answer = await self.connection.raw("POST", path, {"ids": names}, self.timeout)
+        except ESError as error:
+            if error.kind == "no_such_index":
+                return []
+            raise
+        docs = answer.get("docs") or []
+        for doc in docs:
+            if "error" in doc:
+                error = error_from_body(doc["error"], None, self.index)
+                if error.kind == "no_such_index":
+                    return []
+                raise error
+        return docs
+
+    def _failed(self, error: ESError) -> int:
+        if self.last_error is None:
+            log.warning("shared view: cannot read the state index %s: %s", self.index, error)
+        self.last_error = f"state index {self.index}: {error}"
+        return -1

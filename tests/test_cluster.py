@@ -1,0 +1,347 @@
+"""Several replicas, one view: real ``esbridge serve`` processes on loopback, real Elasticsearch.
+
+Heartbeat 1 s and lease 3 s keep the scenarios short. Timing assertions check the design
+bounds (docs/scale-out.md) plus a documented MARGIN for a loaded 2-core test machine: a
+replica's heartbeat round, a poll period of this test and a batch run can each be late.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from esbridge.devtools.service import EsbridgeProcess, free_port, poll
+from test_service_support import CountingProxy, delete_index, write
+
+pytestmark = [pytest.mark.es, pytest.mark.slow]
+
+HEARTBEAT = 1.0
+LEASE = 3.0
+MARGIN = 4.0  # heartbeat round late + test poll period + batch duration, on a loaded machine
+# Allowed age = STALENESS x interval. The default 2 leaves a 2 s check 2 s for scheduling,
+# the state flush (0.5 s) and the shared-view read (0.5 s); on a shared 2-core test machine
+# that is sometimes not enough, so the tests allow 3 intervals and assert against that.
+STALENESS = 3
+CHECKS = 300
+STEADY_WINDOW = 60.0
+PLUGIN = (
+    Path(__file__).resolve().parents[1] / "service" / "esbridge" / "plugin" / "check_esbridge.py"
+)
+
+
+def interval_of(i: int) -> int:
+    return 2 + i % 4  # 2, 3, 4, 5 s
+
+
+def expected_state(i: int) -> str:
+    return ("OK", "WARNING", "CRITICAL")[i % 3]
+
+
+def checks_file(path: Path, index: str, count: int) -> Path:
+    """``count`` count checks on 20 recent documents; thresholds fix each one's state."""
+    thresholds = ("warning: 100, critical: 200", "warning: 10, critical: 50", "critical: 5")
+    lines = ["defaults:", f"  index: {index}", "  window: 1h", "checks:"]
+    for i in range(count):
+        lines.append(
+            f"  - {{name: c{i:04d}, kind: count, interval: {interval_of(i)}s, {thresholds[i % 3]}}}"
+        )
+    return write(path, "\n".join(lines) + "\n")
+
+
+@pytest.fixture
+def index20(make_index, seed) -> str:  # type: ignore[no-untyped-def]
+    index = make_index("cluster")
+    seed(index, [{"ago": f"{i + 1}m", "status": 500} for i in range(20)])
+    return index
+
+
+@pytest.fixture
+def indices(es_url: str) -> Iterator[tuple[str, str]]:
+    tag = uuid.uuid4().hex[:8]
+    state, members = f"esbridge-test-state-{tag}", f"esbridge-test-members-{tag}"
+    yield state, members
+    delete_index(es_url, state)
+    delete_index(es_url, members)
+
+
+class Replicas:
+    """A group of ``esbridge serve`` processes sharing one state and members index."""
+
+    def __init__(self, es_url: str, checks: Path, state: str, members: str) -> None:
+        self.es_url, self.checks_path, self.state, self.members = es_url, checks, state, members
+        self.procs: dict[str, EsbridgeProcess] = {}
+
+    def start(self, name: str, port: int | None = None, es_url: str | None = None) -> str:
+        port = port or free_port()
+        proc = EsbridgeProcess(
+            es_url or self.es_url,
+            [self.checks_path],
+            port=port,
+            state_index=self.state,
+            env={
+                "ESBRIDGE_CLUSTER__ENABLED": "true",
+                "ESBRIDGE_CLUSTER__REPLICA_ID": name,
+                "ESBRIDGE_CLUSTER__INDEX": self.members,
+                "ESBRIDGE_CLUSTER__HEARTBEAT": f"{HEARTBEAT:g}s",
+                "ESBRIDGE_CLUSTER__LEASE": f"{LEASE:g}s",
+                "ESBRIDGE_CLUSTER__VIEW_REFRESH": "0.5s",
+                "ESBRIDGE_STATE__FLUSH_INTERVAL": "0.5s",
+                "ESBRIDGE_DEFAULTS__TIMEOUT": "2s",
+                "ESBRIDGE_DEFAULTS__STALENESS_FACTOR": str(STALENESS),
+            },
+        )
+        proc.start(wait=180)  # a loaded 2-core machine can take a minute to import
+        self.procs[name] = proc
+        return name
+
+    def live(self) -> dict[str, EsbridgeProcess]:
+        return {n: p for n, p in self.procs.items() if p.proc and p.proc.poll() is None}
+
+    def cluster(self, name: str, runs: bool = False) -> dict[str, Any]:
+        r = self.procs[name].get("/api/v1/cluster", params={"runs": str(runs).lower()})
+        r.raise_for_status()
+        return r.json()
+
+    def view(self, name: str) -> dict[str, dict[str, Any]]:
+        r = self.procs[name].get("/api/v1/checks")
+        r.raise_for_status()
+        return {c["name"]: c for c in r.json()["checks"]}
+
+    def agreed(self, expected_members: int) -> dict[str, str] | None:
+        """check → owner once every live replica is ready, sees the same members and owners."""
+        views = []
+        for name in self.live():
+            cluster = self.cluster(name)
+            if not cluster["ready"] or len(cluster["live_members"]) != expected_members:
+                return None
+            views.append({n: c["owner"] for n, c in self.view(name).items()})
+        if any(v != views[0] for v in views) or any(o is None for o in views[0].values()):
+            return None
+        return views[0]
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            proc.stop()
+
+
+@pytest.fixture
+def replicas(es_url: str, index20: str, indices, tmp_path: Path) -> Iterator[Replicas]:  # type: ignore[no-untyped-def]
+    group = Replicas(es_url, checks_file(tmp_path / "c.yaml", index20, CHECKS), *indices)
+    try:
+        yield group
+    finally:
+        group.stop_all()
+
+
+def runs_by_replica(group: Replicas) -> dict[str, Counter[str]]:
+    return {n: Counter(group.cluster(n, runs=True)["runs"]) for n in group.live()}
+
+
+def assert_honest(view: dict[str, dict[str, Any]], at: float) -> None:
+    """No OK from stale data; every state the one its thresholds give, or UNKNOWN stale."""
+    for name, check in view.items():
+        i = int(name[1:])
+        max_age = STALENESS * interval_of(i)
+        if check["state"] == "PENDING":
+            continue
+        if check["state"] == "OK":
+            assert check["age_seconds"] <= max_age + 0.5, (name, check, at)
+        if check["state"] != "UNKNOWN":
+            assert check["state"] == expected_state(i), (name, check)
+
+
+def plugin_codes(url: str) -> dict[str, int]:
+    """Exit codes as Nagios gets them: the plugin itself for every 30th check (a process each,
+    slow on a loaded machine), ``status_code`` of the same store read for all of them."""
+    codes = {
+        c["name"]: c["status_code"] for c in httpx.get(f"{url}/api/v1/checks").json()["checks"]
+    }
+    for i in range(0, CHECKS, 30):
+        name = f"c{i:04d}"
+        done = subprocess.run(
+            ["python3", "-I", "-S", str(PLUGIN), "-H", url, "-C", name],
+            capture_output=True,
+            timeout=60,
+        )
+        assert done.returncode == codes[name], (name, done.stdout)
+    return codes
+
+
+@pytest.mark.timeout(1500)
+def test_three_replicas_share_join_fail_over_and_restart(replicas: Replicas) -> None:
+    group = replicas
+    ports = {}
+    for name in ("r1", "r2", "r3"):
+        ports[name] = group.procs[group.start(name)].port
+    owners = poll(lambda: group.agreed(3), timeout=90, interval=0.5)
+    assert set(owners.values()) == {"r1", "r2", "r3"}
+    poll(lambda: all(c["state"] != "PENDING" for c in group.view("r1").values()), timeout=60)
+
+    # -- every check evaluated by exactly one replica over a steady window ----------------
+    before = runs_by_replica(group)
+    window_start = time.monotonic()
+    while time.monotonic() - window_start < STEADY_WINDOW:
+        for name in group.live():
+            assert_honest(group.view(name), time.time())
+        time.sleep(5)
+    after = runs_by_replica(group)
+    assert group.agreed(3) == owners, "ownership moved without a membership change"
+    for i in range(CHECKS):
+        check = f"c{i:04d}"
+        ran = {n: after[n][check] - before[n][check] for n in after}
+        runners = [n for n, count in ran.items() if count > 0]
+        assert runners == [owners[check]], (check, ran)
+        assert ran[owners[check]] >= STEADY_WINDOW / interval_of(i) / 2, (check, ran)
+
+    # -- check_esbridge gives the same exit code against every replica ---------------------
+    codes = {name: plugin_codes(proc.url) for name, proc in group.live().items()}
+    for i in range(CHECKS):
+        check = f"c{i:04d}"
+        seen = {codes[n][check] for n in codes}
+        assert seen == {("OK", "WARNING", "CRITICAL").index(expected_state(i))}, (check, codes)
+
+    # -- a fourth replica joins: about a quarter moves, none goes unevaluated -------------
+    joined_at = time.time()
+    group.start("r4")
+    new_owners = poll(lambda: group.agreed(4), timeout=60, interval=0.5)
+    moved = [c for c in owners if owners[c] != new_owners[c]]
+    assert abs(len(moved) / CHECKS - 0.25) <= 0.05, len(moved)
+    assert {new_owners[c] for c in moved} == {"r4"}
+
+    def all_evaluated_since(at: float) -> bool:
+        for name in group.live():
+            view = group.view(name)
+            assert_honest(view, time.time())
+            assert not any(c["stale"] for c in view.values()), [
+                n for n, c in view.items() if c["stale"]
+            ]
+        view = group.view("r4")
+        return all(c["evaluated_at_ts"] > at for c in view.values())
+
+    poll(lambda: all_evaluated_since(joined_at), timeout=5 + LEASE + MARGIN + 5, interval=0.5)
+
+    # -- kill -9 one: survivors evaluate its checks within interval + lease ---------------
+    owners = new_owners
+    victim = "r2"
+    theirs = [c for c, o in owners.items() if o == victim]
+    view = group.view("r1")
+    since_before = {c: view[c]["since_ts"] for c in theirs}
+    group.procs[victim].kill()
+    killed_at = time.time()
+    first_seen: dict[str, float] = {}
+    deadline = killed_at + 5 + LEASE + HEARTBEAT + MARGIN + 10
+    while len(first_seen) < len(theirs) and time.time() < deadline:
+        now = time.time()
+        for name in group.live():
+            view = group.view(name)
+            assert_honest(view, now)
+            for c in theirs:
+                if c not in first_seen and (view[c]["evaluated_at_ts"] or 0) > killed_at:
+                    first_seen[c] = view[c]["evaluated_at_ts"]
+        time.sleep(0.3)
+    assert len(first_seen) == len(theirs), [c for c in theirs if c not in first_seen]
+    late = {
+        c: round(at - killed_at, 2)
+        for c, at in first_seen.items()
+        if at - killed_at > interval_of(int(c[1:])) + LEASE + MARGIN
+    }
+    assert not late, late
+    after_owners = poll(lambda: group.agreed(3), timeout=30, interval=0.5)
+    assert victim not in after_owners.values()
+    assert all(after_owners[c] == owners[c] for c in owners if owners[c] != victim)
+    view = group.view("r1")
+    assert {c: view[c]["since_ts"] for c in theirs} == since_before
+
+    # -- rolling restart of the three left: no result older than its allowed age ---------
+    for name in list(group.live()):
+        port = group.procs[name].port
+        assert group.procs[name].stop() == 0
+        stopped = time.time()
+        group.start(name, port=port)
+        while time.time() - stopped < 8:
+            for other in group.live():
+                if not group.cluster(other)["ready"]:
+                    continue
+                view = group.view(other)
+                old = {
+                    n: c["age_seconds"]
+                    for n, c in view.items()
+                    if c["age_seconds"] is not None
+                    and c["age_seconds"] > STALENESS * interval_of(int(n[1:]))
+                }
+                assert not old, (other, old)
+            time.sleep(0.5)
+    poll(lambda: group.agreed(3), timeout=30, interval=0.5)
+
+
+@pytest.mark.timeout(600)
+def test_elasticsearch_unreachable_for_all_replicas(
+    es_url: str,
+    index20: str,
+    indices,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    checks = checks_file(tmp_path / "c.yaml", index20, 30)
+    with CountingProxy(es_url) as proxy:
+        group = Replicas(es_url, checks, *indices)
+        try:
+            group.start("a", es_url=proxy.url)
+            group.start("b", es_url=proxy.url)
+            poll(lambda: group.agreed(2), timeout=60, interval=0.5)
+            poll(lambda: all(c["state"] != "PENDING" for c in group.view("a").values()), 60)
+
+            proxy.fail = {".*": 503}
+            cut = time.time()
+
+            def all_unknown() -> bool:
+                for name in group.live():
+                    view = group.view(name)
+                    for n, c in view.items():
+                        assert c["state"] == "UNKNOWN" or c["state"] == expected_state(int(n[1:]))
+                        if c["state"] == "OK":
+                            assert c["age_seconds"] <= STALENESS * interval_of(int(n[1:])) + 0.5
+                    if any(c["state"] != "UNKNOWN" for c in view.values()):
+                        return False
+                return True
+
+            poll(all_unknown, timeout=STALENESS * 5 + LEASE + MARGIN + 10, interval=0.5)
+            # each replica is alone now: it owns every check and reports it UNKNOWN itself
+            poll(lambda: all(group.cluster(n)["checks_owned"] == 30 for n in group.live()), 30)
+            assert time.time() - cut < 60
+
+            proxy.fail = {}
+            restored = time.time()
+            twice_until = restored
+            while time.time() - restored < 20:
+                owned = [set(_owned(group, n)) for n in group.live()]
+                if owned[0] & owned[1]:
+                    twice_until = time.time()
+                elif group.agreed(2):
+                    break
+                time.sleep(0.2)
+            owners = poll(lambda: group.agreed(2), timeout=30, interval=0.5)
+            assert set(owners.values()) == {"a", "b"}
+            # both replicas need one successful heartbeat each to see the other again
+            assert twice_until - restored <= 2 * HEARTBEAT + MARGIN, twice_until - restored
+            poll(
+                lambda: all(
+                    c["state"] == expected_state(int(n[1:])) for n, c in group.view("b").items()
+                ),
+                timeout=30,
+            )
+        finally:
+            group.stop_all()
+
+
+def _owned(group: Replicas, name: str) -> list[str]:
+    view = group.view(name)
+    me = group.cluster(name)["replica"]
+    return [n for n, c in view.items() if c["owner"] == me]

@@ -1,0 +1,129 @@
+"""Membership, the shared view and the sharded state index, each against a real Elasticsearch.
+
+The clock of :class:`Membership` is injected, so lease expiry is tested without waiting.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from esbridge.config import ConnectionConfig
+from esbridge.esclient import Connection
+from esbridge.membership import Membership
+from esbridge.persistence import StatePersistence
+from esbridge.result import State
+from esbridge.sharedview import SharedView
+from test_store import T0, result, store_with
+
+pytestmark = pytest.mark.es
+
+
+@pytest.fixture
+async def connection(es_url: str) -> AsyncIterator[Connection]:
+    conn = Connection("default", ConnectionConfig(urls=(es_url,)))
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+def index(es_url: str):  # type: ignore[no-untyped-def]
+    name = f"esbridge-test-parts-{uuid.uuid4().hex[:8]}"
+    yield name
+    httpx.delete(f"{es_url}/{name}", params={"ignore_unavailable": "true"}, timeout=30)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_liveness_follows_the_counter_on_the_observers_clock(
+    connection: Connection, index: str
+) -> None:
+    clock = Clock()
+    a = Membership(connection, index, "a", heartbeat=1, lease=3, clock=clock)
+    b = Membership(connection, index, "b", heartbeat=1, lease=3, clock=clock)
+    assert await a.beat() == ["a"]  # b has not written yet
+    assert await b.beat() == ["a", "b"]
+    assert await a.beat() == ["a", "b"] and a.formed
+    # b stops beating: a keeps it for the lease, measured on a's own clock, then drops it
+    clock.now += 2.5
+    assert await a.beat() == ["a", "b"]
+    clock.now += 1.0
+    assert await a.beat() == ["a"]
+    # b's counter moves again: live at once
+    await b.beat()
+    assert await a.beat() == ["a", "b"]
+    # a SIGTERM'd replica deletes its document: gone at the next read, no lease wait
+    await b.leave()
+    assert await a.beat() == ["a"]
+    assert [m["id"] for m in a.describe()] == ["a"]
+
+
+async def test_a_changed_wall_clock_does_not_matter(connection: Connection, index: str) -> None:
+    """Heartbeat documents carry the writer's wall time, but nobody compares it."""
+    clock = Clock()
+    a = Membership(connection, index, "a", heartbeat=1, lease=3, clock=clock)
+    b = Membership(connection, index, "b", heartbeat=1, lease=3, clock=clock)
+    await a.beat()
+    await b.beat()
+    httpx.post(
+        f"{connection.config.urls[0]}/{index}/_update/b?refresh=true",
+        json={"doc": {"heartbeat_at": 0.0}},
+        timeout=30,
+    ).raise_for_status()
+    assert await a.beat() == ["a", "b"]
+
+
+async def test_shared_view_reads_only_changed_documents(connection: Connection, index: str) -> None:
+    owner = store_with()
+    owner.record(result(State.CRITICAL, T0, "bad"))
+    owner.record(result(State.CRITICAL, T0 + 10, "still bad"))
+    writer = StatePersistence(owner, connection, index, 10.0)
+    assert await writer.flush() == 1
+
+    other = store_with()
+    view = SharedView(other, connection, index, 10.0)
+    assert await view.refresh(["c"]) == 1
+    entry = other.get("c")
+    assert entry is not None and entry.result is not None
+    assert entry.state is State.CRITICAL and entry.since == T0 and entry.runs == 2
+    assert entry.result.summary == "still bad"
+    assert other.dirty_count == 0  # the owner writes, never the reader
+    assert view.documents_read == 1 and view.loaded
+
+    assert await view.refresh(["c"]) == 0  # unchanged: only _seq_no was read
+    assert view.documents_read == 1
+
+    owner.record(result(State.OK, T0 + 20, "fine"))
+    await writer.flush()
+    assert await view.refresh(["c"]) == 1
+    assert entry.state is State.OK and entry.since == T0 + 20
+    assert [t.to_state for t in entry.transitions] == [State.CRITICAL, State.OK]
+
+
+async def test_shared_view_never_replaces_a_newer_local_result(
+    connection: Connection, index: str
+) -> None:
+    old = store_with()
+    old.record(result(State.CRITICAL, T0))
+    await StatePersistence(old, connection, index, 10.0).flush()
+    mine = store_with()
+    mine.record(result(State.OK, T0 + 30))
+    assert await SharedView(mine, connection, index, 10.0).load(["c"]) == 0
+    assert mine.get("c").state is State.OK  # type: ignore[union-attr]
+
+
+async def test_state_index_shards(es_url: str, connection: Connection, index: str) -> None:
+    store = store_with()
+    store.record(result(State.OK, T0))
+    assert await StatePersistence(store, connection, index, 10.0, shards=3).flush() == 1
+    settings = httpx.get(f"{es_url}/{index}/_settings", timeout=30).json()
+    assert settings[index]["settings"]["index"]["number_of_shards"] == "3"
