@@ -15,6 +15,9 @@ OS3 := $(shell sed -n 's/^OS3 = "\([^"]*\)".*/\1/p' service/esbridge/devtools/op
 OS_VERSION ?= $(OS2)
 BACKEND ?= elasticsearch
 PYTEST_ARGS ?=
+# What a test phase needs first; `make test-all` installs it once and runs its phases (which
+# run at the same time) with DEPS= so that they never race for the package manager.
+DEPS ?= venv test-deps
 
 .PHONY: venv test-deps es-fetch test test-compat test-opensearch test-all backend-phases demo lint bench bench-cluster bench-smoke es-start es-stop es-status
 
@@ -32,7 +35,7 @@ test-deps:
 es-fetch: venv
 	$(PY) -m esbridge.devtools.elasticsearch fetch --version $(ES8)
 
-test: venv test-deps es-fetch
+test: $(DEPS) es-fetch
 	$(VENV)/bin/pytest -ra $(PYTEST_ARGS)
 
 # Backend phases: re-run the tests whose outcome depends on the search server against another
@@ -46,7 +49,7 @@ BACKEND_PHASES :=
 define backend_phase
 BACKEND_PHASES += $(1)
 .PHONY: test-$(1)
-test-$(1): venv test-deps
+test-$(1): $$(DEPS)
 	$$(PY) -m esbridge.devtools.$(2) fetch --version $(3)
 	env -u ESBRIDGE_TEST_ES_URL ESBRIDGE_TEST_BACKEND=$(2) \
 		ESBRIDGE_TEST_$(if $(filter opensearch,$(2)),OS,ES)_VERSION=$(3) \
