@@ -514,7 +514,7 @@ def test_pip_installs_the_single_file_and_its_launcher():
     assert tool["data-files"] == {"share/esbridge": ["service/esbridge/plugin/check_esbridge.py"]}
     assert "check_esbridge" not in pyproject["project"]["scripts"]
     assert os.access(LAUNCHER, os.X_OK)
-    assert '"$here/../share/esbridge/check_esbridge.py"' in LAUNCHER.read_text()
+    assert '"$here/../share/esbridge"' in LAUNCHER.read_text()
 
 
 def _installed_layout(root: Path, python: str) -> Path:
@@ -546,13 +546,10 @@ def test_installed_launcher_runs_the_file_with_isolated_no_site(server, tmp_path
     (spy / "bin" / "python3").write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')
     (spy / "bin" / "python3").chmod(0o755)
     args = subprocess.run([str(command), "-C", "x"], capture_output=True, check=True).stdout
-    assert args.decode().splitlines() == [
-        "-I",
-        "-S",
-        f"{spy}/bin/../share/esbridge/check_esbridge.py",
-        "-C",
-        "x",
-    ]
+    got = args.decode().splitlines()
+    assert got[:3] == ["-I", "-S", "-c"]
+    assert got[4:] == [f"{spy}/bin/../share/esbridge", "-C", "x"]
+    assert "import check_esbridge" in got[3]
 
 
 def test_direct_mode_finds_esbridge_although_started_without_site(tmp_path):
