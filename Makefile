@@ -16,7 +16,7 @@ OS_VERSION ?= $(OS2)
 BACKEND ?= elasticsearch
 PYTEST_ARGS ?=
 
-.PHONY: venv test-deps es-fetch test test-compat test-opensearch test-all backend-phases demo lint bench bench-smoke es-start es-stop es-status
+.PHONY: venv test-deps es-fetch test test-compat test-opensearch test-all backend-phases demo lint bench bench-smoke bench-check es-start es-stop es-status
 
 venv: $(STAMP)
 
@@ -82,6 +82,10 @@ bench: venv
 
 bench-smoke: venv
 	$(PY) bench/run.py --smoke
+
+# Ratios of a smoke run against bench/baseline.json; fails on a > 25 % regression (not CI).
+bench-check: venv
+	$(PY) bench/check.py
 
 es-start: venv
 	$(PY) -m esbridge.devtools.elasticsearch start --version $(or $(ES_VERSION),$(ES8)) $(if $(ES_PORT),--port $(ES_PORT))
