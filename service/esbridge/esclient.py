@@ -534,8 +534,15 @@ async def _es_version(
 
 
 def ndjson_line(part: dict[str, Any]) -> bytes:
-    """One ``_msearch`` line, encoded once; the client sends bytes lines unchanged."""
-    return orjson.dumps(part) + b"\n"
+    """One ``_msearch`` line, encoded once; the client sends bytes lines unchanged.
+
+    orjson refuses integers beyond 64 bits, which a user's ``query_dsl`` may hold: those lines
+    go through the standard library instead of failing the whole batch.
+    """
+    try:
+        return orjson.dumps(part) + b"\n"
+    except TypeError:
+        return json.dumps(part, separators=(",", ":")).encode() + b"\n"
 
 
 def _item_result(
