@@ -9,6 +9,7 @@ FROM python:3.12-slim AS builder
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY service/ service/
+COPY scripts/check_esbridge scripts/
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 # --- runtime -------------------------------------------------------------------------------

@@ -19,7 +19,8 @@ PYTEST_ARGS ?=
 # run at the same time) with DEPS= so that they never race for the package manager.
 DEPS ?= venv test-deps
 
-.PHONY: venv test-deps es-fetch test test-compat test-opensearch test-all backend-phases demo lint bench bench-cluster bench-smoke es-start es-stop es-status
+.PHONY: venv test-deps es-fetch test test-compat test-opensearch test-all backend-phases demo lint \
+	bench bench-cluster bench-smoke bench-check es-start es-stop es-status
 
 venv: $(STAMP)
 
@@ -89,6 +90,10 @@ bench-cluster: venv
 
 bench-smoke: venv
 	$(PY) bench/run.py --smoke
+
+# Ratios of a smoke run against bench/baseline.json; fails on a > 25 % regression (not CI).
+bench-check: venv
+	$(PY) bench/check.py
 
 es-start: venv
 	$(PY) -m esbridge.devtools.elasticsearch start --version $(or $(ES_VERSION),$(ES8)) $(if $(ES_PORT),--port $(ES_PORT))

@@ -33,8 +33,15 @@ CYCLE_KEYS = [
     "limit.requests",
     "naive.wall_s",
     "naive.requests",
+    "naive.errors",
+    "naive_httpx.wall_s",
+    "naive_httpx.requests",
+    "esbridge.es_cpu_ms",
+    "limit.es_cpu_ms",
+    "naive.es_cpu_ms",
     "ratio_to_limit",
     "speedup_vs_naive",
+    "speedup_vs_naive_httpx",
 ]
 FIGURE_KEYS = [
     *(f"cycle.{role}.{key}" for role in ("small", "medium", "large") for key in CYCLE_KEYS),
@@ -53,6 +60,8 @@ FIGURE_KEYS = [
     "scrape.p50_ms",
     "scrape.p99_ms",
     "scrape.bytes",
+    "scrape.cold_p50_ms",
+    "scrape.cold_changed_share",
     "scrape.group_series",
     "memory.rss_mb",
     "api.rps",
@@ -64,7 +73,7 @@ FIGURE_KEYS = [
 @pytest.mark.slow
 @pytest.mark.es
 @pytest.mark.version_independent
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 def test_bench_smoke_writes_every_figure(tmp_path: Path) -> None:
     require(Path("/usr/bin/python3").exists(), "/usr/bin/python3 is needed for the plugin figure")
     require(CHECK_HTTP.exists(), "check_http (monitoring-plugins-basic) is needed")
@@ -81,7 +90,7 @@ def test_bench_smoke_writes_every_figure(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         env=env,
-        timeout=540,
+        timeout=840,
     )
 
     assert proc.returncode == 0, f"bench/run.py --smoke failed:\n{proc.stderr[-4000:]}"
@@ -99,6 +108,7 @@ def test_bench_smoke_writes_every_figure(tmp_path: Path) -> None:
         cycle = f"cycle.{role}"
         assert figures[f"{cycle}.esbridge.errors"]["max"] == 0
         assert figures[f"{cycle}.raw_errors"]["max"] == 0
+        assert figures[f"{cycle}.naive.errors"]["max"] == 0
         assert (
             figures[f"{cycle}.esbridge.requests"]["max"] < figures[f"{cycle}.naive.requests"]["min"]
         )
@@ -110,6 +120,8 @@ def test_bench_smoke_writes_every_figure(tmp_path: Path) -> None:
         assert any(k.startswith(f"{script}.") for k in figures), (script, sorted(figures))
     sizes = data["sizes"]
     assert figures["scrape.group_series"]["min"] == sizes["scrape_checks"] * sizes["scrape_groups"]
+    # the cold scrapes were cold: every check ran again since the previous scrape
+    assert figures["scrape.cold_changed_share"]["min"] == 1.0
     assert (tmp_path / "RESULTS.md").read_text().startswith("# esbridge benchmark results (smoke)")
     after = results_md.stat().st_mtime_ns if results_md.exists() else None
     assert after == before, "the smoke run must not overwrite bench/RESULTS.md"

@@ -21,7 +21,12 @@ from test_cluster import Replicas, index20, indices  # noqa: F401 (fixtures)
 from test_real_prometheus import query, write_config
 from test_service_support import write
 
-pytestmark = [pytest.mark.clients, pytest.mark.es, pytest.mark.slow, pytest.mark.version_independent]
+pytestmark = [
+    pytest.mark.clients,
+    pytest.mark.es,
+    pytest.mark.slow,
+    pytest.mark.version_independent,
+]
 
 CHECKS = """defaults:
   index: {index}

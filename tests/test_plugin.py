@@ -500,12 +500,77 @@ def test_direct_mode_failure_and_timeout(monkeypatch, capsysbinary):
     assert b"did not finish within 0.5 s" in capsysbinary.readouterr().out
 
 
-def test_console_script_entry_point():
-    from importlib.metadata import entry_points
+LAUNCHER = ROOT / "scripts" / "check_esbridge"
 
-    (ep,) = [e for e in entry_points(group="console_scripts") if e.name == "check_esbridge"]
-    assert ep.value == "esbridge.plugin.check_esbridge:main"
-    assert callable(ep.load())
+
+def test_pip_installs_the_single_file_and_its_launcher():
+    """No entry point (a wrapper that imports site-packages): the sh launcher as the script and
+    the single file as data in <prefix>/share/esbridge, where the launcher looks for it."""
+    import tomllib
+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    tool = pyproject["tool"]["setuptools"]
+    assert tool["script-files"] == ["scripts/check_esbridge"]
+    assert tool["data-files"] == {"share/esbridge": ["service/esbridge/plugin/check_esbridge.py"]}
+    assert "check_esbridge" not in pyproject["project"]["scripts"]
+    assert os.access(LAUNCHER, os.X_OK)
+    assert '"$here/../share/esbridge"' in LAUNCHER.read_text()
+
+
+def _installed_layout(root: Path, python: str) -> Path:
+    """<prefix>/bin/{check_esbridge,python3} + <prefix>/share/esbridge/, as pip lays them out."""
+    (root / "bin").mkdir(parents=True)
+    (root / "share" / "esbridge").mkdir(parents=True)
+    shutil.copy(LAUNCHER, root / "bin" / "check_esbridge")
+    shutil.copy(PLUGIN_SRC, root / "share" / "esbridge" / "check_esbridge.py")
+    (root / "bin" / "python3").symlink_to(python)
+    return root / "bin" / "check_esbridge"
+
+
+def test_installed_launcher_runs_the_file_with_isolated_no_site(server, tmp_path):
+    require(shutil.which("sh") is not None, "no sh")
+    server.nagios("launched", b"WARNING - via the launcher", 1)
+    command = _installed_layout(tmp_path / "prefix", PYTHON)
+    proc = subprocess.run(
+        [str(command), "-H", server.url, "-C", "launched"],
+        capture_output=True,
+        env={"PATH": "/usr/bin:/bin"},
+        cwd=tmp_path,
+        timeout=30,
+    )
+    assert (proc.returncode, proc.stdout, proc.stderr) == (1, b"WARNING - via the launcher\n", b"")
+    # The flags the interpreter got: a stand-in python3 records its arguments.
+    spy = tmp_path / "spy"
+    command = _installed_layout(spy, PYTHON)
+    (spy / "bin" / "python3").unlink()
+    (spy / "bin" / "python3").write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')
+    (spy / "bin" / "python3").chmod(0o755)
+    args = subprocess.run([str(command), "-C", "x"], capture_output=True, check=True).stdout
+    got = args.decode().splitlines()
+    assert got[:3] == ["-I", "-S", "-c"]
+    assert got[4:] == [f"{spy}/bin/../share/esbridge", "-C", "x"]
+    assert "import check_esbridge" in got[3]
+
+
+def test_direct_mode_finds_esbridge_although_started_without_site(tmp_path):
+    """-S keeps site-packages out of the HTTP path; --direct adds them back when it needs them."""
+    # A prefix that is this virtual environment, as pip would install into it.
+    venv = Path(sys.prefix)
+    require((venv / "pyvenv.cfg").is_file(), "the tests must run from a virtual environment")
+    prefix = tmp_path / "prefix"
+    command = _installed_layout(prefix, sys.executable)
+    shutil.copy(venv / "pyvenv.cfg", prefix / "pyvenv.cfg")
+    (prefix / "lib").symlink_to(venv / "lib")
+    proc = subprocess.run(
+        [str(command), "--direct", "--checks", str(tmp_path / "missing"), "-C", "x"],
+        capture_output=True,
+        env={"PATH": "/usr/bin:/bin"},
+        timeout=120,
+    )
+    assert proc.returncode == 3
+    text = proc.stdout.decode()
+    assert "needs the esbridge package" not in text and "cannot load esbridge" not in text, text
+    assert text.startswith("UNKNOWN")
 
 
 def test_runs_through_its_shebang(server, plugin):

@@ -90,7 +90,11 @@ def evaluate(
             now,
             duration,
         )
-    return result.with_(evaluated_at=now, duration=duration)
+    # The result was just built for this call and is not shared yet: set the two fields in
+    # place instead of copying it (``dataclasses.replace`` was a tenth of the evaluation cost).
+    object.__setattr__(result, "evaluated_at", now)
+    object.__setattr__(result, "duration", duration)
+    return result
 
 
 def error_result(
@@ -459,6 +463,9 @@ def _grouped_result(
     buckets = (aggs.get(GROUPS_AGG) or {}).get("buckets", [])
     fields = list(check.group_by)
     groups: list[GroupResult] = []
+    warning, critical, uom = check.warning, check.critical, _uom(check.unit)
+    # The OK note names both thresholds and not the value: the same for every OK group.
+    ok_note = f" ({threshold_note(State.OK, None, warning, critical)})"
     for bucket in buckets:
         key = bucket["key"]
         if isinstance(key, dict):  # composite: {"service": "api", "host": "web-01"}
@@ -473,11 +480,13 @@ def _grouped_result(
             state = check.effective_no_data
             text = "no data"
         else:
-            state = classify(value, check.warning, check.critical)
-            text = (
-                describe(value)
-                + f" ({threshold_note(state, value, check.warning, check.critical)})"
+            state = classify(value, warning, critical)
+            note = (
+                ok_note
+                if state is State.OK
+                else f" ({threshold_note(state, value, warning, critical)})"
             )
+            text = describe(value) + note
         label = "/".join(v for _, v in key_pairs)
         groups.append(
             GroupResult(
@@ -485,17 +494,7 @@ def _grouped_result(
                 state=state,
                 value=value,
                 summary=f"{label}: {text}",
-                perfdata=(
-                    Perfdatum(
-                        label,
-                        value,
-                        _uom(check.unit),
-                        check.warning,
-                        check.critical,
-                        perf_min,
-                        perf_max,
-                    ),
-                ),
+                perfdata=(Perfdatum(label, value, uom, warning, critical, perf_min, perf_max),),
             )
         )
     omitted = _omitted(aggs, len(buckets))

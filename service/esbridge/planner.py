@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from esbridge.models import (
@@ -250,7 +251,9 @@ def _change_body(check: ChangeCheck, window: Window) -> dict[str, Any]:
     }
 
 
+@lru_cache(maxsize=1024)
 def _iso(moment: datetime) -> str:
+    """Cached: a cycle plans every check at the same moment over a handful of windows."""
     return (
         moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
     )

@@ -529,6 +529,13 @@ def run_direct(opts):
             flag = {"groups": "-g", "max_age": "--max-age", "url": "-H"}.get(bad, "--token-file")
             raise UsageError(f"{flag} does not apply to --direct")
     timeout = _seconds(opts, "timeout", "-t/--timeout") or DEFAULT_TIMEOUT
+    if sys.flags.no_site:
+        # Installed by pip, this file runs as "<its python> -IS": the HTTP path needs only the
+        # standard library; direct mode adds the interpreter's site-packages (where pip put
+        # esbridge) only now, so the common path never pays for it.
+        import site
+
+        site.main()
     try:
         from esbridge.cli import run_one
     except ImportError as exc:
