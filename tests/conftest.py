@@ -254,3 +254,22 @@ def secured(request: pytest.FixtureRequest, es_version: str) -> Any:
     except Exception as e:  # missing Java, keystore tool failing: fails under CI
         require(False, f"could not start a secured Elasticsearch {es_version}: {e}")
         raise
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium driven through Playwright, one per test module."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as e:  # pragma: no cover - depends on the venv
+        require(False, f"playwright (Python) is not installed: {e}")
+    from esbridge.devtools.chromium import CHROMIUM, CHROMIUM_ARGS
+
+    require(Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: apt-get install chromium")
+    with sync_playwright() as p:
+        try:
+            b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=60_000)
+        except Exception as e:  # the driver or the browser cannot start here
+            require(False, f"cannot start {CHROMIUM} through Playwright: {e}")
+        yield b
+        b.close()

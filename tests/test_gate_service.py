@@ -33,7 +33,6 @@ from esbridge.devtools import sampledata
 from esbridge.devtools.seeding import seed
 from esbridge.devtools.service import EsbridgeProcess, poll
 from test_service_support import CountingProxy, delete_index, json_lines
-from test_status_page import browser  # noqa: F401  (the module-scoped Chromium fixture)
 
 pytestmark = [pytest.mark.es, pytest.mark.slow]
 
@@ -432,7 +431,7 @@ def test_preview_chart_data_marks_the_deploy(gate_env: dict, incident: dict) -> 
 def test_status_page_shows_the_deploy_beside_the_transition(
     gate_env: dict,
     incident: dict,
-    browser: Any,  # noqa: F811
+    browser: Any,
 ) -> None:
     from playwright.sync_api import expect
 

@@ -17,8 +17,6 @@ from typing import Any
 import httpx
 import pytest
 
-from _require import require
-from esbridge.devtools.chromium import CHROMIUM, CHROMIUM_ARGS
 from esbridge.devtools.service import EsbridgeProcess
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -58,22 +56,6 @@ def docs() -> list[dict[str, Any]]:
     out += [{"status": 500, "latency_ms": 250.0, "ago": f"{3600 + i * 5}s"} for i in range(25)]
     out += [{"status": 502, "latency_ms": 120.0, "ago": f"{20 + i * 3}s"} for i in range(12)]
     return out
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as e:  # pragma: no cover - depends on the venv
-        require(False, f"playwright (Python) is not installed: {e}")
-    require(Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: apt-get install chromium")
-    with sync_playwright() as p:
-        try:
-            b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=60_000)
-        except Exception as e:  # the driver or the browser cannot start here
-            require(False, f"cannot start {CHROMIUM} through Playwright: {e}")
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,6 @@ from typing import Any
 import httpx
 import pytest
 
-from _require import require
-from esbridge.devtools.chromium import CHROMIUM, CHROMIUM_ARGS
 from esbridge.devtools.service import EsbridgeProcess
 
 # Chromium renders what the API says: the search server's version plays no part.
@@ -169,22 +167,6 @@ def demo_docs() -> list[dict[str, Any]]:
 
 
 # -- fixtures ------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as e:  # pragma: no cover - depends on the venv
-        require(False, f"playwright (Python) is not installed: {e}")
-    require(Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: apt-get install chromium")
-    with sync_playwright() as p:
-        try:
-            b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=60_000)
-        except Exception as e:  # the driver or the browser cannot start here
-            require(False, f"cannot start {CHROMIUM} through Playwright: {e}")
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")

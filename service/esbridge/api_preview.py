@@ -19,9 +19,13 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
 from esbridge.durations import parse_duration
-from esbridge.esclient import Connection
 from esbridge.nagios import render
-from esbridge.preview import PreviewError, default_step, preview_check, preview_to_dict
+from esbridge.preview import (
+    PreviewError,
+    default_step,
+    preview_on_own_connection,
+    preview_to_dict,
+)
 
 router = APIRouter()
 
@@ -111,14 +115,10 @@ async def check_preview(
             f"{gate.limit}): try again in a few seconds",
             {"Retry-After": "5"},
         )
-    connection = None
     try:
-        config = service.settings.elasticsearch.get(check.cluster)
-        if config is not None and not check.is_cluster_kind:
-            connection = Connection(check.cluster, config)
-        preview = await preview_check(
+        preview = await preview_on_own_connection(
             check,
-            connection,  # type: ignore[arg-type]  # None only for cluster kinds (refused)
+            service.settings.elasticsearch.get(check.cluster),
             span,
             every,
             until,
@@ -139,5 +139,3 @@ async def check_preview(
         raise HTTPException(422, error.message) from None
     finally:
         gate.leave()
-        if connection is not None:
-            await connection.close()

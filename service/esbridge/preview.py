@@ -40,7 +40,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from esbridge.durations import format_duration
-from esbridge.esclient import Connection, ESError
+from esbridge.esclient import Connection, ConnectionConfig, ESError
 from esbridge.evaluate import evaluate
 from esbridge.models import (
     ChangeCheck,
@@ -591,6 +591,35 @@ async def preview_check(
     return Preview(
         check, since, step, end, points, "per-step", requests, searches, notes, error=error
     )
+
+
+async def preview_on_own_connection(
+    check: CheckDefinition,
+    config: ConnectionConfig | None,
+    since: timedelta,
+    step: timedelta,
+    until: float | None,
+    max_points: int,
+    timeout: timedelta,
+) -> Preview:
+    """:func:`preview_check` on a connection of its own, closed afterwards: a preview's
+    searches never queue behind (or delay) the scheduler's on the service's connection."""
+    connection = None
+    if config is not None and not check.is_cluster_kind:
+        connection = Connection(check.cluster, config)
+    try:
+        return await preview_check(
+            check,
+            connection,  # type: ignore[arg-type]  # None only for cluster kinds (refused)
+            since,
+            step,
+            until,
+            max_points,
+            timeout,
+        )
+    finally:
+        if connection is not None:
+            await connection.close()
 
 
 def _evaluate_all(

@@ -213,8 +213,12 @@ def preview_one(
     import json
 
     from esbridge.durations import parse_duration
-    from esbridge.esclient import Connection
-    from esbridge.preview import PreviewError, default_step, preview_check, preview_to_dict
+    from esbridge.preview import (
+        PreviewError,
+        default_step,
+        preview_on_own_connection,
+        preview_to_dict,
+    )
     from esbridge.previewtext import render_text
 
     checkset = load_checks(list(settings.checks))
@@ -230,20 +234,9 @@ def preview_one(
         raise KeyError(f"check {name!r} uses connection {check.cluster!r}, which is not configured")
 
     async def go() -> str:
-        connection = Connection(check.cluster, config) if config is not None else None
-        try:
-            preview = await preview_check(
-                check,
-                connection,  # type: ignore[arg-type]  # None only for cluster kinds (refused)
-                span,
-                every,
-                until,
-                max_points,
-                settings.preview.timeout,
-            )
-        finally:
-            if connection is not None:
-                await connection.close()
+        preview = await preview_on_own_connection(
+            check, config, span, every, until, max_points, settings.preview.timeout
+        )
         if preview.error is not None:
             raise PreviewError("elasticsearch", preview.error)
         if output == "json":
