@@ -7,7 +7,8 @@
 # Phases run in lanes: the lanes run at the same time (the test phases mostly wait on
 # servers, intervals and timeouts), the phases of one lane one after the other. Every phase
 # runs even after another fails; its output lines are prefixed with its name, and a table of
-# wall times ends the run. CI_LANES=1 runs everything in one lane (one phase at a time).
+# wall times ends the run. CI_LANES=N sets the number of lanes (default 4: every phase at once;
+# 1: one phase at a time).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,11 +19,16 @@ unset ESBRIDGE_TEST_ES_URL ESBRIDGE_TEST_ES_VERSION ESBRIDGE_TEST_BACKEND ESBRID
 DURATIONS="PYTEST_ARGS=--durations=25"
 
 # One entry per phase: lane|name|command. "setup" runs alone before the lanes; lane 1 is
-# the whole suite on the default backend, lane 2 every backend phase of the Makefile
-# (backend_phase: adding a backend there is the only change needed).
+# the whole suite on the default backend, the backend phases of the Makefile (backend_phase:
+# adding a backend there is the only change needed) are dealt over the other lanes.
+LANES=${CI_LANES:-4}
 PHASES=("1|main|make test DEPS= $DURATIONS")
+i=0
 for backend in $(make -s backend-phases); do
-    PHASES+=("2|$backend|make test-$backend DEPS= $DURATIONS")
+    lane=1
+    [ "$LANES" -gt 1 ] && lane=$((2 + i % (LANES - 1)))
+    PHASES+=("$lane|$backend|make test-$backend DEPS= $DURATIONS")
+    i=$((i + 1))
 done
 
 LOGS=$(mktemp -d "${TMPDIR:-/tmp}/esbridge-ci-XXXXXX")
@@ -45,7 +51,7 @@ run_lane() {
     local lane=$1 entry
     for entry in "${PHASES[@]}"; do
         IFS='|' read -r l name cmd <<<"$entry"
-        if [ "${CI_LANES:-2}" = 1 ] || [ "$l" = "$lane" ]; then
+        if [ "$l" = "$lane" ]; then
             # shellcheck disable=SC2086
             run_phase "$name" $cmd
         fi
@@ -54,19 +60,15 @@ run_lane() {
 
 total_start=$(date +%s)
 run_phase setup make venv test-deps es-fetch
-if [ "${CI_LANES:-2}" = 1 ]; then
-    run_lane all
-else
-    pids=()
-    for lane in $(printf '%s\n' "${PHASES[@]}" | cut -d'|' -f1 | sort -u); do
-        run_lane "$lane" &
-        pids+=($!)
-    done
-    wait "${pids[@]}"
-fi
+pids=()
+for lane in $(printf '%s\n' "${PHASES[@]}" | cut -d'|' -f1 | sort -u); do
+    run_lane "$lane" &
+    pids+=($!)
+done
+wait "${pids[@]}"
 
 echo
-echo "=== phase wall times (lanes: ${CI_LANES:-2})"
+echo "=== phase wall times (lanes: $LANES)"
 printf '%-10s %8s  %s\n' phase seconds exit
 failed=0
 while read -r name seconds rc; do
