@@ -7,8 +7,8 @@
 # Phases run in lanes: the lanes run at the same time (the test phases mostly wait on
 # servers, intervals and timeouts), the phases of one lane one after the other. Every phase
 # runs even after another fails; its output lines are prefixed with its name, and a table of
-# wall times ends the run. CI_LANES=N sets the number of lanes (default 4: every phase at once;
-# 1: one phase at a time).
+# wall times ends the run. CI_LANES=N sets the number of lanes (default 3: main, and the
+# backend phases dealt over the other two; 1: one phase at a time).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,7 +21,7 @@ DURATIONS="PYTEST_ARGS=--durations=25"
 # One entry per phase: lane|name|command. "setup" runs alone before the lanes; lane 1 is
 # the whole suite on the default backend, the backend phases of the Makefile (backend_phase:
 # adding a backend there is the only change needed) are dealt over the other lanes.
-LANES=${CI_LANES:-4}
+LANES=${CI_LANES:-3}
 PHASES=("1|main|make test DEPS= $DURATIONS")
 i=0
 for backend in $(make -s backend-phases); do

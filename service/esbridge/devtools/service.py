@@ -92,7 +92,7 @@ class EsbridgeProcess:
             cmd += ["--checks", path]
         return cmd + self.extra_args
 
-    def start(self, wait: float = 30.0) -> EsbridgeProcess:
+    def start(self, wait: float = 90.0) -> EsbridgeProcess:
         env = {**os.environ, **self.env}
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env)
