@@ -254,3 +254,13 @@ def test_master_none_elected_and_split_brain() -> None:
     assert split.state is State.CRITICAL
     assert split.summary.startswith("split brain: nodes disagree on the elected master:")
     assert evaluate(master, {"masters": {}}, NOW).state is State.UNKNOWN
+
+
+def test_shards_without_a_copy_to_search_are_partial_not_a_number() -> None:
+    """OpenSearch's answer when one index of a pattern is red: no shard counted as failed,
+    but fewer successful than total. Never a number built on it."""
+    shards = {"total": 2, "successful": 1, "skipped": 0, "failed": 0}
+    result = evaluate(COUNT, answer(total=1, _shards=shards), NOW)
+    assert result.state is State.UNKNOWN and result.error_kind == "partial"
+    assert result.value is None
+    assert "1 of 2 shards had no copy to search" in result.summary

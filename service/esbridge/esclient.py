@@ -570,7 +570,11 @@ def error_from_body(
     if etype == "index_closed_exception":
         closed = cause.get("index") or index
         return ESError("unavailable", f"index [{closed}] is closed: nothing can be counted", status)
-    if etype == "no_shard_available_action_exception" or _all_shards_unassigned(error):
+    if (
+        etype == "no_shard_available_action_exception"
+        or _all_shards_unassigned(error)
+        or _no_shard_answered(error, etype, status)
+    ):
         where = ", ".join(
             f"[{f.get('index', '?')}][{f.get('shard', '?')}]"
             for f in (error.get("failed_shards") or [])[:3]
@@ -606,6 +610,18 @@ def _all_shards_unassigned(error: dict[str, Any]) -> bool:
         isinstance(f, dict)
         and (f.get("reason") or {}).get("type") == "no_shard_available_action_exception"
         for f in failed
+    )
+
+
+def _no_shard_answered(error: dict[str, Any], etype: str, status: int | None) -> bool:
+    """OpenSearch's answer for a red index: HTTP 503 "all shards failed" that names no failed
+    shard (Elasticsearch names each one as ``no_shard_available_action_exception``). An
+    overload names its rejected shards, so it never looks like this."""
+    return (
+        status == 503
+        and etype == "search_phase_execution_exception"
+        and not error.get("failed_shards")
+        and not error.get("root_cause")
     )
 
 

@@ -633,6 +633,14 @@ def _partial_problem(answer: dict[str, Any]) -> str | None:
         if any((f.get("reason") or {}).get("type") == _NO_SHARD for f in failures):
             detail += "; no primary shard available (an index is red)"
         return f"partial results: {failed} of {shards.get('total', '?')} shards failed ({detail})"
+    total = int(shards.get("total", 0) or 0)
+    answered = int(shards.get("successful", 0) or 0) + int(shards.get("skipped", 0) or 0)
+    if total and answered < total:
+        # OpenSearch leaves a shard with no copy to search out of "failed" (and names none).
+        return (
+            f"partial results: {total - answered} of {total} shards had no copy to search "
+            "(no primary shard available: an index is red)"
+        )
     if answer.get("timed_out"):
         return "search timed out on the Elasticsearch side, partial results ignored"
     return None
