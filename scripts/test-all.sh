@@ -41,7 +41,7 @@ run_phase() {
     echo "[$name] === $*"
     start=$(date +%s)
     # shellcheck disable=SC2068  # the command line is split on purpose
-    $@ 2>&1 | sed -u "s/^/[$name] /"
+    $@ 2>&1 | tee "$LOGS/$name.out" | sed -u "s/^/[$name] /"
     rc=${PIPESTATUS[0]}
     echo "$name $(($(date +%s) - start)) $rc" >>"$LOGS/times"
     echo "[$name] === exit $rc"
@@ -76,4 +76,16 @@ while read -r name seconds rc; do
     [ "$rc" = 0 ] || failed=1
 done <"$LOGS/times"
 printf '%-10s %8d  %s\n' total $(($(date +%s) - total_start)) "$failed"
+# One plain closing line over every phase, from pytest's own summary lines.
+passed=0
+failures=0
+for out in "$LOGS"/*.out; do
+    summary=$(grep -E '^=+ .*[0-9]+ (passed|failed|error)' "$out" | tail -n 1)
+    p=$(grep -oE '[0-9]+ passed' <<<"$summary" | grep -oE '[0-9]+' || true)
+    passed=$((passed + ${p:-0}))
+    for f in $(grep -oE '[0-9]+ (failed|errors?)' <<<"$summary" | grep -oE '^[0-9]+' || true); do
+        failures=$((failures + f))
+    done
+done
+echo "total: $passed passed, $failures failed"
 exit "$failed"
