@@ -191,6 +191,22 @@ class Connection:
         """A plain request (state store, admin helpers), with the same error mapping."""
         return await self._call(lambda b: b.request(method, path, body, timeout), timeout)
 
+    async def create_index(
+        self, index: str, mappings: dict[str, Any], timeout: float, **settings: Any
+    ) -> None:
+        """Create one of esbridge's own indices with its explicit mapping (one primary shard and
+        one replica where the cluster has room, unless ``settings`` say otherwise); an index
+        that already exists is left as it is."""
+        body = {
+            "settings": {"number_of_shards": 1, "auto_expand_replicas": "0-1", **settings},
+            "mappings": mappings,
+        }
+        try:
+            await self.raw("PUT", f"/{index}", body, timeout)
+        except ESError as error:
+            if "resource_already_exists_exception" not in error.message:
+                raise
+
     # -- which product answers ------------------------------------------------------------
 
     async def _ready(self, timeout: float) -> _Backend:

@@ -218,19 +218,7 @@ class EventStore:
         Called before every write: deploys are rare, and a deleted index must come back with
         the mapping, not be re-created by a write with guessed (dynamic) field types.
         """
-        try:
-            await self.connection.raw(
-                "PUT",
-                f"/{self.config.index}",
-                {
-                    "settings": {"number_of_shards": 1, "auto_expand_replicas": "0-1"},
-                    "mappings": EVENTS_MAPPING,
-                },
-                self.timeout,
-            )
-        except ESError as error:
-            if "resource_already_exists_exception" not in error.message:
-                raise
+        await self.connection.create_index(self.config.index, EVENTS_MAPPING, self.timeout)
 
     async def record(self, event: DeployEventIn, now: float | None = None) -> DeployEvent:
         """Write one event, searchable on return (``refresh=true``: deploys are rare)."""

@@ -180,23 +180,9 @@ class Membership:
         if self._index_ready:
             return
         self.requests += 1
-        try:
-            await self.connection.raw(
-                "PUT",
-                f"/{self.index}",
-                {
-                    "settings": {
-                        "number_of_shards": 1,
-                        "auto_expand_replicas": "0-1",
-                        "refresh_interval": "1s",
-                    },
-                    "mappings": MEMBERS_MAPPING,
-                },
-                max(self.timeout, 30.0),
-            )
-        except ESError as error:
-            if "resource_already_exists_exception" not in error.message:
-                raise
+        await self.connection.create_index(
+            self.index, MEMBERS_MAPPING, max(self.timeout, 30.0), refresh_interval="1s"
+        )
         self._index_ready = True
 
     async def _write(self) -> None:

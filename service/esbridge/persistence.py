@@ -40,19 +40,9 @@ class StatePersistence:
         """Create the state index with its explicit mapping if it does not exist."""
         if self._index_ready:
             return
-        try:
-            await self.connection.raw(
-                "PUT",
-                f"/{self.index}",
-                {
-                    "settings": {"number_of_shards": self.shards, "auto_expand_replicas": "0-1"},
-                    "mappings": STATE_MAPPING,
-                },
-                self.timeout,
-            )
-        except ESError as error:
-            if "resource_already_exists_exception" not in error.message:
-                raise
+        await self.connection.create_index(
+            self.index, STATE_MAPPING, self.timeout, number_of_shards=self.shards
+        )
         self._index_ready = True
 
     async def verify_index(self) -> None:
