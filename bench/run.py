@@ -58,7 +58,8 @@ from esbridge.devtools import sampledata  # noqa: E402
 from esbridge.devtools.elasticsearch import ES8, ElasticsearchServer  # noqa: E402
 from esbridge.devtools.opensearch import OPENSEARCH  # noqa: E402
 from esbridge.devtools.service import EsbridgeProcess  # noqa: E402
-from esbridge.esclient import Connections, ESError  # noqa: E402
+from esbridge.errors import ESError  # noqa: E402
+from esbridge.esclient import Connections  # noqa: E402
 from esbridge.evaluate import evaluate  # noqa: E402
 from esbridge.loader import load_text  # noqa: E402
 from esbridge.models import CheckDefinition  # noqa: E402

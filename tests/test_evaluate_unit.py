@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from esbridge.esclient import ESError
+from esbridge.errors import ESError
 from esbridge.evaluate import classify, evaluate, threshold_note
 from esbridge.loader import load_text
 from esbridge.models import CheckDefinition

@@ -23,7 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from esbridge.config import ConnectionConfig, Settings
-from esbridge.esclient import Connections, ESError
+from esbridge.errors import ESError
+from esbridge.esclient import Connections
 from esbridge.loader import CheckSet, load_text
 from esbridge.models import check_adapter
 from esbridge.nagios import rendered

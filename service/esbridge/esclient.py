@@ -29,6 +29,7 @@ from elasticsearch import AsyncElasticsearch
 from elasticsearch.serializer import OrjsonSerializer
 
 from esbridge.config import ConnectionConfig
+from esbridge.errors import ESError
 from esbridge.planner import ClusterFetch, SearchRequest
 
 if TYPE_CHECKING:
@@ -38,24 +39,6 @@ log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 PRODUCTS = {"elasticsearch": "Elasticsearch", "opensearch": "OpenSearch"}
-
-
-class ESError(Exception):
-    """A failure to get an answer, classified for the operator.
-
-    ``kind`` is one of: unreachable, timeout, throttled, rejected, forbidden, auth,
-    no_such_index, unavailable (closed index, no primary shard), partial, unsupported
-    (neither Elasticsearch nor OpenSearch, or not the configured flavor), internal.
-    """
-
-    def __init__(self, kind: str, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
-        self.status = status
-
-    def __str__(self) -> str:
-        return self.message
 
 
 @dataclass

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from esbridge.durations import format_duration
-from esbridge.esclient import ESError
+from esbridge.errors import ESError
 from esbridge.models import (
     ChangeCheck,
     CheckDefinition,

@@ -20,7 +20,8 @@ from typing import Any
 from pydantic import BaseModel, Field, field_validator
 
 from esbridge.config import EventsConfig
-from esbridge.esclient import Connection, ESError
+from esbridge.errors import ESError
+from esbridge.esclient import Connection
 
 log = logging.getLogger(__name__)
 

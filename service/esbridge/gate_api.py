@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from esbridge.api import ErrorBody, ReadDep, ServiceDep, WriteDep
 from esbridge.app import Service
 from esbridge.durations import format_duration, parse_duration
-from esbridge.esclient import ESError
+from esbridge.errors import ESError
 from esbridge.events import DeployEvent, DeployEventIn, iso
 from esbridge.gate import Change, CheckHistory, GateVerdict, judge
 

@@ -28,7 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from esbridge.esclient import Connection, ESError
+from esbridge.errors import ESError
+from esbridge.esclient import Connection
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import time
 
-from esbridge.esclient import Connection, ESError, error_from_body
+from esbridge.errors import ESError
+from esbridge.esclient import Connection, error_from_body
 from esbridge.store import STATE_MAPPING, ResultStore, dumps
 
 log = logging.getLogger(__name__)

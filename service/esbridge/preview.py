@@ -40,7 +40,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from esbridge.durations import format_duration
-from esbridge.esclient import Connection, ConnectionConfig, ESError
+from esbridge.errors import ESError
+from esbridge.esclient import Connection, ConnectionConfig
 from esbridge.evaluate import evaluate
 from esbridge.models import (
     ChangeCheck,

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
 
+from esbridge.errors import ErrorKind
 from esbridge.ranges import Range
 
 
@@ -100,7 +101,7 @@ class Result:
     groups: tuple[GroupResult, ...] = ()
     groups_omitted: int = 0
     error: str | None = None
-    error_kind: str | None = None
+    error_kind: ErrorKind | None = None
     evaluated_at: float = 0.0
     duration: float = 0.0
     extra: dict[str, object] = field(default_factory=dict, compare=False, hash=False)

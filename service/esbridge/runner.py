@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from esbridge.esclient import Connection, Connections, ESError
+from esbridge.errors import ESError
+from esbridge.esclient import Connection, Connections
 from esbridge.evaluate import error_result, evaluate
 from esbridge.models import CheckDefinition
 from esbridge.planner import ClusterFetch, SearchRequest, plan

@@ -18,7 +18,8 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from esbridge.esclient import Connection, ESError, error_from_body
+from esbridge.errors import ESError
+from esbridge.esclient import Connection, error_from_body
 from esbridge.store import ResultStore
 
 log = logging.getLogger(__name__)

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from esbridge.errors import ErrorKind
 from esbridge.nagios import stale
 from esbridge.ranges import Range
 from esbridge.result import GroupResult, Perfdatum, Result, State
@@ -446,7 +447,7 @@ def result_from_dict(d: dict[str, Any]) -> Result:
         ),
         groups_omitted=int(d.get("groups_omitted") or 0),
         error=d.get("error"),
-        error_kind=d.get("error_kind"),
+        error_kind=ErrorKind(d["error_kind"]) if d.get("error_kind") else None,
         evaluated_at=float(d.get("evaluated_at") or 0.0),
         duration=float(d.get("duration") or 0.0),
     )
