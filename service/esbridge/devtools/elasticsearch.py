@@ -479,7 +479,7 @@ class ElasticsearchServer:
         self.workdir.chmod(0o755)
         conf = self.workdir / "config"
         shutil.copytree(self.home / "config", conf)
-        for sub in ("data", "logs", "tmp"):
+        for sub in ("data", "logs", "tmp", "snapshots"):
             (self.workdir / sub).mkdir()
         mods = set(modules(self.home))
         s: dict[str, object] = {
@@ -491,6 +491,8 @@ class ElasticsearchServer:
             "discovery.type": "single-node",
             "path.data": str(self.workdir / "data"),
             "path.logs": str(self.workdir / "logs"),
+            # filesystem snapshot repositories may live under here (snapshot checks' tests)
+            "path.repo": str(self.workdir / "snapshots"),
             "cluster.routing.allocation.disk.threshold_enabled": False,
             "action.destructive_requires_name": False,
         }
