@@ -116,7 +116,7 @@ def test_no_secret_anywhere(
     checks = tmp_path / "checks.yaml"
     data = f"index: '{prov.logs_index}', window: 1d, critical: 100"
     checks.write_text(
-        "defaults:\n  interval: 4s\n  timeout: 3s\nchecks:\n"
+        "defaults:\n  interval: 6s\n  timeout: 3s\nchecks:\n"
         f"  - {{name: ok-count, kind: count, {data}}}\n"
         f"  - {{name: forbidden-count, kind: count, index: '{prov.secret_index}', "
         "window: 1d, critical: 100}\n"
