@@ -15,12 +15,12 @@ from esbridge.preview import (
     Preview,
     PreviewError,
     PreviewPoint,
-    _sliding_max,
     default_step,
     point_times,
     preview_to_dict,
     range_to_dict,
 )
+from esbridge.previewhist import _sliding_max
 from esbridge.previewtext import chart, format_duration_seconds, render_text
 from esbridge.ranges import Range
 from esbridge.result import Result, State
