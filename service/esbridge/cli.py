@@ -1,8 +1,10 @@
-"""Command line: ``esbridge validate|schema|serve|run|preview``.
+"""Command line: ``esbridge validate|schema|serve|run|preview|gate``.
 
-Adding a subcommand = one ``_add_<name>(subparsers)`` function that sets
-``func=<handler>`` + its name in ``COMMANDS``. A handler takes the parsed arguments and
-returns the exit code.
+Adding a subcommand = a handler ``cmd_<name>`` (takes the parsed arguments, returns the exit
+code; its docstring is the help: first line, then the description) + one ``_add_<name>``
+that declares it with :func:`_subcommand` (the shared options by name) and adds its own
+arguments + its name in ``COMMANDS``. Imports are lazy: ``esbridge run`` and the plugin's
+direct mode load only what they use.
 """
 
 from __future__ import annotations
@@ -23,38 +25,93 @@ Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], No
 DEFAULT_CHECKS = "checks"
 
 
-def _add_config_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config",
-        "-c",
-        metavar="FILE",
-        default=os.environ.get("ESBRIDGE_CONFIG"),
-        help="service configuration file (default: $ESBRIDGE_CONFIG)",
+def _subcommand(
+    sub: Any,
+    name: str,
+    func: Handler,
+    options: str = "config",
+    help: str | None = None,
+    description: str | None = None,
+) -> argparse.ArgumentParser:
+    """Declare one subcommand: its parser, its handler, and the options several share.
+
+    ``options`` names them: ``config`` (``--config``), ``quick`` (``--config``, ``--es-url``,
+    ``--checks``), ``check`` (the ``CHECK_NAME`` argument). The help line and description
+    are the handler's docstring (first line, then the rest) unless given.
+    """
+    first, _, rest = (func.__doc__ or "").strip().partition("\n\n")
+    parser = sub.add_parser(
+        name,
+        help=help or first,
+        description=description or " ".join(rest.split()) or None,
     )
+    parser.set_defaults(func=func)
+    if "config" in options or "quick" in options:
+        parser.add_argument(
+            "--config",
+            "-c",
+            metavar="FILE",
+            default=os.environ.get("ESBRIDGE_CONFIG"),
+            help="service configuration file (default: $ESBRIDGE_CONFIG)",
+        )
+    if "quick" in options:
+        parser.add_argument(
+            "--es-url",
+            metavar="URL",
+            help="Elasticsearch URL(s), comma-separated, for the 'default' connection "
+            "(also $ESBRIDGE_ES_URL)",
+        )
+        parser.add_argument(
+            "--checks", action="append", metavar="PATH", help="check file or directory (repeatable)"
+        )
+    if "check" in options:
+        parser.add_argument("name", metavar="CHECK_NAME")
+    return parser
 
 
-# --- validate -----------------------------------------------------------------------------
+def _load_errors() -> tuple[type[Exception], ...]:
+    """The errors that say the configuration or the check files are wrong."""
+    from esbridge.config import ConfigError
+    from esbridge.loader import CheckFileError
+
+    return ConfigError, CheckFileError
+
+
+def _problems(exc: Exception) -> tuple[str, list[str]]:
+    """What one of :func:`_load_errors` says: (what is wrong, one line per problem)."""
+    from esbridge.config import ConfigError
+    from esbridge.loader import CheckFileError
+
+    if isinstance(exc, ConfigError):
+        return "configuration problem", list(exc.messages)
+    assert isinstance(exc, CheckFileError)
+    return "check files have problems", [str(issue) for issue in exc.issues]
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from esbridge.config import ConfigError, load_settings, validate_references
-    from esbridge.loader import CheckFileError, load_checks
+    """check the configuration and check files, print every problem
+
+    Validate check files (and the configuration with --config). Exit 0 when everything is
+    valid, 1 otherwise.
+    """
+    from esbridge.config import load_settings, validate_references
+    from esbridge.loader import load_checks
 
     problems: list[str] = []
     settings = None
     if args.config:
         try:
             settings = load_settings(args.config)
-        except ConfigError as exc:
-            problems.extend(exc.messages)
+        except _load_errors() as exc:
+            problems.extend(_problems(exc)[1])
     paths: list[str | Path] = list(args.paths)
     if not paths:
         paths = list(settings.checks) if settings is not None else [DEFAULT_CHECKS]
     checkset = None
     try:
         checkset = load_checks(paths)
-    except CheckFileError as exc:
-        problems.extend(str(issue) for issue in exc.issues)
+    except _load_errors() as exc:
+        problems.extend(_problems(exc)[1])
     if settings is not None and checkset is not None:
         problems.extend(str(issue) for issue in validate_references(settings, checkset))
     if problems:
@@ -73,26 +130,21 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _add_validate(sub: Any) -> None:
-    parser = sub.add_parser(
-        "validate",
-        help="check the configuration and check files, print every problem",
-        description="Validate check files (and the configuration with --config). "
-        "Exit 0 when everything is valid, 1 otherwise.",
-    )
+    parser = _subcommand(sub, "validate", cmd_validate)
     parser.add_argument(
         "paths",
         nargs="*",
         metavar="PATH",
         help="check files or directories (default: 'checks' from the config, or ./checks)",
     )
-    _add_config_option(parser)
-    parser.set_defaults(func=cmd_validate)
-
-
-# --- schema ---------------------------------------------------------------------------------
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
+    """print the JSON Schema of a check file (for editors)
+
+    Print the JSON Schema of a check file. Save it and point your editor at it, e.g. first
+    line '# yaml-language-server: $schema=./esbridge-checks.schema.json'.
+    """
     from esbridge.models import check_file_schema
 
     try:
@@ -107,17 +159,8 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def _add_schema(sub: Any) -> None:
     from esbridge.models import KINDS
 
-    parser = sub.add_parser(
-        "schema",
-        help="print the JSON Schema of a check file (for editors)",
-        description="Print the JSON Schema of a check file. Save it and point your editor "
-        "at it, e.g. first line '# yaml-language-server: $schema=./esbridge-checks.schema.json'.",
-    )
+    parser = _subcommand(sub, "schema", cmd_schema, options="")
     parser.add_argument("--kind", choices=KINDS, help="only checks of this kind")
-    parser.set_defaults(func=cmd_schema)
-
-
-# --- serve / run ----------------------------------------------------------------------------
 
 
 def _settings_from_args(args: argparse.Namespace) -> Any:
@@ -146,22 +189,14 @@ def _settings_from_args(args: argparse.Namespace) -> Any:
     return settings
 
 
-def _add_quick_flags(parser: argparse.ArgumentParser) -> None:
-    _add_config_option(parser)
-    parser.add_argument(
-        "--es-url",
-        metavar="URL",
-        help="Elasticsearch URL(s), comma-separated, for the 'default' connection "
-        "(also $ESBRIDGE_ES_URL)",
-    )
-    parser.add_argument(
-        "--checks", action="append", metavar="PATH", help="check file or directory (repeatable)"
-    )
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
-    from esbridge.config import ConfigError, validate_references
-    from esbridge.loader import CheckFileError, load_checks
+    """run the service: schedule checks, serve the API, /metrics and the status page
+
+    Run esbridge: every check on its interval, results over HTTP. SIGHUP (or POST
+    /api/v1/reload) reloads the check files; SIGTERM stops cleanly.
+    """
+    from esbridge.config import validate_references
+    from esbridge.loader import load_checks
     from esbridge.logs import setup_logging
     from esbridge.serve import secrets_of, serve
 
@@ -170,10 +205,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings = _settings_from_args(args)
         checkset = load_checks(list(settings.checks))
         problems = [str(i) for i in validate_references(settings, checkset)]
-    except ConfigError as exc:
-        problems = list(exc.messages)
-    except CheckFileError as exc:
-        problems = [str(issue) for issue in exc.issues]
+    except _load_errors() as exc:
+        problems = _problems(exc)[1]
     if problems:
         print("esbridge: not starting, the configuration has problems:", file=sys.stderr)
         for line in problems:
@@ -185,19 +218,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _add_serve(sub: Any) -> None:
-    parser = sub.add_parser(
-        "serve",
-        help="run the service: schedule checks, serve the API, /metrics and the status page",
-        description="Run esbridge: every check on its interval, results over HTTP. "
-        "SIGHUP (or POST /api/v1/reload) reloads the check files; SIGTERM stops cleanly.",
-    )
-    _add_quick_flags(parser)
+    parser = _subcommand(sub, "serve", cmd_serve, options="quick")
     parser.add_argument("--host", help="listen address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="listen port (default 9108)")
     parser.add_argument(
         "--log-format", choices=["text", "json"], help="log format (default from config)"
     )
-    parser.set_defaults(func=cmd_serve)
 
 
 def run_one(
@@ -215,9 +241,11 @@ def run_one(
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from esbridge.config import ConfigError
-    from esbridge.loader import CheckFileError
+    """evaluate one check now and print Nagios plugin output (exit code 0-3)
 
+    Evaluate CHECK_NAME against Elasticsearch now, print the plugin output exactly as the
+    service's /nagios endpoint would, exit with its code.
+    """
     try:
         at = _parse_time(args.at) if args.at else None
     except ValueError as exc:
@@ -225,11 +253,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 3
     try:
         text, code = run_one(args.checks or [], args.name, args.es_url, args.config, at)
-    except ConfigError as exc:
-        print("UNKNOWN - configuration problem: " + ", ".join(exc.messages))
-        return 3
-    except CheckFileError as exc:
-        print("UNKNOWN - check files have problems: " + ", ".join(str(i) for i in exc.issues))
+    except _load_errors() as exc:
+        what, lines = _problems(exc)
+        print(f"UNKNOWN - {what}: " + ", ".join(lines))
         return 3
     except KeyError as exc:
         print(f"UNKNOWN - {exc.args[0]}")
@@ -242,21 +268,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _add_run(sub: Any) -> None:
-    parser = sub.add_parser(
-        "run",
-        help="evaluate one check now and print Nagios plugin output (exit code 0-3)",
-        description="Evaluate CHECK_NAME against Elasticsearch now, print the plugin output "
-        "exactly as the service's /nagios endpoint would, exit with its code.",
-    )
-    _add_quick_flags(parser)
-    parser.add_argument("name", metavar="CHECK_NAME")
+    parser = _subcommand(sub, "run", cmd_run, options="quick check")
     parser.add_argument(
         "--at",
         metavar="TIME",
         help="evaluate as at TIME (unix seconds or ISO 8601, e.g. 2026-11-28T03:00:00Z): "
         "the window ends at TIME instead of now",
     )
-    parser.set_defaults(func=cmd_run)
 
 
 def _parse_time(text: str) -> float:
@@ -278,13 +296,13 @@ def _parse_time(text: str) -> float:
     return moment.timestamp()
 
 
-# --- preview --------------------------------------------------------------------------------
-
-
 def cmd_preview(args: argparse.Namespace) -> int:
-    """Exit 0: shown; 2: bad input (or a cluster kind: no history); 3: Elasticsearch failed."""
-    from esbridge.config import ConfigError
-    from esbridge.loader import CheckFileError
+    """replay a check over past data: chart, transitions, time per state, pages
+
+    Evaluate CHECK_NAME as it would have run at every STEP over the last SINCE, from the
+    data in Elasticsearch, and show what it would have said. Exit 0 when shown, 2 on bad
+    input or a cluster kind (no history), 3 when Elasticsearch failed. See docs/preview.md.
+    """
     from esbridge.preview import PreviewError
     from esbridge.serve import preview_one
 
@@ -298,10 +316,9 @@ def cmd_preview(args: argparse.Namespace) -> int:
         text = preview_one(
             settings, args.name, args.since, args.step, until, args.format, args.max_points
         )
-    except ConfigError as exc:
-        return fail(2, "configuration problem: " + ", ".join(exc.messages))
-    except CheckFileError as exc:
-        return fail(2, "check files have problems: " + ", ".join(str(i) for i in exc.issues))
+    except _load_errors() as exc:
+        what, lines = _problems(exc)
+        return fail(2, f"{what}: " + ", ".join(lines))
     except KeyError as exc:
         return fail(2, str(exc.args[0]))
     except PreviewError as exc:
@@ -313,16 +330,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 
 def _add_preview(sub: Any) -> None:
-    parser = sub.add_parser(
-        "preview",
-        help="replay a check over past data: chart, transitions, time per state, pages",
-        description="Evaluate CHECK_NAME as it would have run at every STEP over the last "
-        "SINCE, from the data in Elasticsearch, and show what it would have said. Exit 0 "
-        "when shown, 2 on bad input or a cluster kind (no history), 3 when Elasticsearch "
-        "failed. See docs/preview.md.",
-    )
-    _add_quick_flags(parser)
-    parser.add_argument("name", metavar="CHECK_NAME")
+    parser = _subcommand(sub, "preview", cmd_preview, options="quick check")
     parser.add_argument("--since", default="24h", help="how far back (default 24h)")
     parser.add_argument(
         "--step", help="one point per STEP (default: the check's interval, at most ~300 points)"
@@ -334,26 +342,22 @@ def _add_preview(sub: Any) -> None:
     parser.add_argument(
         "--max-points", type=int, default=10_000, help="refuse more points (default 10000)"
     )
-    parser.set_defaults(func=cmd_preview)
-
-
-# --- gate -----------------------------------------------------------------------------------
 
 
 def _add_gate(sub: Any) -> None:
     from esbridge import gateclient
 
-    parser = sub.add_parser(
+    parser = _subcommand(
+        sub,
         "gate",
+        gateclient.run,
+        options="",
         help="deployment gate: wait until the selected checks pass or fail (exit 0/1/2/3)",
         description="Ask a running esbridge whether the selected checks stayed OK for a period "
         "after --since. Exit 0 pass, 1 fail, 2 error, 3 unknown. See docs/gate.md.",
     )
     gateclient.add_arguments(parser)
-    parser.set_defaults(func=gateclient.run)
 
-
-# --- registration ---------------------------------------------------------------------------
 
 COMMANDS: list[Registrar] = [
     _add_validate,
