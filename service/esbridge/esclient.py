@@ -26,14 +26,14 @@ from esbridge.errors import ESError
 from esbridge.esbackend import Backend, detect_flavor, make_backend, ndjson_line
 from esbridge.planner import ClusterFetch, SearchRequest
 
+# error_from_body and ndjson_line are re-exported: persistence, sharedview and the tests
+# import them from here.
 __all__ = [
     "PRODUCTS",
     "Connection",
     "ConnectionStats",
     "Connections",
-    "detect_flavor",
     "error_from_body",
-    "map_error",
     "ndjson_line",
 ]
 
