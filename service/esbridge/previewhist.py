@@ -51,6 +51,41 @@ MAX_GROUPS = 1000
 HIST_AGG = "preview_histogram"
 
 
+def _ms(moment: datetime) -> int:
+    """Milliseconds exactly as the planner writes a time (microseconds truncated)."""
+    whole = moment.replace(microsecond=0)
+    return int(whole.timestamp()) * 1000 + moment.microsecond // 1000
+
+
+def _combinable(check: CheckDefinition) -> str | None:
+    """None when the histogram method works for this check, else why not."""
+    if len(check.group_by) > 1:
+        return "group_by on several fields"
+    if isinstance(check, MetricCheck) and check.agg not in COMBINABLE_AGGS:
+        return f"agg {check.agg} cannot be combined from pieces of the window"
+    if isinstance(check, ChangeCheck) and check.agg and check.agg not in COMBINABLE_AGGS:
+        return f"agg {check.agg} cannot be combined from pieces of the window"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Spans:
+    """Millisecond spans each point needs: the window, and the previous one for change."""
+
+    current: list[tuple[int, int]]
+    previous: list[tuple[int, int]] | None
+
+
+def _spans(check: CheckDefinition, ends: Sequence[datetime]) -> _Spans:
+    windows = [window_of(check, end) for end in ends]
+    current = [(_ms(w.start), _ms(w.end)) for w in windows]
+    previous = None
+    if isinstance(check, ChangeCheck):
+        # planner._change_body: previous = [start - (end - start), start)
+        previous = [(_ms(w.start - (w.end - w.start)), _ms(w.start)) for w in windows]
+    return _Spans(current, previous)
+
+
 @dataclass(frozen=True, slots=True)
 class HistogramPlan:
     """The one search of the histogram method and what is needed to read its answer."""
@@ -99,41 +134,6 @@ def answers_from_histogram(
     if cut:
         return "more groups than one histogram search returns"
     return _answers(check, response, hist.spans, hist.lo, hist.grain)
-
-
-def _ms(moment: datetime) -> int:
-    """Milliseconds exactly as the planner writes a time (microseconds truncated)."""
-    whole = moment.replace(microsecond=0)
-    return int(whole.timestamp()) * 1000 + moment.microsecond // 1000
-
-
-def _combinable(check: CheckDefinition) -> str | None:
-    """None when the histogram method works for this check, else why not."""
-    if len(check.group_by) > 1:
-        return "group_by on several fields"
-    if isinstance(check, MetricCheck) and check.agg not in COMBINABLE_AGGS:
-        return f"agg {check.agg} cannot be combined from pieces of the window"
-    if isinstance(check, ChangeCheck) and check.agg and check.agg not in COMBINABLE_AGGS:
-        return f"agg {check.agg} cannot be combined from pieces of the window"
-    return None
-
-
-@dataclass(frozen=True, slots=True)
-class _Spans:
-    """Millisecond spans each point needs: the window, and the previous one for change."""
-
-    current: list[tuple[int, int]]
-    previous: list[tuple[int, int]] | None
-
-
-def _spans(check: CheckDefinition, ends: Sequence[datetime]) -> _Spans:
-    windows = [window_of(check, end) for end in ends]
-    current = [(_ms(w.start), _ms(w.end)) for w in windows]
-    previous = None
-    if isinstance(check, ChangeCheck):
-        # planner._change_body: previous = [start - (end - start), start)
-        previous = [(_ms(w.start - (w.end - w.start)), _ms(w.start)) for w in windows]
-    return _Spans(current, previous)
 
 
 def _sub_aggs(check: CheckDefinition) -> dict[str, Any]:
