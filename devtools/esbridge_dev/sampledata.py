@@ -12,7 +12,7 @@ backfill and ``--follow`` agree):
 
 CLI::
 
-    python -m esbridge.devtools.sampledata --es-url http://127.0.0.1:9200 \\
+    python -m esbridge_dev.sampledata --es-url http://127.0.0.1:9200 \\
         [--backfill-minutes 60] [--rate 20] [--hosts 8] [--services 5] [--follow]
 
 Library: ``install_templates(url)``, ``backfill(url, minutes=, rate_per_s=, now=, hosts=,
@@ -414,7 +414,7 @@ def _epoch(now: datetime | float | None) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m esbridge.devtools.sampledata")
+    p = argparse.ArgumentParser(prog="python -m esbridge_dev.sampledata")
     p.add_argument("--es-url", required=True)
     p.add_argument("--backfill-minutes", type=float, default=60)
     p.add_argument("--rate", type=float, default=20, help="log lines per second")

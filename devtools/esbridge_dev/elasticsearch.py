@@ -7,21 +7,21 @@ cache folder and started as a single node on 127.0.0.1 with security off.
 
 Python use::
 
-    from esbridge.devtools.elasticsearch import ElasticsearchServer, ES9
+    from esbridge_dev.elasticsearch import ElasticsearchServer, ES9
     with ElasticsearchServer(version=ES9) as es:
         print(es.url)           # http://127.0.0.1:<free port>
         es.kill(); es.restart() # fault helpers: SIGKILL keeping data, start again same port
 
 The same code runs OpenSearch (``distribution="opensearch"``, see
-:mod:`esbridge.devtools.opensearch`): its ``integ-test-zip`` has only ``transport-netty4``
+:mod:`esbridge_dev.opensearch`): its ``integ-test-zip`` has only ``transport-netty4``
 (no security plugin); 2.19.x runs on Java 17, 3.x needs Java 21+.
 
 CLI::
 
-    python -m esbridge.devtools.elasticsearch start [--version 8.19.21|9.5.4|8|9] [--port N]
+    python -m esbridge_dev.elasticsearch start [--version 8.19.21|9.5.4|8|9] [--port N]
         # detaches; prints: export ESBRIDGE_TEST_ES_URL=http://127.0.0.1:PORT
-    python -m esbridge.devtools.elasticsearch status|url|stop
-    python -m esbridge.devtools.elasticsearch fetch [--version V]   # download + unpack only
+    python -m esbridge_dev.elasticsearch status|url|stop
+    python -m esbridge_dev.elasticsearch fetch [--version V]   # download + unpack only
 
 Where things live:
 
@@ -61,7 +61,7 @@ from pathlib import Path
 
 import httpx
 
-from esbridge.devtools.procgroup import group_alive, kill_group
+from esbridge_dev.procgroup import group_alive, kill_group
 
 ES8 = "8.19.21"
 ES9 = "9.5.4"
@@ -101,7 +101,7 @@ ELASTICSEARCH = Distribution(
     "ES",
 )
 
-log = logging.getLogger("esbridge.devtools.elasticsearch")
+log = logging.getLogger("esbridge_dev.elasticsearch")
 
 
 class ElasticsearchError(RuntimeError):
@@ -130,7 +130,7 @@ def required_java_major(version: str, dist: Distribution = ELASTICSEARCH) -> int
 
 
 def _project_root() -> Path | None:
-    root = Path(__file__).resolve().parents[3]
+    root = Path(__file__).resolve().parents[2]
     return root if (root / "pyproject.toml").is_file() else None
 
 
@@ -506,7 +506,7 @@ class ElasticsearchServer:
             s["xpack.ml.enabled"] = False
         s.update(self.settings)
         (conf / f"{self.dist.name}.yml").write_text(
-            "# written by esbridge.devtools.elasticsearch\n"
+            "# written by esbridge_dev.elasticsearch\n"
             + "".join(f"{k}: {_yaml_scalar(v)}\n" for k, v in s.items() if v is not None)
         )
         # OpenSearch's launcher runs from its (read-only) home: point the relative GC log,
@@ -778,7 +778,7 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None, dist: Distribution = ELASTICSEARCH) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    p = argparse.ArgumentParser(prog=f"python -m esbridge.devtools.{dist.name}")
+    p = argparse.ArgumentParser(prog=f"python -m esbridge_dev.{dist.name}")
     p.set_defaults(dist=dist)
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("start", help=f"start a detached {dist.product}, print its URL")
