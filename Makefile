@@ -8,8 +8,8 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.esbridge-installed
-ES8 := $(shell sed -n 's/^ES8 = "\([^"]*\)".*/\1/p' devtools/esbridge_dev/elasticsearch.py)
-ES9 := $(shell sed -n 's/^ES9 = "\([^"]*\)".*/\1/p' devtools/esbridge_dev/elasticsearch.py)
+ES8 := $(shell sed -n 's/^ES8 = "\([^"]*\)".*/\1/p' devtools/esbridge_dev/distribution.py)
+ES9 := $(shell sed -n 's/^ES9 = "\([^"]*\)".*/\1/p' devtools/esbridge_dev/distribution.py)
 OS2 := $(shell sed -n 's/^OS2 = "\([^"]*\)".*/\1/p' devtools/esbridge_dev/opensearch.py)
 OS3 := $(shell sed -n 's/^OS3 = "\([^"]*\)".*/\1/p' devtools/esbridge_dev/opensearch.py)
 OS_VERSION ?= $(OS2)
