@@ -24,23 +24,6 @@ from pydantic_settings import NoDecode
 
 from esbridge.durations import Duration, format_duration
 
-__all__ = [
-    "ApiConfig",
-    "ClusterConfig",
-    "ConfigError",
-    "ConnectionConfig",
-    "DefaultsConfig",
-    "EventFieldsConfig",
-    "EventsConfig",
-    "LogConfig",
-    "PipelineEventsConfig",
-    "PreviewConfig",
-    "Section",
-    "StateStoreConfig",
-    "StrList",
-    "read_secret",
-]
-
 
 class ConfigError(Exception):
     """The configuration is invalid; ``messages`` holds one line per problem."""
