@@ -8,10 +8,10 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.esbridge-installed
-ES8 := $(shell sed -n 's/^ES8 = "\([^"]*\)".*/\1/p' service/esbridge/devtools/elasticsearch.py)
-ES9 := $(shell sed -n 's/^ES9 = "\([^"]*\)".*/\1/p' service/esbridge/devtools/elasticsearch.py)
-OS2 := $(shell sed -n 's/^OS2 = "\([^"]*\)".*/\1/p' service/esbridge/devtools/opensearch.py)
-OS3 := $(shell sed -n 's/^OS3 = "\([^"]*\)".*/\1/p' service/esbridge/devtools/opensearch.py)
+ES8 := $(shell sed -n 's/^ES8 = "\([^"]*\)".*/\1/p' devtools/esbridge_dev/distribution.py)
+ES9 := $(shell sed -n 's/^ES9 = "\([^"]*\)".*/\1/p' devtools/esbridge_dev/distribution.py)
+OS2 := $(shell sed -n 's/^OS2 = "\([^"]*\)".*/\1/p' devtools/esbridge_dev/opensearch.py)
+OS3 := $(shell sed -n 's/^OS3 = "\([^"]*\)".*/\1/p' devtools/esbridge_dev/opensearch.py)
 OS_VERSION ?= $(OS2)
 BACKEND ?= elasticsearch
 PYTEST_ARGS ?=
@@ -24,17 +24,19 @@ DEPS ?= venv test-deps
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The service with its dev extra, and the dev tooling (test-cluster harness, sample data, demo),
+# a package of its own under devtools/ that the service's wheel never ships.
+$(STAMP): pyproject.toml devtools/pyproject.toml
 	@test -n "$(PYTHON)" || { echo "need python3 >= 3.11 on PATH"; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev]' -e ./devtools
 	@touch $(STAMP)
 
 test-deps:
 	bash scripts/install-test-deps.sh
 
 es-fetch: venv
-	$(PY) -m esbridge.devtools.elasticsearch fetch --version $(ES8)
+	$(PY) -m esbridge_dev.elasticsearch fetch --version $(ES8)
 
 test: $(DEPS) es-fetch
 	$(VENV)/bin/pytest -ra $(PYTEST_ARGS)
@@ -51,7 +53,7 @@ define backend_phase
 BACKEND_PHASES += $(1)
 .PHONY: test-$(1)
 test-$(1): $$(DEPS)
-	$$(PY) -m esbridge.devtools.$(2) fetch --version $(3)
+	$$(PY) -m esbridge_dev.$(2) fetch --version $(3)
 	env -u ESBRIDGE_TEST_ES_URL ESBRIDGE_TEST_BACKEND=$(2) \
 		ESBRIDGE_TEST_$(if $(filter opensearch,$(2)),OS,ES)_VERSION=$(3) \
 		$$(VENV)/bin/pytest -ra -m "$(4)" $$(PYTEST_ARGS)
@@ -75,7 +77,7 @@ test-all:
 	bash scripts/test-all.sh
 
 demo: venv
-	$(PY) -m esbridge.devtools.demo --backend $(BACKEND)
+	$(PY) -m esbridge_dev.demo --backend $(BACKEND)
 
 lint: venv
 	$(VENV)/bin/ruff check .
@@ -96,10 +98,10 @@ bench-check: venv
 	$(PY) bench/check.py
 
 es-start: venv
-	$(PY) -m esbridge.devtools.elasticsearch start --version $(or $(ES_VERSION),$(ES8)) $(if $(ES_PORT),--port $(ES_PORT))
+	$(PY) -m esbridge_dev.elasticsearch start --version $(or $(ES_VERSION),$(ES8)) $(if $(ES_PORT),--port $(ES_PORT))
 
 es-stop: venv
-	$(PY) -m esbridge.devtools.elasticsearch stop
+	$(PY) -m esbridge_dev.elasticsearch stop
 
 es-status: venv
-	$(PY) -m esbridge.devtools.elasticsearch status
+	$(PY) -m esbridge_dev.elasticsearch status

@@ -34,8 +34,8 @@ from typing import Any
 
 import httpx
 
-from esbridge.devtools.service import EsbridgeProcess, free_port, poll
 from esbridge.durations import parse_duration
+from esbridge_dev.service import EsbridgeProcess, free_port, poll
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 BEGIN, END = "<!-- replicas:begin -->", "<!-- replicas:end -->"
@@ -53,7 +53,7 @@ def elasticsearch() -> Iterator[str]:
     if url:
         yield url
         return
-    from esbridge.devtools.elasticsearch import ElasticsearchServer
+    from esbridge_dev.elasticsearch import ElasticsearchServer
 
     with ElasticsearchServer(heap="1g") as es:
         yield es.url

@@ -29,10 +29,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from esbridge.config import load_settings
-from esbridge.devtools.nagios import NAGIOS4, Nagios, prepare
 from esbridge.passive import make_target, nagios_command, write_commands
 from esbridge.ranges import Range
 from esbridge.result import Perfdatum, Result, State
+from esbridge_dev.nagios import NAGIOS4, Nagios, prepare
 
 TICK = os.sysconf("SC_CLK_TCK")
 BODY = (

@@ -4,7 +4,7 @@
 #   bench/plugin_latency.sh                 # ES at $ES_URL (default http://127.0.0.1:9200)
 #   RUNS=200 CHECK=web-5xx bench/plugin_latency.sh
 #
-# Seeds the sample data (python -m esbridge.devtools.sampledata), starts `esbridge serve` with the
+# Seeds the sample data (python -m esbridge_dev.sampledata), starts `esbridge serve` with the
 # sample checks (checks/) on a free loopback port, copies the single plugin file to a folder
 # under /tmp (outside the project), and times with hyperfine (--warmup 5 --runs 100, no shell),
 # every command as the nagios user through `runuser -u nagios --`:
@@ -46,9 +46,9 @@ cleanup() {
 trap cleanup EXIT
 
 echo "seeding sample data into $ES_URL ..." >&2
-"$PY" -m esbridge.devtools.sampledata --es-url "$ES_URL" --backfill-minutes 10 >"$WORK/sampledata.log" 2>&1
+"$PY" -m esbridge_dev.sampledata --es-url "$ES_URL" --backfill-minutes 10 >"$WORK/sampledata.log" 2>&1
 
-PORT=$("$PY" -c 'from esbridge.devtools.service import free_port; print(free_port())')
+PORT=$("$PY" -c 'from esbridge_dev.service import free_port; print(free_port())')
 URL="http://127.0.0.1:$PORT"
 ESBRIDGE_STATE__INDEX="$STATE_INDEX" "$PY" -m esbridge serve --host 127.0.0.1 --port "$PORT" \
     --es-url "$ES_URL" --checks "$ROOT/checks" >"$WORK/esbridge.log" 2>&1 &

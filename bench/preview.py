@@ -5,7 +5,7 @@ shipped checks (``checks/``) and replays each data check over ``--since`` (defau
 printing the method, the requests and searches sent (Elasticsearch's own counters of the
 connection) and the best of ``--repeat`` wall times (query + combining + evaluating).
 
-    .venv/bin/python -m esbridge.devtools.sampledata --es-url URL --backfill-minutes 1440 --rate 5
+    .venv/bin/python -m esbridge_dev.sampledata --es-url URL --backfill-minutes 1440 --rate 5
     .venv/bin/python bench/preview.py --es-url URL [--since 24h] [--repeat 3]
 """
 

@@ -54,10 +54,6 @@ import benchlib  # noqa: E402
 import esbridge  # noqa: E402
 from benchlib import Figures  # noqa: E402
 from esbridge.config import ConnectionConfig  # noqa: E402
-from esbridge.devtools import sampledata  # noqa: E402
-from esbridge.devtools.elasticsearch import ES8, ElasticsearchServer  # noqa: E402
-from esbridge.devtools.opensearch import OPENSEARCH  # noqa: E402
-from esbridge.devtools.service import EsbridgeProcess  # noqa: E402
 from esbridge.errors import ESError  # noqa: E402
 from esbridge.esclient import Connections  # noqa: E402
 from esbridge.evaluate import evaluate  # noqa: E402
@@ -66,6 +62,10 @@ from esbridge.models import CheckDefinition  # noqa: E402
 from esbridge.planner import SearchRequest, plan  # noqa: E402
 from esbridge.runner import Runner  # noqa: E402
 from esbridge.serve import tune_gc  # noqa: E402
+from esbridge_dev import sampledata  # noqa: E402
+from esbridge_dev.elasticsearch import ES8, ElasticsearchServer  # noqa: E402
+from esbridge_dev.opensearch import OPENSEARCH  # noqa: E402
+from esbridge_dev.service import EsbridgeProcess  # noqa: E402
 
 LATENESS = "esbridge_scheduler_lateness_seconds"
 SKIPPED = "esbridge_scheduler_skipped_runs_total"

@@ -29,9 +29,9 @@ from pathlib import Path
 
 import httpx
 
-from esbridge.devtools.chromium import CHROMIUM, CHROMIUM_ARGS
-from esbridge.devtools.seeding import seed
-from esbridge.devtools.service import EsbridgeProcess
+from esbridge_dev.chromium import CHROMIUM, CHROMIUM_ARGS
+from esbridge_dev.seeding import seed
+from esbridge_dev.service import EsbridgeProcess
 
 
 def check_yaml(n: int, index: str, missing: str) -> str:
@@ -109,7 +109,7 @@ def main() -> int:
     server = None
     es_url = args.es_url
     if not es_url:
-        from esbridge.devtools.elasticsearch import ElasticsearchServer
+        from esbridge_dev.elasticsearch import ElasticsearchServer
 
         server = ElasticsearchServer()
         server.start()

@@ -1,7 +1,7 @@
 """Real-Elasticsearch fixtures shared by the whole suite.
 
 - ``es_url``: ``$ESBRIDGE_TEST_ES_URL`` when set, else one Elasticsearch per session
-  (``$ESBRIDGE_TEST_ES_VERSION``, default 8.19.21) started by esbridge.devtools.elasticsearch.
+  (``$ESBRIDGE_TEST_ES_VERSION``, default 8.19.21) started by esbridge_dev.elasticsearch.
   ``ESBRIDGE_TEST_BACKEND=opensearch`` runs the same suite on OpenSearch instead
   (``$ESBRIDGE_TEST_OS_VERSION``, default 2.19.6; ``make test-opensearch``); tests that need
   Elasticsearch's security features are marked ``es_security`` and deselected there.
@@ -35,9 +35,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _require import require
-from esbridge.devtools import elasticsearch as esdev
-from esbridge.devtools.opensearch import OPENSEARCH
-from esbridge.devtools.seeding import seed as _seed
+from esbridge_dev import elasticsearch as esdev
+from esbridge_dev.opensearch import OPENSEARCH
+from esbridge_dev.seeding import seed as _seed
 
 
 class _StartCounter(logging.Handler):
@@ -263,7 +263,7 @@ def browser() -> Iterator[Any]:
         from playwright.sync_api import sync_playwright
     except ImportError as e:  # pragma: no cover - depends on the venv
         require(False, f"playwright (Python) is not installed: {e}")
-    from esbridge.devtools.chromium import CHROMIUM, CHROMIUM_ARGS
+    from esbridge_dev.chromium import CHROMIUM, CHROMIUM_ARGS
 
     require(Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: apt-get install chromium")
     with sync_playwright() as p:

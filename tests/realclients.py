@@ -33,9 +33,9 @@ from typing import Any, TypeVar
 import httpx
 
 from _require import require
-from esbridge.devtools import procgroup
-from esbridge.devtools.seeding import seed
-from esbridge.devtools.service import EsbridgeProcess
+from esbridge_dev import procgroup
+from esbridge_dev.seeding import seed
+from esbridge_dev.service import EsbridgeProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"

@@ -35,7 +35,7 @@ from typing import Any
 
 import httpx
 
-from esbridge.devtools import elasticsearch as esdev
+from esbridge_dev import elasticsearch as esdev
 
 
 @dataclass

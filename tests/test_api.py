@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from esbridge.devtools.seeding import seed as seed_docs
-from esbridge.devtools.service import EsbridgeProcess
+from esbridge_dev.seeding import seed as seed_docs
+from esbridge_dev.service import EsbridgeProcess
 from test_service_support import delete_index, json_lines, poll, write
 
 pytestmark = pytest.mark.es

@@ -22,7 +22,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from esbridge.devtools.service import EsbridgeProcess
+from esbridge_dev.service import EsbridgeProcess
 
 
 def _hypothesis_jsonschema_compat() -> None:
@@ -83,7 +83,7 @@ def fuzz_service(
         },
         timeout=60,
     ).raise_for_status()
-    from esbridge.devtools.seeding import seed
+    from esbridge_dev.seeding import seed
 
     seed(es_url, index, [{"ago": "1m", "host": f"web-0{i % 3}"} for i in range(6)])
     checks = folder / "checks.yaml"

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from esbridge.devtools.service import EsbridgeProcess, free_port, poll
+from esbridge_dev.service import EsbridgeProcess, free_port, poll
 from test_service_support import CountingProxy, delete_index, write
 
 pytestmark = [pytest.mark.es, pytest.mark.slow]

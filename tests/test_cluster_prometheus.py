@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from esbridge.devtools.procgroup import start_group
-from esbridge.devtools.service import free_port, poll
+from esbridge_dev.procgroup import start_group
+from esbridge_dev.service import free_port, poll
 from realclients import open_dir, stop_group, tool
 from test_cluster import Replicas, index20, indices  # noqa: F401 (fixtures)
 from test_real_prometheus import query, write_config

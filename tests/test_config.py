@@ -224,3 +224,19 @@ def test_python_dash_m():
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("OK: ")
+
+
+def test_wrong_type_errors_show_the_value_but_never_a_secret(tmp_path):
+    """Config errors use the check files' sentences ("..., got <value>"), except for secrets."""
+    path = write(
+        tmp_path / "c.yaml",
+        "port: abc\napi: {token: 987654321}\n"
+        "elasticsearch: {default: {username: u, password: 123454321}}\n",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    text = str(info.value)
+    assert f"{path}:1: field 'port': should be a valid integer" in text and "got 'abc'" in text
+    assert f"{path}:2: field 'api.token': should be a valid string" in text
+    assert f"{path}:3: field 'elasticsearch.default.password': should be a valid string" in text
+    assert "987654321" not in text and "123454321" not in text

@@ -21,10 +21,10 @@ import pytest
 
 from _require import require
 from conftest import BACKEND
-from esbridge.devtools import elasticsearch as esdev
-from esbridge.devtools.opensearch import OPENSEARCH
-from esbridge.devtools.seeding import seed
 from esbridge.nagios import exit_code, render
+from esbridge_dev import elasticsearch as esdev
+from esbridge_dev.opensearch import OPENSEARCH
+from esbridge_dev.seeding import seed
 from kinds_support import checks_yaml, run_yaml
 
 pytestmark = [pytest.mark.es, pytest.mark.slow]

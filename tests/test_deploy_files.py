@@ -19,8 +19,8 @@ from ruamel.yaml import YAML
 
 import realclients
 from _require import require
-from esbridge.devtools.icinga import ICINGA2, Icinga2
-from esbridge.devtools.nagios import NAGIOS4, prepare
+from esbridge_dev.icinga import ICINGA2, Icinga2
+from esbridge_dev.nagios import NAGIOS4, prepare
 from realclients import tool
 
 ROOT = Path(__file__).resolve().parents[1]

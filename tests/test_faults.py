@@ -24,9 +24,9 @@ import httpx
 import pytest
 
 from conftest import BACKEND_NAME
-from esbridge.devtools import elasticsearch as esdev
-from esbridge.devtools.seeding import seed
-from esbridge.devtools.service import EsbridgeProcess
+from esbridge_dev import elasticsearch as esdev
+from esbridge_dev.seeding import seed
+from esbridge_dev.service import EsbridgeProcess
 from faultproxy import FaultProxy
 
 pytestmark = [pytest.mark.es, pytest.mark.slow]

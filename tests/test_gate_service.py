@@ -29,9 +29,9 @@ import httpx
 import pytest
 from ruamel.yaml import YAML
 
-from esbridge.devtools import sampledata
-from esbridge.devtools.seeding import seed
-from esbridge.devtools.service import EsbridgeProcess, poll
+from esbridge_dev import sampledata
+from esbridge_dev.seeding import seed
+from esbridge_dev.service import EsbridgeProcess, poll
 from test_service_support import CountingProxy, delete_index, json_lines
 
 pytestmark = [pytest.mark.es, pytest.mark.slow]

@@ -21,7 +21,7 @@ import httpx
 import pytest
 from ruamel.yaml import YAML
 
-from esbridge.devtools.service import EsbridgeProcess, free_port
+from esbridge_dev.service import EsbridgeProcess, free_port
 from realclients import tool
 
 # promtool and the metric names esbridge exports: the search server's version plays no part.
@@ -138,7 +138,7 @@ def scraped_names(text: str) -> set[str]:
 
 @pytest.mark.es
 def test_every_metric_name_is_in_a_real_scrape(es_url: str, tmp_path: Path) -> None:
-    from esbridge.devtools.seeding import seed
+    from esbridge_dev.seeding import seed
 
     suffix = uuid.uuid4().hex[:8]
     index, state_index = f"gf-logs-{suffix}", f"gf-state-{suffix}"

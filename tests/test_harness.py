@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from conftest import BACKEND, expected_es_version, index_maker, new_server
-from esbridge.devtools import elasticsearch as esdev
-from esbridge.devtools.seeding import iso, parse_ago, prepare_docs
+from esbridge_dev import elasticsearch as esdev
+from esbridge_dev.seeding import iso, parse_ago, prepare_docs
 
 
 @pytest.mark.es

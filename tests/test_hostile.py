@@ -25,8 +25,8 @@ from pathlib import Path
 import pytest
 
 from esbridge import limits
-from esbridge.devtools.service import EsbridgeProcess
 from esbridge.loader import CheckFileError, load_checks
+from esbridge_dev.service import EsbridgeProcess
 
 CORPUS = Path(__file__).resolve().parent / "hostile"
 ROOT = Path(__file__).resolve().parent.parent

@@ -23,17 +23,17 @@ import pytest
 
 from _require import require
 from esbridge.config import ConnectionConfig
-from esbridge.devtools.service import EsbridgeProcess, free_port
 from esbridge.esclient import Connections
 from esbridge.loader import load_text
 from esbridge.result import State
 from esbridge.runner import Runner
+from esbridge_dev.service import EsbridgeProcess, free_port
 from test_service_support import delete_index, metric_samples
 
 CORPUS = Path(__file__).resolve().parent / "hostile" / "checks"
 ROOT = Path(__file__).resolve().parents[1]
 ESBRIDGE = [sys.executable, "-m", "esbridge"]
-DEMO = [sys.executable, "-m", "esbridge.devtools.demo"]
+DEMO = [sys.executable, "-m", "esbridge_dev.demo"]
 
 pytestmark = pytest.mark.es
 
@@ -306,7 +306,7 @@ def test_demo_ctrl_c_exits_0(es_url: str) -> None:
         [
             sys.executable,
             "-m",
-            "esbridge.devtools.demo",
+            "esbridge_dev.demo",
             "--es-url",
             es_url,
             "--port",

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from _require import require
-from esbridge.devtools.service import EsbridgeProcess
 from esbridge.metrics import label_name
+from esbridge_dev.service import EsbridgeProcess
 from test_service_support import delete_index, metric_samples, write
 
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
@@ -89,7 +89,7 @@ def test_check_series_text_escapes_labels_and_follows_the_store() -> None:
 
 @pytest.fixture(scope="module")
 def service(es_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EsbridgeProcess]:
-    from esbridge.devtools.seeding import seed as seed_docs
+    from esbridge_dev.seeding import seed as seed_docs
 
     index = f"metrics-logs-{uuid.uuid4().hex[:8]}"
     seed_docs(

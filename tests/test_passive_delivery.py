@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 
 from esbridge.config import load_settings
-from esbridge.devtools.service import free_port
 from esbridge.passive import Icinga2Target, Submission, make_target
 from esbridge.result import State
+from esbridge_dev.service import free_port
 
 pytestmark = pytest.mark.version_independent
 

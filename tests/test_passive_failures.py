@@ -23,7 +23,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from esbridge.devtools.service import EsbridgeProcess, free_port
+from esbridge_dev.service import EsbridgeProcess, free_port
 from test_passive_icinga import seeded_checks
 
 pytestmark = [pytest.mark.slow, pytest.mark.version_independent]

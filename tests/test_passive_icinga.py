@@ -21,8 +21,8 @@ import httpx
 import pytest
 
 from _require import require
-from esbridge.devtools.icinga import ICINGA2, Icinga2
-from esbridge.devtools.service import EsbridgeProcess, free_port
+from esbridge_dev.icinga import ICINGA2, Icinga2
+from esbridge_dev.service import EsbridgeProcess, free_port
 from realclients import open_dir
 
 ROOT = Path(__file__).resolve().parents[1]

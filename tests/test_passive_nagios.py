@@ -21,8 +21,8 @@ import httpx
 import pytest
 
 from _require import require
-from esbridge.devtools.nagios import NAGIOS4, Nagios, prepare
-from esbridge.devtools.service import EsbridgeProcess, free_port
+from esbridge_dev.nagios import NAGIOS4, Nagios, prepare
+from esbridge_dev.service import EsbridgeProcess, free_port
 from test_passive_icinga import grouped_checks, seeded_checks
 
 ROOT = Path(__file__).resolve().parents[1]

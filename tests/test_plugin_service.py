@@ -23,9 +23,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from esbridge.devtools.nagios import install_plugin
-from esbridge.devtools.seeding import seed
-from esbridge.devtools.service import EsbridgeProcess
+from esbridge_dev.nagios import install_plugin
+from esbridge_dev.seeding import seed
+from esbridge_dev.service import EsbridgeProcess
 from realclients import (
     STALE_RE,
     SYSTEM_PYTHON,

@@ -26,14 +26,14 @@ import httpx
 import pytest
 
 from esbridge.config import ConnectionConfig
-from esbridge.devtools import sampledata as sd
-from esbridge.devtools.service import EsbridgeProcess
 from esbridge.esclient import Connection, Connections
 from esbridge.loader import load_checks
 from esbridge.nagios import render
 from esbridge.preview import Preview, PreviewError, preview_check, preview_to_dict
 from esbridge.previewtext import render_text
 from esbridge.runner import Runner
+from esbridge_dev import sampledata as sd
+from esbridge_dev.service import EsbridgeProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 MINUTES = 40
@@ -402,7 +402,7 @@ def test_bad_input_is_named(es_url: str, sample: dict[str, Any]) -> None:
 
 
 def test_elasticsearch_down_is_exit_3(sample: dict[str, Any]) -> None:
-    from esbridge.devtools.service import free_port
+    from esbridge_dev.service import free_port
 
     proc = _cli(
         "preview",

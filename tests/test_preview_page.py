@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from esbridge.devtools.service import EsbridgeProcess
+from esbridge_dev.service import EsbridgeProcess
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 TIMEOUT_MS = 30_000
@@ -60,7 +60,7 @@ def docs() -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def svc(es_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EsbridgeProcess]:
-    from esbridge.devtools.seeding import seed
+    from esbridge_dev.seeding import seed
 
     suffix = uuid.uuid4().hex[:8]
     index, state_index = f"pvp-logs-{suffix}", f"pvp-state-{suffix}"

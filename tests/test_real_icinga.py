@@ -24,9 +24,9 @@ from typing import Any
 import httpx
 import pytest
 
-from esbridge.devtools.icinga import ICINGA2, Icinga2
-from esbridge.devtools.nagios import install_plugin
-from esbridge.devtools.service import free_port
+from esbridge_dev.icinga import ICINGA2, Icinga2
+from esbridge_dev.nagios import install_plugin
+from esbridge_dev.service import free_port
 from realclients import (
     DEPLOY,
     STALE_RE,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from esbridge.devtools.nagios import NAGIOS4, Nagios, prepare
+from esbridge_dev.nagios import NAGIOS4, Nagios, prepare
 from realclients import (
     DEPLOY,
     SHIPPED_URL,

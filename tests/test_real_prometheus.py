@@ -19,8 +19,8 @@ import httpx
 import pytest
 from ruamel.yaml import YAML
 
-from esbridge.devtools.procgroup import start_group
-from esbridge.devtools.service import free_port
+from esbridge_dev.procgroup import start_group
+from esbridge_dev.service import free_port
 from realclients import (
     DEPLOY,
     Scenario,

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from esbridge.devtools import sampledata as sd
+from esbridge_dev import sampledata as sd
 
 T0 = datetime(2024, 5, 1, 0, 0, 0, tzinfo=UTC).timestamp()  # multiple of the 360 s cycle
 

@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from esbridge.devtools.elasticsearch import free_port
-from esbridge.devtools.service import EsbridgeProcess
+from esbridge_dev.elasticsearch import free_port
+from esbridge_dev.service import EsbridgeProcess
 from faultproxy import FaultProxy
 from secure_es import Provisioned, SecureES
 

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from esbridge.devtools.service import EsbridgeProcess
+from esbridge_dev.service import EsbridgeProcess
 from faultproxy import FaultProxy
 from secure_es import LOGS_READ_KEY, Provisioned, SecureES, try_api_key
 

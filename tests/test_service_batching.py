@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from esbridge.devtools.service import EsbridgeProcess
+from esbridge_dev.service import EsbridgeProcess
 from test_service_support import CountingProxy, cycles, delete_index, poll, write
 
 pytestmark = [pytest.mark.es, pytest.mark.slow]

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from esbridge.devtools.service import EsbridgeProcess
+from esbridge_dev.service import EsbridgeProcess
 from test_service_support import (
     CountingProxy,
     delete_index,

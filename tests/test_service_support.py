@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from esbridge.devtools.service import poll  # noqa: F401  (re-exported for the service tests)
+from esbridge_dev.service import poll  # noqa: F401  (re-exported for the service tests)
 
 _HOP = {"host", "content-length", "connection", "transfer-encoding", "keep-alive"}
 _HOP_OUT = _HOP | {"content-encoding"}

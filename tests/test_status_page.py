@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from esbridge.devtools.service import EsbridgeProcess
+from esbridge_dev.service import EsbridgeProcess
 
 # Chromium renders what the API says: the search server's version plays no part.
 pytestmark = pytest.mark.version_independent
@@ -173,7 +173,7 @@ def demo_docs() -> list[dict[str, Any]]:
 def demo(es_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """One seeded index and one esbridge for the module (each test only reads, or flips
     payments-errors, which no other test pins)."""
-    from esbridge.devtools.seeding import seed
+    from esbridge_dev.seeding import seed
 
     suffix = uuid.uuid4().hex[:8]
     index, missing, state_index = f"logs-web-{suffix}", f"orders-archive-{suffix}", f"sp-{suffix}"
@@ -381,7 +381,7 @@ def test_detail_shows_groups_history_and_plugin_command(demo: dict[str, Any], pa
 def test_state_change_appears_without_reload(demo: dict[str, Any], page: Any) -> None:
     from playwright.sync_api import expect
 
-    from esbridge.devtools.seeding import seed
+    from esbridge_dev.seeding import seed
 
     page.goto(demo["svc"].url + "/?q=payments")
     assert wait_rows(page, 1) == [("payments-errors", "OK")]

@@ -21,12 +21,12 @@ import threading
 import time
 from pathlib import Path
 
-from esbridge.devtools.elasticsearch import ELASTICSEARCH, ElasticsearchServer
-from esbridge.devtools.opensearch import OPENSEARCH
-from esbridge.devtools.sampledata import IncidentSchedule, backfill, run_forever
-from esbridge.devtools.service import EsbridgeProcess
+from esbridge_dev.elasticsearch import ELASTICSEARCH, ElasticsearchServer
+from esbridge_dev.opensearch import OPENSEARCH
+from esbridge_dev.sampledata import IncidentSchedule, backfill, run_forever
+from esbridge_dev.service import EsbridgeProcess
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _say(text: str) -> None:
@@ -34,7 +34,7 @@ def _say(text: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m esbridge.devtools.demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m esbridge_dev.demo", description=__doc__)
     parser.add_argument("--es-url", default=os.environ.get("ESBRIDGE_DEMO_ES_URL"))
     parser.add_argument(
         "--port", type=int, default=int(os.environ.get("ESBRIDGE_DEMO_PORT", "9108"))

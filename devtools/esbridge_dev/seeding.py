@@ -4,7 +4,7 @@ A document may carry ``"ago"``: ``"3m"``, ``"90s"``, ``"1h"``, ``"2d"``, ``"250m
 of seconds; it becomes ``@timestamp`` = now - ago (ISO 8601 UTC with milliseconds) and the
 ``ago`` key is dropped. Documents that already have ``@timestamp`` keep it.
 
-    from esbridge.devtools.seeding import seed
+    from esbridge_dev.seeding import seed
     seed("http://127.0.0.1:9200", "t-1234", [{"host": "web-01", "status": 500, "ago": "2m"}])
 """
 

@@ -1,7 +1,7 @@
 """A throwaway Nagios 4 in a temp folder, for the tests and the bench.
 
 Lives in devtools (not tests/) because both ``tests/`` and ``bench/passive_vs_plugin.py``
-drive a real Nagios, and both already import ``esbridge.devtools``. It encodes what
+drive a real Nagios, and both already import ``esbridge_dev``. It encodes what
 /work/shared/pitfalls.md measured: started as root, Nagios drops to the ``nagios`` user, so
 the folder and everything in it is 0755/0644 and owned by nagios; it gets its own
 ``lock_file``, ``check_result_path`` and ``query_socket``; ``interval_length=1`` makes every
@@ -17,10 +17,12 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from esbridge.devtools.procgroup import start_group, stop_group
+import esbridge
+from esbridge_dev.procgroup import start_group, stop_group
 
 NAGIOS4 = "/usr/sbin/nagios4"
-PLUGIN_SRC = Path(__file__).resolve().parents[1] / "plugin" / "check_esbridge.py"
+# the installed service package's plugin (an editable install: the source tree's)
+PLUGIN_SRC = Path(esbridge.__file__).resolve().parent / "plugin" / "check_esbridge.py"
 
 # The objects the shipped templates lean on (24x7, the admins contact group), with
 # notifications going nowhere.

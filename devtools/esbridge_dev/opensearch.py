@@ -8,14 +8,14 @@ unpacked into the same cache folder and started exactly like Elasticsearch: one 
 
 Python use::
 
-    from esbridge.devtools.opensearch import OpenSearchServer, OS3
+    from esbridge_dev.opensearch import OpenSearchServer, OS3
     with OpenSearchServer(version=OS3) as server:
         print(server.url)
 
-CLI (same commands as ``esbridge.devtools.elasticsearch``)::
+CLI (same commands as ``esbridge_dev.elasticsearch``)::
 
-    python -m esbridge.devtools.opensearch start [--version 2.19.6|3.8.0|2|3] [--port N]
-    python -m esbridge.devtools.opensearch status|url|stop|fetch
+    python -m esbridge_dev.opensearch start [--version 2.19.6|3.8.0|2|3] [--port N]
+    python -m esbridge_dev.opensearch status|url|stop|fetch
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from esbridge.devtools.elasticsearch import Distribution, ElasticsearchServer
-from esbridge.devtools.elasticsearch import main as _main
+from esbridge_dev.elasticsearch import Distribution, ElasticsearchServer
+from esbridge_dev.elasticsearch import main as _main
 
 OS2 = "2.19.6"
 OS3 = "3.8.0"  # the newest 3.x the Maven mirror serves (3.9.0 is not served)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from esbridge.devtools.procgroup import start_group, stop_group
+from esbridge_dev.procgroup import start_group, stop_group
 
 ICINGA2 = "/usr/sbin/icinga2"
 
