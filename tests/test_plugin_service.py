@@ -141,7 +141,8 @@ def test_direct_mode_against_real_elasticsearch(
     scenario: Scenario, plugin: Path, es_url: str
 ) -> None:
     """--direct evaluates now, without the service: same text as the service's evaluation."""
-    args = ["--direct", "--checks", str(scenario.checks_file), "--es-url", es_url]
+    # -t 30: importing esbridge and the client takes seconds of CPU on a loaded test machine
+    args = ["--direct", "--checks", str(scenario.checks_file), "--es-url", es_url, "-t", "30"]
     proc = run_plugin(plugin, *args, "-C", "rc-critical", python=sys.executable)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert proc.stdout == scenario.body("rc-critical").encode() + b"\n"
