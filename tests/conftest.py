@@ -105,6 +105,7 @@ def new_server(**kwargs: Any) -> esdev.ElasticsearchServer:
     (``$ESBRIDGE_TEST_START_TIMEOUT``, default 600 s): OpenSearch 3.x on a busy 2-core
     machine takes minutes; a quiet one starts it in under a minute."""
     kwargs.setdefault("start_timeout", float(os.environ.get("ESBRIDGE_TEST_START_TIMEOUT", "600")))
+    kwargs["config_files"] = {**esdev.QUICK_JIT, **kwargs.get("config_files", {})}
     return esdev.ElasticsearchServer(
         version=kwargs.pop("version", None) or expected_es_version(), dist=DIST, **kwargs
     )

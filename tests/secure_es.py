@@ -248,6 +248,7 @@ def start_secure_es(
         "certs/node.key": pki.node_key,
         "roles.yml": roles_yaml(roles or {}),
         **make_security_files(version, password, users or []),
+        **esdev.QUICK_JIT,
     }
     server = esdev.ElasticsearchServer(
         version=version,

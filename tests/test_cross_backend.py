@@ -133,7 +133,9 @@ def other_distribution() -> tuple[esdev.Distribution, str]:
 @pytest.fixture(scope="module")
 def other_url() -> Iterator[str]:
     dist, version = other_distribution()
-    server = esdev.ElasticsearchServer(version=version, dist=dist, heap="256m", start_timeout=600)
+    server = esdev.ElasticsearchServer(
+        version=version, dist=dist, heap="256m", start_timeout=600, config_files=esdev.QUICK_JIT
+    )
     try:
         server.start()
     except Exception as e:
