@@ -134,9 +134,9 @@ FULL = Profile(
 )
 SMOKE = Profile(
     name="smoke",
-    repeats=2,
+    repeats=1,
     heap="512m",
-    backfill_minutes=120,
+    backfill_minutes=60,
     log_rate=20_000 / 7200,
     metrics_interval=60,
     hosts=50,
@@ -145,7 +145,7 @@ SMOKE = Profile(
     eval_loops=20,
     sched_checks=100,
     sched_interval=5,
-    sched_seconds=20,
+    sched_seconds=12,
     memory_checks=500,
     memory_interval=5,
     memory_cycles=2,
@@ -154,7 +154,7 @@ SMOKE = Profile(
     scrapes=40,
     cold_scrapes=3,
     api_clients=10,
-    api_seconds=5,
+    api_seconds=3,
     plugin_runs=10,
     esbridge_runs=2,
     future_minutes=15,
@@ -1100,7 +1100,7 @@ PHASES = ("cycle", "sched", "memory", "scrape")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="small and quick (bench/out/)")
-    parser.add_argument("--repeats", type=int, help="repeats per figure (default 5 / 2 smoke)")
+    parser.add_argument("--repeats", type=int, help="repeats per figure (default 5 / 1 smoke)")
     parser.add_argument("--out-dir", type=Path, help="where RESULTS.md and results.json go")
     parser.add_argument("--es-url", help="reuse this Elasticsearch (debugging; gets the data set)")
     parser.add_argument(
