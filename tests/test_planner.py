@@ -302,16 +302,16 @@ def test_change_of_counts_has_no_sub_aggregation() -> None:
 @pytest.mark.parametrize(
     ("spec", "expected"),
     [
-        ("{name: h, kind: cluster_health}", ClusterFetch("health")),
-        ("{name: h, kind: cluster_health, index: [a, b]}", ClusterFetch("health", index="a,b")),
-        ("{name: n, kind: nodes, expected_nodes: 3}", ClusterFetch("health")),
-        ("{name: u, kind: unassigned_shards, critical: 0}", ClusterFetch("health")),
-        ("{name: j, kind: jvm_heap}", ClusterFetch("nodes_stats")),
-        ("{name: d, kind: disk}", ClusterFetch("nodes_stats")),
-        ("{name: m, kind: master}", ClusterFetch("master")),
+        ("{name: h, kind: cluster_health}", ClusterFetch("/_cluster/health")),
+        ("{name: h, kind: cluster_health, index: [a, b]}", ClusterFetch("/_cluster/health/a,b")),
+        ("{name: n, kind: nodes, expected_nodes: 3}", ClusterFetch("/_cluster/health")),
+        ("{name: u, kind: unassigned_shards, critical: 0}", ClusterFetch("/_cluster/health")),
+        ("{name: j, kind: jvm_heap}", ClusterFetch("/_nodes/stats/jvm,fs")),
+        ("{name: d, kind: disk}", ClusterFetch("/_nodes/stats/jvm,fs")),
+        ("{name: m, kind: master}", ClusterFetch(masters=True)),
         (
             "{name: m, kind: master, node_urls: ['http://a:9200', 'http://b:9200']}",
-            ClusterFetch("master", node_urls=("http://a:9200", "http://b:9200")),
+            ClusterFetch(masters=True, node_urls=("http://a:9200", "http://b:9200")),
         ),
     ],
 )

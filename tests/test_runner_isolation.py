@@ -53,9 +53,11 @@ class _Answers:
         return [self._copy(self.answers[r.check]) for r in requests]
 
     async def cluster(self, fetch: ClusterFetch, timeout: float) -> Any:
-        if fetch.what == "nodes_stats" and "nodes_stats" in self.explode:
+        what = "master" if fetch.masters else fetch.path.split("/")[1].removeprefix("_")
+        what = {"nodes": "nodes_stats", "cluster": "health"}.get(what, what)
+        if what == "nodes_stats" and "nodes_stats" in self.explode:
             raise RuntimeError("cluster call blew up")
-        return self._copy(self.cluster_answers.get(fetch.what, {}))
+        return self._copy(self.cluster_answers.get(what, {}))
 
     @staticmethod
     def _copy(answer: Any) -> Any:

@@ -59,7 +59,7 @@ class Service:
         self.checkset = checkset
         self.started_at = time.time()
         self.connections = Connections(dict(settings.elasticsearch))
-        self.runner = Runner(self.connections, settings.defaults.timeout)
+        self.runner = Runner(self.connections, settings.defaults.timeout, self._last_result)
         self.store = ResultStore(
             history=settings.state.history, staleness_factor=settings.defaults.staleness_factor
         )
@@ -86,6 +86,11 @@ class Service:
         self._background: list[asyncio.Task[None]] = []
         self._reload_lock = asyncio.Lock()
         self.stopping = False
+
+    def _last_result(self, name: str) -> Result | None:
+        """The stored result the runner hands to kinds that measure since the previous run."""
+        entry = self.store.get(name)
+        return entry.result if entry is not None else None
 
     # -- lifecycle -----------------------------------------------------------------------
 

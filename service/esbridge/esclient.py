@@ -120,18 +120,15 @@ class Connection:
     # -- cluster APIs ---------------------------------------------------------------------
 
     async def cluster(self, fetch: ClusterFetch, timeout: float) -> dict[str, Any] | ESError:
-        """One shared call to the cluster APIs for the cluster kinds."""
+        """One shared ``GET`` of a cluster API (what the fetch names; no kind is known here)."""
         try:
-            if fetch.what == "health":
-                index = fetch.index or None
-                return await self._call(lambda b: b.health(index, timeout), timeout)
-            if fetch.what == "nodes_stats":
-                return await self._call(lambda b: b.nodes_stats(timeout), timeout)
-            if fetch.what == "master":
+            if fetch.masters:
                 return await self._masters(fetch.node_urls or self.urls, timeout)
+            answer = await self._call(lambda b: b.request("GET", fetch.url, None, timeout), timeout)
         except ESError as error:
             return error
-        return ESError("internal", f"unknown cluster fetch {fetch.what!r}")
+        # Lists (the _cat APIs) travel under "rows" so every answer is a JSON object.
+        return answer if isinstance(answer, dict) else {"rows": answer}
 
     async def _masters(self, urls: Sequence[str], timeout: float) -> dict[str, Any]:
         """Ask every node, locally, which node it thinks is the elected master.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,10 +25,15 @@ class Runner:
     """Evaluates checks against the configured connections."""
 
     def __init__(
-        self, connections: Connections, default_timeout: timedelta = timedelta(seconds=10)
+        self,
+        connections: Connections,
+        default_timeout: timedelta = timedelta(seconds=10),
+        previous: Callable[[str], Result | None] | None = None,
     ) -> None:
         self.connections = connections
         self.default_timeout = default_timeout
+        # The check's last result (the store's), for kinds that measure since the last run.
+        self.previous = previous
 
     def timeout_of(self, check: CheckDefinition) -> timedelta:
         return check.timeout or self.default_timeout
@@ -78,7 +83,8 @@ class Runner:
 
         def evaluated(i: int, answer: dict[str, Any] | ESError, duration: float) -> None:
             try:
-                results[i] = evaluate(checks[i], answer, now, duration)
+                before = self.previous(checks[i].name) if self.previous is not None else None
+                results[i] = evaluate(checks[i], answer, now, duration, before)
             except Exception as exc:
                 results[i] = failed(checks[i], "evaluating", exc, now, duration)
 

@@ -1,0 +1,60 @@
+"""``cluster_health``: green → OK, yellow → WARNING, red → CRITICAL (optionally for indices)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+from urllib.parse import quote
+
+from esbridge.kinds.base import CheckBase, ClusterCheck
+from esbridge.kinds.kind import Kind
+from esbridge.kinds.requests import ClusterFetch, Window
+from esbridge.kinds.text import index_text, plural
+from esbridge.result import Perfdatum, Result, State
+
+
+class ClusterHealthCheck(ClusterCheck):
+    """green → OK, yellow → WARNING, red → CRITICAL."""
+
+    requires_thresholds: ClassVar[bool] = False
+    kind: Literal["cluster_health"] = "cluster_health"
+
+
+def health_fetch(check: CheckBase, window: Window | None = None) -> ClusterFetch:
+    """``GET _cluster/health[/<indices>]``: shared by cluster_health, nodes, unassigned_shards."""
+    if not check.index:
+        return ClusterFetch("/_cluster/health")
+    return ClusterFetch("/_cluster/health/" + quote(",".join(check.index), safe=",*:"))
+
+
+_HEALTH_STATE = {"green": State.OK, "yellow": State.WARNING, "red": State.CRITICAL}
+
+
+def evaluate(
+    check: ClusterHealthCheck, answer: dict[str, Any], now: float, previous: Result | None
+) -> Result:
+    status = str(answer.get("status", "unknown"))
+    state = _HEALTH_STATE.get(status, State.UNKNOWN)
+    scope = f" for {index_text(check)}" if check.index else ""
+    nodes = plural(int(answer.get("number_of_nodes", 0)), "node")
+    summary = (
+        f"cluster {answer.get('cluster_name', '?')} is {status}{scope}: {nodes}, "
+        f"{answer.get('active_shards', 0)} active shards, "
+        f"{answer.get('relocating_shards', 0)} relocating, "
+        f"{answer.get('initializing_shards', 0)} initializing, "
+        f"{answer.get('unassigned_shards', 0)} unassigned"
+    )
+    perf = tuple(
+        Perfdatum(key, float(answer.get(key, 0)), "", None, None, 0.0)
+        for key in (
+            "active_shards",
+            "relocating_shards",
+            "initializing_shards",
+            "unassigned_shards",
+        )
+    )
+    return Result(
+        check=check.name, state=state, summary=summary, value=float(int(state)), perfdata=perf
+    )
+
+
+KIND = Kind(ClusterHealthCheck, health_fetch, evaluate)

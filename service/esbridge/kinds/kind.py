@@ -1,0 +1,34 @@
+"""What the registry holds for each kind: its model, how it plans, how it evaluates."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from esbridge.kinds.base import CheckBase
+from esbridge.kinds.requests import ClusterFetch, Window
+from esbridge.result import Result
+
+#: (check, window) -> a search body for ``_msearch``, or the cluster API to fetch
+Planner = Callable[[Any, Window], "dict[str, Any] | ClusterFetch"]
+#: (check, answer, now, previous result or None) -> result; pure, never raises on purpose
+Evaluator = Callable[[Any, dict[str, Any], float, "Result | None"], Result]
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """One kind of check. Its module holds the model (with its perfdata label), the plan and
+    the evaluation; ``esbridge.kinds.REGISTRY`` lists every kind once."""
+
+    model: type[CheckBase]
+    plan: Planner
+    evaluate: Evaluator
+
+    @property
+    def name(self) -> str:
+        return str(self.model.model_fields["kind"].default)
+
+    @property
+    def is_cluster_kind(self) -> bool:
+        return self.model.is_cluster_kind

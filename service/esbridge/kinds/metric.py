@@ -1,0 +1,91 @@
+"""``metric``: an aggregation (avg, max, percentile, ...) of a numeric field (per group)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, ValidationInfo, field_validator
+
+from esbridge.kinds.base import DataCheck
+from esbridge.kinds.fields import Agg, ShortText, check_percentile
+from esbridge.kinds.judge import classify, threshold_note
+from esbridge.kinds.kind import Kind
+from esbridge.kinds.outcome import grouped_result, metric_value, no_data, single, total_hits
+from esbridge.kinds.requests import Window
+from esbridge.kinds.search import (
+    VALUE_AGG,
+    base_query,
+    grouped,
+    metric_agg,
+    percent_key,
+    value_order,
+)
+from esbridge.kinds.text import agg_name, index_text, window_text, with_unit
+from esbridge.result import Result
+
+
+class MetricCheck(DataCheck):
+    """An aggregation (avg, max, percentile, ...) of a numeric field over the window."""
+
+    supports_group_by: ClassVar[bool] = True
+    kind: Literal["metric"] = "metric"
+    field: ShortText = Field(description="numeric field to aggregate")
+    agg: Agg = Field(description="aggregation")
+    percentile: float | None = Field(
+        None, validate_default=True, description="with agg: percentile, e.g. 99.9"
+    )
+
+    @field_validator("percentile")
+    @classmethod
+    def _percentile(cls, value: float | None, info: ValidationInfo) -> float | None:
+        if "agg" not in info.data:
+            return value
+        return check_percentile(info.data["agg"], value)
+
+    def perf_label(self) -> str:
+        return agg_name(self.agg, self.percentile)
+
+
+def plan(check: MetricCheck, window: Window) -> dict[str, Any]:
+    key = VALUE_AGG
+    if check.agg == "percentile":
+        key = f"{VALUE_AGG}[{percent_key(check.percentile)}]"
+    return grouped(
+        check,
+        base_query(check, window.start, window.end),
+        {VALUE_AGG: metric_agg(check.agg, check.field, check.percentile)},
+        order=value_order(check, key),
+    )
+
+
+def evaluate(
+    check: MetricCheck, answer: dict[str, Any], now: float, previous: Result | None
+) -> Result:
+    what = f"{agg_name(check.agg, check.percentile)} of {check.field}"
+    if check.group_by:
+        return grouped_result(
+            check,
+            answer,
+            value_of=lambda bucket: metric_value(
+                bucket.get(VALUE_AGG), check.agg, check.percentile
+            ),
+            describe=lambda v: f"{what} {with_unit(v, check.unit)}",
+            headline=f"{what} per {', '.join(check.group_by)}",
+        )
+    value = metric_value(
+        (answer.get("aggregations") or {}).get(VALUE_AGG), check.agg, check.percentile
+    )
+    if value is None or total_hits(answer) == 0:
+        return no_data(
+            check, f"no {check.field} values in last {window_text(check)} on {index_text(check)}"
+        )
+    state = classify(value, check.warning, check.critical)
+    summary = (
+        f"{what} is {with_unit(value, check.unit)} in last {window_text(check)}"
+        f" on {index_text(check)}"
+        f" ({threshold_note(state, value, check.warning, check.critical)})"
+    )
+    return single(check, state, summary, value)
+
+
+KIND = Kind(MetricCheck, plan, evaluate)

@@ -1,0 +1,214 @@
+"""Building a :class:`Result` from a measurement: one value, no data, or groups.
+
+Shared by every kind so that a result reads the same whatever measured it: the value with
+its threshold note, groups worst first with the omitted ones counted, never dropped.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from esbridge.kinds.base import CheckBase
+from esbridge.kinds.judge import classify, low_values_alert, threshold_note
+from esbridge.kinds.search import GROUP_COUNT_AGG, GROUPS_AGG, MULTI_GROUP_FETCH
+from esbridge.kinds.text import index_text, key_text, uom, window_text, with_unit
+from esbridge.result import GroupResult, Perfdatum, Result, State
+
+
+def single(
+    check: CheckBase,
+    state: State,
+    summary: str,
+    value: float,
+    unit: str | None = None,
+    perf_min: float | None = None,
+    perf_max: float | None = None,
+    extra_perf: Iterable[Perfdatum] = (),
+) -> Result:
+    """One measured value with its perfdata."""
+    unit = check.unit if unit is None else unit
+    perf = (
+        Perfdatum(
+            check.perf_label(),
+            value,
+            uom(unit),
+            check.warning,
+            check.critical,
+            perf_min,
+            perf_max,
+        ),
+        *extra_perf,
+    )
+    return Result(
+        check=check.name, state=state, summary=summary, value=value, unit=unit, perfdata=perf
+    )
+
+
+def no_data(check: CheckBase, reason: str, extra_perf: Iterable[Perfdatum] = ()) -> Result:
+    """Nothing to measure: the check's ``no_data`` state with the reason."""
+    state = check.effective_no_data
+    return Result(
+        check=check.name,
+        state=state,
+        summary=f"no data: {reason}",
+        unit=check.unit,
+        error=reason if state is State.UNKNOWN else None,
+        error_kind="no_data",
+        perfdata=(
+            Perfdatum(check.perf_label(), None, uom(check.unit), check.warning, check.critical),
+            *extra_perf,
+        ),
+    )
+
+
+def grouped_result(
+    check: CheckBase,
+    answer: dict[str, Any],
+    value_of: Callable[[dict[str, Any]], float | None],
+    describe: Callable[[float], str],
+    headline: str,
+    perf_min: float | None = None,
+    perf_max: float | None = None,
+    empty: State | None = None,
+) -> Result:
+    """One group per bucket of the ``groups`` aggregation; ``empty``: state with no groups."""
+    aggs = answer.get("aggregations") or {}
+    buckets = (aggs.get(GROUPS_AGG) or {}).get("buckets", [])
+    fields = list(check.group_by)
+    groups: list[GroupResult] = []
+    warning, critical, unit = check.warning, check.critical, uom(check.unit)
+    # The OK note names both thresholds and not the value: the same for every OK group.
+    ok_note = f" ({threshold_note(State.OK, None, warning, critical)})"
+    for bucket in buckets:
+        key = bucket["key"]
+        if isinstance(key, dict):  # composite: {"service": "api", "host": "web-01"}
+            values = [key.get(f) for f in fields]
+        else:
+            values = key if isinstance(key, list) else [key]
+        key_pairs = tuple(
+            (f, key_text(v, bucket, len(values))) for f, v in zip(fields, values, strict=False)
+        )
+        value = value_of(bucket)
+        if value is None:
+            state = check.effective_no_data
+            text = "no data"
+        else:
+            state = classify(value, warning, critical)
+            note = (
+                ok_note
+                if state is State.OK
+                else f" ({threshold_note(state, value, warning, critical)})"
+            )
+            text = describe(value) + note
+        label = "/".join(v for _, v in key_pairs)
+        groups.append(
+            GroupResult(
+                key=key_pairs,
+                state=state,
+                value=value,
+                summary=f"{label}: {text}",
+                perfdata=(Perfdatum(label, value, unit, warning, critical, perf_min, perf_max),),
+            )
+        )
+    omitted = _omitted(aggs, len(buckets))
+    groups.sort(key=worst_first(check))
+    if len(groups) > check.max_groups:
+        # Several group_by fields: every combination was fetched (composite), keep the
+        # max_groups worst; the rest is counted, never silently dropped.
+        omitted += len(groups) - check.max_groups
+        groups = groups[: check.max_groups]
+    where = f" in last {window_text(check)} on {index_text(check)}" if check.index else ""
+    return combine_groups(check, groups, omitted, headline, check.unit, where=where, empty=empty)
+
+
+def worst_first(check: CheckBase) -> Callable[[GroupResult], tuple[int, int, float]]:
+    """Sort key: most severe state first, then the value furthest on the alerting side."""
+    low = low_values_alert(check.warning, check.critical)
+
+    def key(group: GroupResult) -> tuple[int, int, float]:
+        value = group.value
+        if value is None:
+            return (-group.state.severity, 1, 0.0)
+        return (-group.state.severity, 0, value if low else -value)
+
+    return key
+
+
+def combine_groups(
+    check: CheckBase,
+    groups: list[GroupResult],
+    omitted: int,
+    headline: str,
+    unit: str,
+    noun: str = "groups",
+    where: str = "",
+    empty: State | None = None,
+) -> Result:
+    """The overall result of groups sorted worst first: the worst state, the bad ones named."""
+    if not groups:
+        state = check.effective_no_data if empty is None else empty
+        return Result(
+            check=check.name,
+            state=state,
+            summary=f"no groups: no matching documents{where}",
+            unit=unit,
+            error_kind="no_data" if state is not State.OK else None,
+        )
+    state = State.worst(g.state for g in groups)
+    bad = [g for g in groups if g.state is not State.OK]
+    shown = bad[:5]
+    if bad:
+        names = ", ".join(f"{g.label} {g.state.name} ({with_unit(g.value, unit)})" for g in shown)
+        more = f" and {len(bad) - len(shown)} more" if len(bad) > len(shown) else ""
+        summary = f"{len(bad)} of {len(groups)} {noun} not OK: {names}{more} - {headline}{where}"
+    else:
+        summary = f"all {len(groups)} {noun} OK - {headline}{where}"
+    note = threshold_note(
+        state if bad else State.OK, groups[0].value, check.warning, check.critical
+    )
+    if note:
+        summary += f" ({note})"
+    if omitted:
+        summary += f", {omitted} more {noun} not evaluated (max_groups {check.max_groups})"
+    return Result(
+        check=check.name,
+        state=state,
+        summary=summary,
+        value=groups[0].value,
+        unit=unit,
+        groups=tuple(groups),
+        groups_omitted=omitted,
+        extra={"max_groups": check.max_groups},
+    )
+
+
+def _omitted(aggs: dict[str, Any], shown: int) -> int:
+    """Groups Elasticsearch left out: exact from the cardinality, else at least one."""
+    count = (aggs.get(GROUP_COUNT_AGG) or {}).get("value")
+    if count is not None:
+        return max(0, int(count) - shown)
+    node = aggs.get(GROUPS_AGG) or {}
+    if node.get("after_key") is not None and shown >= MULTI_GROUP_FETCH:
+        return 1  # composite page full: more combinations exist, how many is unknown
+    return 1 if node.get("sum_other_doc_count", 0) else 0
+
+
+def metric_value(node: dict[str, Any] | None, agg: str, percentile: float | None) -> float | None:
+    """The number of a metric aggregation (the one percentile asked for), None when empty."""
+    if not node:
+        return None
+    if agg == "percentile":
+        values = node.get("values") or {}
+        value = next(iter(values.values()), None) if values else None
+    else:
+        value = node.get("value")
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return float(value)
+
+
+def total_hits(answer: dict[str, Any]) -> int:
+    total = (answer.get("hits") or {}).get("total", 0)
+    return int(total["value"] if isinstance(total, dict) else total)

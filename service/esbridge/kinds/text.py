@@ -1,0 +1,75 @@
+"""How measurements read in summaries: units, ages, windows, indices, plurals.
+
+Written for a person woken at night; every kind words its summary with these so the same
+value always reads the same.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from esbridge.durations import format_duration
+from esbridge.kinds.base import CheckBase
+from esbridge.numbers import format_number
+
+PERFDATA_UOMS = frozenset({"", "s", "ms", "us", "%", "B", "KB", "MB", "TB", "c"})
+
+
+def uom(unit: str) -> str:
+    """The perfdata unit: the check's unit when the guidelines know it, else none."""
+    return unit if unit in PERFDATA_UOMS else ""
+
+
+def with_unit(value: float | None, unit: str) -> str:
+    if value is None:
+        return "no data"
+    text = format_number(round(value, 1) if abs(value) >= 100 else round(value, 2))
+    if not unit:
+        return text
+    return f"{text} {unit}" if unit != "%" else f"{text} %"
+
+
+def age_text(seconds: float, unit: str = "s") -> str:
+    """``42.5 s``; long ages also in hours/days: ``7260 s (2h 1m)``."""
+    text = with_unit(seconds, unit)
+    if unit != "s" or seconds < 120:
+        return text
+    minutes = int(seconds // 60)
+    days, hours, mins = minutes // 1440, minutes % 1440 // 60, minutes % 60
+    parts = [f"{days}d" if days else "", f"{hours}h" if hours else "", f"{mins}m" if mins else ""]
+    return f"{text} ({' '.join(p for p in parts if p)})"
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def maybe(value: float | None) -> str:
+    return "no data" if value is None else format_number(value)
+
+
+def agg_name(agg: str | None, percentile: float | None) -> str:
+    """``avg``, ``p99.9``; ``count`` when there is no aggregation."""
+    if agg == "percentile":
+        return f"p{format_number(percentile or 0)}"
+    return agg or "count"
+
+
+def window_text(check: CheckBase) -> str:
+    return format_duration(check.window)
+
+
+def index_text(check: CheckBase) -> str:
+    return ",".join(check.index)
+
+
+def key_text(value: Any, bucket: dict[str, Any], fields: int) -> str:
+    """A group's value as text (``key_as_string`` for dates and booleans of one field)."""
+    as_string = bucket.get("key_as_string")
+    if fields == 1 and isinstance(as_string, str):
+        return as_string
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "(none)"
+    return str(value)
