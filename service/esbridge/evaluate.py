@@ -45,13 +45,15 @@ def evaluate(
     ``previous`` is the check's last result (from the store), for kinds that measure a
     change since the previous run (``thread_pool``); the others ignore it.
     """
+    kind = REGISTRY[check.kind]
     if isinstance(answer, ESError):
-        return error_result(check, answer.kind, answer.message, now, duration)
+        reason = kind.explain(check, answer) if kind.explain is not None else answer.message
+        return error_result(check, answer.kind, reason, now, duration)
     problem = _partial_problem(answer)
     if problem is not None:
         return error_result(check, "partial", problem, now, duration)
     try:
-        result = REGISTRY[check.kind].evaluate(check, answer, now, previous)
+        result = kind.evaluate(check, answer, now, previous)
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         return error_result(
             check,

@@ -24,6 +24,8 @@ from esbridge.kinds.master import MasterCheck
 from esbridge.kinds.metric import MetricCheck
 from esbridge.kinds.nodes import NodesCheck
 from esbridge.kinds.ratio import RatioCheck
+from esbridge.kinds.snapshot import SnapshotCheck
+from esbridge.kinds.thread_pool import ThreadPoolCheck
 from esbridge.kinds.unassigned_shards import UnassignedShardsCheck
 
 __all__ = [
@@ -43,6 +45,8 @@ __all__ = [
     "MetricCheck",
     "NodesCheck",
     "RatioCheck",
+    "SnapshotCheck",
+    "ThreadPoolCheck",
     "UnassignedShardsCheck",
     "check_adapter",
     "check_file_schema",

@@ -20,6 +20,8 @@ from esbridge.kinds import (
     metric,
     nodes,
     ratio,
+    snapshot,
+    thread_pool,
     unassigned_shards,
 )
 from esbridge.kinds.kind import Kind
@@ -41,5 +43,7 @@ REGISTRY: dict[str, Kind] = {
         jvm_heap.KIND,
         disk.KIND,
         master.KIND,
+        snapshot.KIND,
+        thread_pool.KIND,
     )
 }

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from esbridge.errors import ESError
 from esbridge.kinds.base import CheckBase
 from esbridge.kinds.requests import ClusterFetch, Window
 from esbridge.result import Result
@@ -14,6 +15,8 @@ from esbridge.result import Result
 Planner = Callable[[Any, Window], "dict[str, Any] | ClusterFetch"]
 #: (check, answer, now, previous result or None) -> result; pure, never raises on purpose
 Evaluator = Callable[[Any, dict[str, Any], float, "Result | None"], Result]
+#: (check, error) -> the reason in the kind's words (e.g. "no snapshot repository [x]")
+Explainer = Callable[[Any, ESError], str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +27,7 @@ class Kind:
     model: type[CheckBase]
     plan: Planner
     evaluate: Evaluator
+    explain: Explainer | None = None
 
     @property
     def name(self) -> str:
