@@ -18,15 +18,21 @@ from esbridge.runner import Runner
 
 
 async def run_yaml(
-    es_url: str, text: str, now: datetime | None = None, stats: dict[str, int] | None = None
+    es_url: str,
+    text: str,
+    now: datetime | None = None,
+    stats: dict[str, int] | None = None,
+    previous: dict[str, Result] | None = None,
 ) -> dict[str, Result]:
     """Load a check file and run all its checks in one cycle at ``now`` (the clock if None),
-    as the service would; ``stats`` receives the connection counters."""
+    as the service would; ``stats`` receives the connection counters; ``previous`` holds the
+    last results by check name (what the service's store hands the runner)."""
     checks = list(load_text(text))
     connections = Connections({"default": ConnectionConfig(urls=(es_url,))})
     moment = None if now is None else now.timestamp()
     try:
-        results = await Runner(connections).run(checks, now=moment)
+        last = previous.get if previous is not None else None
+        results = await Runner(connections, previous=last).run(checks, now=moment)
         if stats is not None:
             counters = connections.get("default").stats
             stats.update(requests=counters.requests, searches=counters.searches)
