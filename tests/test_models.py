@@ -204,6 +204,8 @@ def test_cluster_kinds():
         "jvm_heap",
         "disk",
         "master",
+        "snapshot",
+        "thread_pool",
     }
     health = ClusterHealthCheck(name="h")
     assert health.is_cluster_kind and health.index == ()
@@ -249,6 +251,8 @@ def test_every_kind_has_a_class():
         "jvm_heap",
         "disk",
         "master",
+        "snapshot",
+        "thread_pool",
     ]
 
 
