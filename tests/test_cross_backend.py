@@ -103,8 +103,14 @@ CHECKS: list[dict[str, Any]] = [
     {"name": "heap", "kind": "jvm_heap", "warning": 99, "critical": 100},
     {"name": "disk", "kind": "disk", "warning": 99.9, "critical": 100},
     {"name": "master", "kind": "master"},
+    {"name": "snapshot", "kind": "snapshot", "repository": "xb-backups", "critical": 3600},
+    {"name": "snapshot-missing", "kind": "snapshot", "repository": "xb-no-such-repository"},
+    {"name": "thread-pool", "kind": "thread_pool"},
 ]
-MASK_NUMBERS = {"heap", "disk"}
+# Heap and disk use, a snapshot's age and times, and the rejections a node counted since it
+# started are properties of each server and moment, not of the data.
+MASK_NUMBERS = {"heap", "disk", "snapshot", "thread-pool"}
+REPOSITORY = "xb-backups"
 
 
 def documents() -> list[dict[str, Any]]:
@@ -146,11 +152,31 @@ def other_url() -> Iterator[str]:
 
 
 def prepare(url: str, now: datetime) -> None:
-    httpx.delete(f"{url}/{INDEX}", params={"ignore_unavailable": "true"}, timeout=60)
+    cleanup(url)  # what an interrupted run may have left
     body = {"settings": {"number_of_shards": 1, "number_of_replicas": 0}, "mappings": MAPPINGS}
     r = httpx.put(f"{url}/{INDEX}", json=body, timeout=60)
     assert r.status_code == 200, r.text
     seed(url, INDEX, documents(), now=now)
+    # A filesystem repository under the cluster's path.repo, with one snapshot of the index.
+    nodes = httpx.get(f"{url}/_nodes/settings", timeout=30).json()["nodes"]
+    root = next(iter(nodes.values()))["settings"]["path"]["repo"]
+    root = root[0] if isinstance(root, list) else root
+    repository = {"type": "fs", "settings": {"location": f"{root}/{REPOSITORY}"}}
+    r = httpx.put(f"{url}/_snapshot/{REPOSITORY}", json=repository, timeout=60)
+    assert r.status_code == 200, r.text
+    r = httpx.put(
+        f"{url}/_snapshot/{REPOSITORY}/xb-1",
+        params={"wait_for_completion": "true"},
+        json={"indices": INDEX, "include_global_state": False},
+        timeout=120,
+    )
+    assert r.status_code == 200 and r.json()["snapshot"]["state"] == "SUCCESS", r.text
+
+
+def cleanup(url: str) -> None:
+    httpx.delete(f"{url}/_snapshot/{REPOSITORY}/xb-1", timeout=120)
+    httpx.delete(f"{url}/_snapshot/{REPOSITORY}", timeout=60)
+    httpx.delete(f"{url}/{INDEX}", params={"ignore_unavailable": "true"}, timeout=60)
 
 
 def identity(url: str) -> dict[str, str]:
@@ -188,7 +214,7 @@ async def test_every_kind_same_output_on_elasticsearch_and_opensearch(
         here = await outputs(es_url, now)
         there = await outputs(other_url, now)
     finally:
-        httpx.delete(f"{es_url}/{INDEX}", params={"ignore_unavailable": "true"}, timeout=60)
+        cleanup(es_url)
     assert set(here) == {c["name"] for c in CHECKS} == set(there)
     for name in here:
         assert here[name][0] == there[name][0], (name, here[name], there[name])
@@ -200,3 +226,6 @@ async def test_every_kind_same_output_on_elasticsearch_and_opensearch(
     assert {code for code, _ in here.values()} == {0, 1, 2, 3}
     assert here["count"][1][0].startswith("WARNING - ")
     assert "no such index [xb-no-such-index]" in here["missing-index"][1][0]
+    assert here["snapshot"][1][0].startswith("OK - newest snapshot xb-<n> in repository xb-")
+    assert "no snapshot repository [xb-no-such-repository]" in here["snapshot-missing"][1][0]
+    assert here["thread-pool"][1][0].startswith("OK - all <n> pools OK")
