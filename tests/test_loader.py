@@ -175,6 +175,7 @@ def test_sample_checks_validate():
         "jvm_heap",
         "disk",
         "master",
+        "thread_pool",
     }
     for check in checkset:
         assert check.interval is not None
