@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -160,3 +161,37 @@ def test_groups_per_node_and_pool_and_what_first_and_reset_show() -> None:
     everything = ThreadPoolCheck(name="all", pools="*")
     every = evaluate(everything, _stats({"a": {"write": 1, "get": 2}}), 1.0)
     assert {g.label for g in every.groups} == {"a/get", "a/write"}
+
+
+@pytest.mark.es
+def test_service_hands_the_stored_result_to_the_next_run(es_url: str, tmp_path: Any) -> None:
+    """In the service, the second run compares with the stored first one: a count, not a
+    baseline (and no false alert on a cluster that rejects nothing)."""
+    from esbridge.devtools.service import EsbridgeProcess
+    from test_service_support import delete_index, poll, write
+
+    checks = write(
+        tmp_path / "tp.yaml",
+        "checks:\n  - {name: tp, kind: thread_pool, pools: write, interval: 2s}\n",
+    )
+    state_index = f"esbridge-test-state-{uuid.uuid4().hex[:8]}"
+    seen: list[dict[str, Any]] = []
+
+    def counted() -> bool:
+        detail = service.get("/api/v1/checks/tp").json()
+        groups = (detail.get("result") or {}).get("groups") or []
+        seen.append(detail)
+        return bool(groups) and all(g.get("value") is not None for g in groups)
+
+    service = EsbridgeProcess(es_url, [checks], port=None, state_index=state_index)
+    try:
+        with service:
+            poll(counted, timeout=60)
+    finally:
+        delete_index(es_url, state_index)
+    result = seen[-1]["result"]
+    assert result["state"] == "OK"
+    assert [g["value"] for g in result["groups"]] == [0]
+    assert "rejected since the previous run" in result["groups"][0]["summary"]
+    # it took a previous run: the first one, a baseline, was the stored result it compared with
+    assert seen[-1]["runs"] >= 2
