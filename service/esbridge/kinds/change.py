@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationInfo, field_validator
 
 from esbridge.kinds.base import DataCheck
-from esbridge.kinds.fields import Agg, ShortText, check_percentile
+from esbridge.kinds.fields import Agg, Percentile, ShortText
 from esbridge.kinds.judge import classify, threshold_note
 from esbridge.kinds.kind import Kind
 from esbridge.kinds.outcome import metric_value, no_data, single
@@ -24,7 +24,7 @@ class ChangeCheck(DataCheck):
     unit: str = "%"
     field: ShortText | None = Field(None, description="numeric field (omit to compare counts)")
     agg: Agg | None = Field(None, validate_default=True, description="aggregation of field")
-    percentile: float | None = Field(None, validate_default=True)
+    percentile: Percentile = Field(None, validate_default=True)
 
     @field_validator("agg")
     @classmethod
@@ -33,13 +33,6 @@ class ChangeCheck(DataCheck):
         if (field is None) != (value is None):
             raise ValueError("set both field and agg, or neither (to compare document counts)")
         return value
-
-    @field_validator("percentile")
-    @classmethod
-    def _percentile(cls, value: float | None, info: ValidationInfo) -> float | None:
-        if "agg" not in info.data:
-            return value
-        return check_percentile(info.data["agg"], value)
 
 
 def plan(check: ChangeCheck, window: Window) -> dict[str, Any]:

@@ -4,21 +4,17 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from esbridge.kinds.base import ClusterCheck
-from esbridge.kinds.fields import RangeField
 from esbridge.kinds.kind import Kind
-from esbridge.kinds.per_node import nodes_stats, per_node
-from esbridge.ranges import Range
+from esbridge.kinds.per_node import PerNodeCheck, Threshold, nodes_stats, per_node, percent
 from esbridge.result import Result
 
 
-class DiskCheck(ClusterCheck):
+class DiskCheck(PerNodeCheck):
     """Highest disk use of any data node, in percent."""
 
     kind: Literal["disk"] = "disk"
-    warning: RangeField | None = Range.parse("80")
-    critical: RangeField | None = Range.parse("90")
-    unit: str = "%"
+    warning: Threshold = percent("80")
+    critical: Threshold = percent("90")
 
 
 def _used(node: dict[str, Any]) -> float | None:

@@ -11,10 +11,12 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BeforeValidator,
     PlainSerializer,
     PlainValidator,
     StringConstraints,
+    ValidationInfo,
     WithJsonSchema,
 )
 
@@ -165,3 +167,14 @@ def check_percentile(agg: str | None, value: float | None) -> float | None:
     elif value is not None:
         raise ValueError("percentile is only used with agg: percentile")
     return value
+
+
+def _percentile_of_agg(value: float | None, info: ValidationInfo) -> float | None:
+    """Checked once ``agg`` is known (``agg`` is declared before ``percentile``)."""
+    if "agg" not in info.data:
+        return value
+    return check_percentile(info.data["agg"], value)
+
+
+#: ``percentile`` of a kind with ``agg``: required with ``agg: percentile``, refused otherwise
+Percentile = Annotated[float | None, AfterValidator(_percentile_of_agg)]

@@ -4,21 +4,17 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from esbridge.kinds.base import ClusterCheck
-from esbridge.kinds.fields import RangeField
 from esbridge.kinds.kind import Kind
-from esbridge.kinds.per_node import nodes_stats, per_node
-from esbridge.ranges import Range
+from esbridge.kinds.per_node import PerNodeCheck, Threshold, nodes_stats, per_node, percent
 from esbridge.result import Result
 
 
-class JvmHeapCheck(ClusterCheck):
+class JvmHeapCheck(PerNodeCheck):
     """Highest JVM heap use of any node, in percent."""
 
     kind: Literal["jvm_heap"] = "jvm_heap"
-    warning: RangeField | None = Range.parse("85")
-    critical: RangeField | None = Range.parse("95")
-    unit: str = "%"
+    warning: Threshold = percent("85")
+    critical: Threshold = percent("95")
 
 
 def _heap(node: dict[str, Any]) -> float | None:

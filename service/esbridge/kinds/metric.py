@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field
 
 from esbridge.kinds.base import DataCheck
-from esbridge.kinds.fields import Agg, ShortText, check_percentile
+from esbridge.kinds.fields import Agg, Percentile, ShortText
 from esbridge.kinds.judge import classify, threshold_note
 from esbridge.kinds.kind import Kind
 from esbridge.kinds.outcome import grouped_result, metric_value, no_data, single, total_hits
@@ -31,16 +31,9 @@ class MetricCheck(DataCheck):
     kind: Literal["metric"] = "metric"
     field: ShortText = Field(description="numeric field to aggregate")
     agg: Agg = Field(description="aggregation")
-    percentile: float | None = Field(
+    percentile: Percentile = Field(
         None, validate_default=True, description="with agg: percentile, e.g. 99.9"
     )
-
-    @field_validator("percentile")
-    @classmethod
-    def _percentile(cls, value: float | None, info: ValidationInfo) -> float | None:
-        if "agg" not in info.data:
-            return value
-        return check_percentile(info.data["agg"], value)
 
     def perf_label(self) -> str:
         return agg_name(self.agg, self.percentile)

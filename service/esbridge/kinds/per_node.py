@@ -5,14 +5,29 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from esbridge.kinds.base import CheckBase
+from esbridge.kinds.base import CheckBase, ClusterCheck
+from esbridge.kinds.fields import RangeField
 from esbridge.kinds.judge import classify, threshold_note
 from esbridge.kinds.outcome import combine_groups
 from esbridge.kinds.requests import ClusterFetch, Window
 from esbridge.kinds.text import with_unit
+from esbridge.ranges import Range
 from esbridge.result import GroupResult, Perfdatum, Result
 
 NODES_STATS = ClusterFetch("/_nodes/stats/jvm,fs")
+
+#: a percent threshold with a default (``warning: Threshold = percent("85")``)
+Threshold = RangeField | None
+
+
+def percent(text: str) -> Range:
+    return Range.parse(text)
+
+
+class PerNodeCheck(ClusterCheck):
+    """A percentage measured on every node: one group per node, unit ``%``."""
+
+    unit: str = "%"
 
 
 def nodes_stats(check: CheckBase, window: Window) -> ClusterFetch:
