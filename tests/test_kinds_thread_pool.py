@@ -167,7 +167,7 @@ def test_groups_per_node_and_pool_and_what_first_and_reset_show() -> None:
 def test_service_hands_the_stored_result_to_the_next_run(es_url: str, tmp_path: Any) -> None:
     """In the service, the second run compares with the stored first one: a count, not a
     baseline (and no false alert on a cluster that rejects nothing)."""
-    from esbridge.devtools.service import EsbridgeProcess
+    from esbridge_dev.service import EsbridgeProcess
     from test_service_support import delete_index, poll, write
 
     checks = write(
