@@ -107,3 +107,18 @@ def test_the_client_names_no_kind() -> None:
     assert "fetch.what" not in text
     for name in REGISTRY:
         assert f'== "{name}"' not in text
+
+
+def test_a_kind_unknown_to_the_histogram_method_is_previewed_step_by_step(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A new data kind needs nothing from the preview: without ``histogram=True`` the preview
+    runs the kind's own plan per point instead of guessing how to combine its value."""
+    import dataclasses
+
+    from esbridge import previewhist
+
+    check = models.CountCheck(name="c", index="logs-*", critical=10)
+    assert previewhist._combinable(check) is None
+    monkeypatch.setitem(REGISTRY, "count", dataclasses.replace(REGISTRY["count"], histogram=False))
+    assert previewhist._combinable(check) == "the histogram method does not know the count kind"

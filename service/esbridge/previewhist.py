@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from esbridge.kinds import REGISTRY
 from esbridge.models import (
     ChangeCheck,
     CheckDefinition,
@@ -59,6 +60,8 @@ def _ms(moment: datetime) -> int:
 
 def _combinable(check: CheckDefinition) -> str | None:
     """None when the histogram method works for this check, else why not."""
+    if not REGISTRY[check.kind].histogram:
+        return f"the histogram method does not know the {check.kind} kind"
     if len(check.group_by) > 1:
         return "group_by on several fields"
     if isinstance(check, MetricCheck) and check.agg not in COMBINABLE_AGGS:

@@ -91,4 +91,4 @@ def evaluate(
     return single(check, state, summary, value, unit="%", extra_perf=perf)
 
 
-KIND = Kind(ChangeCheck, plan, evaluate)
+KIND = Kind(ChangeCheck, plan, evaluate, histogram=True)

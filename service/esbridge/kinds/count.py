@@ -50,4 +50,4 @@ def evaluate(
     return single(check, state, summary, total, perf_min=0.0)
 
 
-KIND = Kind(CountCheck, plan, evaluate)
+KIND = Kind(CountCheck, plan, evaluate, histogram=True)

@@ -74,4 +74,4 @@ def evaluate(
     return single(check, state, summary, round(value, 3), unit=unit, perf_min=0.0)
 
 
-KIND = Kind(FreshnessCheck, plan, evaluate)
+KIND = Kind(FreshnessCheck, plan, evaluate, histogram=True)

@@ -28,6 +28,10 @@ class Kind:
     plan: Planner
     evaluate: Evaluator
     explain: Explainer | None = None
+    #: the preview's one-search histogram method knows how to rebuild this kind's value from
+    #: pieces of the window (``previewhist``); any other data kind is previewed by running its
+    #: own plan once per point, so a new kind needs nothing from the preview to be previewed
+    histogram: bool = False
 
     @property
     def name(self) -> str:

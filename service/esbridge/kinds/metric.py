@@ -81,4 +81,4 @@ def evaluate(
     return single(check, state, summary, value)
 
 
-KIND = Kind(MetricCheck, plan, evaluate)
+KIND = Kind(MetricCheck, plan, evaluate, histogram=True)

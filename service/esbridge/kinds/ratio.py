@@ -99,4 +99,4 @@ def evaluate(
     return single(check, state, summary, value, perf_min=0.0, perf_max=100.0, extra_perf=extra)
 
 
-KIND = Kind(RatioCheck, plan, evaluate)
+KIND = Kind(RatioCheck, plan, evaluate, histogram=True)
