@@ -32,9 +32,9 @@ def test_label_names_are_valid_prometheus_labels() -> None:
 
 
 def _fake_service(store: object) -> object:
-    from types import SimpleNamespace
+    from esbridge.view import ServiceView
 
-    return SimpleNamespace(store=store)
+    return ServiceView(store)  # type: ignore[arg-type]
 
 
 def test_check_series_text_escapes_labels_and_follows_the_store() -> None:

@@ -314,17 +314,16 @@ def test_esbridge_run_never_prints_a_traceback(es_url: str, tmp_path: Path) -> N
 
 
 def test_metrics_of_one_broken_result_do_not_break_the_scrape() -> None:
-    from types import SimpleNamespace
-
     from esbridge.metrics import CheckSeries
     from esbridge.store import ResultStore
+    from esbridge.view import ServiceView
 
     store = ResultStore(history=5, staleness_factor=2.0)
     store.sync({"broken": 60.0, "fine": 60.0})
     now = time.time()
     store.record(Result("broken", State.OK, "ok", value="x", evaluated_at=now))  # type: ignore[arg-type]
     store.record(Result("fine", State.CRITICAL, "5 errors", value=5.0, evaluated_at=now))
-    text = CheckSeries(SimpleNamespace(store=store)).render()  # type: ignore[arg-type]
+    text = CheckSeries(ServiceView(store)).render()
     assert 'esbridge_check_status_code{check="broken"} 3.0' in text
     assert 'esbridge_check_status_code{check="fine"} 2.0' in text
     assert 'esbridge_check_value{check="fine"} 5.0' in text

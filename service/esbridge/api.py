@@ -1,225 +1,104 @@
 """The HTTP API: JSON for people and scripts, Nagios text for the plugin, /metrics, probes.
 
-Everything here reads the result store through the :class:`~esbridge.app.Service`; nothing
-queries Elasticsearch except the explicit "run now" operation, which goes through the runner
-like any scheduled run. Dependencies follow FastAPI's style: the service and the token check
-are injected, so tests can build an app around any service.
+Every route reads the service through its read-only :class:`~esbridge.view.ServiceView`;
+nothing queries Elasticsearch except the explicit "run now" operation, which goes through
+the scheduler like any scheduled run (:class:`~esbridge.view.Control`). Response bodies are
+the pydantic models of :mod:`esbridge.api_models`, so ``/openapi.json`` describes them.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import hmac
 import time
-from datetime import UTC, datetime
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
-from pydantic import BaseModel, Field
 
 from esbridge import __version__
+from esbridge.api_auth import (
+    ControlDep,
+    ReadDep,
+    ServiceDep,
+    ViewDep,
+    WriteDep,
+    require_read,
+    require_write,
+)
+from esbridge.api_models import (
+    CheckDetail,
+    CheckList,
+    CheckSummary,
+    ErrorBody,
+    HealthAnswer,
+    NagiosText,
+    Readiness,
+    ReloadAnswer,
+    StatusAnswer,
+    Transition,
+    result_body,
+)
 from esbridge.api_preview import router as preview_router
-from esbridge.app import Service
 from esbridge.durations import format_duration
-from esbridge.events import AfterDeploy, DeployEvent
 from esbridge.metrics import CheckSeries, exposition, make_registry
 from esbridge.nagios import rendered
 from esbridge.result import Result, State
-from esbridge.store import CheckState, result_to_dict, transition_to_dict
+from esbridge.store import CheckState, transition_to_dict
+from esbridge.view import Control, ServiceView, iso
+
+__all__ = [
+    "CheckDetail",
+    "CheckList",
+    "CheckSummary",
+    "ErrorBody",
+    "ReadDep",
+    "ServiceDep",
+    "WriteDep",
+    "create_app",
+    "nagios_result",
+    "require_read",
+    "require_write",
+]
 
 WEB_DIR = Path(__file__).parent / "web"
 STATE_NAMES = [s.name for s in State]
 
 
-# -- response models (they are the OpenAPI contract) -------------------------------------
-
-
-class ErrorBody(BaseModel):
-    error: str
-    did_you_mean: list[str] = Field(default_factory=list)
-
-
-class CheckSummary(BaseModel):
-    name: str
-    kind: str
-    description: str
-    state: str = Field(
-        description="OK, WARNING, CRITICAL, UNKNOWN, or PENDING before the first run"
-    )
-    status_code: int
-    summary: str
-    value: float | None
-    unit: str
-    since: str | None
-    since_ts: float | None
-    evaluated_at: str | None
-    evaluated_at_ts: float | None
-    stale: bool
-    tags: list[str]
-    labels: dict[str, str]
-    error: str | None
-    groups_not_ok: int
-    owner: str | None = Field(
-        None, description="replica that evaluates the check (cluster mode; null otherwise)"
-    )
-    age_seconds: float | None = Field(None, description="seconds since the result was made")
-
-
-class CheckList(BaseModel):
-    checks: list[CheckSummary]
-    counts: dict[str, int]
-    generated_at: float
-    total: int
-
-
-class Transition(BaseModel):
-    at: float
-    at_iso: str
-    from_: str | None = Field(alias="from")
-    to: str
-    summary: str
-    after_deploy: AfterDeploy | None = None
-
-    model_config = {"populate_by_name": True}
-
-
-class CheckDetail(CheckSummary):
-    definition: dict[str, Any]
-    result: dict[str, Any] | None
-    nagios: dict[str, Any]
-    previous_state: str | None
-    last_success_ts: float | None
-    consecutive_failures: int
-    runs: int
-    errors: dict[str, int]
-    transitions: list[Transition]
-    deploys: list[DeployEvent] = Field(
-        default_factory=list, description="deploys of a matching tag since the oldest transition"
-    )
-    next_run_ts: float | None
-    max_age_seconds: float
-    plugin_command: str
-
-
-class ReloadAnswer(BaseModel):
-    successful: bool
-    error: str | None
-    added: list[str]
-    changed: list[str]
-    removed: list[str]
-    checks: int
-
-
-# -- dependencies --------------------------------------------------------------------------
-
-
-def get_service(request: Request) -> Service:
-    return request.app.state.service
-
-
-ServiceDep = Annotated[Service, Depends(get_service)]
-
-
-def _token(service: Service) -> str | None:
-    return service.settings.api.resolved_token()
-
-
-def _check_bearer(request: Request, service: Service) -> None:
-    expected = _token(service)
-    header = request.headers.get("authorization", "")
-    if expected is None:
-        return
-    if not header:
-        raise HTTPException(
-            401,
-            "this endpoint needs 'Authorization: Bearer <token>'",
-            {"WWW-Authenticate": "Bearer"},
-        )
-    scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer" or not given:
-        raise HTTPException(
-            401, "use 'Authorization: Bearer <token>'", {"WWW-Authenticate": "Bearer"}
-        )
-    # Constant-time comparison: the token must not leak through timing.
-    if not hmac.compare_digest(given.strip().encode(), expected.encode()):
-        raise HTTPException(403, "the bearer token is not valid for this esbridge")
-
-
-def require_write(request: Request, service: ServiceDep) -> None:
-    """Run-now and reload change what the service does: they need the token."""
-    if _token(service) is None:
-        if service.settings.api.allow_unauthenticated_writes:
-            return
-        raise HTTPException(
-            403,
-            "no API token is configured, so write endpoints are disabled; set api.token_file "
-            "(or ESBRIDGE_API__TOKEN), or api.allow_unauthenticated_writes: true",
-        )
-    _check_bearer(request, service)
-
-
-def require_read(request: Request, service: ServiceDep) -> None:
-    if service.settings.api.require_token_for_reads:
-        _check_bearer(request, service)
-
-
-ReadDep = Depends(require_read)
-WriteDep = Depends(require_write)
-
-
 # -- helpers -------------------------------------------------------------------------------
 
 
-def _iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def _pending(name: str, service: Service) -> Result:
-    next_run = service.scheduler.next_run(name)
-    when = f" (first run at {_iso(next_run)})" if next_run else ""
-    return Result(
-        check=name,
-        state=State.UNKNOWN,
-        summary=f"pending: not evaluated yet{when}",
-        error_kind="pending",
-        evaluated_at=0.0,
-    )
-
-
-def _not_found(name: str, service: Service) -> HTTPException:
-    close = service.checkset.close_names(name)
+def _not_found(name: str, view: ServiceView) -> HTTPException:
+    close = view.close_names(name)
     return HTTPException(404, {"error": f"no check named {name!r}", "did_you_mean": close})
 
 
-def _summary(entry: CheckState, service: Service, now: float) -> CheckSummary:
-    check = service.checkset.checks[entry.name]
-    result = service.store.effective(entry, now)
+def _summary(entry: CheckState, view: ServiceView, now: float) -> CheckSummary:
+    check = view.checks[entry.name]
+    result = view.effective(entry, now)
     return CheckSummary(
         name=entry.name,
         kind=check.kind,
         description=check.description,
         state=result.state.name if result else "PENDING",
         status_code=int(result.state) if result else int(State.UNKNOWN),
-        summary=result.summary if result else _pending(entry.name, service).summary,
+        summary=result.summary if result else view.pending(entry.name).summary,
         value=result.value if result and result.error_kind != "stale" else None,
         unit=(result.unit if result else "") or check.unit,
-        since=_iso(entry.since),
+        since=iso(entry.since),
         since_ts=entry.since,
-        evaluated_at=_iso(entry.result.evaluated_at) if entry.result else None,
+        evaluated_at=iso(entry.result.evaluated_at) if entry.result else None,
         evaluated_at_ts=entry.result.evaluated_at if entry.result else None,
-        stale=service.store.is_stale(entry, now),
+        stale=view.is_stale(entry, now),
         tags=list(check.tags),
         labels=dict(check.labels),
         error=result.error if result else None,
         groups_not_ok=sum(1 for g in (result.groups if result else ()) if g.state is not State.OK),
-        owner=service.cluster.owner_of(entry.name) if service.cluster is not None else None,
+        owner=view.cluster.owner_of(entry.name) if view.cluster is not None else None,
         age_seconds=round(max(0.0, now - entry.result.evaluated_at), 3) if entry.result else None,
     )
 
@@ -230,13 +109,13 @@ def _group_result(result: Result, group_text: str) -> Result | None:
 
 
 def nagios_result(
-    service: Service, name: str, group: str | None, now: float | None = None
+    view: ServiceView, name: str, group: str | None, now: float | None = None
 ) -> Result:
     """The result the plugin shows: staleness applied, one group when asked."""
-    entry = service.store.get(name)
-    if entry is None or name not in service.checkset.checks:
-        raise _not_found(name, service)
-    result = service.store.effective(entry, now) or _pending(name, service)
+    entry = view.entry(name)
+    if entry is None:
+        raise _not_found(name, view)
+    result = view.effective(entry, now) or view.pending(name)
     if group:
         if result.error_kind in {"stale", "pending"} or (result.error and not result.groups):
             return result
@@ -258,7 +137,8 @@ def nagios_result(
 # -- the app -------------------------------------------------------------------------------
 
 
-def create_app(service: Service) -> FastAPI:
+def create_app(control: Control) -> FastAPI:
+    """The app around a service (anything offering its view, run now and reload)."""
     app = FastAPI(
         title="esbridge",
         version=__version__,
@@ -267,9 +147,12 @@ def create_app(service: Service) -> FastAPI:
             "Prometheus and people."
         ),
     )
-    app.state.service = service
-    registry = make_registry(service)
-    series = CheckSeries(service)
+    view = control.view
+    app.state.view = view
+    app.state.control = control
+    app.state.service = control  # the routers that record deploy events (gate_api)
+    registry = make_registry(view)
+    series = CheckSeries(view)
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
@@ -305,7 +188,7 @@ def create_app(service: Service) -> FastAPI:
         responses=error_responses,
     )
     async def list_checks(
-        service: ServiceDep,
+        view: ViewDep,
         state: Annotated[
             str | None, Query(description="comma-separated states, e.g. CRITICAL,WARNING")
         ] = None,
@@ -320,10 +203,11 @@ def create_app(service: Service) -> FastAPI:
             )
         items = []
         counts = {name: 0 for name in [*STATE_NAMES, "PENDING"]}
-        for entry in service.store.all():
-            if entry.name not in service.checkset.checks:
+        checks = view.checks
+        for entry in view.entries():
+            if entry.name not in checks:
                 continue
-            summary = _summary(entry, service, now)
+            summary = _summary(entry, view, now)
             counts[summary.state] += 1
             if wanted and summary.state not in wanted:
                 continue
@@ -336,9 +220,7 @@ def create_app(service: Service) -> FastAPI:
             items.append(summary)
         order = {"CRITICAL": 0, "UNKNOWN": 1, "WARNING": 2, "PENDING": 3, "OK": 4}
         items.sort(key=lambda s: (order[s.state], s.name))
-        return CheckList(
-            checks=items, counts=counts, generated_at=now, total=len(service.checkset.checks)
-        )
+        return CheckList(checks=items, counts=counts, generated_at=now, total=len(checks))
 
     @app.get(
         "/api/v1/checks/{name}",
@@ -346,38 +228,36 @@ def create_app(service: Service) -> FastAPI:
         dependencies=[ReadDep],
         responses=error_responses,
     )
-    async def check_detail(name: str, service: ServiceDep, request: Request) -> CheckDetail:
+    async def check_detail(name: str, view: ViewDep, request: Request) -> CheckDetail:
         now = time.time()
-        entry = service.store.get(name)
-        if entry is None or name not in service.checkset.checks:
-            raise _not_found(name, service)
-        check = service.checkset.checks[name]
-        summary = _summary(entry, service, now)
-        shown = service.store.effective(entry, now) or _pending(name, service)
+        entry = view.entry(name)
+        if entry is None:
+            raise _not_found(name, view)
+        check = view.checks[name]
+        summary = _summary(entry, view, now)
+        shown = view.effective(entry, now) or view.pending(name)
         base = str(request.base_url).rstrip("/")
-        max_age = int(service.store.max_age(entry))
+        max_age = int(view.max_age(entry))
         nagios_shown, nagios_text = rendered(shown)
         return CheckDetail(
             **summary.model_dump(),
             definition=check.model_dump(mode="json", exclude_none=True),
-            result=result_to_dict(shown) if entry.result else None,
-            nagios={"text": nagios_text, "exit_code": int(nagios_shown.state)},
+            result=result_body(shown) if entry.result else None,
+            nagios=NagiosText(text=nagios_text, exit_code=int(nagios_shown.state)),
             previous_state=entry.previous_state.name if entry.previous_state is not None else None,
             last_success_ts=entry.last_success,
             consecutive_failures=entry.consecutive_failures,
             runs=entry.runs,
             errors=dict(entry.errors),
             transitions=[
-                Transition(**{**transition_to_dict(t), "at_iso": _iso(t.at)})
+                Transition(**{**transition_to_dict(t), "at_iso": iso(t.at)})
                 for t in reversed(entry.transitions)
             ],
-            deploys=service.events.matching(
-                check.tags, entry.transitions[0].at - service.settings.events.within.total_seconds()
-            )[::-1]
-            if service.events is not None and entry.transitions
+            deploys=view.deploys(check.tags, entry.transitions[0].at)[::-1]
+            if entry.transitions
             else [],
-            next_run_ts=service.scheduler.next_run(name),
-            max_age_seconds=service.store.max_age(entry),
+            next_run_ts=view.scheduler.next_run(name),
+            max_age_seconds=view.max_age(entry),
             plugin_command=f"check_esbridge -H {base} -C {name} --max-age {max_age}",
         )
 
@@ -395,13 +275,13 @@ def create_app(service: Service) -> FastAPI:
     )
     async def check_nagios(
         name: str,
-        service: ServiceDep,
+        view: ViewDep,
         group: Annotated[
             list[str] | None,
             Query(description="one group, e.g. host=web-01 (repeat for several group fields)"),
         ] = None,
     ) -> Response:
-        result, text = rendered(nagios_result(service, name, ",".join(group) if group else None))
+        result, text = rendered(nagios_result(view, name, ",".join(group) if group else None))
         headers = {"X-Nagios-Exit-Code": str(int(result.state))}
         if result.evaluated_at:
             headers["X-Esbridge-Evaluated-At"] = f"{result.evaluated_at:.3f}"
@@ -413,13 +293,14 @@ def create_app(service: Service) -> FastAPI:
         dependencies=[WriteDep],
         responses=error_responses,
     )
-    async def run_check(name: str, service: ServiceDep) -> CheckSummary:
-        if name not in service.checkset.checks:
-            raise _not_found(name, service)
-        await service.run_now(name)
-        entry = service.store.get(name)
-        assert entry is not None
-        return _summary(entry, service, time.time())
+    async def run_check(name: str, view: ViewDep, control: ControlDep) -> CheckSummary:
+        if name not in view.checks:
+            raise _not_found(name, view)
+        await control.run_now(name)
+        entry = view.entry(name)
+        if entry is None:  # removed by a reload while it ran
+            raise _not_found(name, view)
+        return _summary(entry, view, time.time())
 
     @app.post(
         "/api/v1/reload",
@@ -427,34 +308,38 @@ def create_app(service: Service) -> FastAPI:
         dependencies=[WriteDep],
         responses=error_responses,
     )
-    async def reload(service: ServiceDep) -> JSONResponse:
-        status = await service.reload()
+    async def reload(view: ViewDep, control: ControlDep) -> JSONResponse:
+        status = await control.reload()
         body = ReloadAnswer(
             successful=status.successful,
             error=status.error,
             added=status.added,
             changed=status.changed,
             removed=status.removed,
-            checks=len(service.checkset.checks),
+            checks=len(view.checks),
         )
         return JSONResponse(body.model_dump(), status_code=200 if status.successful else 422)
 
-    @app.get("/healthz", response_model=dict[str, Any])
-    async def healthz(service: ServiceDep) -> dict[str, Any]:
+    @app.get("/healthz", response_model=HealthAnswer)
+    async def healthz(view: ViewDep) -> HealthAnswer:
         """The process is alive and its event loop answers."""
-        return {
-            "status": "ok",
-            "version": __version__,
-            "uptime_seconds": round(time.time() - service.started_at, 1),
-        }
+        return HealthAnswer(
+            status="ok",
+            version=__version__,
+            uptime_seconds=round(time.time() - view.started_at, 1),
+        )
 
     @app.get(
-        "/readyz", response_model=dict[str, Any], responses={503: {"description": "Not ready"}}
+        "/readyz",
+        response_model=Readiness,
+        responses={503: {"model": Readiness, "description": "Not ready"}},
     )
-    async def readyz(service: ServiceDep) -> JSONResponse:
+    async def readyz(view: ViewDep) -> JSONResponse:
         """Checks loaded, Elasticsearch reachable, state store writable."""
-        body = service.readiness()
-        return JSONResponse(body, status_code=200 if body["ready"] else 503)
+        body = Readiness.model_validate(view.readiness())
+        return JSONResponse(
+            body.model_dump(exclude_unset=True), status_code=200 if body.ready else 503
+        )
 
     # HEAD for load balancers and uptime probes that only look at the status code.
     @app.head("/healthz", include_in_schema=False)
@@ -462,8 +347,8 @@ def create_app(service: Service) -> FastAPI:
         return Response(status_code=200)
 
     @app.head("/readyz", include_in_schema=False)
-    async def readyz_head(service: ServiceDep) -> Response:
-        return Response(status_code=200 if service.readiness()["ready"] else 503)
+    async def readyz_head(view: ViewDep) -> Response:
+        return Response(status_code=200 if view.readiness()["ready"] else 503)
 
     @app.get("/metrics", response_class=PlainTextResponse, dependencies=[ReadDep])
     async def metrics() -> Response:
@@ -471,25 +356,28 @@ def create_app(service: Service) -> FastAPI:
 
     @app.get("/api/v1/cluster", response_model=dict[str, Any], dependencies=[ReadDep])
     async def cluster(
-        service: ServiceDep,
+        view: ViewDep,
         runs: Annotated[bool, Query(description="add this replica's runs per check")] = False,
     ) -> dict[str, Any]:
         """Replicas sharing the checks: members, last heartbeats, checks owned."""
-        if service.cluster is None:
+        if view.cluster is None:
             return {"enabled": False, "replica": None, "live_members": [], "members": []}
-        return service.cluster.describe(runs)
+        return view.cluster.describe(runs)
 
-    @app.get("/api/v1/status", response_model=dict[str, Any], dependencies=[ReadDep])
-    async def status(service: ServiceDep) -> dict[str, Any]:
+    @app.get("/api/v1/status", response_model=StatusAnswer, dependencies=[ReadDep])
+    async def status(view: ViewDep) -> JSONResponse:
         """Service facts for the status page header."""
-        return {
-            "version": __version__,
-            "started_at": service.started_at,
-            "checks": len(service.checkset.checks),
-            "files": list(service.checkset.files),
-            "default_interval": format_duration(service.settings.defaults.interval),
-            **service.readiness(),
-        }
+        body = StatusAnswer.model_validate(
+            {
+                "version": __version__,
+                "started_at": view.started_at,
+                "checks": len(view.checks),
+                "files": view.files,
+                "default_interval": format_duration(timedelta(seconds=view.default_interval)),
+                **view.readiness(),
+            }
+        )
+        return JSONResponse(body.model_dump(exclude_unset=True))
 
     app.include_router(preview_router)
     from esbridge.gate_api import router as gate_router  # imports this module: late

@@ -60,7 +60,7 @@ def _read_access(request: Request) -> None:
     """The same rule as every read endpoint (``api.require_read``)."""
     from esbridge.api import require_read
 
-    require_read(request, request.app.state.service)
+    require_read(request, request.app.state.view)
 
 
 @router.get(
@@ -92,7 +92,7 @@ async def check_preview(
     service = request.app.state.service
     check = service.checkset.checks.get(name)
     if check is None:
-        raise _not_found(name, service)
+        raise _not_found(name, request.app.state.view)
     bounds = service.settings.preview
     try:
         span = parse_duration(since)

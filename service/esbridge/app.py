@@ -11,38 +11,30 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from esbridge.cluster import Cluster
 from esbridge.config import Settings, validate_references
 from esbridge.esclient import Connections
 from esbridge.events import EventStore
+from esbridge.listeners import ResultListener
 from esbridge.loader import CheckFileError, CheckSet, load_checks
 from esbridge.models import CheckDefinition
+from esbridge.passive import passive_hub
 from esbridge.persistence import StatePersistence
 from esbridge.result import Result
 from esbridge.runner import Runner
 from esbridge.scheduler import Scheduler, same_definition
-from esbridge.store import ResultStore
+from esbridge.store import ResultStore, Transition
+from esbridge.view import ReloadStatus, SchedulerFacts, ServiceView
+
+__all__ = ["ReloadStatus", "Service", "log_warnings"]
 
 log = logging.getLogger("esbridge")
 state_log = logging.getLogger("esbridge.state")
 
 HEALTH_INTERVAL = 5.0
-
-
-@dataclass
-class ReloadStatus:
-    """Outcome of the last (re)load, shown by the API and ``/metrics``."""
-
-    successful: bool = True
-    at: float = field(default_factory=time.time)
-    error: str | None = None
-    added: list[str] = field(default_factory=list)
-    changed: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
 
 
 def log_warnings(checkset: CheckSet) -> None:
@@ -81,11 +73,47 @@ class Service:
                 settings.defaults.timeout.total_seconds(),
             )
         self.reload_status = ReloadStatus()
-        self.result_listeners: list[Any] = []  # passive senders: callables(result, transition)
+        # in-process callbacks told of every recorded result (the cluster counts its runs)
+        self.result_listeners: list[Callable[[Result, Transition | None], None]] = []
         self.cluster: Cluster | None = Cluster(self) if settings.cluster.enabled else None
         self._background: list[asyncio.Task[None]] = []
         self._reload_lock = asyncio.Lock()
         self.stopping = False
+        self.view = self._make_view()
+        # declared outputs the service starts, feeds and stops (passive delivery)
+        self.listeners: list[ResultListener] = []
+        hub = passive_hub(settings.passive, self.view)
+        if hub is not None:
+            self.add_listener(hub)
+
+    def _make_view(self) -> ServiceView:
+        settings = self.settings
+        events = self.events
+        within = settings.events.within.total_seconds()
+        return ServiceView(
+            store=self.store,
+            checkset=lambda: self.checkset,
+            scheduler=SchedulerFacts(
+                self.scheduler.lateness, lambda: self.scheduler.skipped, self.scheduler.next_run
+            ),
+            connections=lambda: self.connections,
+            api=settings.api,
+            default_interval=settings.defaults.interval.total_seconds(),
+            default_timeout=settings.defaults.timeout.total_seconds(),
+            started_at=self.started_at,
+            reload_status=lambda: self.reload_status,
+            readiness=self.readiness,
+            stopping=lambda: self.stopping,
+            listeners=lambda: self.listeners,
+            cluster=self.cluster,
+            deploys=(lambda tags, since: events.matching(tags, since - within))
+            if events is not None
+            else None,
+        )
+
+    def add_listener(self, listener: ResultListener) -> None:
+        """Register an output: started and stopped with the service, told of every result."""
+        self.listeners.append(listener)
 
     def _last_result(self, name: str) -> Result | None:
         """The stored result the runner hands to kinds that measure since the previous run."""
@@ -115,6 +143,8 @@ class Service:
         log_warnings(self.checkset)
         if self.cluster is not None:  # owned checks only, once the members are known
             self.cluster.start()
+        for listener in self.listeners:
+            await listener.start()
         self._background.append(asyncio.create_task(self._health_loop()))
         if self.persistence is not None:
             self._background.append(asyncio.create_task(self._flush_loop()))
@@ -146,6 +176,11 @@ class Service:
         if self.cluster is not None:  # after the flush: the next owner reads the last state
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.cluster.stop(), grace)
+        for listener in self.listeners:  # after the last result was recorded
+            try:
+                await listener.stop(grace)
+            except Exception:
+                log.exception("stopping an output failed")
         await self.connections.close()
         log.info("esbridge stopped")
 
@@ -160,6 +195,10 @@ class Service:
         return results
 
     def _record(self, result: Result, lateness: float = 0.0) -> None:
+        if result.check not in self.checkset.checks:
+            # removed by a reload while it ran: neither the store nor any output sees it
+            log.debug("dropping the result of %s: no longer loaded", result.check)
+            return
         entry = self.store.get(result.check)
         old = entry.state if entry else None
         deploy = None
@@ -184,18 +223,24 @@ class Service:
                     **({"after_deploy": deploy["text"]} if deploy else {}),
                 },
             )
-        for listener in self.result_listeners:
+        for callback in self.result_listeners:
             try:
-                listener(result, transition)
+                callback(result, transition)
             except Exception:
-                log.exception("a result listener failed")
+                log.exception("a result callback failed")
+        for listener in self.listeners:
+            try:
+                listener.on_result(result, transition)
+            except Exception:
+                log.exception("an output failed to take a result")
 
-    async def run_now(self, name: str) -> Result:
-        """Evaluate one check immediately (API "run now"); the result is stored as usual."""
-        check = self.checkset.checks[name]
-        results = await self.runner.run([check])
-        self._record(results[0])
-        return results[0]
+    async def run_now(self, name: str) -> Result | None:
+        """Evaluate one check immediately (API "run now"); the result is stored as usual.
+
+        It goes through the scheduler, so it never runs beside a scheduled run of the same
+        check (it waits for one in flight). ``None`` when the run failed unexpectedly.
+        """
+        return await self.scheduler.run_now(self.checkset.checks[name])
 
     # -- reload --------------------------------------------------------------------------
 
@@ -204,7 +249,9 @@ class Service:
         async with self._reload_lock:
             try:
                 new = await asyncio.to_thread(load_checks, list(self.settings.checks))
-                problems = validate_references(self.settings, new)
+                # Passive targets were validated at start; a problem there (a password file
+                # gone) is theirs to report and must not block reloading the check files.
+                problems = validate_references(self.settings, new, passive=False)
                 if problems:
                     raise CheckFileError(problems)
             except Exception as error:
@@ -291,6 +338,6 @@ class Service:
                 "error": self.reload_status.error,
             },
             **({"cluster": self.cluster.readiness()} if self.cluster is not None else {}),
-            # passive targets (esbridge.passive): reported, never a reason to be unready
-            "passive": [t for s in getattr(self, "passive_senders", []) for t in s.status()],
+            # outputs (passive targets): reported, never a reason to be unready
+            "passive": [t for listener in self.listeners for t in listener.status()],
         }

@@ -40,9 +40,9 @@ from esbridge.ranges import Range
 from esbridge.result import State
 
 if TYPE_CHECKING:
-    from esbridge.app import Service
     from esbridge.models import CheckDefinition
     from esbridge.store import CheckState
+    from esbridge.view import ServiceView
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +50,13 @@ MAX_GROUP_SERIES_PER_CHECK = 1000
 
 
 class StoreCollector(Collector):
-    """Reads the service's store on every scrape."""
+    """Reads the service's view on every scrape."""
 
-    def __init__(self, service: Service) -> None:
-        self.service = service
+    def __init__(self, view: ServiceView) -> None:
+        self.view = view
 
     def collect(self) -> Iterator[Metric]:
-        service = self.service
-        store = service.store
+        view = self.view
         es_up = GaugeMetricFamily(
             "esbridge_elasticsearch_up",
             "1 when the connection's last request got an answer",
@@ -78,7 +77,7 @@ class StoreCollector(Collector):
             "Requests retried after a throttling answer",
             labels=["connection"],
         )
-        for connection in service.connections:
+        for connection in view.connections():
             es_up.add_metric([connection.name], 1.0 if connection.up else 0.0)
             requests.add_metric([connection.name], float(connection.stats.requests))
             searches.add_metric([connection.name], float(connection.stats.searches))
@@ -89,28 +88,28 @@ class StoreCollector(Collector):
             "esbridge_config_last_reload_successful",
             "1 when the last configuration (re)load succeeded",
         )
-        reload_ok.add_metric([], 1.0 if service.reload_status.successful else 0.0)
+        reload_ok.add_metric([], 1.0 if view.reload_status.successful else 0.0)
         reload_at = GaugeMetricFamily(
             "esbridge_config_last_reload_timestamp_seconds",
             "When the configuration was last (re)loaded",
         )
-        reload_at.add_metric([], service.reload_status.at)
+        reload_at.add_metric([], view.reload_status.at)
         checks = GaugeMetricFamily("esbridge_checks", "Checks loaded")
-        checks.add_metric([], float(len(service.checkset.checks)))
+        checks.add_metric([], float(len(view.checks)))
         yield from (reload_ok, reload_at, checks)
 
         store_up = GaugeMetricFamily(
             "esbridge_state_store_up",
             "1 when the state store index accepts writes (1 when disabled)",
         )
-        store_up.add_metric([], 0.0 if store.persistence_ok is False else 1.0)
+        store_up.add_metric([], 0.0 if view.persistence_ok is False else 1.0)
         pending = GaugeMetricFamily(
             "esbridge_state_store_pending_writes", "Store entries not yet persisted"
         )
-        pending.add_metric([], float(store.dirty_count))
+        pending.add_metric([], float(view.pending_writes))
         yield from (store_up, pending)
 
-        histogram = service.scheduler.lateness
+        histogram = view.scheduler.lateness
         lateness = HistogramMetricFamily(
             "esbridge_scheduler_lateness_seconds",
             "Actual start minus scheduled start of check runs",
@@ -124,13 +123,13 @@ class StoreCollector(Collector):
             "esbridge_scheduler_skipped_runs",
             "Runs coalesced because the previous run was still in flight",
         )
-        skipped.add_metric([], float(service.scheduler.skipped))
+        skipped.add_metric([], float(view.scheduler.skipped()))
         yield from (lateness, skipped)
 
-        for sender in getattr(service, "passive_senders", []):
-            yield from sender.metrics()
-        if getattr(service, "cluster", None) is not None:
-            yield from service.cluster.metrics()
+        for listener in view.listeners():
+            yield from listener.metrics()
+        if view.cluster is not None:
+            yield from view.cluster.metrics()
 
         info = InfoMetricFamily("esbridge_build", "esbridge version")
         info.add_metric([], {"version": __version__})
@@ -141,10 +140,10 @@ def _le(bound: float) -> str:
     return repr(float(bound))
 
 
-def make_registry(service: Service) -> CollectorRegistry:
+def make_registry(view: ServiceView) -> CollectorRegistry:
     """A registry with only our collector: no ``_created`` series, no process defaults."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(StoreCollector(service))
+    registry.register(StoreCollector(view))
     return registry
 
 
@@ -205,25 +204,24 @@ def _number(value: float) -> str:
 class CheckSeries:
     """Per-check and per-group series as exposition text, cached per store entry."""
 
-    def __init__(self, service: Service) -> None:
-        self.service = service
+    def __init__(self, view: ServiceView) -> None:
+        self.view = view
         self._cache: dict[str, tuple[tuple[object, ...], tuple[str, ...]]] = {}
 
     def render(self) -> str:
-        store = self.service.store
+        view = self.view
         now = time.time()
         chunks: list[list[str]] = [[] for _ in range(_FAMILY_COUNT)]
         seen = set()
-        checkset = getattr(self.service, "checkset", None)
-        definitions = checkset.checks if checkset is not None else {}
+        definitions = view.checks
         # A replica exports every check of the shared view, but none it has no result for
         # yet: a starting replica must not add UNKNOWN to ``max by (check)`` (scale-out.md).
-        shared = getattr(self.service, "cluster", None) is not None
-        for entry in store.all():
+        shared = view.cluster is not None
+        for entry in view.entries():
             if shared and entry.result is None:
                 continue
             seen.add(entry.name)
-            stale = store.is_stale(entry, now)
+            stale = view.is_stale(entry, now)
             key = (
                 id(entry.result),
                 entry.runs,
@@ -265,8 +263,7 @@ class CheckSeries:
     def _lines(
         self, entry: CheckState, now: float, definition: CheckDefinition | None = None
     ) -> tuple[str, ...]:
-        store = self.service.store
-        result = store.effective(entry, now)
+        result = self.view.effective(entry, now)
         check = f'check="{_escape(entry.name)}"'
         code = int(result.state) if result is not None else int(State.UNKNOWN)
         fresh = result is not None and result.error_kind != "stale"

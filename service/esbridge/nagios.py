@@ -25,8 +25,8 @@ Layout (Monitoring Plugins Development Guidelines, "Plugin Output")::
 * :func:`render` returns **no trailing newline**. The plugin and ``esbridge run`` add exactly
   one ``\\n`` when printing; the HTTP API returns the text as is.
 
-Why this layout parses the same in both cores (assumptions, to be confirmed against real
-Nagios 4 / Icinga 2 by the integration tests):
+Why this layout parses the same in both cores (checked against real Nagios 4 and Icinga 2
+by tests/test_real_nagios.py and tests/test_real_icinga.py):
 
 * Nagios 4 (``base/utils.c: parse_check_output``): on line 1 the text before the first ``|``
   is the short output, the rest of the line perfdata. On later lines everything before the
@@ -68,8 +68,10 @@ import math
 import re
 from collections.abc import Callable
 
+from esbridge.errors import ErrorKind
 from esbridge.numbers import format_number
 from esbridge.result import GroupResult, Perfdatum, Result, State
+from esbridge.staleness import stale
 
 __all__ = [
     "ALLOWED_UOMS",
@@ -332,56 +334,13 @@ def exit_code(result: Result) -> int:
     return int(result.state)
 
 
-def unknown(check: str, reason: str, kind: str, now: float) -> Result:
-    """An UNKNOWN result for a failure (``kind`` is one of the ``error_kind`` values)."""
+def unknown(check: str, reason: str, kind: ErrorKind | str, now: float) -> Result:
+    """An UNKNOWN result for a failure (``kind`` is one of the ``ErrorKind`` values)."""
     return Result(
         check=check,
         state=State.UNKNOWN,
         summary=reason,
         error=reason,
-        error_kind=kind,
+        error_kind=ErrorKind(kind),
         evaluated_at=now,
-    )
-
-
-def _undetermined(items: tuple[Perfdatum, ...]) -> tuple[Perfdatum, ...]:
-    return tuple(Perfdatum(p.label, None, p.uom, p.warn, p.crit, p.min, p.max) for p in items)
-
-
-def stale(result: Result, now: float, max_age: float) -> Result:
-    """``result`` itself when fresh; an UNKNOWN copy when older than ``max_age`` seconds.
-
-    The copy keeps labels, thresholds, groups and long output (the last known detail is
-    useful to the operator) but sets every perfdata value, and ``value``, to undetermined
-    (``U``): graphing backends timestamp perfdata when they receive it, so old numbers
-    would be recorded as fresh measurements. ``evaluated_at`` stays the real evaluation
-    time. Applying ``stale`` again recomputes the age and still names the real last
-    result (kept as text in ``extra["stale_previous"]``, JSON-safe).
-    """
-    age = now - result.evaluated_at
-    if age <= max_age:
-        return result
-    limit = format_number(max_age)
-    # Already stale: the copy kept evaluated_at; reuse the text of the real last result.
-    previous = result.extra.get("stale_previous") or f"{result.state.name} - {result.summary}"
-    if result.evaluated_at <= 0:
-        summary = f"stale: never evaluated (max {limit} s)"
-    else:
-        summary = (
-            f"stale: last evaluated {math.ceil(age)} s ago (max {limit} s), "
-            f"last result was {previous}"
-        )
-    groups = tuple(
-        GroupResult(g.key, g.state, None, g.summary, _undetermined(g.perfdata))
-        for g in result.groups
-    )
-    return result.with_(
-        state=State.UNKNOWN,
-        summary=summary,
-        value=None,
-        perfdata=_undetermined(result.perfdata),
-        groups=groups,
-        error=summary,
-        error_kind="stale",
-        extra={**result.extra, "stale_previous": previous},
     )

@@ -85,7 +85,7 @@ class Scheduler:
         self._anchor: dict[str, float] = {}
         self._eager_at: dict[str, float] = {}
         self._pending: dict[str, float] = {}  # name -> the scheduled time of the due run
-        self._in_flight: set[str] = set()
+        self._in_flight: dict[str, asyncio.Task[list[Result]]] = {}
         self._flush_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[object]] = set()
         self.lateness = LatenessHistogram()
@@ -230,19 +230,31 @@ class Scheduler:
 
     def submit(
         self, checks: Sequence[CheckDefinition], lateness: dict[str, float] | None = None
-    ) -> asyncio.Task[object]:
-        """Run ``checks`` now as one batch (also used by "run now")."""
+    ) -> asyncio.Task[list[Result]]:
+        """Run ``checks`` now as one batch; none of them may be in flight already."""
         lateness = lateness or {}
-        for check in checks:
-            self._in_flight.add(check.name)
-            if check.name in lateness:
-                self.lateness.observe(max(0.0, lateness[check.name]))
-        task: asyncio.Task[object] = asyncio.get_running_loop().create_task(
+        task: asyncio.Task[list[Result]] = asyncio.get_running_loop().create_task(
             self._run(list(checks), lateness)
         )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        for check in checks:
+            self._in_flight[check.name] = task
+            if check.name in lateness:
+                self.lateness.observe(max(0.0, lateness[check.name]))
+        self._tasks.add(task)  # type: ignore[arg-type]
+        task.add_done_callback(self._tasks.discard)  # type: ignore[arg-type]
         return task
+
+    async def run_now(self, check: CheckDefinition) -> Result | None:
+        """Run one check at once ("run now"), never beside a run of the same check.
+
+        A run in flight is waited for first; while this one runs, a scheduled slot of the
+        check is coalesced like any other overlap. ``None`` when the batch failed.
+        """
+        while (running := self._in_flight.get(check.name)) is not None:
+            await asyncio.wait([running])
+        self._pending.pop(check.name, None)  # due in the batching delay: this run is it
+        results = await self.submit([check])
+        return next((r for r in results if r.check == check.name), None)
 
     async def _run(self, checks: list[CheckDefinition], lateness: dict[str, float]) -> list[Result]:
         try:
@@ -252,8 +264,10 @@ class Scheduler:
             log.exception("a batch of %d checks failed unexpectedly", len(checks))
             return []
         finally:
+            me = asyncio.current_task()
             for check in checks:
-                self._in_flight.discard(check.name)
+                if self._in_flight.get(check.name) is me:
+                    del self._in_flight[check.name]
 
     def next_run(self, name: str) -> float | None:
         job = self._aps.get_job(name)

@@ -117,8 +117,6 @@ def serve(settings: Settings, checkset: CheckSet | None = None) -> int:
     service = (
         Service(settings, checkset) if checkset is not None else Service.from_settings(settings)
     )
-    for attach in _extensions():
-        attach(service)
     tune_gc()
     app = build_app(service)
     raise_open_files_limit()
@@ -163,16 +161,6 @@ def raise_open_files_limit() -> None:
 
 def _ignore_after_shutdown(signum: int, frame: Any) -> None:
     log.debug("signal %d after shutdown ignored", signum)
-
-
-def _extensions() -> list[Any]:
-    """Optional parts that hook into the service (passive delivery)."""
-    hooks = []
-    with contextlib.suppress(ImportError):
-        from esbridge.passive import attach_passive
-
-        hooks.append(attach_passive)
-    return hooks
 
 
 async def run_checks(settings: Settings, names: list[str], at: float | None = None) -> list[Result]:

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from esbridge.errors import ErrorKind
-from esbridge.nagios import stale
 from esbridge.ranges import Range
 from esbridge.result import GroupResult, Perfdatum, Result, State
+from esbridge.staleness import stale
 
 log = logging.getLogger(__name__)
 

@@ -1,28 +1,7 @@
-"""Passive delivery: push every result to Icinga 2 (REST API) or Nagios (external command file).
+"""Passive destinations: a queue, worker tasks, retries with backoff, counters per target.
 
-With passive delivery the monitoring core runs no plugin at all: esbridge already holds each
-result the moment it is evaluated, so it submits it itself. Design rules:
-
-* **Evaluation never waits for a target.** :meth:`PassiveHub.on_result` (a
-  ``Service.result_listeners`` entry, called synchronously after a result is recorded) only
-  renders the submission and puts it in the target's queue; worker tasks deliver.
-* **Memory is bounded by the number of services.** A target's queue holds at most one
-  submission per (host, service): a newer result replaces the queued one (counted as
-  dropped), so a target that is down for hours holds one entry per service, not hours of
-  results. ``queue_size`` bounds it further (the oldest entry goes first).
-* **Failures are retried with exponential backoff** (``backoff`` … ``backoff_max``), at most
-  ``retries`` times per submission; a newer result for the same service replaces a failing
-  one. With ``when: change`` the "last delivered" state only moves on success, so a change
-  that could not be delivered is sent again with the next evaluation.
-* **Staleness is the core's job when esbridge goes quiet**: Icinga 2 submissions carry a
-  ``ttl`` (``ttl_factor * period + timeouts``) after which Icinga runs the service's own
-  check command (the ``passive`` dummy: UNKNOWN); Nagios uses ``check_freshness`` with a
-  ``freshness_threshold`` computed the same way (deploy/nagios/passive.cfg).
-
-Counters are exported by :meth:`PassiveHub.metrics` (``esbridge_passive_*``) and the state of
-each target by :meth:`PassiveHub.status` (``/readyz`` detail, ``GET /api/v1/status``).
-A failing target does **not** make esbridge unready: its HTTP outputs still work, and taking
-esbridge out of a load balancer would not bring Icinga back (docs/passive.md).
+:class:`Icinga2Target` posts to the Icinga 2 REST API; :class:`NagiosTarget` writes the
+external command file. Evaluation never waits for either: it only queues.
 """
 
 from __future__ import annotations
@@ -37,157 +16,26 @@ import select
 import socket
 import ssl
 import time
-from collections import OrderedDict
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from esbridge.config import ConfigError, Icinga2PassiveConfig, NagiosPassiveConfig
-from esbridge.nagios import MAX_OUTPUT_BYTES, format_perfdata, render
-from esbridge.result import GroupResult, Result, State
-
-if TYPE_CHECKING:
-    from esbridge.app import Service
-    from esbridge.store import Transition
+from esbridge.nagios import render
+from esbridge.passive.submission import (
+    DeliveryError,
+    LatestQueue,
+    Submission,
+    nagios_command,
+    names,
+    split_perfdata,
+)
+from esbridge.result import Result, State
 
 log = logging.getLogger("esbridge.passive")
 
-NAGIOS_MAX_COMMAND = 8192
-"""Nagios 4 ``MAX_EXTERNAL_COMMAND_LENGTH``: one command line, newline included."""
-
 TargetConfig = Icinga2PassiveConfig | NagiosPassiveConfig
-
-
-@dataclass
-class Submission:
-    """One check result ready to deliver to one service of one target."""
-
-    host: str
-    service: str
-    check: str
-    state: State
-    output: str  # status line + long output, no perfdata
-    perfdata: list[str]
-    nagios_text: str  # the exact plugin text (render), for the Nagios command line
-    execution_start: float
-    execution_end: float
-    ttl: float
-    attempts: int = 0
-    result: Result | None = field(default=None, repr=False, compare=False)
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.host, self.service)
-
-
-class DeliveryError(Exception):
-    """A submission was not accepted; ``reason`` is the metric label."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        self.reason = reason
-        super().__init__(message)
-
-
-# --------------------------------------------------------------------------- rendering
-
-
-def split_perfdata(result: Result) -> tuple[str, list[str]]:
-    """(plugin output without perfdata, perfdata items) for APIs that take them apart.
-
-    The text is :func:`esbridge.nagios.render` of the result with its perfdata removed, so it
-    is sanitised (no ``|``) and bounded exactly like the plugin's output.
-    """
-    perfdata = format_perfdata([*result.perfdata, *(p for g in result.groups for p in g.perfdata)])
-    bare = result.with_(
-        perfdata=(),
-        groups=tuple(GroupResult(g.key, g.state, g.value, g.summary, ()) for g in result.groups),
-    )
-    return render(bare), perfdata
-
-
-def nagios_command(sub: Submission, now: float | None = None) -> str:
-    """``[ts] PROCESS_SERVICE_CHECK_RESULT;host;service;code;output`` + ``\\n``, ≤ 8192 bytes.
-
-    ``output`` is the plugin text (perfdata after ``|`` exactly as a plugin prints it) with
-    backslashes doubled and line breaks written as ``\\n``: Nagios 4 unescapes both.
-    """
-    ts = int(now if now is not None else time.time())
-    head = f"[{ts}] PROCESS_SERVICE_CHECK_RESULT;{sub.host};{sub.service};{int(sub.state)};"
-    text = sub.nagios_text
-    room = NAGIOS_MAX_COMMAND - len(head.encode()) - 1
-    budget = min(room, MAX_OUTPUT_BYTES)
-    while True:
-        escaped = text.replace("\\", "\\\\").replace("\n", "\\n")
-        if len(escaped.encode()) <= room:
-            return head + escaped + "\n"
-        budget -= len(escaped.encode()) - room
-        text = _rerender_bounded(sub, budget)
-
-
-def _rerender_bounded(sub: Submission, budget: int) -> str:
-    result = sub.result
-    if result is None or budget < 64:
-        return sub.nagios_text.encode()[: max(budget, 0)].decode(errors="ignore")
-    return render(result, max_bytes=budget)
-
-
-def _names(text: str) -> str:
-    """A host/service name safe for both cores: no ``;``, ``!`` stays, no line breaks."""
-    return text.replace(";", "_").replace("\n", " ").replace("\r", " ").strip()
-
-
-# --------------------------------------------------------------------------- queue
-
-
-class LatestQueue:
-    """FIFO of submissions holding at most one per (host, service) and ``maxsize`` in all."""
-
-    def __init__(self, maxsize: int) -> None:
-        self.maxsize = maxsize
-        self._items: OrderedDict[tuple[str, str], Submission] = OrderedDict()
-        self._ready = asyncio.Event()
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._items
-
-    def put(self, sub: Submission, front: bool = False) -> int:
-        """Queue ``sub``; returns how many submissions were dropped by doing so.
-
-        ``front`` is for a retry: it goes first, unless a newer result for the same service
-        is already waiting (then the retry itself is the one dropped).
-        """
-        dropped = 0
-        if sub.key in self._items:
-            if front:  # a retry never replaces a newer result
-                return 1
-            self._items[sub.key] = sub  # newest wins, keeps its place in line
-            return 1
-        while len(self._items) >= self.maxsize:
-            self._items.popitem(last=False)
-            dropped += 1
-        self._items[sub.key] = sub
-        if front:
-            self._items.move_to_end(sub.key, last=False)
-        self._ready.set()
-        return dropped
-
-    async def get_many(self, limit: int) -> list[Submission]:
-        while not self._items:
-            self._ready.clear()
-            await self._ready.wait()
-        out = []
-        while self._items and len(out) < limit:
-            out.append(self._items.popitem(last=False)[1])
-        return out
-
-
-# --------------------------------------------------------------------------- targets
 
 
 @dataclass
@@ -207,10 +55,9 @@ class Target:
 
     batch = 1
 
-    def __init__(self, config: TargetConfig, service: Service | None = None) -> None:
+    def __init__(self, config: TargetConfig) -> None:
         self.config = config
         self.name = config.name
-        self.service = service
         self.queue = LatestQueue(config.queue_size)
         self.stats = TargetStats()
         self.delivered: dict[tuple[str, str], tuple[State, float]] = {}
@@ -254,7 +101,7 @@ class Target:
                     host = c.groups.host.format(**fields)
                     svc = c.groups.service.format(**fields)
                 except (KeyError, IndexError, AttributeError) as exc:
-                    self._fail("template", f"{result.check}: group {group.key_text}: {exc!r}")
+                    self.fail("template", f"{result.check}: group {group.key_text}: {exc!r}")
                     continue
                 single = result.for_group(group)
                 out.append(self._submission(single, host, svc, start, end, ttl))
@@ -265,8 +112,8 @@ class Target:
     ) -> Submission:
         output, perfdata = split_perfdata(result)
         sub = Submission(
-            host=_names(host),
-            service=_names(service),
+            host=names(host),
+            service=names(service),
             check=result.check,
             state=result.state,
             output=output,
@@ -320,7 +167,7 @@ class Target:
             if len(failures) < len(subs):
                 self._succeeded(now)
             for sub, exc in failures:
-                self._fail(exc.reason, str(exc))
+                self.fail(exc.reason, str(exc))
                 sub.attempts += 1
                 if sub.attempts <= self.config.retries:
                     self.stats.dropped += self.queue.put(sub, front=True)
@@ -341,7 +188,7 @@ class Target:
         self.stats.consecutive_failures = 0
         self._backoff_until = 0.0
 
-    def _fail(self, reason: str, message: str) -> None:
+    def fail(self, reason: str, message: str) -> None:
         s = self.stats
         s.failed[reason] = s.failed.get(reason, 0) + 1
         if s.up is not False:
@@ -382,8 +229,8 @@ class Target:
 class Icinga2Target(Target):
     """``POST /v1/actions/process-check-result``, one request per service."""
 
-    def __init__(self, config: Icinga2PassiveConfig, service: Service | None = None) -> None:
-        super().__init__(config, service)
+    def __init__(self, config: Icinga2PassiveConfig) -> None:
+        super().__init__(config)
         self.icinga = config
         self.check_source = config.check_source or f"esbridge@{socket.gethostname()}"
         self._client: httpx.AsyncClient | None = None
@@ -453,8 +300,8 @@ class NagiosTarget(Target):
 
     batch = 256
 
-    def __init__(self, config: NagiosPassiveConfig, service: Service | None = None) -> None:
-        super().__init__(config, service)
+    def __init__(self, config: NagiosPassiveConfig) -> None:
+        super().__init__(config)
         self.path = str(config.command_file)
 
     async def deliver(self, subs: list[Submission]) -> list[tuple[Submission, DeliveryError]]:
@@ -510,99 +357,7 @@ def write_commands(
     return (done, None)
 
 
-# --------------------------------------------------------------------------- hub
-
-
-class PassiveHub:
-    """All targets of one service: the result listener, the metrics, the status."""
-
-    def __init__(self, service: Service | None, targets: list[Target]) -> None:
-        self.service = service
-        self.targets = targets
-
-    def on_result(self, result: Result, transition: Transition | None = None) -> None:
-        now = time.time()
-        interval, timeout = 60.0, 10.0
-        labels: dict[str, str] = {}
-        if self.service is not None:
-            timeout = self.service.settings.defaults.timeout.total_seconds()
-            entry = self.service.store.get(result.check)
-            if entry is not None:
-                interval = entry.interval
-            check = self.service.checkset.checks.get(result.check)
-            if check is not None:
-                labels = dict(getattr(check, "labels", {}) or {})
-                if getattr(check, "timeout", None) is not None:
-                    timeout = check.timeout.total_seconds()
-        for target in self.targets:
-            if not target.wants(result.check):
-                continue
-            target.start()
-            try:
-                for sub in target.submissions(result, interval, labels, timeout):
-                    target.offer(sub, now)
-            except Exception as exc:
-                target._fail("internal", f"{result.check}: {exc!r}")
-
-    def status(self) -> list[dict[str, Any]]:
-        return [t.status() for t in self.targets]
-
-    def metrics(self) -> Iterator[Metric]:
-        sent = CounterMetricFamily(
-            "esbridge_passive_sent", "Results accepted by the passive target", labels=["target"]
-        )
-        failed = CounterMetricFamily(
-            "esbridge_passive_failed",
-            "Failed delivery attempts by reason",
-            labels=["target", "reason"],
-        )
-        dropped = CounterMetricFamily(
-            "esbridge_passive_dropped",
-            "Results never delivered: replaced by a newer one, queue full or retries used up",
-            labels=["target"],
-        )
-        queue = GaugeMetricFamily(
-            "esbridge_passive_queue_length", "Results waiting for delivery", labels=["target"]
-        )
-        up = GaugeMetricFamily(
-            "esbridge_passive_target_up",
-            "1 when the last delivery attempt succeeded (or none was made yet)",
-            labels=["target"],
-        )
-        for t in self.targets:
-            sent.add_metric([t.name], float(t.stats.sent))
-            for reason, count in sorted(t.stats.failed.items()):
-                failed.add_metric([t.name, reason], float(count))
-            dropped.add_metric([t.name], float(t.stats.dropped))
-            queue.add_metric([t.name], float(len(t.queue)))
-            up.add_metric([t.name], 0.0 if t.stats.up is False else 1.0)
-        yield from (sent, failed, dropped, queue, up)
-
-    async def close(self) -> None:
-        for target in self.targets:
-            await target.close()
-
-
-def make_target(config: TargetConfig, service: Service | None = None) -> Target:
+def make_target(config: TargetConfig) -> Target:
     if isinstance(config, Icinga2PassiveConfig):
-        return Icinga2Target(config, service)
-    return NagiosTarget(config, service)
-
-
-def attach_passive(service: Service) -> PassiveHub | None:
-    """Hook passive delivery into ``service`` (called by ``esbridge serve``)."""
-    configs = [c for c in service.settings.passive if c.enabled]
-    if not configs:
-        return None
-    hub = PassiveHub(service, [make_target(c, service) for c in configs])
-    service.passive_senders = [hub]  # type: ignore[attr-defined]
-    service.result_listeners.append(hub.on_result)
-    original_stop = service.stop
-
-    async def stop(grace: float = 10.0) -> None:
-        await original_stop(grace)
-        await hub.close()
-
-    service.stop = stop  # type: ignore[method-assign]
-    log.info("passive delivery to %s", ", ".join(f"{c.name} ({c.type})" for c in configs))
-    return hub
+        return Icinga2Target(config)
+    return NagiosTarget(config)

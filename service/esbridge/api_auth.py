@@ -1,0 +1,92 @@
+"""The API's dependencies: the read-only view, the service's two operations, the bearer token.
+
+The token is FastAPI's ``HTTPBearer`` security scheme, so ``/openapi.json`` declares it; the
+comparison stays constant-time (``hmac.compare_digest``): the token must not leak through
+timing.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import TYPE_CHECKING, Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
+
+from esbridge.view import Control, ServiceView
+
+if TYPE_CHECKING:
+    from esbridge.app import Service
+
+bearer = HTTPBearer(
+    auto_error=False,
+    description="api.token_file (or ESBRIDGE_API__TOKEN): needed for run now, reload and "
+    "deploy events, and for reads when api.require_token_for_reads is set",
+)
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+
+def get_view(request: Request) -> ServiceView:
+    return request.app.state.view
+
+
+def get_control(request: Request) -> Control:
+    return request.app.state.control
+
+
+def get_service(request: Request) -> Service:
+    """The whole service, for the routers that record deploy events (``gate_api``)."""
+    return request.app.state.service
+
+
+ViewDep = Annotated[ServiceView, Depends(get_view)]
+ControlDep = Annotated[Control, Depends(get_control)]
+ServiceDep = Annotated["Service", Depends(get_service)]
+
+
+def _given(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str | None:
+    if credentials is None:  # called directly (not as a dependency): read the header
+        scheme, token = get_authorization_scheme_param(request.headers.get("authorization"))
+        return token if scheme.lower() == "bearer" and token else None
+    return credentials.credentials
+
+
+def check_bearer(
+    request: Request, view: ServiceView, credentials: HTTPAuthorizationCredentials | None = None
+) -> None:
+    expected = view.api.resolved_token()
+    if expected is None:
+        return
+    given = _given(request, credentials)
+    if given is None:
+        message = (
+            "use 'Authorization: Bearer <token>'"
+            if request.headers.get("authorization")
+            else "this endpoint needs 'Authorization: Bearer <token>'"
+        )
+        raise HTTPException(401, message, {"WWW-Authenticate": "Bearer"})
+    if not hmac.compare_digest(given.strip().encode(), expected.encode()):
+        raise HTTPException(403, "the bearer token is not valid for this esbridge")
+
+
+def require_write(request: Request, view: ViewDep, credentials: Credentials = None) -> None:
+    """Run-now, reload and deploy events change what the service does: they need the token."""
+    if view.api.resolved_token() is None:
+        if view.api.allow_unauthenticated_writes:
+            return
+        raise HTTPException(
+            403,
+            "no API token is configured, so write endpoints are disabled; set api.token_file "
+            "(or ESBRIDGE_API__TOKEN), or api.allow_unauthenticated_writes: true",
+        )
+    check_bearer(request, view, credentials)
+
+
+def require_read(request: Request, view: ViewDep, credentials: Credentials = None) -> None:
+    if view.api.require_token_for_reads:
+        check_bearer(request, view, credentials)
+
+
+ReadDep = Depends(require_read)
+WriteDep = Depends(require_write)
