@@ -1,0 +1,217 @@
+"""Wiring of the running service against a real Elasticsearch: runs, reloads, outputs.
+
+Regression tests for three wiring bugs:
+
+a. "run now" (``POST /api/v1/checks/{name}/run``) went around the scheduler and could run
+   a check beside its own scheduled run;
+b. a result of a check removed by a reload while it ran still reached the outputs;
+c. a reload validated the passive targets, so a passive problem (a password file gone)
+   blocked reloading the check files.
+
+The cluster is real; a proxy in front of it (tests/faultproxy.py) holds every ``_msearch``
+for a while, so a run is reliably in flight when the test acts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from esbridge.app import Service
+from esbridge.config import load_settings, validate_references
+from esbridge.loader import load_checks
+from esbridge.result import Result
+from esbridge.store import Transition
+from faultproxy import FaultProxy
+
+pytestmark = pytest.mark.es
+
+HOLD = 1.5  # seconds the proxy holds each _msearch
+
+
+@pytest.fixture
+def proxy(es_url: str) -> Iterator[FaultProxy]:
+    parts = urlsplit(es_url)
+    assert parts.scheme == "http", "the proxy speaks plain HTTP"
+    with FaultProxy(parts.hostname or "127.0.0.1", parts.port or 9200, match="_msearch") as p:
+        yield p
+
+
+def _checks(path: Path, index: str, names: list[str], interval: str = "1h") -> Path:
+    lines = ["checks:"]
+    for name in names:
+        lines += [
+            f"  - name: {name}",
+            "    kind: count",
+            f"    index: {index}",
+            f"    interval: {interval}",
+            "    window: 1h",
+            "    critical: 100",
+        ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _service(tmp_path: Path, url: str, checks: Path, extra: str = "") -> Service:
+    config = tmp_path / "esbridge.yaml"
+    config.write_text(
+        f"elasticsearch:\n  default:\n    urls: ['{url}']\n"
+        f"checks: ['{checks}']\n"
+        "state:\n  enabled: false\n"
+        "api:\n  allow_unauthenticated_writes: true\n" + extra
+    )
+    settings = load_settings(config)
+    return Service(settings, load_checks(list(settings.checks)))
+
+
+async def _until(condition: Any, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        await asyncio.sleep(0.02)
+
+
+def count_runs(service: Service, monkeypatch: Any) -> dict[str, int]:
+    """Checks in the runner right now (``name -> runs``), and ``"peak"``: most at once."""
+    active: dict[str, int] = {"peak": 0}
+    run = service.runner.run
+
+    async def counted(checks: Any, *args: Any, **kwargs: Any) -> list[Result]:
+        for check in checks:
+            active[check.name] = active.get(check.name, 0) + 1
+            active["peak"] = max(active["peak"], active[check.name])
+        try:
+            return await run(checks, *args, **kwargs)
+        finally:
+            for check in checks:
+                active[check.name] -= 1
+
+    monkeypatch.setattr(service.runner, "run", counted)
+    return active
+
+
+class Recorder:
+    """A declared output that remembers what it was given."""
+
+    def __init__(self) -> None:
+        self.results: list[Result] = []
+        self.started = self.stopped = False
+
+    async def start(self) -> None:
+        self.started = True
+
+    async def stop(self, grace: float) -> None:
+        self.stopped = True
+
+    def on_result(self, result: Result, transition: Transition | None) -> None:
+        self.results.append(result)
+
+    def status(self) -> list[dict[str, Any]]:
+        return []
+
+    def metrics(self) -> Iterator[Any]:
+        return iter(())
+
+
+async def test_run_now_never_overlaps_a_scheduled_run(
+    proxy: FaultProxy, make_index: Any, seed: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Bug a: the API's run waits for the scheduled run in flight; never two at once."""
+    from esbridge.api import create_app
+
+    index = make_index("wiring-a")
+    seed(index, [{"ago": "1m", "status": 500}] * 3)
+    service = _service(tmp_path, proxy.url, _checks(tmp_path / "c.yaml", index, ["a"], "1s"))
+    active = count_runs(service, monkeypatch)
+    proxy.delay = HOLD
+    await service.start()
+    try:
+        # A scheduled run (every second, each held 1.5 s) is in flight now.
+        await _until(lambda: active.get("a") == 1)
+        scheduled_runs = service.store.get("a").runs  # type: ignore[union-attr]
+        transport = httpx.ASGITransport(app=create_app(service))
+        async with httpx.AsyncClient(transport=transport, base_url="http://esbridge") as client:
+            answer = await client.post("/api/v1/checks/a/run", timeout=30)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["state"] == "OK" and answer.json()["value"] == 3
+        entry = service.store.get("a")
+        assert entry is not None and entry.runs >= scheduled_runs + 2  # its own and the one
+        assert active["peak"] == 1, "run now went out beside the scheduled run"
+        assert service.scheduler.skipped >= 1  # slots met a run in flight: coalesced
+    finally:
+        proxy.clear()
+        await service.stop(5)
+
+
+async def test_a_removed_check_result_reaches_no_output(
+    proxy: FaultProxy, make_index: Any, seed: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Bug b: a reload removes a check while it runs; its result is dropped everywhere."""
+    index = make_index("wiring-b")
+    seed(index, [{"ago": "1m", "status": 500}])
+    checks = _checks(tmp_path / "c.yaml", index, ["gone", "kept"])
+    service = _service(tmp_path, proxy.url, checks)
+    recorder = Recorder()
+    service.add_listener(recorder)
+    active = count_runs(service, monkeypatch)
+    await service.start()
+    assert recorder.started
+    try:
+        proxy.delay = HOLD
+        in_flight = asyncio.create_task(service.run_now("gone"))
+        await _until(lambda: active.get("gone") == 1)
+        _checks(checks, index, ["kept"])
+        status = await service.reload()
+        assert status.successful and status.removed == ["gone"], status
+        assert await in_flight is not None  # the run itself finished
+        proxy.clear()
+        kept = await service.run_now("kept")
+        assert kept is not None and kept.value == 1
+        seen = [r.check for r in recorder.results]
+        assert "gone" not in seen and "kept" in seen, seen
+        assert service.store.get("gone") is None
+    finally:
+        proxy.clear()
+        await service.stop(5)
+    assert recorder.stopped
+
+
+async def test_reload_is_not_blocked_by_a_passive_target(
+    es_url: str, make_index: Any, seed: Any, tmp_path: Path
+) -> None:
+    """Bug c: a password file gone after start does not stop the check files reloading."""
+    index = make_index("wiring-c")
+    seed(index, [{"ago": "1m", "status": 500}] * 2)
+    password = tmp_path / "icinga-password"
+    password.write_text("secret\n")
+    checks = _checks(tmp_path / "c.yaml", index, ["first"])
+    service = _service(
+        tmp_path,
+        es_url,
+        checks,
+        "passive:\n  - name: icinga\n    type: icinga2\n    url: 'http://127.0.0.1:9'\n"
+        f"    username: esbridge\n    password_file: '{password}'\n",
+    )
+    # At start the target is valid.
+    assert validate_references(service.settings, service.checkset) == []
+    await service.start()
+    try:
+        password.unlink()
+        _checks(checks, index, ["first", "second"])
+        status = await service.reload()
+        assert status.successful, status.error
+        assert status.added == ["second"]
+        second = await service.run_now("second")
+        assert second is not None and second.value == 2
+        # Start-time validation still names the passive problem (esbridge serve refuses it).
+        problems = [str(p) for p in validate_references(service.settings, service.checkset)]
+        assert any("passive.0.password_file" in p for p in problems), problems
+    finally:
+        await service.stop(5)
