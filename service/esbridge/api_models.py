@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from esbridge.errors import ErrorKind
 from esbridge.events import AfterDeploy, DeployEvent
 from esbridge.result import Result
-from esbridge.store import result_to_dict
+from esbridge.statedoc import result_to_dict
 
 STATES = "OK, WARNING, CRITICAL or UNKNOWN"
 

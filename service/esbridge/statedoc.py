@@ -1,0 +1,163 @@
+"""Results, transitions and store entries as JSON documents (the state index and the API).
+
+One serialisation for both: what persistence writes is what ``GET /api/v1/checks/{name}``
+shows, and what a restart or another replica reads back.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from esbridge.errors import ErrorKind
+from esbridge.ranges import Range
+from esbridge.result import GroupResult, Perfdatum, Result, State
+
+STATE_MAPPING: dict[str, Any] = {
+    "dynamic": "strict",
+    "properties": {
+        "check": {"type": "keyword"},
+        "state": {"type": "keyword"},
+        "since_ts": {"type": "double"},
+        "previous_state": {"type": "keyword"},
+        "last_success_ts": {"type": "double"},
+        "consecutive_failures": {"type": "integer"},
+        "runs": {"type": "long"},
+        "errors": {"type": "object", "enabled": False},
+        "result": {"type": "object", "enabled": False},
+        "transitions": {"type": "object", "enabled": False},
+        "group_since": {"type": "object", "enabled": False},
+        "updated_at": {"type": "date"},
+    },
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A state change of a check, as the on-call engineer sees it in the history."""
+
+    at: float
+    from_state: State | None
+    to_state: State
+    summary: str
+    after_deploy: dict[str, Any] | None = None  # the deploy that preceded it (esbridge.events)
+
+
+# -- serialisation (shared by persistence and the JSON API) ---------------------------------
+
+
+def _num(value: float | None) -> float | None:
+    if value is None:
+        return None
+    if value != value or value in (float("inf"), float("-inf")):
+        return None
+    return value
+
+
+def perfdatum_to_dict(p: Perfdatum) -> dict[str, Any]:
+    return {
+        "label": p.label,
+        "value": _num(p.value),
+        "uom": p.uom,
+        "warn": str(p.warn) if p.warn else None,
+        "crit": str(p.crit) if p.crit else None,
+        "min": _num(p.min),
+        "max": _num(p.max),
+    }
+
+
+def perfdatum_from_dict(d: dict[str, Any]) -> Perfdatum:
+    return Perfdatum(
+        label=d["label"],
+        value=d.get("value"),
+        uom=d.get("uom") or "",
+        warn=Range.parse(d["warn"]) if d.get("warn") else None,
+        crit=Range.parse(d["crit"]) if d.get("crit") else None,
+        min=d.get("min"),
+        max=d.get("max"),
+    )
+
+
+def group_to_dict(g: GroupResult) -> dict[str, Any]:
+    return {
+        "key": dict(g.key),
+        "key_text": g.key_text,
+        "label": g.label,
+        "state": g.state.name,
+        "value": _num(g.value),
+        "summary": g.summary,
+        "perfdata": [perfdatum_to_dict(p) for p in g.perfdata],
+    }
+
+
+def result_to_dict(r: Result) -> dict[str, Any]:
+    return {
+        "check": r.check,
+        "state": r.state.name,
+        "status_code": int(r.state),
+        "summary": r.summary,
+        "value": _num(r.value),
+        "unit": r.unit,
+        "long_output": list(r.long_output),
+        "perfdata": [perfdatum_to_dict(p) for p in r.perfdata],
+        "groups": [group_to_dict(g) for g in r.groups],
+        "groups_omitted": r.groups_omitted,
+        "error": r.error,
+        "error_kind": r.error_kind,
+        "evaluated_at": r.evaluated_at,
+        "duration": r.duration,
+    }
+
+
+def result_from_dict(d: dict[str, Any]) -> Result:
+    return Result(
+        check=d["check"],
+        state=State[d["state"]],
+        summary=d["summary"],
+        value=d.get("value"),
+        unit=d.get("unit") or "",
+        long_output=tuple(d.get("long_output") or ()),
+        perfdata=tuple(perfdatum_from_dict(p) for p in d.get("perfdata") or ()),
+        groups=tuple(
+            GroupResult(
+                key=tuple((str(k), str(v)) for k, v in (g.get("key") or {}).items()),
+                state=State[g["state"]],
+                value=g.get("value"),
+                summary=g.get("summary", ""),
+                perfdata=tuple(perfdatum_from_dict(p) for p in g.get("perfdata") or ()),
+            )
+            for g in d.get("groups") or ()
+        ),
+        groups_omitted=int(d.get("groups_omitted") or 0),
+        error=d.get("error"),
+        error_kind=ErrorKind(d["error_kind"]) if d.get("error_kind") else None,
+        evaluated_at=float(d.get("evaluated_at") or 0.0),
+        duration=float(d.get("duration") or 0.0),
+    )
+
+
+def transition_to_dict(t: Transition) -> dict[str, Any]:
+    out = {
+        "at": t.at,
+        "from": t.from_state.name if t.from_state is not None else None,
+        "to": t.to_state.name,
+        "summary": t.summary,
+    }
+    if t.after_deploy is not None:
+        out["after_deploy"] = t.after_deploy
+    return out
+
+
+def transition_from_dict(d: dict[str, Any]) -> Transition:
+    return Transition(
+        at=float(d["at"]),
+        from_state=State[d["from"]] if d.get("from") else None,
+        to_state=State[d["to"]],
+        summary=str(d.get("summary", "")),
+        after_deploy=d.get("after_deploy") if isinstance(d.get("after_deploy"), dict) else None,
+    )
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)

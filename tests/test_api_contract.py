@@ -1,0 +1,90 @@
+"""The API's contract as ``/openapi.json`` states it: typed bodies, the error kinds, the token.
+
+Pure: the app is built around a service that never starts (no Elasticsearch is asked); the
+schemathesis run (tests/test_api_fuzz.py) checks live answers against this same schema.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from esbridge.api import create_app
+from esbridge.app import Service
+from esbridge.config import ConnectionConfig, Settings
+from esbridge.errors import ErrorKind
+from esbridge.loader import load_text
+
+
+def _schema() -> dict[str, Any]:
+    settings = Settings(
+        elasticsearch={"default": ConnectionConfig(urls=("http://127.0.0.1:9",))},
+        state={"enabled": False},
+    )
+    checkset = load_text("checks:\n  - {name: c, kind: count, index: logs, critical: 1}\n")
+    client = TestClient(create_app(Service(settings, checkset)))  # no lifespan: no ES
+    return client.get("/openapi.json").json()
+
+
+def _resolve(schema: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in node:
+        node = schema["components"]["schemas"][node["$ref"].rsplit("/", 1)[1]]
+    return node
+
+
+def _json_body(schema: dict[str, Any], path: str, method: str = "get") -> dict[str, Any]:
+    answer = schema["paths"][path][method]["responses"]["200"]
+    return _resolve(schema, answer["content"]["application/json"]["schema"])
+
+
+def test_every_json_route_has_a_described_body() -> None:
+    schema = _schema()
+    routes = {
+        ("/api/v1/checks", "get"): "CheckList",
+        ("/api/v1/checks/{name}", "get"): "CheckDetail",
+        ("/api/v1/checks/{name}/run", "post"): "CheckSummary",
+        ("/api/v1/reload", "post"): "ReloadAnswer",
+        ("/api/v1/status", "get"): "StatusAnswer",
+        ("/healthz", "get"): "HealthAnswer",
+        ("/readyz", "get"): "Readiness",
+    }
+    for (path, method), model in routes.items():
+        body = _json_body(schema, path, method)
+        assert body.get("title") == model, (path, body)
+        assert body.get("properties"), f"{path}: no fields described"
+
+
+def test_result_groups_perfdata_and_transitions_are_typed() -> None:
+    schema = _schema()
+    components = schema["components"]["schemas"]
+    detail = components["CheckDetail"]["properties"]
+    assert "ResultBody" in str(detail["result"]) and "NagiosText" in str(detail["nagios"])
+    assert "Transition" in str(detail["transitions"])
+    result = components["ResultBody"]["properties"]
+    assert "GroupBody" in str(result["groups"]) and "PerfdatumBody" in str(result["perfdata"])
+    assert set(components["PerfdatumBody"]["properties"]) == {
+        "label",
+        "value",
+        "uom",
+        "warn",
+        "crit",
+        "min",
+        "max",
+    }
+    assert "AfterDeploy" in str(components["Transition"]["properties"]["after_deploy"])
+
+
+def test_error_kind_is_the_one_enum() -> None:
+    schema = _schema()
+    kind = schema["components"]["schemas"]["ErrorKind"]
+    assert kind["enum"] == [k.value for k in ErrorKind]
+    assert "ErrorKind" in str(schema["components"]["schemas"]["ResultBody"]["properties"])
+
+
+def test_the_bearer_token_is_a_declared_security_scheme() -> None:
+    schema = _schema()
+    schemes = schema["components"]["securitySchemes"]
+    (name,) = [n for n, s in schemes.items() if s == {**s, "type": "http", "scheme": "bearer"}]
+    for path, method in (("/api/v1/reload", "post"), ("/api/v1/checks", "get")):
+        assert {name: []} in schema["paths"][path][method]["security"], path
