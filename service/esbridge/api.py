@@ -45,6 +45,7 @@ from esbridge.api_models import (
 )
 from esbridge.api_preview import router as preview_router
 from esbridge.durations import format_duration
+from esbridge.errors import ErrorKind
 from esbridge.metrics import CheckSeries, exposition, make_registry
 from esbridge.nagios import rendered
 from esbridge.result import Result, State
@@ -128,7 +129,7 @@ def nagios_result(
                 long_output=(),
                 perfdata=(),
                 groups=(),
-                error_kind="no_such_group",
+                error_kind=ErrorKind.NO_SUCH_GROUP,
             )
         return picked
     return result
