@@ -9,12 +9,8 @@ from __future__ import annotations
 import math
 
 from esbridge.errors import ErrorKind
+from esbridge.numbers import format_number
 from esbridge.result import GroupResult, Perfdatum, Result, State
-
-
-def _seconds(value: float) -> str:
-    """``300``, ``7.5``: a limit in seconds for the summary text."""
-    return str(int(value)) if float(value).is_integer() else f"{value:.6f}".rstrip("0").rstrip(".")
 
 
 def _undetermined(items: tuple[Perfdatum, ...]) -> tuple[Perfdatum, ...]:
@@ -34,7 +30,7 @@ def stale(result: Result, now: float, max_age: float) -> Result:
     age = now - result.evaluated_at
     if age <= max_age:
         return result
-    limit = _seconds(max_age)
+    limit = format_number(max_age)
     # Already stale: the copy kept evaluated_at; reuse the text of the real last result.
     previous = result.extra.get("stale_previous") or f"{result.state.name} - {result.summary}"
     if result.evaluated_at <= 0:
