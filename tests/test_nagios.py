@@ -112,7 +112,7 @@ def test_groups_omitted_line_and_max_groups():
         summary="s",
         groups=groups,
         groups_omitted=7,
-        extra={"max_groups": 2},
+        max_groups=2,
     )
     assert render(result) == (
         "CRITICAL - s\n"
@@ -122,7 +122,7 @@ def test_groups_omitted_line_and_max_groups():
         "'web-01'=300;10;50;0 'web-02'=1;10;50;0"
     )
     # without the evaluator's hint, M is the number of groups present
-    assert "(max_groups 2)" in render(result.with_(extra={}))
+    assert "(max_groups 2)" in render(result.with_(max_groups=None))
 
 
 def test_explicit_long_output_wins_over_group_lines_but_omitted_line_stays():

@@ -16,7 +16,7 @@ Layout (Monitoring Plugins Development Guidelines, "Plugin Output")::
 * Then the long output, one line per entry: ``result.long_output`` when given, else one
   ``"<STATE>: <group summary>"`` line per group, non-OK groups first (worst first), then the
   OK groups. ``"... and N more groups not evaluated (max_groups M)"`` is appended whenever
-  ``result.groups_omitted > 0`` (``M`` is ``result.extra["max_groups"]`` when the evaluator
+  ``result.groups_omitted > 0`` (``M`` is ``result.max_groups`` when the evaluator
   put it there, else the number of groups present).
 * The group perfdata (``result.groups[*].perfdata``, in group order) goes after a `` | `` on
   the **last** long-output line. In the rare case of group perfdata without any long-output
@@ -213,7 +213,7 @@ def _group_lines(groups: tuple[GroupResult, ...]) -> list[str]:
 def _omitted_line(result: Result) -> str | None:
     if result.groups_omitted <= 0:
         return None
-    max_groups = result.extra.get("max_groups", len(result.groups))
+    max_groups = result.max_groups or len(result.groups)
     return f"... and {result.groups_omitted} more groups not evaluated (max_groups {max_groups})"
 
 

@@ -104,7 +104,10 @@ class Result:
     error_kind: ErrorKind | None = None
     evaluated_at: float = 0.0
     duration: float = 0.0
-    extra: dict[str, object] = field(default_factory=dict, compare=False, hash=False)
+    # the check's max_groups when groups were left out, for "... (max_groups N)"
+    max_groups: int | None = field(default=None, compare=False, hash=False)
+    # when stale: the text of the real last result, so applying stale again still names it
+    stale_previous: str | None = field(default=None, compare=False, hash=False)
 
     def with_(self, **changes: object) -> Result:
         """A copy with some fields changed (results are immutable)."""

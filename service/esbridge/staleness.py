@@ -25,14 +25,14 @@ def stale(result: Result, now: float, max_age: float) -> Result:
     (``U``): graphing backends timestamp perfdata when they receive it, so old numbers
     would be recorded as fresh measurements. ``evaluated_at`` stays the real evaluation
     time. Applying ``stale`` again recomputes the age and still names the real last
-    result (kept as text in ``extra["stale_previous"]``, JSON-safe).
+    result (kept as text in ``stale_previous``).
     """
     age = now - result.evaluated_at
     if age <= max_age:
         return result
     limit = format_number(max_age)
     # Already stale: the copy kept evaluated_at; reuse the text of the real last result.
-    previous = result.extra.get("stale_previous") or f"{result.state.name} - {result.summary}"
+    previous = result.stale_previous or f"{result.state.name} - {result.summary}"
     if result.evaluated_at <= 0:
         summary = f"stale: never evaluated (max {limit} s)"
     else:
@@ -52,5 +52,5 @@ def stale(result: Result, now: float, max_age: float) -> Result:
         groups=groups,
         error=summary,
         error_kind=ErrorKind.STALE,
-        extra={**result.extra, "stale_previous": previous},
+        stale_previous=previous,
     )

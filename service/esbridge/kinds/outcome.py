@@ -180,7 +180,7 @@ def combine_groups(
         unit=unit,
         groups=tuple(groups),
         groups_omitted=omitted,
-        extra={"max_groups": check.max_groups},
+        max_groups=check.max_groups,
     )
 
 
