@@ -7,7 +7,7 @@ Top-level keys, ``defaults:`` merged into each check, one pydantic model per che
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -84,59 +84,25 @@ def _load_file_checked(
             )
         )
 
-    defaults = doc.get("defaults")
-    if defaults is None:
-        defaults = CommentedMap()
-    elif not isinstance(defaults, Mapping):
-        issues.append(
-            Issue(
-                file,
-                None,
-                "defaults",
-                key_line(doc, "defaults"),
-                f"must be a mapping of check fields, found {what(defaults)}",
+    defaults = _section(
+        file, doc, "defaults", Mapping, CommentedMap, "a mapping of check fields", issues
+    )
+    for key in list(defaults):
+        if key in NOT_IN_DEFAULTS:
+            problem = f"'{key}' cannot be a default: set it on each check"
+        elif key not in COMMON_FIELDS:
+            problem = (
+                "unknown field"
+                + did_you_mean(str(key), COMMON_FIELDS)
+                + _other_kind_hint(str(key), defaults_only=True)
             )
-        )
-        defaults = CommentedMap()
-    else:
-        for key in list(defaults):
-            if key in NOT_IN_DEFAULTS:
-                issues.append(
-                    Issue(
-                        file,
-                        None,
-                        f"defaults.{key}",
-                        key_line(defaults, key),
-                        f"'{key}' cannot be a default: set it on each check",
-                    )
-                )
-            elif key not in COMMON_FIELDS:
-                issues.append(
-                    Issue(
-                        file,
-                        None,
-                        f"defaults.{key}",
-                        key_line(defaults, key),
-                        "unknown field"
-                        + did_you_mean(str(key), COMMON_FIELDS)
-                        + _other_kind_hint(str(key), defaults_only=True),
-                    )
-                )
+        else:
+            continue
+        issues.append(Issue(file, None, f"defaults.{key}", key_line(defaults, key), problem))
 
-    items = doc.get("checks")
-    if items is None:
-        items = CommentedSeq()
-    elif not isinstance(items, list):
-        issues.append(
-            Issue(
-                file,
-                None,
-                "checks",
-                key_line(doc, "checks"),
-                f"must be a list of checks ('- name: ...'), found {what(items)}",
-            )
-        )
-        items = CommentedSeq()
+    items = _section(
+        file, doc, "checks", list, CommentedSeq, "a list of checks ('- name: ...')", issues
+    )
 
     for position, item in enumerate(items):
         line = item_line(items, position)
@@ -163,6 +129,26 @@ def _load_file_checked(
         if check is not None and not item_issues and isinstance(name, str):
             checks.setdefault(name, check)
     return checks, issues
+
+
+def _section(
+    file: str,
+    doc: Mapping[str, Any],
+    key: str,
+    expected: type,
+    empty: Callable[[], Any],
+    expectation: str,
+    issues: list[Issue],
+) -> Any:
+    """The top-level ``key`` of a file, or an empty one (with an issue when of the wrong type)."""
+    value = doc.get(key)
+    if value is None:
+        return empty()
+    if not isinstance(value, expected):
+        problem = f"must be {expectation}, found {what(value)}"
+        issues.append(Issue(file, None, key, key_line(doc, key), problem))
+        return empty()
+    return value
 
 
 def _load_item(

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from esbridge.config_sections import ConfigError, Section, StrList, read_secret
+from esbridge.config_sections import ConfigError, Section, StrList, resolve_secret
 from esbridge.durations import Duration
 
 __all__ = [
@@ -129,10 +129,9 @@ class Icinga2PassiveConfig(_PassiveTarget):
 
     def resolved_password(self) -> str:
         """The API user's password from the file, the environment or the setting."""
-        if self.password is not None:
-            return self.password.get_secret_value()
-        if self.password_file is not None:
-            return read_secret(self.password_file, "password_file")
+        secret = resolve_secret(self.password, self.password_file, "password")
+        if secret is not None:
+            return secret
         assert self.password_env is not None
         value = os.environ.get(self.password_env)
         if value is None:

@@ -56,6 +56,21 @@ def read_secret(path: Path, what: str) -> str:
         raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
 
 
+def resolve_secret(value: SecretStr | None, file: Path | None, field: str) -> str | None:
+    """A secret set inline (``field``) or in a file (``field_file``); None when neither is."""
+    if value is not None:
+        return value.get_secret_value()
+    if file is not None:
+        return read_secret(file, f"{field}_file")
+    return None
+
+
+def one_source(value: SecretStr | None, file: Path | None, field: str) -> None:
+    """Refuse a secret set both inline and in a file: which one wins would be a guess."""
+    if value is not None and file is not None:
+        raise ValueError(f"set {field} or {field}_file, not both")
+
+
 class Section(BaseModel):
     """A part of the configuration: immutable, unknown keys refused."""
 
@@ -93,10 +108,8 @@ class ConnectionConfig(Section):
 
     @model_validator(mode="after")
     def _one_source_each(self) -> ConnectionConfig:
-        if self.password is not None and self.password_file is not None:
-            raise ValueError("set password or password_file, not both")
-        if self.api_key is not None and self.api_key_file is not None:
-            raise ValueError("set api_key or api_key_file, not both")
+        one_source(self.password, self.password_file, "password")
+        one_source(self.api_key, self.api_key_file, "api_key")
         has_password = self.password is not None or self.password_file is not None
         has_api_key = self.api_key is not None or self.api_key_file is not None
         if has_password and self.username is None:
@@ -109,19 +122,11 @@ class ConnectionConfig(Section):
 
     def resolved_password(self) -> str | None:
         """The password, read from ``password_file`` when that is set."""
-        if self.password is not None:
-            return self.password.get_secret_value()
-        if self.password_file is not None:
-            return read_secret(self.password_file, "password_file")
-        return None
+        return resolve_secret(self.password, self.password_file, "password")
 
     def resolved_api_key(self) -> str | None:
         """The API key (base64 ``id:key`` form), read from ``api_key_file`` when set."""
-        if self.api_key is not None:
-            return self.api_key.get_secret_value()
-        if self.api_key_file is not None:
-            return read_secret(self.api_key_file, "api_key_file")
-        return None
+        return resolve_secret(self.api_key, self.api_key_file, "api_key")
 
 
 class StateStoreConfig(Section):
@@ -204,18 +209,13 @@ class ApiConfig(Section):
 
     @model_validator(mode="after")
     def _token(self) -> ApiConfig:
-        if self.token is not None and self.token_file is not None:
-            raise ValueError("set token or token_file, not both")
+        one_source(self.token, self.token_file, "token")
         if self.require_token_for_reads and self.token is None and self.token_file is None:
             raise ValueError("require_token_for_reads needs token or token_file")
         return self
 
     def resolved_token(self) -> str | None:
-        if self.token is not None:
-            return self.token.get_secret_value()
-        if self.token_file is not None:
-            return read_secret(self.token_file, "token_file")
-        return None
+        return resolve_secret(self.token, self.token_file, "token")
 
 
 class PreviewConfig(Section):

@@ -22,20 +22,19 @@ from pydantic import BaseModel, Field, field_validator
 from esbridge.config import EventsConfig
 from esbridge.errors import ESError
 from esbridge.esclient import Connection
+from esbridge.mappings import index_mapping
 
 log = logging.getLogger(__name__)
 
-EVENTS_MAPPING: dict[str, Any] = {
-    "dynamic": "strict",
-    "properties": {
-        "service": {"type": "keyword"},
-        "version": {"type": "keyword"},
-        "by": {"type": "keyword"},
-        "at": {"type": "date", "format": "epoch_millis"},
-        "tags": {"type": "keyword"},
-        "recorded_at": {"type": "date", "format": "epoch_millis"},
-    },
-}
+EVENTS_MAPPING = index_mapping(
+    "strict",
+    service="keyword",
+    version="keyword",
+    by="keyword",
+    at="epoch_millis",
+    tags="keyword",
+    recorded_at="epoch_millis",
+)
 MAX_EVENTS = 1000  # the most recent events kept in memory per refresh
 
 

@@ -30,21 +30,20 @@ from typing import Any
 
 from esbridge.errors import ESError
 from esbridge.esclient import Connection
+from esbridge.mappings import index_mapping
 
 log = logging.getLogger(__name__)
 
-MEMBERS_MAPPING: dict[str, Any] = {
-    "dynamic": False,
-    "properties": {
-        "replica": {"type": "keyword"},
-        "incarnation": {"type": "keyword"},
-        "counter": {"type": "long"},
-        "url": {"type": "keyword"},
-        "started_at": {"type": "double"},
-        "heartbeat_at": {"type": "double"},
-        "checks_owned": {"type": "integer"},
-    },
-}
+MEMBERS_MAPPING = index_mapping(
+    False,
+    replica="keyword",
+    incarnation="keyword",
+    counter="long",
+    url="keyword",
+    started_at="double",
+    heartbeat_at="double",
+    checks_owned="integer",
+)
 FORGET_AFTER_LEASES = 20  # a dead member's document is deleted after this many leases
 
 

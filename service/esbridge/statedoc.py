@@ -11,26 +11,25 @@ from dataclasses import dataclass
 from typing import Any
 
 from esbridge.errors import ErrorKind
+from esbridge.mappings import index_mapping
 from esbridge.ranges import Range
 from esbridge.result import GroupResult, Perfdatum, Result, State
 
-STATE_MAPPING: dict[str, Any] = {
-    "dynamic": "strict",
-    "properties": {
-        "check": {"type": "keyword"},
-        "state": {"type": "keyword"},
-        "since_ts": {"type": "double"},
-        "previous_state": {"type": "keyword"},
-        "last_success_ts": {"type": "double"},
-        "consecutive_failures": {"type": "integer"},
-        "runs": {"type": "long"},
-        "errors": {"type": "object", "enabled": False},
-        "result": {"type": "object", "enabled": False},
-        "transitions": {"type": "object", "enabled": False},
-        "group_since": {"type": "object", "enabled": False},
-        "updated_at": {"type": "date"},
-    },
-}
+STATE_MAPPING = index_mapping(
+    "strict",
+    check="keyword",
+    state="keyword",
+    since_ts="double",
+    previous_state="keyword",
+    last_success_ts="double",
+    consecutive_failures="integer",
+    runs="long",
+    errors="opaque",
+    result="opaque",
+    transitions="opaque",
+    group_since="opaque",
+    updated_at="date",
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -231,6 +231,21 @@ class ResultStore:
             "updated_at": int(time.time() * 1000),
         }
 
+    def _readable(
+        self, documents: Iterable[dict[str, Any]], what: str
+    ) -> Iterator[tuple[CheckState, _Restored]]:
+        """The documents of loaded checks that parse, with their entry; the others are logged."""
+        for doc in documents:
+            entry = self._checks.get(str(doc.get("check")))
+            if entry is None:
+                continue
+            try:
+                restored = _Restored.from_document(doc, self.history)
+            except (KeyError, TypeError, ValueError) as exc:
+                log.warning("ignoring unreadable %s state for check %s: %s", what, entry.name, exc)
+                continue
+            yield entry, restored
+
     def restore(self, documents: Iterable[dict[str, Any]]) -> int:
         """Load persisted state for the checks that are loaded now; return how many.
 
@@ -239,15 +254,7 @@ class ResultStore:
         change in between, ``since`` goes back to when it really began: no false transition.
         """
         restored = 0
-        for doc in documents:
-            entry = self._checks.get(str(doc.get("check")))
-            if entry is None:
-                continue
-            try:
-                old = _Restored.from_document(doc, self.history)
-            except (KeyError, TypeError, ValueError) as exc:
-                log.warning("ignoring unreadable persisted state for check %s: %s", entry.name, exc)
-                continue
+        for entry, old in self._readable(documents, "persisted"):
             if entry.result is None:
                 old.apply(entry)
             else:
@@ -263,15 +270,7 @@ class ResultStore:
         result is newer than the one held; never marks dirty: the owner writes, not this one.
         """
         adopted = 0
-        for doc in documents:
-            entry = self._checks.get(str(doc.get("check")))
-            if entry is None:
-                continue
-            try:
-                other = _Restored.from_document(doc, self.history)
-            except (KeyError, TypeError, ValueError) as exc:
-                log.warning("ignoring unreadable shared state for check %s: %s", entry.name, exc)
-                continue
+        for entry, other in self._readable(documents, "shared"):
             if other.result is None:
                 continue
             if entry.result is not None and other.result.evaluated_at <= entry.result.evaluated_at:

@@ -1,0 +1,24 @@
+"""Elasticsearch index mappings built from field types, so each index states only its fields."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# The field types esbridge's own indices use; "opaque" is stored but never indexed.
+_FIELD_TYPES: dict[str, dict[str, Any]] = {
+    "keyword": {"type": "keyword"},
+    "integer": {"type": "integer"},
+    "long": {"type": "long"},
+    "double": {"type": "double"},
+    "date": {"type": "date"},
+    "epoch_millis": {"type": "date", "format": "epoch_millis"},
+    "opaque": {"type": "object", "enabled": False},
+}
+
+
+def index_mapping(dynamic: bool | str, **fields: str) -> dict[str, Any]:
+    """``index_mapping("strict", check="keyword", ...)``: the mapping of an index."""
+    return {
+        "dynamic": dynamic,
+        "properties": {name: dict(_FIELD_TYPES[kind]) for name, kind in fields.items()},
+    }
