@@ -27,6 +27,7 @@ from esbridge.result import Result
 from esbridge.runner import Runner
 from esbridge.scheduler import Scheduler, same_definition
 from esbridge.store import ResultStore, Transition
+from esbridge.tasks import cancel_all
 from esbridge.view import ReloadStatus, SchedulerFacts, ServiceView
 
 __all__ = ["ReloadStatus", "Service", "log_warnings"]
@@ -165,11 +166,7 @@ class Service:
         """Stop scheduling, let in-flight runs finish within ``grace``, flush state."""
         self.stopping = True
         await self.scheduler.stop(grace)
-        for task in self._background:
-            task.cancel()
-        for task in self._background:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_all(self._background)
         if self.persistence is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.persistence.flush(), grace)

@@ -19,7 +19,6 @@ reach; the shared view writes into the store without marking anything dirty.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import Counter
@@ -33,6 +32,7 @@ from esbridge.models import CheckDefinition
 from esbridge.ownership import assign
 from esbridge.result import Result
 from esbridge.sharedview import SharedView
+from esbridge.tasks import cancel_all
 
 if TYPE_CHECKING:
     from esbridge.app import Service
@@ -88,11 +88,7 @@ class Cluster:
 
     async def stop(self) -> None:
         """Stop heartbeating and delete this replica's document: the others take over now."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_all(self._tasks)
         await self.membership.leave()
 
     async def _every(self, period: float, step: Callable[[], Awaitable[None]]) -> None:

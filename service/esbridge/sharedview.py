@@ -49,18 +49,15 @@ class SharedView:
         if not wanted:
             self.loaded = True
             return 0
-        try:
-            heads = await self._mget(wanted, source=False)
-        except ESError as error:
-            return self._failed(error)
+        heads = await self._read(wanted, source=False)
+        if heads is None:
+            return -1
         started = time.process_time()
-        changed = []
-        for doc in heads:
-            if not doc.get("found"):
-                continue
-            version = (int(doc.get("_seq_no", -1)), int(doc.get("_primary_term", -1)))
-            if self._versions.get(str(doc.get("_id"))) != version:
-                changed.append(str(doc.get("_id")))
+        changed = [
+            str(doc.get("_id"))
+            for doc in heads
+            if doc.get("found") and self._versions.get(str(doc.get("_id"))) != _version(doc)
+        ]
         self.cpu_seconds += time.process_time() - started
         applied = await self.load(changed) if changed else 0
         if applied < 0:
@@ -79,25 +76,32 @@ class SharedView:
         wanted = list(names)
         if not wanted:
             return 0
-        try:
-            docs = await self._mget(wanted, source=True)
-        except ESError as error:
-            return self._failed(error)
+        docs = await self._read(wanted, source=True)
+        if docs is None:
+            return -1
         started = time.process_time()
         documents = []
         for doc in docs:
             if doc.get("found"):
                 documents.append(doc.get("_source") or {})
-                self._versions[str(doc.get("_id"))] = (
-                    int(doc.get("_seq_no", -1)),
-                    int(doc.get("_primary_term", -1)),
-                )
+                self._versions[str(doc.get("_id"))] = _version(doc)
         self.documents_read += len(documents)
         applied = self.store.adopt(documents)
         self.cpu_seconds += time.process_time() - started
         self.last_ok = time.time()
         self.last_error = None
         return applied
+
+    async def _read(self, names: list[str], source: bool) -> list[dict[str, Any]] | None:
+        """The ``_mget`` answer, or None with the error recorded (and logged once)."""
+        try:
+            docs = await self._mget(names, source)
+        except ESError as error:
+            if self.last_error is None:
+                log.warning("shared view: cannot read the state index %s: %s", self.index, error)
+            self.last_error = f"state index {self.index}: {error}"
+            return None
+        return docs
 
     async def _mget(self, names: list[str], source: bool) -> list[dict[str, Any]]:
         self.requests += 1
@@ -117,8 +121,7 @@ class SharedView:
                 raise error
         return docs
 
-    def _failed(self, error: ESError) -> int:
-        if self.last_error is None:
-            log.warning("shared view: cannot read the state index %s: %s", self.index, error)
-        self.last_error = f"state index {self.index}: {error}"
-        return -1
+
+def _version(doc: dict[str, Any]) -> tuple[int, int]:
+    """What identifies one write of a document: ``(_seq_no, _primary_term)``."""
+    return int(doc.get("_seq_no", -1)), int(doc.get("_primary_term", -1))

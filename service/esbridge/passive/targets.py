@@ -7,7 +7,6 @@ external command file. Evaluation never waits for either: it only queues.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import fnmatch
 import logging
@@ -32,6 +31,7 @@ from esbridge.passive.submission import (
     split_perfdata,
 )
 from esbridge.result import Result, State
+from esbridge.tasks import cancel_all
 
 log = logging.getLogger("esbridge.passive")
 
@@ -203,11 +203,7 @@ class Target:
         raise NotImplementedError
 
     async def close(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_all(self.tasks)
         self.tasks.clear()
 
     def status(self) -> dict[str, Any]:
