@@ -18,20 +18,14 @@ from dataclasses import dataclass
 from typing import Literal
 
 from esbridge.result import State
+from esbridge.statedoc import Transition
 
 Verdict = Literal["pass", "fail", "pending", "unknown"]
 VERDICT_ORDER: tuple[Verdict, ...] = ("fail", "unknown", "pending", "pass")
 EXIT_CODES: dict[str, int] = {"pass": 0, "fail": 1, "unknown": 3}  # 2: error (CLI only)
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
-    """A state change as the gate needs it: when, and the state entered."""
-
-    at: float
-    to_state: State
-    summary: str
-    from_state: State | None = None
+Change = Transition  # a state change as kept by the store: the gate judges that history
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,10 +83,10 @@ def judge_check(
     elif after and after[0].from_state is not None:
         # History was trimmed: the state at start is what the first kept change left.
         first = after[0]
-        seen.append(Change(start, first.from_state, "", None))
+        seen.append(Change(start, None, first.from_state, ""))
     seen.extend(after)
     if not history.changes and history.state is not None:  # no history kept: current only
-        seen.append(Change(start, history.state, history.summary))
+        seen.append(Change(start, None, history.state, history.summary))
     for change in seen:
         if change.to_state not in (State.OK, State.WARNING, State.UNKNOWN) or (
             change.to_state is State.WARNING and not allow_warning

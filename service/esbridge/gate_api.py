@@ -21,7 +21,7 @@ from esbridge.app import Service
 from esbridge.durations import format_duration, parse_duration
 from esbridge.errors import ESError
 from esbridge.events import DeployEvent, DeployEventIn, iso
-from esbridge.gate import Change, CheckHistory, GateVerdict, judge
+from esbridge.gate import CheckHistory, GateVerdict, judge
 
 MAX_WAIT = 1800.0  # seconds: the longest a gate request is held (wait=30m)
 POLL = 0.25  # seconds between looks at the store while a request waits
@@ -114,9 +114,7 @@ def histories(service: Service, names: list[str], now: float) -> list[CheckHisto
                 summary=result.summary,
                 evaluated_at=entry.result.evaluated_at if entry.result else None,
                 stale=service.store.is_stale(entry, now),
-                changes=[
-                    Change(t.at, t.to_state, t.summary, t.from_state) for t in entry.transitions
-                ],
+                changes=list(entry.transitions),
             )
         )
     return out
