@@ -7,10 +7,13 @@ accepted forms spelled out, not a silently different schedule.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import PlainSerializer, PlainValidator, WithJsonSchema
+
+T = TypeVar("T")
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
@@ -63,12 +66,30 @@ def format_duration(value: timedelta) -> str:
 DURATION_PATTERN = r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d|w)?\s*$"
 
 
-def _validate(value: Any) -> timedelta:
-    if isinstance(value, timedelta):
-        return value
-    if not isinstance(value, str | int | float) or isinstance(value, bool):
-        raise ValueError(f"invalid duration {value!r}: use a number with a unit, e.g. 30s, 5m, 1h")
-    return parse_duration(value)
+def from_scalar(
+    cls: type[T], parse: Callable[[str | int | float], T], problem: str
+) -> Callable[[Any], T]:
+    """A validator of a field written as a number or text in a file, parsed into ``cls``.
+
+    ``problem`` is the error for anything else (``{value!r}`` is filled in); a bool is not a
+    number here, whatever Python says.
+    """
+
+    def validate(value: Any) -> T:
+        if isinstance(value, cls):
+            return value
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            raise ValueError(problem.format(value=value))
+        return parse(value)
+
+    return validate
+
+
+_validate = from_scalar(
+    timedelta,
+    parse_duration,
+    "invalid duration {value!r}: use a number with a unit, e.g. 30s, 5m, 1h",
+)
 
 
 Duration = Annotated[

@@ -21,20 +21,22 @@ from pydantic import (
 )
 
 from esbridge import limits
+from esbridge.durations import from_scalar
 from esbridge.ranges import Range
 from esbridge.result import State
 
 RANGE_PATTERN = r"^@?((~|[-+]?(\d+(\.\d*)?|\.\d+))?:)?([-+]?(\d+(\.\d*)?|\.\d+))?$"
 
 
-def _range(value: Any) -> Range:
-    if isinstance(value, Range):
-        return value
-    if not isinstance(value, str | int | float) or isinstance(value, bool):
-        raise ValueError(f"invalid range {value!r}: expected a number or a text like '10:20'")
+def _parse_range(value: str | int | float) -> Range:
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"invalid range {value!r}")
     return Range.parse(value)
+
+
+_range = from_scalar(
+    Range, _parse_range, "invalid range {value!r}: expected a number or a text like '10:20'"
+)
 
 
 RangeField = Annotated[
