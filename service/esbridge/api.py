@@ -27,6 +27,7 @@ from esbridge.api_auth import (
     ServiceDep,
     ViewDep,
     WriteDep,
+    guarded,
     require_read,
     require_write,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "ServiceDep",
     "WriteDep",
     "create_app",
+    "guarded",
     "nagios_result",
     "require_read",
     "require_write",
@@ -181,12 +183,12 @@ def create_app(control: Control) -> FastAPI:
         }
         for code, spec in error_responses.items()
     }
+    reads, writes = guarded(False, error_responses), guarded(True, error_responses)
 
     @app.get(
         "/api/v1/checks",
         response_model=CheckList,
-        dependencies=[ReadDep],
-        responses=error_responses,
+        **reads,
     )
     async def list_checks(
         view: ViewDep,
@@ -226,8 +228,7 @@ def create_app(control: Control) -> FastAPI:
     @app.get(
         "/api/v1/checks/{name}",
         response_model=CheckDetail,
-        dependencies=[ReadDep],
-        responses=error_responses,
+        **reads,
     )
     async def check_detail(name: str, view: ViewDep, request: Request) -> CheckDetail:
         now = time.time()
@@ -291,8 +292,7 @@ def create_app(control: Control) -> FastAPI:
     @app.post(
         "/api/v1/checks/{name}/run",
         response_model=CheckSummary,
-        dependencies=[WriteDep],
-        responses=error_responses,
+        **writes,
     )
     async def run_check(name: str, view: ViewDep, control: ControlDep) -> CheckSummary:
         if name not in view.checks:
@@ -306,8 +306,7 @@ def create_app(control: Control) -> FastAPI:
     @app.post(
         "/api/v1/reload",
         response_model=ReloadAnswer,
-        dependencies=[WriteDep],
-        responses=error_responses,
+        **writes,
     )
     async def reload(view: ViewDep, control: ControlDep) -> JSONResponse:
         status = await control.reload()

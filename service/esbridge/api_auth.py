@@ -8,7 +8,8 @@ timing.
 from __future__ import annotations
 
 import hmac
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -90,3 +91,8 @@ def require_read(request: Request, view: ViewDep, credentials: Credentials = Non
 
 ReadDep = Depends(require_read)
 WriteDep = Depends(require_write)
+
+
+def guarded(write: bool, responses: Mapping[int | str, Any]) -> dict[str, Any]:
+    """Route options of a JSON endpoint: who may call it, and the errors it documents."""
+    return {"dependencies": [WriteDep if write else ReadDep], "responses": dict(responses)}

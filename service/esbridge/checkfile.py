@@ -115,15 +115,8 @@ def _load_file_checked(
             if name in seen:
                 other_file, other_line = seen[name]
                 where = f"{other_file}:{other_line}" if other_line else other_file
-                issues.append(
-                    Issue(
-                        file,
-                        name,
-                        "name",
-                        key_line(item, "name") or line,
-                        f"duplicate check name: also defined at {where}",
-                    )
-                )
+                problem = f"duplicate check name: also defined at {where}"
+                issues.append(_field_issue(file, name, item, "name", line, problem))
             else:
                 seen[name] = (file, line)
         if check is not None and not item_issues and isinstance(name, str):
@@ -149,6 +142,13 @@ def _section(
         issues.append(Issue(file, None, key, key_line(doc, key), problem))
         return empty()
     return value
+
+
+def _field_issue(
+    file: str, check: str | None, item: Any, field: str, line: int | None, problem: str
+) -> Issue:
+    """An issue about ``field`` of a check, at the field's own line when it has one."""
+    return Issue(file, check, field, key_line(item, field) or line, problem)
 
 
 def _load_item(
@@ -178,17 +178,10 @@ def _load_item(
         )
         return None, issues
     if kind not in CHECK_CLASSES:
-        issues.append(
-            Issue(
-                file,
-                check_name,
-                "kind",
-                key_line(item, "kind") or line,
-                f"unknown kind {kind!r}"
-                + did_you_mean(str(kind), KINDS)
-                + f" (kinds: {', '.join(KINDS)})",
-            )
+        problem = (
+            f"unknown kind {kind!r}{did_you_mean(str(kind), KINDS)} (kinds: {', '.join(KINDS)})"
         )
+        issues.append(_field_issue(file, check_name, item, "kind", line, problem))
         return None, issues
     cls = CHECK_CLASSES[kind]
 

@@ -28,12 +28,8 @@ log = logging.getLogger(__name__)
 
 EVENTS_MAPPING = index_mapping(
     "strict",
-    service="keyword",
-    version="keyword",
-    by="keyword",
-    at="epoch_millis",
-    tags="keyword",
-    recorded_at="epoch_millis",
+    keyword=("service", "version", "by", "tags"),
+    epoch_millis=("at", "recorded_at"),
 )
 MAX_EVENTS = 1000  # the most recent events kept in memory per refresh
 

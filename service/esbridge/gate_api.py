@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
-from esbridge.api import ErrorBody, ReadDep, ServiceDep, WriteDep
+from esbridge.api import ErrorBody, ServiceDep, guarded
 from esbridge.app import Service
 from esbridge.durations import format_duration, parse_duration
 from esbridge.errors import ESError
@@ -151,8 +151,7 @@ def answer(verdict: GateVerdict, duration: float, allow_warning: bool, now: floa
     "/api/v1/gate",
     response_model=GateAnswer,
     response_model_by_alias=True,
-    dependencies=[ReadDep],
-    responses=errors,
+    **guarded(False, errors),
     summary="Deployment gate: did the selected checks stay OK for a period?",
 )
 async def gate(
@@ -216,8 +215,7 @@ async def gate(
     "/api/v1/events",
     response_model=DeployEvent,
     status_code=201,
-    dependencies=[WriteDep],
-    responses=errors,
+    **guarded(True, errors),
     summary="Record a deploy (needs the write token)",
 )
 async def record_event(body: DeployEventIn, service: ServiceDep) -> DeployEvent:
@@ -234,8 +232,7 @@ async def record_event(body: DeployEventIn, service: ServiceDep) -> DeployEvent:
 @router.get(
     "/api/v1/events",
     response_model=EventList,
-    dependencies=[ReadDep],
-    responses=errors,
+    **guarded(False, errors),
     summary="Recent deploy events (read from Elasticsearch by every replica)",
 )
 async def list_events(

@@ -16,9 +16,11 @@ _FIELD_TYPES: dict[str, dict[str, Any]] = {
 }
 
 
-def index_mapping(dynamic: bool | str, **fields: str) -> dict[str, Any]:
-    """``index_mapping("strict", check="keyword", ...)``: the mapping of an index."""
+def index_mapping(dynamic: bool | str, **fields: tuple[str, ...]) -> dict[str, Any]:
+    """``index_mapping("strict", keyword=("check", "state"), ...)``: an index's mapping."""
     return {
         "dynamic": dynamic,
-        "properties": {name: dict(_FIELD_TYPES[kind]) for name, kind in fields.items()},
+        "properties": {
+            name: dict(_FIELD_TYPES[kind]) for kind, names in fields.items() for name in names
+        },
     }

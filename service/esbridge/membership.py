@@ -36,13 +36,10 @@ log = logging.getLogger(__name__)
 
 MEMBERS_MAPPING = index_mapping(
     False,
-    replica="keyword",
-    incarnation="keyword",
-    counter="long",
-    url="keyword",
-    started_at="double",
-    heartbeat_at="double",
-    checks_owned="integer",
+    keyword=("replica", "incarnation", "url"),
+    long=("counter",),
+    double=("started_at", "heartbeat_at"),
+    integer=("checks_owned",),
 )
 FORGET_AFTER_LEASES = 20  # a dead member's document is deleted after this many leases
 

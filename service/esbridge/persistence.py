@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, field
 
 from esbridge.errors import ESError
 from esbridge.esclient import Connection, error_from_body
@@ -17,25 +18,18 @@ from esbridge.store import STATE_MAPPING, ResultStore, dumps
 log = logging.getLogger(__name__)
 
 
+@dataclass(eq=False, repr=False)  # identity semantics, and no repr of the connection
 class StatePersistence:
     """Bulk-writes dirty store entries and restores them after a restart."""
 
-    def __init__(
-        self,
-        store: ResultStore,
-        connection: Connection,
-        index: str,
-        timeout: float = 10.0,
-        shards: int = 1,
-    ) -> None:
-        self.store = store
-        self.connection = connection
-        self.index = index
-        self.timeout = timeout
-        self.shards = shards
-        self._index_ready = False
-        # Until the persisted state has been read, writing would overwrite it: flush waits.
-        self.restored = False
+    store: ResultStore
+    connection: Connection
+    index: str
+    timeout: float = 10.0
+    shards: int = 1
+    _index_ready: bool = field(default=False, init=False)
+    # Until the persisted state has been read, writing would overwrite it: flush waits.
+    restored: bool = field(default=False, init=False)
 
     async def ensure_index(self) -> None:
         """Create the state index with its explicit mapping if it does not exist."""

@@ -17,18 +17,12 @@ from esbridge.result import GroupResult, Perfdatum, Result, State
 
 STATE_MAPPING = index_mapping(
     "strict",
-    check="keyword",
-    state="keyword",
-    since_ts="double",
-    previous_state="keyword",
-    last_success_ts="double",
-    consecutive_failures="integer",
-    runs="long",
-    errors="opaque",
-    result="opaque",
-    transitions="opaque",
-    group_since="opaque",
-    updated_at="date",
+    keyword=("check", "state", "previous_state"),
+    double=("since_ts", "last_success_ts"),
+    integer=("consecutive_failures",),
+    long=("runs",),
+    opaque=("errors", "result", "transitions", "group_since"),
+    date=("updated_at",),
 )
 
 
