@@ -185,11 +185,7 @@ def create_app(control: Control) -> FastAPI:
     }
     reads, writes = guarded(False, error_responses), guarded(True, error_responses)
 
-    @app.get(
-        "/api/v1/checks",
-        response_model=CheckList,
-        **reads,
-    )
+    @app.get("/api/v1/checks", response_model=CheckList, **reads)
     async def list_checks(
         view: ViewDep,
         state: Annotated[
@@ -225,11 +221,7 @@ def create_app(control: Control) -> FastAPI:
         items.sort(key=lambda s: (order[s.state], s.name))
         return CheckList(checks=items, counts=counts, generated_at=now, total=len(checks))
 
-    @app.get(
-        "/api/v1/checks/{name}",
-        response_model=CheckDetail,
-        **reads,
-    )
+    @app.get("/api/v1/checks/{name}", response_model=CheckDetail, **reads)
     async def check_detail(name: str, view: ViewDep, request: Request) -> CheckDetail:
         now = time.time()
         entry = view.entry(name)
@@ -289,11 +281,7 @@ def create_app(control: Control) -> FastAPI:
             headers["X-Esbridge-Evaluated-At"] = f"{result.evaluated_at:.3f}"
         return PlainTextResponse(text, headers=headers)
 
-    @app.post(
-        "/api/v1/checks/{name}/run",
-        response_model=CheckSummary,
-        **writes,
-    )
+    @app.post("/api/v1/checks/{name}/run", response_model=CheckSummary, **writes)
     async def run_check(name: str, view: ViewDep, control: ControlDep) -> CheckSummary:
         if name not in view.checks:
             raise _not_found(name, view)
@@ -303,11 +291,7 @@ def create_app(control: Control) -> FastAPI:
             raise _not_found(name, view)
         return _summary(entry, view, time.time())
 
-    @app.post(
-        "/api/v1/reload",
-        response_model=ReloadAnswer,
-        **writes,
-    )
+    @app.post("/api/v1/reload", response_model=ReloadAnswer, **writes)
     async def reload(view: ViewDep, control: ControlDep) -> JSONResponse:
         status = await control.reload()
         body = ReloadAnswer(

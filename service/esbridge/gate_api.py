@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field
@@ -34,6 +35,14 @@ errors: dict[int | str, dict[str, object]] = {
     422: {"model": ErrorBody},
     503: {"model": ErrorBody, "description": "Deploy events are disabled or unreachable"},
 }
+
+
+def _route(
+    path: str, model: type[Any], summary: str, write: bool = False, **options: Any
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A route of this module: a read (GET) or a write (POST, needs the write token)."""
+    method = router.post if write else router.get
+    return method(path, response_model=model, summary=summary, **guarded(write, errors), **options)
 
 
 class GateCheck(BaseModel):
@@ -147,12 +156,11 @@ def answer(verdict: GateVerdict, duration: float, allow_warning: bool, now: floa
     )
 
 
-@router.get(
+@_route(
     "/api/v1/gate",
-    response_model=GateAnswer,
+    GateAnswer,
+    "Deployment gate: did the selected checks stay OK for a period?",
     response_model_by_alias=True,
-    **guarded(False, errors),
-    summary="Deployment gate: did the selected checks stay OK for a period?",
 )
 async def gate(
     service: ServiceDep,
@@ -211,12 +219,8 @@ async def gate(
         await asyncio.sleep(min(POLL, max(0.0, deadline - now)))
 
 
-@router.post(
-    "/api/v1/events",
-    response_model=DeployEvent,
-    status_code=201,
-    **guarded(True, errors),
-    summary="Record a deploy (needs the write token)",
+@_route(
+    "/api/v1/events", DeployEvent, "Record a deploy (needs the write token)", True, status_code=201
 )
 async def record_event(body: DeployEventIn, service: ServiceDep) -> DeployEvent:
     if service.events is None:
@@ -229,11 +233,8 @@ async def record_event(body: DeployEventIn, service: ServiceDep) -> DeployEvent:
         raise HTTPException(503, f"could not record the deploy event: {exc}") from None
 
 
-@router.get(
-    "/api/v1/events",
-    response_model=EventList,
-    **guarded(False, errors),
-    summary="Recent deploy events (read from Elasticsearch by every replica)",
+@_route(
+    "/api/v1/events", EventList, "Recent deploy events (read from Elasticsearch by every replica)"
 )
 async def list_events(
     service: ServiceDep,
