@@ -25,7 +25,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from esbridge.errors import ESError
@@ -67,43 +67,34 @@ class Member:
     primary_term: int | None = None
 
 
+@dataclass(eq=False, repr=False)
 class Membership:
     """Heartbeats this replica and tracks which replicas are live."""
 
-    def __init__(
-        self,
-        connection: Connection,
-        index: str,
-        replica_id: str,
-        heartbeat: float,
-        lease: float,
-        url: str = "",
-        timeout: float = 10.0,
-        owned: Callable[[], int] = lambda: 0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.connection = connection
-        self.index = index
-        self.id = replica_id
-        self.heartbeat = heartbeat
-        self.lease = lease
-        self.url = url
-        self.timeout = timeout
-        self.owned = owned
-        self.clock = clock
-        self.incarnation = uuid.uuid4().hex[:12]
-        self.started_at = time.time()
-        self.counter = 0
-        self.members: dict[str, Member] = {}
-        self.formed = False  # one heartbeat written and the members read back
-        self.last_ok: float | None = None  # wall clock of the last successful round
-        self.last_error: str | None = None
-        self.requests = 0
-        self.cpu_seconds = 0.0
-        self.listeners: list[Callable[[list[str]], Any]] = []
-        self._live: list[str] = [replica_id]
-        self._index_ready = False
-        self._left = False
+    connection: Connection
+    index: str
+    id: str  # this replica's id
+    heartbeat: float
+    lease: float
+    url: str = ""
+    timeout: float = 10.0
+    owned: Callable[[], int] = lambda: 0
+    clock: Callable[[], float] = time.monotonic
+    incarnation: str = field(init=False, default_factory=lambda: uuid.uuid4().hex[:12])
+    started_at: float = field(init=False, default_factory=time.time)
+    counter: int = field(init=False, default=0)
+    members: dict[str, Member] = field(init=False, default_factory=dict)
+    formed: bool = field(init=False, default=False)  # one heartbeat written, members read back
+    last_ok: float | None = field(init=False, default=None)  # wall clock of the last good round
+    last_error: str | None = field(init=False, default=None)
+    requests: int = field(init=False, default=0)
+    cpu_seconds: float = field(init=False, default=0.0)
+    listeners: list[Callable[[list[str]], Any]] = field(init=False, default_factory=list)
+    _index_ready: bool = field(init=False, default=False)
+    _left: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        self._live: list[str] = [self.id]
 
     # -- what the rest of the service reads ----------------------------------------------
 
