@@ -24,7 +24,6 @@ from esbridge import __version__
 from esbridge.api_auth import (
     ControlDep,
     ReadDep,
-    ServiceDep,
     ViewDep,
     WriteDep,
     guarded,
@@ -59,7 +58,6 @@ __all__ = [
     "CheckSummary",
     "ErrorBody",
     "ReadDep",
-    "ServiceDep",
     "WriteDep",
     "create_app",
     "guarded",
@@ -153,7 +151,6 @@ def create_app(control: Control) -> FastAPI:
     view = control.view
     app.state.view = view
     app.state.control = control
-    app.state.service = control  # the routers that record deploy events (gate_api)
     registry = make_registry(view)
     series = CheckSeries(view)
 

@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.security.utils import get_authorization_scheme_param
 
 from esbridge.view import Control, ServiceView
-
-if TYPE_CHECKING:
-    from esbridge.app import Service
 
 bearer = HTTPBearer(
     auto_error=False,
@@ -36,14 +33,8 @@ def get_control(request: Request) -> Control:
     return request.app.state.control
 
 
-def get_service(request: Request) -> Service:
-    """The whole service, for the routers that record deploy events (``gate_api``)."""
-    return request.app.state.service
-
-
 ViewDep = Annotated[ServiceView, Depends(get_view)]
 ControlDep = Annotated[Control, Depends(get_control)]
-ServiceDep = Annotated["Service", Depends(get_service)]
 
 
 def _given(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str | None:

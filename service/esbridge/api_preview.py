@@ -26,6 +26,7 @@ from esbridge.preview import (
     preview_on_own_connection,
     preview_to_dict,
 )
+from esbridge.view import Control
 
 router = APIRouter()
 
@@ -48,10 +49,10 @@ class PreviewGate:
 
 
 def _gate(request: Request) -> PreviewGate:
-    service = request.app.state.service
+    control: Control = request.app.state.control
     gate = getattr(request.app.state, "preview_gate", None)
-    if gate is None or gate.limit != service.settings.preview.max_concurrent:
-        gate = PreviewGate(service.settings.preview.max_concurrent)
+    if gate is None or gate.limit != control.settings.preview.max_concurrent:
+        gate = PreviewGate(control.settings.preview.max_concurrent)
         request.app.state.preview_gate = gate
     return gate
 
@@ -89,17 +90,17 @@ async def check_preview(
     """What the check would have said at every step of the period, with its thresholds."""
     from esbridge.api import _not_found
 
-    service = request.app.state.service
-    check = service.checkset.checks.get(name)
+    control: Control = request.app.state.control
+    check = control.view.checks.get(name)
     if check is None:
         raise _not_found(name, request.app.state.view)
-    bounds = service.settings.preview
+    bounds = control.settings.preview
     try:
         span = parse_duration(since)
         every = (
             parse_duration(step)
             if step
-            else default_step(check, span, service.settings.defaults.interval)
+            else default_step(check, span, control.settings.defaults.interval)
         )
     except (ValueError, OverflowError) as error:
         raise HTTPException(422, f"bad request: {error}") from None
@@ -118,17 +119,17 @@ async def check_preview(
     try:
         preview = await preview_on_own_connection(
             check,
-            service.settings.elasticsearch.get(check.cluster),
+            control.settings.elasticsearch.get(check.cluster),
             span,
             every,
             until,
             bounds.max_points,
             bounds.timeout,
         )
-        if service.events is not None:  # deploys of a matching tag, as chart markers
+        if control.events is not None:  # deploys of a matching tag, as chart markers
             preview.markers = [
                 {"at": e.at, "label": e.label}
-                for e in service.events.matching(
+                for e in control.events.matching(
                     check.tags, preview.until - span.total_seconds(), preview.until
                 )
             ]

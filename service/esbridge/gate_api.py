@@ -17,12 +17,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
-from esbridge.api import ErrorBody, ServiceDep, guarded
-from esbridge.app import Service
+from esbridge.api import ControlDep, ErrorBody, ViewDep, guarded
 from esbridge.durations import format_duration, parse_duration
 from esbridge.errors import ESError
 from esbridge.events import DeployEvent, DeployEventIn, iso
 from esbridge.gate import CheckHistory, GateVerdict, judge
+from esbridge.view import ServiceView
 
 MAX_WAIT = 1800.0  # seconds: the longest a gate request is held (wait=30m)
 POLL = 0.25  # seconds between looks at the store while a request waits
@@ -96,10 +96,10 @@ def parse_time(text: str, now: float) -> float:
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
 
 
-def select(service: Service, patterns: list[str], tags: list[str]) -> list[str]:
+def select(view: ServiceView, patterns: list[str], tags: list[str]) -> list[str]:
     """Checks matching any name glob (all checks when none) and carrying every tag."""
     names = []
-    for name, check in service.checkset.checks.items():
+    for name, check in view.checks.items():
         if patterns and not any(fnmatch.fnmatchcase(name, p) for p in patterns):
             continue
         if any(t not in check.tags for t in tags):
@@ -108,11 +108,11 @@ def select(service: Service, patterns: list[str], tags: list[str]) -> list[str]:
     return sorted(names)
 
 
-def histories(service: Service, names: list[str], now: float) -> list[CheckHistory]:
+def histories(view: ServiceView, names: list[str], now: float) -> list[CheckHistory]:
     out = []
     for name in names:
-        entry = service.store.get(name)
-        result = service.store.effective(entry, now) if entry is not None else None
+        entry = view.entry(name)
+        result = view.effective(entry, now) if entry is not None else None
         if entry is None or result is None:
             out.append(CheckHistory(name, None, "not evaluated yet", None, False, ()))
             continue
@@ -122,7 +122,7 @@ def histories(service: Service, names: list[str], now: float) -> list[CheckHisto
                 state=result.state,
                 summary=result.summary,
                 evaluated_at=entry.result.evaluated_at if entry.result else None,
-                stale=service.store.is_stale(entry, now),
+                stale=view.is_stale(entry, now),
                 changes=list(entry.transitions),
             )
         )
@@ -163,7 +163,7 @@ def answer(verdict: GateVerdict, duration: float, allow_warning: bool, now: floa
     response_model_by_alias=True,
 )
 async def gate(
-    service: ServiceDep,
+    view: ViewDep,
     request: Request,
     for_: Annotated[str, Query(alias="for", description="the period, e.g. 10m")],
     check: Annotated[
@@ -197,9 +197,9 @@ async def gate(
         )
     if not check and not tag:
         raise HTTPException(422, "bad request: select checks with check=NAME_OR_GLOB or tag=TAG")
-    names = select(service, check or [], tag or [])
+    names = select(view, check or [], tag or [])
     if not names:
-        close = [n for p in check or [] for n in service.checkset.close_names(p)]
+        close = [n for p in check or [] for n in view.close_names(p)]
         raise HTTPException(
             404,
             {
@@ -211,8 +211,8 @@ async def gate(
     deadline = received + held
     while True:
         now = time.time()
-        verdict = judge(histories(service, names, now), start, duration, now, allow_warning)
-        if verdict.verdict != "pending" or now >= deadline or service.stopping:
+        verdict = judge(histories(view, names, now), start, duration, now, allow_warning)
+        if verdict.verdict != "pending" or now >= deadline or view.stopping:
             return answer(verdict, duration, allow_warning, now)
         if await request.is_disconnected():
             return answer(verdict, duration, allow_warning, now)
@@ -222,11 +222,11 @@ async def gate(
 @_route(
     "/api/v1/events", DeployEvent, "Record a deploy (needs the write token)", True, status_code=201
 )
-async def record_event(body: DeployEventIn, service: ServiceDep) -> DeployEvent:
-    if service.events is None:
+async def record_event(body: DeployEventIn, control: ControlDep) -> DeployEvent:
+    if control.events is None:
         raise HTTPException(503, "deploy events are disabled (events.enabled: false)")
     try:
-        return await service.events.record(body)
+        return await control.events.record(body)
     except ESError as exc:
         if exc.status == 400:  # the content, not the cluster: the client's to fix
             raise HTTPException(422, f"Elasticsearch rejected the event: {exc}") from None
@@ -237,12 +237,14 @@ async def record_event(body: DeployEventIn, service: ServiceDep) -> DeployEvent:
     "/api/v1/events", EventList, "Recent deploy events (read from Elasticsearch by every replica)"
 )
 async def list_events(
-    service: ServiceDep,
+    view: ViewDep,
+    control: ControlDep,
     tag: Annotated[list[str] | None, Query(description="events concerning this tag")] = None,
     check: Annotated[str | None, Query(description="events concerning this check's tags")] = None,
     since: Annotated[str | None, Query(description="unix seconds, ISO 8601 or -1h")] = None,
 ) -> EventList:
-    if service.events is None:
+    events = control.events
+    if events is None:
         raise HTTPException(503, "deploy events are disabled (events.enabled: false)")
     try:
         start = parse_time(since, time.time()) if since else 0.0
@@ -250,15 +252,15 @@ async def list_events(
         raise HTTPException(422, f"bad request: {exc}") from None
     tags = list(tag or [])
     if check is not None:
-        definition = service.checkset.checks.get(check)
+        definition = view.checks.get(check)
         if definition is None:
             raise HTTPException(
                 404,
                 {
                     "error": f"no check named {check!r}",
-                    "did_you_mean": service.checkset.close_names(check),
+                    "did_you_mean": view.close_names(check),
                 },
             )
         tags += list(definition.tags)
-    events = [e for e in service.events.events if e.at >= start and (not tags or e.matches(tags))]
-    return EventList(events=events[::-1], error=service.events.error)
+    shown = [e for e in events.events if e.at >= start and (not tags or e.matches(tags))]
+    return EventList(events=shown[::-1], error=events.error)

@@ -18,9 +18,9 @@ from esbridge.result import Result, State
 if TYPE_CHECKING:
     from prometheus_client.core import Metric
 
-    from esbridge.config import ApiConfig
+    from esbridge.config import ApiConfig, Settings
     from esbridge.esclient import Connection
-    from esbridge.events import DeployEvent
+    from esbridge.events import DeployEvent, EventStore
     from esbridge.listeners import ResultListener
     from esbridge.loader import CheckSet
     from esbridge.models import CheckDefinition
@@ -41,9 +41,12 @@ class ReloadStatus:
 
 
 class Control(Protocol):
-    """What the API may ask of the service besides reading: its view and two operations."""
+    """What the API may ask of the service besides reading: its view, two operations, the
+    deploy-event store it writes to, and the settings a preview opens its own client with."""
 
     view: ServiceView
+    events: EventStore | None
+    settings: Settings
 
     async def run_now(self, name: str) -> Result | None: ...
 
