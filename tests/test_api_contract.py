@@ -88,3 +88,17 @@ def test_the_bearer_token_is_a_declared_security_scheme() -> None:
     (name,) = [n for n, s in schemes.items() if s == {**s, "type": "http", "scheme": "bearer"}]
     for path, method in (("/api/v1/reload", "post"), ("/api/v1/checks", "get")):
         assert {name: []} in schema["paths"][path][method]["security"], path
+
+
+def test_error_kinds_are_documented_once_and_completely() -> None:
+    """docs/checks.md's "Error kinds" table lists exactly the values of ``ErrorKind``."""
+    import re
+    from pathlib import Path
+
+    from esbridge.errors import ErrorKind
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "checks.md").read_text()
+    section = text.split("## Error kinds", 1)[1].split("\n## ", 1)[0]
+    documented = re.findall(r"^\| `([a-z_]+)` \|", section, re.M)
+    assert sorted(documented) == sorted(k.value for k in ErrorKind)
+    assert len(documented) == len(set(documented))
