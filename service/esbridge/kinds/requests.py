@@ -19,10 +19,6 @@ class Window:
     start: datetime
     end: datetime
 
-    @property
-    def seconds(self) -> float:
-        return (self.end - self.start).total_seconds()
-
 
 @dataclass(frozen=True, slots=True)
 class SearchRequest:
