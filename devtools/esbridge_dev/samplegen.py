@@ -12,6 +12,7 @@ import random
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 LOGS_PREFIX = "logs-web-"
 METRICS_PREFIX = "metrics-host-"
@@ -25,46 +26,41 @@ PATHS = {
 }
 METHODS = ["GET"] * 7 + ["POST"] * 2 + ["PUT"]
 
-LOGS_TEMPLATE = {
-    "index_patterns": [f"{LOGS_PREFIX}*"],
-    "priority": 500,
-    "template": {
-        "settings": {"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": "1s"},
-        "mappings": {
-            "dynamic": False,
-            "properties": {
-                "@timestamp": {"type": "date"},
-                "host": {"type": "keyword"},
-                "service": {"type": "keyword"},
-                "method": {"type": "keyword"},
-                "path": {"type": "keyword"},
-                "status": {"type": "short"},
-                "latency_ms": {"type": "float"},
-                "bytes": {"type": "integer"},
-                "level": {"type": "keyword"},
-                "message": {"type": "text"},
+
+def _template(prefix: str, **types: str) -> dict[str, Any]:
+    """An index template for ``prefix*``: one shard, no replica, 1 s refresh, and only the
+    listed fields mapped (``dynamic: false``, so a stray field never changes the mapping)."""
+    return {
+        "index_patterns": [f"{prefix}*"],
+        "priority": 500,
+        "template": {
+            "settings": {"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": "1s"},
+            "mappings": {
+                "dynamic": False,
+                "properties": {
+                    "@timestamp": {"type": "date"},
+                    "host": {"type": "keyword"},
+                    **{name: {"type": kind} for name, kind in types.items()},
+                },
             },
         },
-    },
-}
-METRICS_TEMPLATE = {
-    "index_patterns": [f"{METRICS_PREFIX}*"],
-    "priority": 500,
-    "template": {
-        "settings": {"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": "1s"},
-        "mappings": {
-            "dynamic": False,
-            "properties": {
-                "@timestamp": {"type": "date"},
-                "host": {"type": "keyword"},
-                "cpu_pct": {"type": "float"},
-                "mem_pct": {"type": "float"},
-                "disk_pct": {"type": "float"},
-                "load": {"type": "float"},
-            },
-        },
-    },
-}
+    }
+
+
+LOGS_TEMPLATE = _template(
+    LOGS_PREFIX,
+    service="keyword",
+    method="keyword",
+    path="keyword",
+    status="short",
+    latency_ms="float",
+    bytes="integer",
+    level="keyword",
+    message="text",
+)
+METRICS_TEMPLATE = _template(
+    METRICS_PREFIX, cpu_pct="float", mem_pct="float", disk_pct="float", load="float"
+)
 
 
 # --------------------------------------------------------------------------- pure parts
