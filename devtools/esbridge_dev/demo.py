@@ -57,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # SIGINT stops the demo even when it was started in the background of a script, whose
+    # shell leaves SIGINT ignored for its children.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     server: ElasticsearchServer | None = None
     service: EsbridgeProcess | None = None
     feeder: threading.Thread | None = None
