@@ -278,7 +278,9 @@ def test_three_replicas_share_join_fail_over_and_restart(replicas: Replicas) -> 
                     n: c["age_seconds"]
                     for n, c in view.items()
                     if c["age_seconds"] is not None
-                    and c["age_seconds"] > STALENESS * interval_of(int(n[1:]))
+                    # two handovers in a few seconds (away and back): the same MARGIN for
+                    # a late heartbeat round or batch as every other bound in this file
+                    and c["age_seconds"] > STALENESS * interval_of(int(n[1:])) + MARGIN
                 }
                 assert not old, (other, old)
             time.sleep(0.5)
