@@ -98,6 +98,7 @@ class Profile:
     scrape_groups: int
     scrapes: int
     cold_scrapes: int
+    scrape_interval: int  # s, the checks' interval in the scrape phase (cold scrapes wait it)
     api_clients: int
     api_seconds: float
     plugin_runs: int
@@ -126,6 +127,7 @@ FULL = Profile(
     scrape_groups=10,
     scrapes=200,
     cold_scrapes=7,
+    scrape_interval=30,
     api_clients=50,
     api_seconds=30,
     plugin_runs=20,
@@ -153,6 +155,7 @@ SMOKE = Profile(
     scrape_groups=10,
     scrapes=40,
     cold_scrapes=3,
+    scrape_interval=5,
     api_clients=10,
     api_seconds=3,
     plugin_runs=10,
@@ -571,13 +574,17 @@ def scrape_api_plugin_phase(
     es_url: str, prof: Profile, workdir: Path, figs: Figures, extra: dict[str, Any]
 ) -> None:
     hosts = sampledata.host_names(prof.hosts)
-    mapping = benchlib.grouped_mix(prof.scrape_checks, hosts, prof.scrape_groups, "30s")
+    mapping = benchlib.grouped_mix(
+        prof.scrape_checks, hosts, prof.scrape_groups, f"{prof.scrape_interval}s"
+    )
     names = [c["name"] for c in mapping["checks"]]
     with service(es_url, mapping, workdir, "scrape") as proc:
         wait_evaluated(proc, prof.scrape_checks, timeout=180)
         figs.add("scrape.rss_mb", rss_mb(proc.proc.pid), "MB")  # type: ignore[union-attr]
         scrape(proc, prof, figs)
+        log("API load")
         api_load(proc, prof, names, workdir, figs, extra)
+        log("plugin start-up")
         plugin(proc, prof, names[1], es_url, workdir, figs, extra)
 
 
@@ -621,7 +628,7 @@ def cold_scrapes(proc: EsbridgeProcess, prof: Profile, previous: str, figs: Figu
     Waits one check interval (+10 %) before each scrape; the share of checks whose
     ``esbridge_check_runs_total`` grew since the previous scrape is reported (1.0 = cold).
     """
-    interval = 30.0  # benchlib.grouped_mix(..., "30s") above
+    interval = float(prof.scrape_interval)  # the checks' interval (scrape_api_plugin_phase)
     times: list[float] = []
     shares: list[float] = []
     with httpx.Client(timeout=60) as client:
@@ -876,6 +883,7 @@ def colleague_scripts(
         small = ["--results", "100", "--services", "20"] if prof.name == "smoke" else []
         jobs.append(("passive_vs_plugin", [sys.executable, str(passive), *small]))
     for key, cmd in jobs:
+        log(f"bench/{Path(cmd[1]).name}")
         try:
             out = subprocess.run(
                 cmd,

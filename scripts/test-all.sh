@@ -33,6 +33,8 @@ done
 
 LOGS=$(mktemp -d "${TMPDIR:-/tmp}/esbridge-ci-XXXXXX")
 trap 'rm -rf "$LOGS"' EXIT
+# Tests marked `heavy` (minutes of both cores) take turns across the lanes (tests/conftest.py).
+export ESBRIDGE_TEST_HEAVY_LOCK="$LOGS/heavy.lock"
 
 # run_phase NAME COMMAND...: prefixed output; "name seconds exit" appended to $LOGS/times
 run_phase() {
@@ -88,4 +90,12 @@ for out in "$LOGS"/*.out; do
     done
 done
 echo "total: $passed passed, $failures failed"
+# The failed tests of every phase, last: a log cut to its tail still names them.
+if [ "$failed" != 0 ]; then
+    echo "=== failed tests"
+    for out in "$LOGS"/*.out; do
+        name=$(basename "$out" .out)
+        grep -E '^(FAILED|ERROR) ' "$out" | cut -c1-300 | sed "s/^/[$name] /" || true
+    done
+fi
 exit "$failed"

@@ -84,6 +84,39 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.es_security)
 
 
+HEAVY_LOCK = os.environ.get("ESBRIDGE_TEST_HEAVY_LOCK")
+HEAVY_WAIT = 900.0  # s: the longest a heavy test waits for another phase's to end
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """Tests marked ``heavy`` (several replicas, the bench) load both cores for minutes.
+    When phases run side by side (scripts/test-all.sh sets ``$ESBRIDGE_TEST_HEAVY_LOCK``),
+    they take turns on a lock file, so two never overlap and starve each other's timing;
+    the wait is bounded, and shown in the test's report."""
+    if not HEAVY_LOCK or item.get_closest_marker("heavy") is None:
+        return (yield)
+    import fcntl
+    import time
+
+    with open(HEAVY_LOCK, "a") as lock:
+        started = time.monotonic()
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() - started > HEAVY_WAIT:
+                    break  # run anyway: a stuck phase must not stop this one
+                time.sleep(1)
+        waited = time.monotonic() - started
+        item.add_report_section("call", "heavy lock", f"waited {waited:.0f} s for the lock")
+        try:
+            return (yield)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 BACKEND = os.environ.get("ESBRIDGE_TEST_BACKEND", "elasticsearch").strip().lower()
 if BACKEND not in ("elasticsearch", "opensearch"):
     raise pytest.UsageError(f"ESBRIDGE_TEST_BACKEND={BACKEND!r}: use elasticsearch or opensearch")

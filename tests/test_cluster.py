@@ -175,7 +175,8 @@ def plugin_codes(url: str) -> dict[str, int]:
     return codes
 
 
-@pytest.mark.timeout(1500)
+@pytest.mark.heavy
+@pytest.mark.timeout(2400)  # up to 900 s of it waiting for the heavy lock (conftest)
 def test_three_replicas_share_join_fail_over_and_restart(replicas: Replicas) -> None:
     group = replicas
     ports = {}

@@ -66,7 +66,8 @@ def critical_alert(api: str) -> dict | None:
     return found[0] if found else None
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.heavy
+@pytest.mark.timeout(1500)  # up to 900 s of it waiting for the heavy lock (conftest)
 def test_alert_survives_the_owner_being_killed(group: Replicas) -> None:
     binary = tool("prometheus", "/usr/bin/prometheus")
     ports = [p.port for p in group.procs.values()]

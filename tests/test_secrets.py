@@ -132,9 +132,12 @@ def test_no_secret_anywhere(
             lambda: (
                 (c := {x["name"]: x for x in proc.get("/api/v1/checks").json()["checks"]})
                 and all(c[n]["evaluated_at_ts"] for n in CHECKS)
+                # a freshly booted TLS cluster on a loaded machine may time out the first
+                # search (3 s, the black hole's bound): the next run of ok-count reads OK
+                and c["ok-count"]["state"] == "OK"
                 and c
             ),
-            timeout=30,
+            timeout=60,
         )
         # the scenario really happened: every failure kind is there
         assert got["ok-count"]["state"] == "OK", got["ok-count"]
