@@ -43,7 +43,8 @@ test: $(DEPS) es-fetch
 
 # Backend phases: re-run the tests whose outcome depends on the search server against another
 # backend (never reuse a URL from the shell). Tests marked version_independent (Chromium,
-# Nagios, Icinga 2, Prometheus, the bench) ran in `make test` already and are deselected here;
+# Nagios, Icinga 2, Prometheus, the bench, HTTP and API shape; see pyproject.toml) ran in
+# `make test` already and are deselected here;
 # OpenSearch's test distribution has no security plugin, so es_security tests stay on
 # Elasticsearch. One line per backend:
 #   $(eval $(call backend_phase,<name>,<elasticsearch|opensearch>,<version>,<marker expression>))

@@ -8,7 +8,8 @@
 # servers, intervals and timeouts), the phases of one lane one after the other. Every phase
 # runs even after another fails; its output lines are prefixed with its name, and a table of
 # wall times ends the run. CI_LANES=N sets the number of lanes (default 3: main, and the
-# backend phases dealt over the other two; 1: one phase at a time).
+# backend phases dealt over the other two; 1: one phase at a time). CI_REPORTS=DIR keeps
+# each phase's JUnit XML there.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,7 +44,8 @@ run_phase() {
     echo "[$name] === $*"
     start=$(date +%s)
     # shellcheck disable=SC2068  # the command line is split on purpose
-    $@ 2>&1 | tee "$LOGS/$name.out" | sed -u "s/^/[$name] /"
+    PYTEST_ADDOPTS="${PYTEST_ADDOPTS:-} --junitxml=$LOGS/$name.xml" $@ 2>&1 |
+        tee "$LOGS/$name.out" | sed -u "s/^/[$name] /"
     rc=${PIPESTATUS[0]}
     echo "$name $(($(date +%s) - start)) $rc" >>"$LOGS/times"
     echo "[$name] === exit $rc"
@@ -78,6 +80,10 @@ while read -r name seconds rc; do
     [ "$rc" = 0 ] || failed=1
 done <"$LOGS/times"
 printf '%-10s %8d  %s\n' total $(($(date +%s) - total_start)) "$failed"
+# CI_REPORTS=DIR keeps every phase's JUnit XML (per-test times) for a closer look.
+if [ -n "${CI_REPORTS:-}" ]; then
+    mkdir -p "$CI_REPORTS" && cp "$LOGS"/*.xml "$CI_REPORTS"/ 2>/dev/null || true
+fi
 # One plain closing line over every phase, from pytest's own summary lines.
 passed=0
 failures=0

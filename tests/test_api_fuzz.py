@@ -24,6 +24,9 @@ from schemathesis.checks import (
 
 from esbridge_dev.service import EsbridgeProcess
 
+# The API's contract, not the searches: once, in main.
+pytestmark = pytest.mark.version_independent
+
 
 def _hypothesis_jsonschema_compat() -> None:
     """hypothesis-jsonschema 0.23 calls ``many(...).more()``, which newer Hypothesis

@@ -160,6 +160,7 @@ def run_gate_cli(svc: EsbridgeProcess, *args: str, timeout: float = 60) -> tuple
 # -- pass, pending, wait bounds --------------------------------------------------------------
 
 
+@pytest.mark.version_independent  # gate logic over the store: once, in main
 def test_gate_over_healthy_checks_is_pending_then_passes_after_for(gate_env: dict) -> None:
     svc = gate_env["svc"]
     first = gate(svc, tag="shop", **{"for": "3s"}).json()
@@ -176,6 +177,7 @@ def test_gate_over_healthy_checks_is_pending_then_passes_after_for(gate_env: dic
     assert held < 3.0 + 2 * INTERVAL + 2.0, held  # answered once the period was over
 
 
+@pytest.mark.version_independent  # gate logic over the store: once, in main
 def test_wait_never_holds_longer_than_its_deadline(gate_env: dict) -> None:
     svc = gate_env["svc"]
     for wait in (1.5, 3.0):
@@ -188,6 +190,7 @@ def test_wait_never_holds_longer_than_its_deadline(gate_env: dict) -> None:
     assert too_long.status_code == 422 and "maximum 30m" in too_long.json()["error"]
 
 
+@pytest.mark.version_independent  # gate logic over the store: once, in main
 def test_bad_selections_are_errors_never_a_pass(gate_env: dict) -> None:
     svc = gate_env["svc"]
     none = gate(svc, check="gate-shop-erors", **{"for": "1s"})
@@ -198,6 +201,7 @@ def test_bad_selections_are_errors_never_a_pass(gate_env: dict) -> None:
     assert gate(svc, tag="shop", since="yesterday", **{"for": "1s"}).status_code == 422
 
 
+@pytest.mark.version_independent  # gate logic over the store: once, in main
 def test_openapi_describes_the_gate_and_the_events(gate_env: dict) -> None:
     spec = gate_env["svc"].get("/openapi.json").json()
     answer = spec["components"]["schemas"]["GateAnswer"]
@@ -207,6 +211,7 @@ def test_openapi_describes_the_gate_and_the_events(gate_env: dict) -> None:
     assert "DeployEventIn" in spec["components"]["schemas"]
 
 
+@pytest.mark.version_independent  # gate logic over the store: once, in main
 def test_sigterm_answers_a_held_gate_request_at_once(gate_env: dict, tmp_path: Path) -> None:
     """A gate request held by wait does not delay a restart: it answers pending, exit is 0."""
     import signal
@@ -242,6 +247,7 @@ def test_sigterm_answers_a_held_gate_request_at_once(gate_env: dict, tmp_path: P
 # -- the CLI's exit codes ------------------------------------------------------------------
 
 
+@pytest.mark.version_independent  # gate logic over the store: once, in main
 def test_cli_exit_codes_pass_error_and_pending_timeout(gate_env: dict) -> None:
     svc = gate_env["svc"]
     code, out = run_gate_cli(svc, "--tag", "shop", "--for", "2s")
@@ -274,6 +280,7 @@ def test_cli_exit_codes_pass_error_and_pending_timeout(gate_env: dict) -> None:
     assert time.monotonic() - started < 15
 
 
+@pytest.mark.version_independent  # gate logic over the store: once, in main
 def test_cli_sends_the_token_when_reads_need_one(gate_env: dict, tmp_path: Path) -> None:
     """With require_token_for_reads, the CLI sends --token-file or $ESBRIDGE_TOKEN."""
     checks = tmp_path / "checks.yaml"
@@ -392,6 +399,7 @@ def test_gate_fails_within_one_interval_of_an_incident_after_a_deploy(
     assert body["generated_at"] - went_bad < 1.0  # the waiting request answered right away
 
 
+@pytest.mark.version_independent  # gate logic over the store: once, in main
 def test_transition_after_deploy_in_api_and_log(gate_env: dict, incident: dict) -> None:
     svc = gate_env["svc"]
     detail = svc.get("/api/v1/checks/gate-web-errors").json()
@@ -418,6 +426,7 @@ def test_transition_after_deploy_in_api_and_log(gate_env: dict, incident: dict) 
     assert lines[0]["message"].endswith(f"({note['text']})")
 
 
+@pytest.mark.version_independent  # gate logic over the store: once, in main
 def test_preview_chart_data_marks_the_deploy(gate_env: dict, incident: dict) -> None:
     svc = gate_env["svc"]
     r = svc.get("/api/v1/checks/gate-web-errors/preview", params={"since": "10m", "step": "1m"})
@@ -428,6 +437,7 @@ def test_preview_chart_data_marks_the_deploy(gate_env: dict, incident: dict) -> 
     assert all(m["label"] != "deploy web 1.4.2 by ci" for m in shop["markers"])
 
 
+@pytest.mark.version_independent  # gate logic over the store: once, in main
 def test_status_page_shows_the_deploy_beside_the_transition(
     gate_env: dict,
     incident: dict,
@@ -460,6 +470,7 @@ def test_status_page_shows_the_deploy_beside_the_transition(
         context.close()
 
 
+@pytest.mark.version_independent  # gate logic over the store: once, in main
 def test_cli_exits_1_naming_the_failed_check(gate_env: dict, incident: dict) -> None:
     since = str(incident["since"])
     code, out = run_gate_cli(gate_env["svc"], "--tag", "web", "--for", "1m", "--since", since)
@@ -470,6 +481,7 @@ def test_cli_exits_1_naming_the_failed_check(gate_env: dict, incident: dict) -> 
 # -- stale data ----------------------------------------------------------------------------
 
 
+@pytest.mark.version_independent  # gate logic over the store: once, in main
 def test_stale_result_reads_unknown_never_pass(gate_env: dict) -> None:
     svc, proxy = gate_env["svc"], gate_env["proxy"]
     poll(lambda: svc.get("/api/v1/checks/gate-flaky").json()["state"] == "OK")
@@ -517,6 +529,7 @@ def sh(line: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.version_independent  # gate logic over the store: once, in main
 def test_gitlab_ci_example_records_and_gates(gate_env: dict) -> None:
     svc = gate_env["svc"]
     doc = YAML(typ="safe").load((GATE_DIR / "gitlab-ci.yml").read_text())
@@ -540,6 +553,7 @@ def test_gitlab_ci_example_records_and_gates(gate_env: dict) -> None:
     assert failing.returncode == 1, failing.stdout
 
 
+@pytest.mark.version_independent  # gate logic over the store: once, in main
 def test_github_actions_example_records_and_gates(gate_env: dict) -> None:
     svc = gate_env["svc"]
     doc = YAML(typ="safe").load((GATE_DIR / "github-actions.yml").read_text())
@@ -573,6 +587,7 @@ def argo_condition(expr: str, result: str) -> bool:
     return any(all(term(t) for t in part.split("&&")) for part in expr.split("||"))
 
 
+@pytest.mark.version_independent  # gate logic over the store: once, in main
 def test_argo_analysis_template_asks_the_gate(gate_env: dict) -> None:
     svc = gate_env["svc"]
     doc = YAML(typ="safe").load((GATE_DIR / "argo-analysistemplate.yaml").read_text())

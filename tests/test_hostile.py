@@ -208,6 +208,7 @@ def _closed_within(sock: socket.socket, seconds: float) -> bool:
 
 
 @pytest.mark.es
+@pytest.mark.version_independent  # HTTP handling in front of the store: once, in main
 def test_every_http_case_has_an_expectation() -> None:
     for name in HTTP_FILES:
         expect, _ = _http_case(name)
@@ -215,6 +216,7 @@ def test_every_http_case_has_an_expectation() -> None:
 
 
 @pytest.mark.es
+@pytest.mark.version_independent  # HTTP handling in front of the store: once, in main
 @pytest.mark.parametrize("name", HTTP_FILES)
 def test_hostile_request(service: EsbridgeProcess, name: str) -> None:
     expect, request = _http_case(name)
@@ -248,6 +250,7 @@ def test_hostile_request(service: EsbridgeProcess, name: str) -> None:
 
 
 @pytest.mark.es
+@pytest.mark.version_independent  # HTTP handling in front of the store: once, in main
 def test_many_idle_connections_do_not_starve_healthz(service: EsbridgeProcess) -> None:
     """More half-sent connections than the bound: the oldest idle ones are closed, the
     service keeps answering, and the log is not flooded."""

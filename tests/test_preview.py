@@ -344,6 +344,7 @@ def test_last_point_equals_a_live_esbridge_run(
     assert body["markers"] == []
 
 
+@pytest.mark.version_independent  # output and limits, not the searches: once, in main
 def test_text_output_shows_chart_transitions_time_and_pages(
     es_url: str, sample: dict[str, Any]
 ) -> None:
@@ -388,6 +389,7 @@ def test_cluster_kinds_have_no_history(es_url: str, sample: dict[str, Any]) -> N
     assert info.value.kind == "no_history"
 
 
+@pytest.mark.version_independent  # output and limits, not the searches: once, in main
 def test_bad_input_is_named(es_url: str, sample: dict[str, Any]) -> None:
     common = ["preview", "--checks", str(sample["folder"]), "--es-url", es_url]
     proc = _cli(*common, "web-5xx", "--since", "24h", "--step", "1s", "--max-points", "500")
@@ -401,6 +403,7 @@ def test_bad_input_is_named(es_url: str, sample: dict[str, Any]) -> None:
     assert proc.returncode == 2 and "soon" in proc.stderr
 
 
+@pytest.mark.version_independent  # output and limits, not the searches: once, in main
 def test_elasticsearch_down_is_exit_3(sample: dict[str, Any]) -> None:
     from esbridge_dev.service import free_port
 
@@ -436,6 +439,7 @@ def test_per_step_requests_are_counted(es_url: str, sample: dict[str, Any]) -> N
     assert "percentile cannot be combined" in " ".join(preview.notes)
 
 
+@pytest.mark.version_independent  # output and limits, not the searches: once, in main
 def test_json_shape_and_text_agree(es_url: str, sample: dict[str, Any]) -> None:
     check = sample["checks"].checks["web-5xx-ratio-by-host"]
     preview, _ = run_preview(
@@ -505,6 +509,7 @@ def test_api_last_point_equals_the_services_own_scheduled_run(
     assert body["thresholds"]["critical"]["text"] == detail["definition"]["critical"]
 
 
+@pytest.mark.version_independent  # output and limits, not the searches: once, in main
 def test_api_bounds_and_errors(service: EsbridgeProcess) -> None:
     r = service.get("/api/v1/checks/web-5xx/preview", params={"since": "7d", "step": "1m"})
     assert r.status_code == 422
@@ -538,6 +543,7 @@ def _searches(service: EsbridgeProcess) -> float:
     return float(line.rsplit(" ", 1)[1])
 
 
+@pytest.mark.version_independent  # output and limits, not the searches: once, in main
 def test_api_concurrency_is_bounded_and_previews_use_their_own_client(
     service: EsbridgeProcess,
 ) -> None:
