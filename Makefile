@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 # run at the same time) with DEPS= so that they never race for the package manager.
 DEPS ?= venv test-deps
 
-.PHONY: venv test-deps es-fetch test test-compat test-opensearch test-all backend-phases demo lint \
+.PHONY: venv test-deps es-fetch test test-main test-once test-compat test-opensearch test-all backend-phases demo lint \
 	bench bench-cluster bench-smoke bench-check es-start es-stop es-status
 
 venv: $(STAMP)
@@ -40,6 +40,14 @@ es-fetch: venv
 
 test: $(DEPS) es-fetch
 	$(VENV)/bin/pytest -ra $(PYTEST_ARGS)
+
+# `make test` in two halves that `make test-all` runs side by side: what depends on the search
+# server (and every test without one), and what runs once (marked version_independent).
+test-main: $(DEPS) es-fetch
+	$(VENV)/bin/pytest -ra -m "not version_independent" $(PYTEST_ARGS)
+
+test-once: $(DEPS) es-fetch
+	$(VENV)/bin/pytest -ra -m "version_independent" $(PYTEST_ARGS)
 
 # Backend phases: re-run the tests whose outcome depends on the search server against another
 # backend (never reuse a URL from the shell). Tests marked version_independent (Chromium,

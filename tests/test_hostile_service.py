@@ -151,11 +151,15 @@ async def _run(es_url: str, pattern: str) -> dict[str, Any]:
 
 
 def _index(es_url: str, name: str, settings: dict[str, Any] | None = None) -> None:
+    """An index; with ``settings`` that keep its primary unassigned (a red index), the
+    create call does not wait the server's 30 s for a shard that will never start."""
     body = {
         "settings": {"number_of_shards": 1, "number_of_replicas": 0, **(settings or {})},
         "mappings": {"properties": {"host": {"type": "keyword"}}},
     }
-    assert httpx.put(f"{es_url}/{name}", json=body, timeout=60).status_code == 200
+    params = {"wait_for_active_shards": "0"} if settings else {}
+    r = httpx.put(f"{es_url}/{name}", params=params, json=body, timeout=60)
+    assert r.status_code == 200, r.text
 
 
 def _seed(es_url: str, seed: Any, name: str) -> None:
