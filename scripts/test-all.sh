@@ -25,13 +25,20 @@ DURATIONS="PYTEST_ARGS=--durations=25"
 # the default backend's tests that depend on the server, "once" (the version-independent
 # ones) and the backend phases of the Makefile (backend_phase: adding a backend there is the
 # only change needed) are dealt over the other lanes.
+#
+# Tests marked `heavy` take turns on a lock (tests/conftest.py); a phase waiting for it does
+# nothing else, so the phases reach them at different times: the first phase of lane 2 and
+# every phase that is not the first of its lane run them first, the others last (with the
+# default four lanes: once and os3 first; main, es9 and os2 last).
 LANES=${CI_LANES:-4}
-PHASES=("1|main|make test-main DEPS= $DURATIONS")
+PHASES=("1|main|env ESBRIDGE_TEST_HEAVY_ORDER=last make test-main DEPS= $DURATIONS")
 i=0
 for target in once $(make -s backend-phases); do
     lane=1
     [ "$LANES" -gt 1 ] && lane=$((2 + i % (LANES - 1)))
-    PHASES+=("$lane|$target|make test-$target DEPS= $DURATIONS")
+    order=last
+    { [ "$i" = 0 ] || [ "$i" -ge $((LANES - 1)) ]; } && order=first
+    PHASES+=("$lane|$target|env ESBRIDGE_TEST_HEAVY_ORDER=$order make test-$target DEPS= $DURATIONS")
     i=$((i + 1))
 done
 

@@ -75,6 +75,14 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Marks by fixture; and ``$ESBRIDGE_TEST_HEAVY_ORDER=first|last`` moves the ``heavy``
+    tests to the start or the end of the run, so side-by-side phases reach them at different
+    times instead of queueing for the heavy lock together (scripts/test-all.sh)."""
+    order = os.environ.get("ESBRIDGE_TEST_HEAVY_ORDER", "")
+    if order in ("first", "last"):
+        heavy = [i for i in items if i.get_closest_marker("heavy") is not None]
+        rest = [i for i in items if i.get_closest_marker("heavy") is None]
+        items[:] = heavy + rest if order == "first" else rest + heavy
     for item in items:
         fixtures = getattr(item, "fixturenames", ())
         if "es_url" in fixtures and item.get_closest_marker("es") is None:

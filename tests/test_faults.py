@@ -180,10 +180,12 @@ def test_es_killed_then_restarted(
             if name == "down-count":
                 assert path == [("OK", "UNKNOWN"), ("UNKNOWN", "OK")], new
             else:
-                # the cluster may truthfully read red while its shards recover after the
-                # restart: OK → UNKNOWN → (CRITICAL →) OK, nothing else
+                # the cluster may truthfully read red, then yellow, while its shards
+                # recover after the restart (seen on 9.5.4 under load):
+                # OK → UNKNOWN → (CRITICAL →) (WARNING →) OK, nothing else
                 assert path[0] == ("OK", "UNKNOWN") and path[-1][1] == "OK", new
-                assert {to for _, to in path[1:-1]} <= {"CRITICAL"}, new
+                middle = [to for _, to in path[1:-1]]
+                assert middle in ([], ["CRITICAL"], ["WARNING"], ["CRITICAL", "WARNING"]), new
             assert new[0]["summary"].startswith(f"{BACKEND_NAME} unreachable: "), new
             assert all(a != b for a, b in path), path
             assert info["since_ts"] == info["transitions"][0]["at"]
