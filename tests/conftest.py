@@ -21,9 +21,11 @@ security plugin deselect ``es_security``.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -104,9 +106,6 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     the wait is bounded, and shown in the test's report."""
     if not HEAVY_LOCK or item.get_closest_marker("heavy") is None:
         return (yield)
-    import fcntl
-    import time
-
     with open(HEAVY_LOCK, "a") as lock:
         started = time.monotonic()
         while True:

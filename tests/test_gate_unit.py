@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from esbridge.events import DeployEvent, after_deploy, after_text, event_from_source
-from esbridge.gate import Change, CheckHistory, judge, judge_check
+from esbridge.gate import CheckHistory, judge, judge_check
 from esbridge.result import State
+from esbridge.statedoc import Transition
 
 OK, WARN, CRIT, UNK = State.OK, State.WARNING, State.CRITICAL, State.UNKNOWN
 
@@ -20,7 +21,7 @@ def hist(
     kept = []
     prev = None
     for at, state in changes:
-        kept.append(Change(at, prev, state, f"{state.name} summary at {at}"))
+        kept.append(Transition(at, prev, state, f"{state.name} summary at {at}"))
         prev = state
     current = UNK if stale else (kept[-1].to_state if kept else None)
     return CheckHistory(name, current, "now", evaluated_at, stale, kept)
@@ -76,7 +77,7 @@ def test_stale_or_unknown_is_never_a_pass() -> None:
 
 
 def test_trimmed_history_uses_the_first_kept_from_state() -> None:
-    trimmed = CheckHistory("x", OK, "ok", 801.0, False, [Change(300.0, CRIT, OK, "recovered")])
+    trimmed = CheckHistory("x", OK, "ok", 801.0, False, [Transition(300.0, CRIT, OK, "recovered")])
     assert judge_check(trimmed, 200.0, 700.0, now=802.0).verdict == "fail"
 
 

@@ -25,9 +25,6 @@ VERDICT_ORDER: tuple[Verdict, ...] = ("fail", "unknown", "pending", "pass")
 EXIT_CODES: dict[str, int] = {"pass": 0, "fail": 1, "unknown": 3}  # 2: error (CLI only)
 
 
-Change = Transition  # a state change as kept by the store: the gate judges that history
-
-
 @dataclass(frozen=True, slots=True)
 class CheckHistory:
     """What the store knows about one check, read at one moment."""
@@ -37,7 +34,7 @@ class CheckHistory:
     summary: str
     evaluated_at: float | None  # of the latest result
     stale: bool
-    changes: Sequence[Change]  # oldest first, as kept by the store (bounded history)
+    changes: Sequence[Transition]  # oldest first, as kept by the store (bounded history)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +72,7 @@ def judge_check(
             name, "unknown", "PENDING", "", None, "never evaluated: no data for the period"
         )
     # The states in effect during [start, min(now, end)]: the one at start, then each change.
-    seen: list[Change] = []
+    seen: list[Transition] = []
     before = [c for c in history.changes if c.at <= start]
     after = [c for c in history.changes if start < c.at <= min(now, end)]
     if before:
@@ -83,10 +80,12 @@ def judge_check(
     elif after and after[0].from_state is not None:
         # History was trimmed: the state at start is what the first kept change left.
         first = after[0]
-        seen.append(Change(start, None, first.from_state, ""))
+        seen.append(Transition(at=start, from_state=None, to_state=first.from_state, summary=""))
     seen.extend(after)
     if not history.changes and history.state is not None:  # no history kept: current only
-        seen.append(Change(start, None, history.state, history.summary))
+        seen.append(
+            Transition(at=start, from_state=None, to_state=history.state, summary=history.summary)
+        )
     for change in seen:
         if change.to_state not in (State.OK, State.WARNING, State.UNKNOWN) or (
             change.to_state is State.WARNING and not allow_warning
