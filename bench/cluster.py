@@ -35,7 +35,7 @@ from typing import Any
 import httpx
 
 from esbridge.durations import parse_duration
-from esbridge_dev.service import EsbridgeProcess, free_port, poll
+from esbridge_dev.service import EsbridgeProcess, poll
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 BEGIN, END = "<!-- replicas:begin -->", "<!-- replicas:end -->"
@@ -94,7 +94,7 @@ class Group:
         proc = EsbridgeProcess(
             self.es,
             [self.checks],
-            port=port or free_port(),
+            port=port,
             state_index=self.state,
             env={
                 "ESBRIDGE_CLUSTER__ENABLED": "true",

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from esbridge_dev.service import EsbridgeProcess, free_port, poll
+from esbridge_dev.service import EsbridgeProcess, poll
 from test_service_support import CountingProxy, delete_index, write
 
 pytestmark = [pytest.mark.es, pytest.mark.slow]
@@ -80,7 +80,6 @@ class Replicas:
         self.procs: dict[str, EsbridgeProcess] = {}
 
     def start(self, name: str, port: int | None = None, es_url: str | None = None) -> str:
-        port = port or free_port()
         proc = EsbridgeProcess(
             es_url or self.es_url,
             [self.checks_path],

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import socket
+import threading
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -11,7 +14,9 @@ import pytest
 
 from conftest import BACKEND, expected_es_version, index_maker, new_server
 from esbridge_dev import elasticsearch as esdev
+from esbridge_dev import ports
 from esbridge_dev.seeding import iso, parse_ago, prepare_docs
+from esbridge_dev.service import EsbridgeProcess, listens_on
 
 
 @pytest.mark.es
@@ -125,6 +130,77 @@ def test_second_instance_stops_cleanly():
         os.kill(pid, 0)
     assert not workdir.exists()
     server.stop()  # idempotent
+
+
+@pytest.mark.slow
+def test_service_harness_ignores_a_foreign_listener_and_moves_off_its_port(tmp_path: Path):
+    """Two test lanes can be handed the same free port: the esbridge that loses the bind
+    must not take the winner's /healthz for its own, and starts again elsewhere."""
+    foreign = _HealthzServer(("127.0.0.1", 0), _AlwaysHealthy)
+    threading.Thread(target=foreign.serve_forever, daemon=True).start()
+    taken = foreign.server_address[1]
+    assert httpx.get(f"http://127.0.0.1:{taken}/healthz", timeout=5).status_code == 200
+    assert not listens_on(os.getpid() + 10**7, taken)  # no such process: not its socket
+    assert listens_on(os.getpid(), taken)
+    checks = tmp_path / "checks.yaml"
+    checks.write_text(
+        "checks:\n  - {name: idle, kind: count, index: nothing, window: 5m, critical: 1}\n"
+    )
+    proc = EsbridgeProcess("http://127.0.0.1:9", [checks])
+    proc.port = taken  # as if free_port had handed out the foreign server's port
+    try:
+        with proc:
+            assert proc.port != taken
+            assert "address already in use" in proc.log().lower()
+            assert proc.proc is not None and listens_on(proc.proc.pid, proc.port)
+            assert proc.get("/api/v1/checks").json()["checks"][0]["name"] == "idle"
+    finally:
+        foreign.shutdown()
+        foreign.server_close()
+    fixed = EsbridgeProcess("http://127.0.0.1:9", [checks], port=proc.port)
+    blocker = socket.create_server(("127.0.0.1", fixed.port))
+    try:
+        with pytest.raises(RuntimeError, match="esbridge exited"):
+            fixed.start(wait=60)
+    finally:
+        blocker.close()
+        fixed.log_path.unlink(missing_ok=True)
+
+
+def test_free_port_is_handed_out_once_across_processes(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(ports, "_FOLDER", tmp_path)
+    given = {ports.free_port() for _ in range(200)}
+    assert len(given) == 200  # the kernel alone repeats ports; the reservations do not
+    assert {int(p.name) for p in tmp_path.iterdir()} == given
+    # another process's fresh reservation is honoured, an old one is taken over
+    fresh, old = sorted(given)[:2]
+    real_socket = socket.socket
+
+    class Kernel(real_socket):  # hands out the same two ports, as a racing kernel might
+        picks = iter([fresh, old])
+
+        def getsockname(self):
+            return ("127.0.0.1", next(self.picks))
+
+    monkeypatch.setattr(ports.socket, "socket", Kernel)
+    os.utime(tmp_path / str(old), (0, 0))
+    assert ports.free_port() == old
+    assert (tmp_path / str(old)).stat().st_mtime > 0
+
+
+class _HealthzServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+
+class _AlwaysHealthy(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args: object) -> None:
+        pass
 
 
 def test_java_missing_error_names_major_and_places(tmp_path: Path):

@@ -70,6 +70,7 @@ from esbridge_dev.distribution import (
     resolve_version,
 )
 from esbridge_dev.nodeconfig import ensure_es_user, write_node_folder
+from esbridge_dev.ports import free_port
 from esbridge_dev.procgroup import group_alive, kill_group
 
 __all__ = [
@@ -93,12 +94,6 @@ __all__ = [
     "required_java_major",
     "resolve_version",
 ]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _port_free(port: int) -> bool:

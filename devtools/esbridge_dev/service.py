@@ -6,9 +6,9 @@ separate process that can be signalled (SIGHUP reload, SIGTERM stop) or killed (
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from esbridge_dev.ports import free_port
 
 
 def poll(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.2) -> Any:
@@ -39,10 +41,31 @@ def poll(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 
     raise AssertionError(f"condition not met within {timeout} s (last: {last!r})")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def listens_on(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds the socket listening on TCP ``port`` (Linux /proc).
+
+    Where /proc cannot tell (another system), the answer is yes: the check only guards
+    against a port handed out twice.
+    """
+    if not Path("/proc/self/net/tcp").exists():
+        return True
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+        tables = [Path(f"/proc/{pid}/net/{name}").read_text() for name in ("tcp", "tcp6")]
+    except OSError:  # the process is gone
+        return False
+    sockets = set()
+    for fd in fds:
+        with contextlib.suppress(OSError):  # closed while we look
+            sockets.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+    for table in tables:
+        for line in table.splitlines()[1:]:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            listening = state == "0A" and int(local.rsplit(":", 1)[1], 16) == port
+            if listening and f"socket:[{inode}]" in sockets:
+                return True
+    return False
 
 
 class EsbridgeProcess:
@@ -61,6 +84,7 @@ class EsbridgeProcess:
         self.es_url = es_url
         self.checks = [str(c) for c in checks]
         self.config = str(config) if config else None
+        self._fixed_port = port is not None
         self.port = port or free_port()
         self.env = dict(env or {})
         if state_index:
@@ -93,22 +117,43 @@ class EsbridgeProcess:
         return cmd + self.extra_args
 
     def start(self, wait: float = 90.0) -> EsbridgeProcess:
-        env = {**os.environ, **self.env}
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env)
-        log.close()
+        """Start and wait for ``/healthz`` from *this* process.
+
+        ``free_port`` can hand the same port to two harnesses running side by side (the test
+        lanes do). The one that binds second exits with "address already in use"; with a port
+        of our own choosing we pick another and start again. Until then another process's
+        ``/healthz`` must not count as ours, so the listening socket's owner is checked.
+        """
+        attempts = 1 if self._fixed_port else 3
         deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"esbridge exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1.0).status_code == 200:
+        for attempt in range(attempts):
+            env = {**os.environ, **self.env}
+            log = self.log_path.open("ab")
+            self.proc = subprocess.Popen(
+                self.command(), stdout=log, stderr=subprocess.STDOUT, env=env
+            )
+            log.close()
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    break
+                try:
+                    up = httpx.get(self.url + "/healthz", timeout=1.0).status_code == 200
+                except httpx.HTTPError:
+                    up = False
+                if up and listens_on(self.proc.pid, self.port):
                     return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"esbridge did not answer /healthz within {wait} s:\n{self.log()}")
+                time.sleep(0.1)
+            else:
+                self.stop()
+                raise RuntimeError(
+                    f"esbridge did not answer /healthz within {wait} s:\n{self.log()}"
+                )
+            lost_port = "address already in use" in self.log().lower()
+            if not lost_port or attempt + 1 == attempts:
+                break
+            self.port = free_port()
+        assert self.proc is not None
+        raise RuntimeError(f"esbridge exited with {self.proc.returncode}:\n{self.log()}")
 
     def log(self) -> str:
         try:
