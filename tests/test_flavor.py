@@ -19,7 +19,7 @@ import pytest
 
 from conftest import BACKEND, BACKEND_NAME
 from esbridge.config import ConfigError, ConnectionConfig, load_settings
-from esbridge.esclient import Connection, Connections
+from esbridge.esclient import Connection, Connections, DecodeMeter
 from esbridge.loader import load_text
 from esbridge.result import State
 from esbridge.runner import Runner
@@ -146,3 +146,35 @@ async def test_basic_auth_is_sent_the_same_way_to_either_product(es_url: str) ->
     basic = base64.b64encode(f"esbridge:{password}".encode()).decode()
     assert sum(proxy.authorizations.values()) >= 4  # detection + request, twice
     assert set(proxy.authorizations) == {f"Basic {basic}"}, proxy.authorizations
+
+
+@pytest.mark.es
+async def test_decoding_is_metered_only_for_the_requests_that_ask(es_url: str) -> None:
+    """Cluster mode counts the CPU its answers take to parse, inside either client."""
+    index = f"esbridge-test-meter-{uuid.uuid4().hex[:8]}"
+    docs = "".join(
+        json.dumps({"index": {"_id": str(i)}}) + "\n" + json.dumps({"text": "x" * 200}) + "\n"
+        for i in range(300)
+    )
+    httpx.post(
+        f"{es_url}/{index}/_bulk?refresh=true",
+        content=docs,
+        headers={"content-type": "application/x-ndjson"},
+        timeout=60,
+    ).raise_for_status()
+    connection = Connection("default", ConnectionConfig(urls=(es_url,)))
+    meter = DecodeMeter()
+    ids = {"ids": [str(i) for i in range(300)]}
+    try:
+        await connection.raw("POST", f"/{index}/_mget", ids, 10)
+        assert meter.cpu_seconds == 0.0
+        with meter.metered():
+            answer = await connection.raw("POST", f"/{index}/_mget", ids, 10)
+        assert len(answer["docs"]) == 300
+        measured = meter.cpu_seconds
+        assert measured > 0.0
+        await connection.raw("POST", f"/{index}/_mget", ids, 10)
+        assert meter.cpu_seconds == measured
+    finally:
+        await connection.close()
+        httpx.delete(f"{es_url}/{index}", timeout=30)

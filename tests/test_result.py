@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import itertools
+import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from esbridge.result import GroupResult, Result, State
+from esbridge.errors import ErrorKind
+from esbridge.ranges import Range
+from esbridge.result import GroupResult, Perfdatum, Result, State
+from esbridge.statedoc import dumps, result_from_dict, result_to_dict
 
 OK, WARNING, CRITICAL, UNKNOWN = State.OK, State.WARNING, State.CRITICAL, State.UNKNOWN
 
@@ -97,3 +103,52 @@ def test_result_is_immutable_and_with_copies():
     assert (r2.state, r2.summary, r2.value, r2.check) == (WARNING, "meh", 1.0, "c")
     with pytest.raises(AttributeError):
         r.state = CRITICAL  # type: ignore[misc]
+
+
+# -- the state document's form of a result (persistence, the shared view, the API) ----------
+
+_texts = st.text(max_size=20)
+_numbers = st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False))
+_range_texts = ["10", "10:", "~:10", "10:20", "@10:20", "0.5", "-3:7"]
+_ranges = st.one_of(st.none(), st.sampled_from(_range_texts).map(Range.parse))
+_perfdata = st.builds(
+    Perfdatum,
+    label=_texts,
+    value=_numbers,
+    uom=st.sampled_from(["", "s", "%", "B"]),
+    warn=_ranges,
+    crit=_ranges,
+    min=_numbers,
+    max=_numbers,
+)
+_groups = st.builds(
+    GroupResult,
+    # one value per group_by field: the document keeps the key as an object
+    key=st.dictionaries(_texts, _texts, max_size=2).map(lambda d: tuple(d.items())),
+    state=st.sampled_from(State),
+    value=_numbers,
+    summary=_texts,
+    perfdata=st.lists(_perfdata, max_size=2).map(tuple),
+)
+_results = st.builds(
+    Result,
+    check=_texts,
+    state=st.sampled_from(State),
+    summary=_texts,
+    value=_numbers,
+    unit=st.sampled_from(["", "ms"]),
+    long_output=st.lists(_texts, max_size=2).map(tuple),
+    perfdata=st.lists(_perfdata, max_size=2).map(tuple),
+    groups=st.lists(_groups, max_size=3).map(tuple),
+    groups_omitted=st.integers(0, 5),
+    error=st.one_of(st.none(), _texts),
+    error_kind=st.one_of(st.none(), st.sampled_from(ErrorKind)),
+    evaluated_at=st.floats(0, 4e9),
+    duration=st.floats(0, 100),
+)
+
+
+@given(_results)
+def test_a_result_reads_back_as_written(result: Result) -> None:
+    """What the owner writes is what a restart, another replica and the API read back."""
+    assert result_from_dict(json.loads(dumps(result_to_dict(result)))) == result

@@ -186,6 +186,51 @@ def test_a_result_recorded_during_a_flush_stays_dirty() -> None:
     assert store.dirty_count == 0
 
 
+def test_adopting_the_owners_documents_matches_a_full_read_at_every_step() -> None:
+    """The shared view reuses the history it holds when a document brings the same one:
+    after every document the entry equals a fresh decode of it, including when the newest
+    transition changes while the (full) history keeps its length."""
+    owner = store_with(history=3)
+    reader = store_with(history=3)
+    states = [
+        State.OK,
+        State.OK,
+        State.CRITICAL,
+        State.CRITICAL,
+        State.OK,
+        State.WARNING,
+        State.WARNING,
+        State.OK,
+        State.CRITICAL,
+        State.CRITICAL,
+        State.CRITICAL,
+    ]
+    for i, state in enumerate(states):
+        owner.record(result(state, T0 + 10 * i, f"{state.name} {i // 2}"))
+        entry = owner.get("c")
+        assert entry is not None
+        doc = owner.to_document(entry)
+        assert reader.adopt([doc]) == 1
+        fresh = store_with(history=3)
+        fresh.restore([doc])
+        got, want = reader.get("c"), fresh.get("c")
+        assert got is not None and want is not None
+        assert list(got.transitions) == list(want.transitions) == list(entry.transitions)
+        assert (got.result, got.since, got.previous_state, got.runs) == (
+            want.result,
+            want.since,
+            want.previous_state,
+            want.runs,
+        )
+    # a history rewritten under the same length and newest time is still read again
+    doc = owner.to_document(entry)
+    doc["transitions"][-1]["summary"] = "edited by an operator"
+    doc["result"]["evaluated_at"] += 10
+    reader.adopt([doc])
+    got = reader.get("c")
+    assert got is not None and got.transitions[-1].summary == "edited by an operator"
+
+
 # -- persistence against a real Elasticsearch ------------------------------------------------
 
 

@@ -11,8 +11,12 @@ the clients.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
+import time
+from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -27,6 +31,48 @@ if TYPE_CHECKING:
     from opensearchpy import AsyncOpenSearch
 
 log = logging.getLogger(__name__)
+
+
+# -- what decoding answers costs ---------------------------------------------------------------
+
+
+class DecodeMeter:
+    """CPU seconds the clients spent decoding answers to requests made under ``metered()``.
+
+    Cluster mode reports its coordination cost (heartbeats, the shared view); most of a
+    shared-view round is parsing the other replicas' documents, which happens inside the
+    client, so the clients' serializers add their time to the meter of the calling task.
+    """
+
+    def __init__(self) -> None:
+        self.cpu_seconds = 0.0
+
+    @contextlib.contextmanager
+    def metered(self) -> Iterator[None]:
+        token = _METER.set(self)
+        try:
+            yield
+        finally:
+            _METER.reset(token)
+
+
+_METER: ContextVar[DecodeMeter | None] = ContextVar("esbridge_decode_meter", default=None)
+
+
+def _timed_loads(loads: Any, data: Any) -> Any:
+    meter = _METER.get()
+    if meter is None:
+        return loads(data)
+    started = time.process_time()
+    try:
+        return loads(data)
+    finally:
+        meter.cpu_seconds += time.process_time() - started
+
+
+class _MeteredOrjsonSerializer(OrjsonSerializer):
+    def loads(self, data: bytes) -> Any:
+        return _timed_loads(super().loads, data)
 
 
 def _client_kwargs(config: ConnectionConfig, urls: list[str]) -> dict[str, Any]:
@@ -49,7 +95,7 @@ def _make_client(config: ConnectionConfig, urls: list[str]) -> AsyncElasticsearc
     kwargs = _client_kwargs(config, urls)
     kwargs["request_timeout"] = config.request_timeout.total_seconds()
     # orjson parses the (large) _msearch answers several times faster than json.
-    kwargs["serializer"] = OrjsonSerializer()
+    kwargs["serializer"] = _MeteredOrjsonSerializer()
     password = config.resolved_password()
     api_key = config.resolved_api_key()
     if config.username and password is not None:
@@ -63,8 +109,14 @@ def _make_opensearch_client(config: ConnectionConfig, urls: list[str]) -> AsyncO
     # Imported here: a heavy import (hundreds of API modules) that an Elasticsearch-only
     # service, `esbridge run` and the plugin's direct mode never need.
     from opensearchpy import AsyncOpenSearch
+    from opensearchpy.serializer import JSONSerializer
+
+    class MeteredJSONSerializer(JSONSerializer):
+        def loads(self, s: str) -> Any:
+            return _timed_loads(super().loads, s)
 
     kwargs = _client_kwargs(config, urls)
+    kwargs["serializer"] = MeteredJSONSerializer()
     kwargs["timeout"] = config.request_timeout.total_seconds()
     password = config.resolved_password()
     if config.username and password is not None:

@@ -23,16 +23,17 @@ from typing import Any
 from esbridge.config import ConnectionConfig
 from esbridge.errormap import RETRY_STATUSES, error_from_body, map_error
 from esbridge.errors import ESError
-from esbridge.esbackend import Backend, detect_flavor, make_backend, ndjson_line
+from esbridge.esbackend import Backend, DecodeMeter, detect_flavor, make_backend, ndjson_line
 from esbridge.planner import ClusterFetch, SearchRequest
 
-# error_from_body and ndjson_line are re-exported: persistence, sharedview and the tests
-# import them from here.
+# error_from_body, ndjson_line and DecodeMeter are re-exported: persistence, sharedview,
+# membership and the tests import them from here.
 __all__ = [
     "PRODUCTS",
     "Connection",
     "ConnectionStats",
     "Connections",
+    "DecodeMeter",
     "error_from_body",
     "ndjson_line",
 ]

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from esbridge.errors import ESError
-from esbridge.esclient import Connection
+from esbridge.esclient import Connection, DecodeMeter
 from esbridge.mappings import index_mapping
 
 log = logging.getLogger(__name__)
@@ -88,13 +88,19 @@ class Membership:
     last_ok: float | None = field(init=False, default=None)  # wall clock of the last good round
     last_error: str | None = field(init=False, default=None)
     requests: int = field(init=False, default=0)
-    cpu_seconds: float = field(init=False, default=0.0)
+    decoding: DecodeMeter = field(init=False, default_factory=DecodeMeter)  # in the client
+    _cpu: float = field(init=False, default=0.0)  # judging liveness, here
     listeners: list[Callable[[list[str]], Any]] = field(init=False, default_factory=list)
     _index_ready: bool = field(init=False, default=False)
     _left: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
         self._live: list[str] = [self.id]
+
+    @property
+    def cpu_seconds(self) -> float:
+        """CPU this replica spent on membership: parsing answers and judging liveness."""
+        return self._cpu + self.decoding.cpu_seconds
 
     # -- what the rest of the service reads ----------------------------------------------
 
@@ -113,8 +119,9 @@ class Membership:
     async def beat(self) -> list[str]:
         """Write this replica's heartbeat, read all members, update the live set."""
         try:
-            await self._write()
-            answer = await self._read()
+            with self.decoding.metered():
+                await self._write()
+                answer = await self._read()
         except ESError as error:
             if self.last_error is None:
                 log.warning("cluster membership: cannot reach the members index: %s", error)
@@ -131,7 +138,7 @@ class Membership:
         live = self._compute_live()
         changed = live != self._live
         self._live = live
-        self.cpu_seconds += time.process_time() - started
+        self._cpu += time.process_time() - started
         if changed:
             log.info("cluster membership changed: %d live: %s", len(live), ", ".join(live))
             for listener in self.listeners:

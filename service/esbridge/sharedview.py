@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from esbridge.errors import ESError
-from esbridge.esclient import Connection, error_from_body
+from esbridge.esclient import Connection, DecodeMeter, error_from_body
 from esbridge.store import ResultStore
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,13 @@ class SharedView:
         self.last_error: str | None = None
         self.requests = 0
         self.documents_read = 0
-        self.cpu_seconds = 0.0
+        self.decoding = DecodeMeter()  # parsing the answers, inside the client
+        self._cpu = 0.0  # choosing and applying documents, here
+
+    @property
+    def cpu_seconds(self) -> float:
+        """CPU this replica spent on the shared view: parsing answers and applying them."""
+        return self._cpu + self.decoding.cpu_seconds
 
     async def refresh(self, names: Iterable[str]) -> int:
         """Read the changed documents of ``names`` into the store; return how many applied."""
@@ -58,7 +64,7 @@ class SharedView:
             for doc in heads
             if doc.get("found") and self._versions.get(str(doc.get("_id"))) != _version(doc)
         ]
-        self.cpu_seconds += time.process_time() - started
+        self._cpu += time.process_time() - started
         applied = await self.load(changed) if changed else 0
         if applied < 0:
             return 0
@@ -87,7 +93,7 @@ class SharedView:
                 self._versions[str(doc.get("_id"))] = _version(doc)
         self.documents_read += len(documents)
         applied = self.store.adopt(documents)
-        self.cpu_seconds += time.process_time() - started
+        self._cpu += time.process_time() - started
         self.last_ok = time.time()
         self.last_error = None
         return applied
@@ -107,7 +113,8 @@ class SharedView:
         self.requests += 1
         path = f"/{self.index}/_mget" + ("" if source else "?_source=false")
         try:
-            answer = await self.connection.raw("POST", path, {"ids": names}, self.timeout)
+            with self.decoding.metered():
+                answer = await self.connection.raw("POST", path, {"ids": names}, self.timeout)
         except ESError as error:
             if error.kind == "no_such_index":
                 return []

@@ -6,6 +6,7 @@ shows, and what a restart or another replica reads back.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -60,13 +61,20 @@ def perfdatum_to_dict(p: Perfdatum) -> dict[str, Any]:
     }
 
 
+# A replica reads the other replicas' state documents all day, and their thresholds are a
+# handful of strings: parsed once each (Range is immutable, so the answers can be shared).
+_stored_range = functools.lru_cache(maxsize=4096)(Range.parse)
+_STATES: dict[str, State] = dict(State.__members__)  # KeyError on a bad name, as State[...]
+
+
 def perfdatum_from_dict(d: dict[str, Any]) -> Perfdatum:
+    warn, crit = d.get("warn"), d.get("crit")
     return Perfdatum(
         label=d["label"],
         value=d.get("value"),
         uom=d.get("uom") or "",
-        warn=Range.parse(d["warn"]) if d.get("warn") else None,
-        crit=Range.parse(d["crit"]) if d.get("crit") else None,
+        warn=_stored_range(warn) if warn else None,
+        crit=_stored_range(crit) if crit else None,
         min=d.get("min"),
         max=d.get("max"),
     )
@@ -104,29 +112,33 @@ def result_to_dict(r: Result) -> dict[str, Any]:
 
 
 def result_from_dict(d: dict[str, Any]) -> Result:
+    perfdata, groups, long_output = d.get("perfdata"), d.get("groups"), d.get("long_output")
+    error_kind = d.get("error_kind")
     return Result(
         check=d["check"],
-        state=State[d["state"]],
+        state=_STATES[d["state"]],
         summary=d["summary"],
         value=d.get("value"),
         unit=d.get("unit") or "",
-        long_output=tuple(d.get("long_output") or ()),
-        perfdata=tuple(perfdatum_from_dict(p) for p in d.get("perfdata") or ()),
-        groups=tuple(
-            GroupResult(
-                key=tuple((str(k), str(v)) for k, v in (g.get("key") or {}).items()),
-                state=State[g["state"]],
-                value=g.get("value"),
-                summary=g.get("summary", ""),
-                perfdata=tuple(perfdatum_from_dict(p) for p in g.get("perfdata") or ()),
-            )
-            for g in d.get("groups") or ()
-        ),
+        long_output=tuple(long_output) if long_output else (),
+        perfdata=tuple([perfdatum_from_dict(p) for p in perfdata]) if perfdata else (),
+        groups=tuple([_group_from_dict(g) for g in groups]) if groups else (),
         groups_omitted=int(d.get("groups_omitted") or 0),
         error=d.get("error"),
-        error_kind=ErrorKind(d["error_kind"]) if d.get("error_kind") else None,
+        error_kind=ErrorKind(error_kind) if error_kind else None,
         evaluated_at=float(d.get("evaluated_at") or 0.0),
         duration=float(d.get("duration") or 0.0),
+    )
+
+
+def _group_from_dict(g: dict[str, Any]) -> GroupResult:
+    perfdata = g.get("perfdata")
+    return GroupResult(
+        key=tuple([(str(k), str(v)) for k, v in (g.get("key") or {}).items()]),
+        state=_STATES[g["state"]],
+        value=g.get("value"),
+        summary=g.get("summary", ""),
+        perfdata=tuple([perfdatum_from_dict(p) for p in perfdata]) if perfdata else (),
     )
 
 
@@ -145,8 +157,8 @@ def transition_to_dict(t: Transition) -> dict[str, Any]:
 def transition_from_dict(d: dict[str, Any]) -> Transition:
     return Transition(
         at=float(d["at"]),
-        from_state=State[d["from"]] if d.get("from") else None,
-        to_state=State[d["to"]],
+        from_state=_STATES[d["from"]] if d.get("from") else None,
+        to_state=_STATES[d["to"]],
         summary=str(d.get("summary", "")),
         after_deploy=d.get("after_deploy") if isinstance(d.get("after_deploy"), dict) else None,
     )

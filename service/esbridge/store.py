@@ -232,15 +232,19 @@ class ResultStore:
         }
 
     def _readable(
-        self, documents: Iterable[dict[str, Any]], what: str
+        self, documents: Iterable[dict[str, Any]], what: str, replaces: bool = False
     ) -> Iterator[tuple[CheckState, _Restored]]:
-        """The documents of loaded checks that parse, with their entry; the others are logged."""
+        """The documents of loaded checks that parse, with their entry; the others are logged.
+
+        ``replaces``: the document will replace its entry as a whole, so a history the entry
+        already holds need not be decoded again.
+        """
         for doc in documents:
             entry = self._checks.get(str(doc.get("check")))
             if entry is None:
                 continue
             try:
-                restored = _Restored.from_document(doc, self.history)
+                restored = _Restored.from_document(doc, self.history, entry if replaces else None)
             except (KeyError, TypeError, ValueError) as exc:
                 log.warning("ignoring unreadable %s state for check %s: %s", what, entry.name, exc)
                 continue
@@ -270,7 +274,7 @@ class ResultStore:
         result is newer than the one held; never marks dirty: the owner writes, not this one.
         """
         adopted = 0
-        for entry, other in self._readable(documents, "shared"):
+        for entry, other in self._readable(documents, "shared", replaces=True):
             if other.result is None:
                 continue
             if entry.result is not None and other.result.evaluated_at <= entry.result.evaluated_at:
@@ -278,6 +282,27 @@ class ResultStore:
             other.apply(entry)
             adopted += 1
         return adopted
+
+
+def _same_history(raw: list[Any], held: deque[Transition]) -> bool:
+    """Whether a document's transitions are the ones ``held`` already (oldest first).
+
+    History only grows at its end (the oldest fall off the front), so the same length and
+    the same newest transition mean the same list.
+    """
+    if len(raw) != len(held):
+        return False
+    if not raw:
+        return True
+    newest, mine = raw[-1], held[-1]
+    return (
+        isinstance(newest, dict)
+        and newest.get("at") == mine.at
+        and newest.get("to") == mine.to_state.name
+        and newest.get("from") == (mine.from_state.name if mine.from_state else None)
+        and newest.get("summary", "") == mine.summary
+        and newest.get("after_deploy") == mine.after_deploy
+    )
 
 
 @dataclass
@@ -291,13 +316,22 @@ class _Restored:
     consecutive_failures: int
     runs: int
     errors: dict[str, int]
-    transitions: list[Transition]
+    transitions: list[Transition] | deque[Transition]
     group_since: dict[str, tuple[int, float]]
     history: int
 
     @classmethod
-    def from_document(cls, doc: dict[str, Any], history: int) -> _Restored:
+    def from_document(
+        cls, doc: dict[str, Any], history: int, held: CheckState | None = None
+    ) -> _Restored:
+        """``held``: the entry this document replaces; its history is reused when unchanged."""
         prev = doc.get("previous_state")
+        raw = doc.get("transitions") or []
+        transitions: list[Transition] | deque[Transition]
+        if held is not None and _same_history(raw, held.transitions):
+            transitions = held.transitions  # the usual case: a new result, the same history
+        else:
+            transitions = [transition_from_dict(t) for t in raw]
         return cls(
             result=result_from_dict(doc["result"]) if doc.get("result") else None,
             since=doc.get("since_ts"),
@@ -306,7 +340,7 @@ class _Restored:
             consecutive_failures=int(doc.get("consecutive_failures") or 0),
             runs=int(doc.get("runs") or 0),
             errors={str(k): int(v) for k, v in (doc.get("errors") or {}).items()},
-            transitions=[transition_from_dict(t) for t in doc.get("transitions") or []],
+            transitions=transitions,
             group_since={
                 k: (int(v[0]), float(v[1])) for k, v in (doc.get("group_since") or {}).items()
             },
@@ -321,7 +355,8 @@ class _Restored:
         entry.consecutive_failures = self.consecutive_failures
         entry.runs = self.runs
         entry.errors = self.errors
-        entry.transitions = deque(self.transitions, maxlen=self.history)
+        if self.transitions is not entry.transitions:
+            entry.transitions = deque(self.transitions, maxlen=self.history)
         entry.group_since = self.group_since
 
     def merge_into(self, entry: CheckState) -> None:
