@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 RESERVED_FOR = 60.0  # seconds; far longer than any server here takes to bind
-_FOLDER = Path(tempfile.gettempdir()) / f"esbridge-test-ports-{os.getuid()}"
+_FOLDER = Path(tempfile.gettempdir()) / f"esbridge-harness-ports-{os.getuid()}"
 
 
 def free_port() -> int:
