@@ -14,9 +14,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from _require import require
 from esbridge.metrics import label_name
+from esbridge.result import State
 from esbridge_dev.service import EsbridgeProcess
 from test_service_support import delete_index, metric_samples, write
 
@@ -85,6 +88,115 @@ def test_check_series_text_escapes_labels_and_follows_the_store() -> None:
     assert third["esbridge_check_status_code"][0].value == 3.0  # type: ignore[attr-defined]
     assert third["esbridge_check_stale"][0].value == 1.0  # type: ignore[attr-defined]
     assert "esbridge_check_value" not in third
+
+
+_GROUP = st.builds(
+    lambda host, state, value: (host, state, value),
+    st.sampled_from(["web-01", "web-02", 'we"b\\3', "db-1"]),
+    st.sampled_from(list(State)),
+    st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True)),
+)
+_STEP = st.tuples(
+    st.sampled_from(["a", "b", 'c"\\q']),  # check
+    st.sampled_from(list(State)),
+    st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=True, width=32)),
+    st.lists(_GROUP, max_size=4, unique_by=lambda g: g[0]),
+    st.sampled_from([None, "unreachable", "timeout"]),  # error kind
+    st.integers(min_value=0, max_value=40),  # age in seconds (stale after 20)
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(steps=st.lists(_STEP, min_size=1, max_size=12))
+def test_check_series_text_after_many_results_equals_a_fresh_render(
+    steps: list[
+        tuple[str, State, float | None, list[tuple[str, State, float | None]], str | None, int]
+    ],
+) -> None:
+    """The label text kept from run to run never leaks an old group, value or error."""
+    import esbridge.metrics as metrics
+    from esbridge.metrics import CheckSeries
+    from esbridge.result import GroupResult, Result
+    from esbridge.store import ResultStore
+
+    store = ResultStore(staleness_factor=2.0)
+    store.sync({"a": 10.0, "b": 10.0, 'c"\\q': 10.0})
+    now = 1_800_000_000.0
+    kept = CheckSeries(_fake_service(store))  # type: ignore[arg-type]
+    real_time = metrics.time.time
+    metrics.time.time = lambda: now  # type: ignore[assignment]
+    try:
+        for check, state, value, groups, error_kind, age in steps:
+            store.record(
+                Result(
+                    check=check,
+                    state=state,
+                    summary="s",
+                    value=value,
+                    groups=tuple(
+                        GroupResult(key=(("host.name", h),), state=s, value=v, summary="")
+                        for h, s, v in groups
+                    ),
+                    error="e" if error_kind else None,
+                    error_kind=error_kind,
+                    evaluated_at=now - age,
+                )
+            )
+            text = kept.render()
+            assert text == CheckSeries(_fake_service(store)).render()  # type: ignore[arg-type]
+            _assert_text_tells_the_store(text, store, now)
+    finally:
+        metrics.time.time = real_time  # type: ignore[assignment]
+
+
+def _assert_text_tells_the_store(text: str, store: object, now: float) -> None:
+    """Every check's samples, parsed back, say what the store's effective result says."""
+    import math
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    samples: dict[tuple[str, str], dict[tuple[tuple[str, str], ...], float]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = dict(sample.labels)
+            check = labels.pop("check")
+            key = (sample.name, check)
+            samples.setdefault(key, {})[tuple(sorted(labels.items()))] = sample.value
+    for entry in store.all():  # type: ignore[attr-defined]
+        name = entry.name
+        result = store.effective(entry, now)  # type: ignore[attr-defined]
+        if result is None:  # never ran: UNKNOWN, and nothing else to tell
+            assert samples[("esbridge_check_status_code", name)] == {(): 3.0}
+            assert samples[("esbridge_check_stale", name)] == {(): 0.0}
+            assert ("esbridge_check_value", name) not in samples
+            continue
+        stale = result.error_kind == "stale"
+        assert samples[("esbridge_check_status_code", name)] == {(): float(int(result.state))}
+        assert samples[("esbridge_check_state", name)] == {
+            (("state", s.name),): 1.0 if s is result.state else 0.0 for s in State
+        }
+        assert samples[("esbridge_check_stale", name)] == {(): 1.0 if stale else 0.0}
+        assert samples[("esbridge_check_runs_total", name)] == {(): float(entry.runs)}
+        errors = samples.get(("esbridge_check_errors_total", name), {})
+        assert errors == {(("reason", r),): float(n) for r, n in entry.errors.items()}
+        value = samples.get(("esbridge_check_value", name))
+        if stale or result.value is None:
+            assert value is None
+        else:
+            assert value is not None
+            got, want = value[()], result.value
+            assert got == want or (math.isnan(got) and math.isnan(want))
+        groups = {} if stale else {g.key[0][1]: g for g in result.groups}
+        codes = samples.get(("esbridge_group_status_code", name), {})
+        assert codes == {(("host_name", h),): float(int(g.state)) for h, g in groups.items()}
+        values = samples.get(("esbridge_group_value", name), {})
+        want_values = {
+            (("host_name", h),): g.value for h, g in groups.items() if g.value is not None
+        }
+        assert values.keys() == want_values.keys()
+        for key, got in values.items():
+            want = want_values[key]
+            assert got == want or (math.isnan(got) and math.isnan(want))
 
 
 @pytest.fixture(scope="module")

@@ -194,11 +194,65 @@ def _escape(value: str) -> str:
 
 
 def _number(value: float) -> str:
+    if value.__class__ is float and value - value == 0.0:  # finite: the common case
+        return repr(value)
     if value != value:
         return "NaN"
     if value in (float("inf"), float("-inf")):
         return "+Inf" if value > 0 else "-Inf"
     return repr(float(value))
+
+
+_STATE_VALUES = tuple((s.name, int(s)) for s in State)
+
+
+class _Labels:
+    """One check's series names with their labels, up to the value: built once per check.
+
+    The labels of a check and of its groups do not change from one run to the next, only the
+    values do, so a scrape after every check ran again (the usual case when the scrape
+    interval is at least the check interval) formats numbers, not label sets.
+    """
+
+    __slots__ = ("check", "errors", "groups", "prefix", "states", "thresholds", "thresholds_for")
+
+    def __init__(self, name: str) -> None:
+        check = f'check="{_escape(name)}"'
+        self.check = check
+        self.prefix = tuple(f"{family}{{{check}}} " for family, _, _ in _CHECK_FAMILIES)
+        # esbridge_check_state: the five lines for each exit code
+        self.states = {
+            code: "".join(
+                f'esbridge_check_state{{{check},state="{state}"}} {1.0 if value == code else 0.0}\n'
+                for state, value in _STATE_VALUES
+            )
+            for _, code in _STATE_VALUES
+        }
+        self.groups: dict[tuple[tuple[str, str], ...], tuple[str, str]] = {}
+        self.errors: dict[str, str] = {}
+        self.thresholds_for: object = None
+        self.thresholds = ""
+
+    def group(self, key: tuple[tuple[str, str], ...]) -> tuple[str, str]:
+        """The status-code and value prefixes of one group's series."""
+        prefixes = self.groups.get(key)
+        if prefixes is None:
+            labels = self.check + "".join(f',{label_name(k)}="{_escape(v)}"' for k, v in key)
+            prefixes = (
+                f"esbridge_group_status_code{{{labels}}} ",
+                f"esbridge_group_value{{{labels}}} ",
+            )
+            if len(self.groups) >= 4 * MAX_GROUP_SERIES_PER_CHECK:
+                self.groups.clear()  # groups come and go: keep it bounded
+            self.groups[key] = prefixes
+        return prefixes
+
+    def error(self, reason: str) -> str:
+        prefix = self.errors.get(reason)
+        if prefix is None:
+            prefix = f'esbridge_check_errors_total{{{self.check},reason="{_escape(reason)}"}} '
+            self.errors[reason] = prefix
+        return prefix
 
 
 class CheckSeries:
@@ -207,6 +261,7 @@ class CheckSeries:
     def __init__(self, view: ServiceView) -> None:
         self.view = view
         self._cache: dict[str, tuple[tuple[object, ...], tuple[str, ...]]] = {}
+        self._labels: dict[str, _Labels] = {}
 
     def render(self) -> str:
         view = self.view
@@ -240,6 +295,7 @@ class CheckSeries:
                     chunks[i].append(text)
         for name in [n for n in self._cache if n not in seen]:
             del self._cache[name]
+            self._labels.pop(name, None)
         out: list[str] = []
         for (name, kind, help_text), lines in zip(_CHECK_FAMILIES, chunks, strict=True):
             if not lines:
@@ -264,51 +320,48 @@ class CheckSeries:
         self, entry: CheckState, now: float, definition: CheckDefinition | None = None
     ) -> tuple[str, ...]:
         result = self.view.effective(entry, now)
-        check = f'check="{_escape(entry.name)}"'
+        names = self._labels.get(entry.name)
+        if names is None:
+            names = self._labels[entry.name] = _Labels(entry.name)
+        prefix = names.prefix
         code = int(result.state) if result is not None else int(State.UNKNOWN)
         fresh = result is not None and result.error_kind != "stale"
         lines = [""] * _FAMILY_COUNT
-        lines[0] = f"esbridge_check_status_code{{{check}}} {code}.0\n"
-        lines[1] = "".join(
-            f'esbridge_check_state{{{check},state="{s.name}"}} {1.0 if s == code else 0.0}\n'
-            for s in State
-        )
+        lines[0] = f"{prefix[0]}{code}.0\n"
+        lines[1] = names.states[code]
         if fresh and result is not None and result.value is not None:
-            lines[2] = f"esbridge_check_value{{{check}}} {_number(result.value)}\n"
+            lines[2] = f"{prefix[2]}{_number(result.value)}\n"
         if entry.result is not None:
-            lines[3] = (
-                f"esbridge_check_last_run_timestamp_seconds{{{check}}} "
-                f"{_number(entry.result.evaluated_at)}\n"
-            )
-            lines[6] = (
-                f"esbridge_check_duration_seconds{{{check}}} {_number(entry.result.duration)}\n"
-            )
+            lines[3] = f"{prefix[3]}{_number(entry.result.evaluated_at)}\n"
+            lines[6] = f"{prefix[6]}{_number(entry.result.duration)}\n"
         if entry.last_success is not None:
-            lines[4] = (
-                f"esbridge_check_last_success_timestamp_seconds{{{check}}} "
-                f"{_number(entry.last_success)}\n"
-            )
+            lines[4] = f"{prefix[4]}{_number(entry.last_success)}\n"
         if entry.since is not None:
-            lines[5] = (
-                f"esbridge_check_state_change_timestamp_seconds{{{check}}} {_number(entry.since)}\n"
+            lines[5] = f"{prefix[5]}{_number(entry.since)}\n"
+        lines[7] = f"{prefix[7]}{0.0 if fresh or result is None else 1.0}\n"
+        lines[8] = f"{prefix[8]}{float(entry.runs)}\n"
+        if entry.errors:
+            lines[9] = "".join(
+                f"{names.error(reason)}{float(count)}\n"
+                for reason, count in sorted(entry.errors.items())
             )
-        lines[7] = f"esbridge_check_stale{{{check}}} {0.0 if fresh or result is None else 1.0}\n"
-        lines[8] = f"esbridge_check_runs_total{{{check}}} {float(entry.runs)}\n"
-        lines[9] = "".join(
-            f'esbridge_check_errors_total{{{check},reason="{_escape(reason)}"}} {float(count)}\n'
-            for reason, count in sorted(entry.errors.items())
-        )
         if fresh and result is not None and result.groups:
             status, value = [], []
+            group_prefixes = names.group
             for group in result.groups[:MAX_GROUP_SERIES_PER_CHECK]:
-                labels = check + "".join(f',{label_name(k)}="{_escape(v)}"' for k, v in group.key)
-                status.append(f"esbridge_group_status_code{{{labels}}} {int(group.state)}.0\n")
+                status_prefix, value_prefix = group_prefixes(group.key)
+                status.append(f"{status_prefix}{int(group.state)}.0\n")
                 if group.value is not None:
-                    value.append(f"esbridge_group_value{{{labels}}} {_number(group.value)}\n")
+                    value.append(f"{value_prefix}{_number(group.value)}\n")
             lines[10] = "".join(status)
             lines[11] = "".join(value)
         if definition is not None:
-            lines[12] = _threshold_lines(check, definition.warning, definition.critical)
+            if names.thresholds_for is not definition:  # its thresholds change on reload
+                names.thresholds_for = definition
+                names.thresholds = _threshold_lines(
+                    names.check, definition.warning, definition.critical
+                )
+            lines[12] = names.thresholds
         return tuple(lines)
 
 
