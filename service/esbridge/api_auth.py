@@ -2,7 +2,8 @@
 
 The token is FastAPI's ``HTTPBearer`` security scheme, so ``/openapi.json`` declares it; the
 comparison stays constant-time (``hmac.compare_digest``): the token must not leak through
-timing.
+timing. Every dependency is ``async``: FastAPI runs a plain ``def`` dependency in a worker
+thread, and those hops were most of the time of a ``check_esbridge`` request.
 """
 
 from __future__ import annotations
@@ -25,11 +26,11 @@ bearer = HTTPBearer(
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
-def get_view(request: Request) -> ServiceView:
+async def get_view(request: Request) -> ServiceView:
     return request.app.state.view
 
 
-def get_control(request: Request) -> Control:
+async def get_control(request: Request) -> Control:
     return request.app.state.control
 
 
@@ -62,7 +63,7 @@ def check_bearer(
         raise HTTPException(403, "the bearer token is not valid for this esbridge")
 
 
-def require_write(request: Request, view: ViewDep, credentials: Credentials = None) -> None:
+async def require_write(request: Request, view: ViewDep, credentials: Credentials = None) -> None:
     """Run-now, reload and deploy events change what the service does: they need the token."""
     if view.api.resolved_token() is None:
         if view.api.allow_unauthenticated_writes:
@@ -75,7 +76,7 @@ def require_write(request: Request, view: ViewDep, credentials: Credentials = No
     check_bearer(request, view, credentials)
 
 
-def require_read(request: Request, view: ViewDep, credentials: Credentials = None) -> None:
+async def require_read(request: Request, view: ViewDep, credentials: Credentials = None) -> None:
     if view.api.require_token_for_reads:
         check_bearer(request, view, credentials)
 

@@ -57,11 +57,11 @@ def _gate(request: Request) -> PreviewGate:
     return gate
 
 
-def _read_access(request: Request) -> None:
+async def _read_access(request: Request) -> None:
     """The same rule as every read endpoint (``api.require_read``)."""
     from esbridge.api import require_read
 
-    require_read(request, request.app.state.view)
+    await require_read(request, request.app.state.view)
 
 
 @router.get(
