@@ -62,7 +62,7 @@ class SharedView:
         changed = [
             str(doc.get("_id"))
             for doc in heads
-            if doc.get("found") and self._versions.get(str(doc.get("_id"))) != _version(doc)
+            if "_seq_no" in doc and self._versions.get(str(doc.get("_id"))) != _version(doc)
         ]
         self._cpu += time.process_time() - started
         applied = await self.load(changed) if changed else 0
@@ -88,7 +88,7 @@ class SharedView:
         started = time.process_time()
         documents = []
         for doc in docs:
-            if doc.get("found"):
+            if "_seq_no" in doc:  # found (filter_path leaves "found" out)
                 documents.append(doc.get("_source") or {})
                 self._versions[str(doc.get("_id"))] = _version(doc)
         self.documents_read += len(documents)
@@ -111,7 +111,10 @@ class SharedView:
 
     async def _mget(self, names: list[str], source: bool) -> list[dict[str, Any]]:
         self.requests += 1
-        path = f"/{self.index}/_mget" + ("" if source else "?_source=false")
+        # filter_path: the client parses only what is used (the heads round reads thousands).
+        path = f"/{self.index}/_mget?filter_path={_SOURCE if source else _HEADS}" + (
+            "" if source else "&_source=false"
+        )
         try:
             with self.decoding.metered():
                 answer = await self.connection.raw("POST", path, {"ids": names}, self.timeout)
@@ -127,6 +130,10 @@ class SharedView:
                     return []
                 raise error
         return docs
+
+
+_HEADS = "docs._id,docs._seq_no,docs._primary_term,docs.error"
+_SOURCE = _HEADS + ",docs._source"
 
 
 def _version(doc: dict[str, Any]) -> tuple[int, int]:
