@@ -12,6 +12,7 @@ import re
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 WINDOWS = ("5m", "15m", "1h")
@@ -102,6 +103,42 @@ def grouped_mix(
 
 def dump(mapping: dict[str, Any]) -> str:
     return json.dumps(mapping, indent=1)
+
+
+CHECKS_PER_FILE = 1000  # a check file holds at most 1 MiB (limits.MAX_CHECK_FILE_BYTES)
+
+
+def split(mapping: dict[str, Any], per_file: int = CHECKS_PER_FILE) -> list[dict[str, Any]]:
+    """The mapping as several check files with the same defaults, each well under 1 MiB.
+
+    5,000 checks in one file would be refused, as an operator's would: a deployment of that
+    size has its checks in several files.
+    """
+    checks = mapping["checks"]
+    return [
+        {**mapping, "checks": checks[i : i + per_file]} for i in range(0, len(checks), per_file)
+    ] or [mapping]
+
+
+def load(mapping: dict[str, Any]) -> list[Any]:
+    """The mapping's checks, validated as a service loads them (one file per ``split`` part)."""
+    from esbridge.loader import load_text
+
+    return [
+        check
+        for i, part in enumerate(split(mapping))
+        for check in load_text(dump(part), f"<bench part {i + 1}>")
+    ]
+
+
+def write(mapping: dict[str, Any], folder: Path, tag: str) -> list[Path]:
+    """The mapping written as check files ``tag-N.yaml`` in ``folder``."""
+    paths = []
+    for i, part in enumerate(split(mapping)):
+        path = folder / f"{tag}-{i + 1}.yaml"
+        path.write_text(dump(part))
+        paths.append(path)
+    return paths
 
 
 # --------------------------------------------------------------------------- statistics

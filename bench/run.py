@@ -57,7 +57,6 @@ from esbridge.config import ConnectionConfig  # noqa: E402
 from esbridge.errors import ESError  # noqa: E402
 from esbridge.esclient import Connections  # noqa: E402
 from esbridge.evaluate import evaluate  # noqa: E402
-from esbridge.loader import load_text  # noqa: E402
 from esbridge.models import CheckDefinition  # noqa: E402
 from esbridge.planner import SearchRequest, plan  # noqa: E402
 from esbridge.runner import Runner  # noqa: E402
@@ -477,12 +476,11 @@ def eval_phase(
 def service(
     es_url: str, mapping: dict[str, Any], workdir: Path, tag: str
 ) -> Iterator[EsbridgeProcess]:
-    path = workdir / f"{tag}.yaml"
-    path.write_text(benchlib.dump(mapping))
+    paths = benchlib.write(mapping, workdir, tag)
     index = f"esbridge-bench-state-{tag}-{uuid.uuid4().hex[:8]}"
     proc = EsbridgeProcess(
         es_url,
-        checks=[path],
+        checks=paths,
         state_index=index,
         env={"ESBRIDGE_LOG__LEVEL": "WARNING"},
     )
@@ -1198,7 +1196,7 @@ def main(argv: list[str] | None = None) -> int:
         if "cycle" in phases:
             captured: list[tuple[CheckDefinition, Any]] = []
             for role, n in prof.cycle_sizes:
-                checks = list(load_text(benchlib.dump(benchlib.check_mix(n, hosts, services))))
+                checks = benchlib.load(benchlib.check_mix(n, hosts, services))
                 log(f"cycle {role}: N={n}")
                 captured = asyncio.run(cycle_phase(es_url, checks, prof.repeats, figs, role, n))
             log("evaluation CPU")
@@ -1288,7 +1286,7 @@ def profile_hotspots(
         return
     out_dir.mkdir(parents=True, exist_ok=True)
     n = prof.cycle_sizes[-1][1]
-    checks = list(load_text(benchlib.dump(benchlib.check_mix(n, hosts, services))))
+    checks = benchlib.load(benchlib.check_mix(n, hosts, services))
 
     async def cycle() -> None:
         connections = Connections({"default": ConnectionConfig(urls=(es_url,))})

@@ -126,3 +126,24 @@ def test_bench_smoke_writes_every_figure(tmp_path: Path) -> None:
     assert (tmp_path / "RESULTS.md").read_text().startswith("# esbridge benchmark results (smoke)")
     after = results_md.stat().st_mtime_ns if results_md.exists() else None
     assert after == before, "the smoke run must not overwrite bench/RESULTS.md"
+
+
+def test_full_size_check_sets_load_as_a_service_would() -> None:
+    """The full run's largest check set (5,000) is over the 1 MiB bound of one check file,
+    so the benchmark splits it into files under the bound (``make bench`` once stopped there)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import benchlib
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    from esbridge.limits import MAX_CHECK_FILE_BYTES
+
+    hosts = [f"host-{i:02d}" for i in range(50)]
+    services = [f"svc-{i:02d}" for i in range(20)]
+    mapping = benchlib.check_mix(5000, hosts, services)
+    assert len(benchlib.dump(mapping).encode()) > MAX_CHECK_FILE_BYTES  # one file: refused
+    parts = benchlib.split(mapping)
+    assert all(len(benchlib.dump(p).encode()) <= MAX_CHECK_FILE_BYTES for p in parts)
+    assert [c["name"] for p in parts for c in p["checks"]] == [c["name"] for c in mapping["checks"]]
+    checks = benchlib.load(mapping)
+    assert [c.name for c in checks] == [c["name"] for c in mapping["checks"]]

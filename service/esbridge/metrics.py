@@ -9,9 +9,12 @@ Two parts, both read at scrape time:
 
 - :class:`CheckSeries` writes the per-check and per-group families (tens of thousands of
   lines at scale) straight to the text format, caching each check's lines until its entry
-  in the store changes or its staleness flips. ``prometheus_client`` builds a sample object
-  per line and formats it generically: measured, 10,000 group series took about 190 ms per
-  scrape that way against a goal of 100 ms; the cached text takes a few milliseconds.
+  in the store changes or its staleness flips, and each check's and group's label text for
+  as long as the check exists (labels do not change from run to run, values do).
+  ``prometheus_client`` builds a sample object per line and formats it generically:
+  measured, 10,000 group series took about 190 ms per scrape that way against a goal of
+  100 ms; cached lines take a few milliseconds, and a scrape after every check ran again
+  formats numbers only (bench/README.md, "Scrape").
 - :class:`StoreCollector`, a ``prometheus_client`` custom collector, yields the few
   service-level families (connections, reload, store, scheduler, passive, build info).
 """
