@@ -233,6 +233,15 @@ def versions(es_url: str) -> dict[str, str]:
     }
 
 
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -269,8 +278,35 @@ async def naive_client(connection: Any, plans: list[SearchRequest], timeout: flo
     return sum(await asyncio.gather(*(one(p) for p in plans)))
 
 
+_NODE_PIDS: dict[str, list[int]] = {}
+
+
+def _local_node_pids(es_url: str) -> list[int]:
+    """The nodes' process ids when they run on this machine (a JVM with that pid), else []."""
+    if es_url not in _NODE_PIDS:
+        r = httpx.get(f"{es_url}/_nodes/process", timeout=30)
+        r.raise_for_status()
+        pids = []
+        for node in r.json()["nodes"].values():
+            pid = int(node["process"]["id"])
+            cmdline = Path(f"/proc/{pid}/cmdline")
+            with contextlib.suppress(OSError):
+                if b"java" in cmdline.read_bytes():
+                    pids.append(pid)
+        _NODE_PIDS[es_url] = pids
+    return _NODE_PIDS[es_url]
+
+
 def es_cpu_ms(es_url: str) -> float:
-    """``process.cpu.total_in_millis`` summed over the nodes (the benchmark runs one)."""
+    """Elasticsearch's CPU so far, in ms, summed over its nodes (the benchmark runs one).
+
+    From ``/proc/<pid>/stat`` (10 ms ticks) when the node runs here: the node stats'
+    ``process.cpu.total_in_millis`` is refreshed only once a second, so a cycle shorter than
+    that read 0 there, or a whole second. Node stats only for a node elsewhere.
+    """
+    pids = _local_node_pids(es_url)
+    if pids:
+        return sum(cpu_seconds(pid) for pid in pids) * 1000.0
     r = httpx.get(f"{es_url}/_nodes/stats/process", timeout=30)
     r.raise_for_status()
     return float(sum(n["process"]["cpu"]["total_in_millis"] for n in r.json()["nodes"].values()))
@@ -354,7 +390,7 @@ async def cycle_phase(
         # Elasticsearch's own CPU for the cycle (the node is idle otherwise; the stats
         # call itself is in the figure for every method alike, ~1 ms).
         es = es_cpu_ms(es_url) - es0
-        figs.add(f"{prefix}.{method}.es_cpu_ms", es, "ms", "ES process CPU (node stats)")
+        figs.add(f"{prefix}.{method}.es_cpu_ms", es, "ms", "ES process CPU (/proc of its JVM)")
         figs.add(f"{prefix}.{method}.es_us_cpu_per_check", es / n * 1e3, "us")
 
     async def run_esbridge(now: float, record: bool) -> float:
@@ -1054,20 +1090,20 @@ def write_report(out_dir: Path, data: dict[str, Any]) -> None:
     (out_dir / "RESULTS.md").write_text("\n".join(lines))
 
 
-KEPT_HEADING = "## OpenSearch"
+KEPT_HEADINGS = ("## OpenSearch", "<!-- replicas:begin", "## Replicas")
 
 
 def kept_sections(results_md: Path) -> list[str]:
-    """The ``## OpenSearch ...`` section of an existing report: measured by its own command
-    (``--backend opensearch``, written there by hand with that command), so a run on
-    Elasticsearch keeps it instead of dropping it."""
+    """The sections of an existing report that other commands wrote: ``## OpenSearch ...``
+    (``--backend opensearch``, written there by hand with that command) and ``## Replicas``
+    (bench/cluster.py, between its markers), so a run on Elasticsearch keeps them."""
     if not results_md.is_file():
         return []
     kept: list[str] = []
     keeping = False
     for line in results_md.read_text().splitlines():
-        if line.startswith("## ") or line.startswith("How each figure is measured"):
-            keeping = line.startswith(KEPT_HEADING)
+        if line.startswith(("## ", "<!-- replicas:begin", "How each figure is measured")):
+            keeping = line.startswith(KEPT_HEADINGS)
         if keeping:
             kept.append(line)
     while kept and not kept[-1].strip():

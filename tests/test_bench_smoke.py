@@ -147,3 +147,26 @@ def test_full_size_check_sets_load_as_a_service_would() -> None:
     assert [c["name"] for p in parts for c in p["checks"]] == [c["name"] for c in mapping["checks"]]
     checks = benchlib.load(mapping)
     assert [c.name for c in checks] == [c["name"] for c in mapping["checks"]]
+
+
+def test_a_full_run_keeps_the_sections_other_commands_wrote(tmp_path: Path) -> None:
+    """bench/run.py rewrites RESULTS.md; the OpenSearch and Replicas sections (written by
+    other commands) stay, markers included, and nothing of its own old figures does."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import run
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    old = tmp_path / "RESULTS.md"
+    old.write_text(
+        "# esbridge benchmark results (full)\n\n## Goals\n\n| old goal |\n\n"
+        "## OpenSearch: one cycle\n\n| os figure |\n\n"
+        "How each figure is measured: see bench/README.md.\n\n"
+        "<!-- replicas:begin -->\n## Replicas (bench/cluster.py)\n\n| replica-1 |\n"
+        "<!-- replicas:end -->\n"
+    )
+    kept = run.kept_sections(old)
+    assert "| os figure |" in kept and "| replica-1 |" in kept
+    assert "<!-- replicas:begin -->" in kept and "<!-- replicas:end -->" in kept
+    assert kept.index("<!-- replicas:begin -->") < kept.index("<!-- replicas:end -->")
+    assert "| old goal |" not in kept and "## Goals" not in kept
