@@ -14,7 +14,7 @@
 #   4. /bin/true                                                        (runuser's own cost)
 #   5. <prefix>/bin/check_esbridge -H URL -C CHECK    (the sh launcher as `pip install` lays it
 #      out: <prefix>/share/esbridge/check_esbridge.py, <prefix>/bin/python3 = /usr/bin/python3,
-#      the module's __pycache__ compiled at install time as the Dockerfile does)
+#      the module's __pycache__ compiled at install time, as `pip install` compiles it)
 # Prints median/mean/min in ms; the JSON from hyperfine stays in $OUT (default: not kept).
 # Everything it starts is stopped on exit; the state index it used is deleted.
 set -euo pipefail
