@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import statistics
 from collections.abc import Iterable, Sequence
@@ -103,6 +104,15 @@ def grouped_mix(
 
 def dump(mapping: dict[str, Any]) -> str:
     return json.dumps(mapping, indent=1)
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
 CHECKS_PER_FILE = 1000  # a check file holds at most 1 MiB (limits.MAX_CHECK_FILE_BYTES)

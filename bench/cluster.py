@@ -34,17 +34,12 @@ from typing import Any
 
 import httpx
 
+from benchlib import cpu_seconds
 from esbridge.durations import parse_duration
 from esbridge_dev.service import EsbridgeProcess, poll
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 BEGIN, END = "<!-- replicas:begin -->", "<!-- replicas:end -->"
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 @contextlib.contextmanager

@@ -233,15 +233,6 @@ def versions(es_url: str) -> dict[str, str]:
     }
 
 
-_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process so far (``/proc/<pid>/stat``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS
-
-
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -306,7 +297,7 @@ def es_cpu_ms(es_url: str) -> float:
     """
     pids = _local_node_pids(es_url)
     if pids:
-        return sum(cpu_seconds(pid) for pid in pids) * 1000.0
+        return sum(benchlib.cpu_seconds(pid) for pid in pids) * 1000.0
     r = httpx.get(f"{es_url}/_nodes/stats/process", timeout=30)
     r.raise_for_status()
     return float(sum(n["process"]["cpu"]["total_in_millis"] for n in r.json()["nodes"].values()))

@@ -7,12 +7,14 @@ failed searches, it batched, and ``/metrics`` carried the expected number of gro
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -128,14 +130,19 @@ def test_bench_smoke_writes_every_figure(tmp_path: Path) -> None:
     assert after == before, "the smoke run must not overwrite bench/RESULTS.md"
 
 
+def _bench_module(name: str) -> Any:
+    """A module of bench/ (a folder of scripts, not a package), imported from there."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+
+
 def test_full_size_check_sets_load_as_a_service_would() -> None:
     """The full run's largest check set (5,000) is over the 1 MiB bound of one check file,
     so the benchmark splits it into files under the bound (``make bench`` once stopped there)."""
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        import benchlib
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
+    benchlib = _bench_module("benchlib")
     from esbridge.limits import MAX_CHECK_FILE_BYTES
 
     hosts = [f"host-{i:02d}" for i in range(50)]
@@ -152,11 +159,7 @@ def test_full_size_check_sets_load_as_a_service_would() -> None:
 def test_a_full_run_keeps_the_sections_other_commands_wrote(tmp_path: Path) -> None:
     """bench/run.py rewrites RESULTS.md; the OpenSearch and Replicas sections (written by
     other commands) stay, markers included, and nothing of its own old figures does."""
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        import run
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
+    run = _bench_module("run")
     old = tmp_path / "RESULTS.md"
     old.write_text(
         "# esbridge benchmark results (full)\n\n## Goals\n\n| old goal |\n\n"

@@ -114,7 +114,6 @@ def test_check_series_text_after_many_results_equals_a_fresh_render(
     ],
 ) -> None:
     """The label text kept from run to run never leaks an old group, value or error."""
-    import esbridge.metrics as metrics
     from esbridge.metrics import CheckSeries
     from esbridge.result import GroupResult, Result
     from esbridge.store import ResultStore
@@ -123,30 +122,25 @@ def test_check_series_text_after_many_results_equals_a_fresh_render(
     store.sync({"a": 10.0, "b": 10.0, 'c"\\q': 10.0})
     now = 1_800_000_000.0
     kept = CheckSeries(_fake_service(store))  # type: ignore[arg-type]
-    real_time = metrics.time.time
-    metrics.time.time = lambda: now  # type: ignore[assignment]
-    try:
-        for check, state, value, groups, error_kind, age in steps:
-            store.record(
-                Result(
-                    check=check,
-                    state=state,
-                    summary="s",
-                    value=value,
-                    groups=tuple(
-                        GroupResult(key=(("host.name", h),), state=s, value=v, summary="")
-                        for h, s, v in groups
-                    ),
-                    error="e" if error_kind else None,
-                    error_kind=error_kind,
-                    evaluated_at=now - age,
-                )
+    for check, state, value, groups, error_kind, age in steps:
+        store.record(
+            Result(
+                check=check,
+                state=state,
+                summary="s",
+                value=value,
+                groups=tuple(
+                    GroupResult(key=(("host.name", h),), state=s, value=v, summary="")
+                    for h, s, v in groups
+                ),
+                error="e" if error_kind else None,
+                error_kind=error_kind,
+                evaluated_at=now - age,
             )
-            text = kept.render()
-            assert text == CheckSeries(_fake_service(store)).render()  # type: ignore[arg-type]
-            _assert_text_tells_the_store(text, store, now)
-    finally:
-        metrics.time.time = real_time  # type: ignore[assignment]
+        )
+        text = kept.render(now)
+        assert text == CheckSeries(_fake_service(store)).render(now)  # type: ignore[arg-type]
+        _assert_text_tells_the_store(text, store, now)
 
 
 def _assert_text_tells_the_store(text: str, store: object, now: float) -> None:

@@ -266,9 +266,10 @@ class CheckSeries:
         self._cache: dict[str, tuple[tuple[object, ...], tuple[str, ...]]] = {}
         self._labels: dict[str, _Labels] = {}
 
-    def render(self) -> str:
+    def render(self, now: float | None = None) -> str:
+        """The per-check families as text; ``now`` (default: the clock) decides staleness."""
         view = self.view
-        now = time.time()
+        now = time.time() if now is None else now
         chunks: list[list[str]] = [[] for _ in range(_FAMILY_COUNT)]
         seen = set()
         definitions = view.checks

@@ -111,10 +111,7 @@ class SharedView:
 
     async def _mget(self, names: list[str], source: bool) -> list[dict[str, Any]]:
         self.requests += 1
-        # filter_path: the client parses only what is used (the heads round reads thousands).
-        path = f"/{self.index}/_mget?filter_path={_SOURCE if source else _HEADS}" + (
-            "" if source else "&_source=false"
-        )
+        path = f"/{self.index}/_mget?{_DOCUMENTS if source else _HEADS}"
         try:
             with self.decoding.metered():
                 answer = await self.connection.raw("POST", path, {"ids": names}, self.timeout)
@@ -132,8 +129,10 @@ class SharedView:
         return docs
 
 
-_HEADS = "docs._id,docs._seq_no,docs._primary_term,docs.error"
-_SOURCE = _HEADS + ",docs._source"
+# filter_path: the client parses only what is used (the heads round reads thousands).
+_FIELDS = "docs._id,docs._seq_no,docs._primary_term,docs.error"
+_HEADS = f"filter_path={_FIELDS}&_source=false"
+_DOCUMENTS = f"filter_path={_FIELDS},docs._source"
 
 
 def _version(doc: dict[str, Any]) -> tuple[int, int]:
