@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from esbridge.errors import ErrorKind
 from esbridge.ranges import Range
 from esbridge.result import GroupResult, Perfdatum, Result, State
-from esbridge.statedoc import dumps, result_from_dict, result_to_dict
+from esbridge.statedoc import dumps, result_from_dict, result_to_dict, result_to_document
 
 OK, WARNING, CRITICAL, UNKNOWN = State.OK, State.WARNING, State.CRITICAL, State.UNKNOWN
 
@@ -152,3 +152,12 @@ _results = st.builds(
 def test_a_result_reads_back_as_written(result: Result) -> None:
     """What the owner writes is what a restart, another replica and the API read back."""
     assert result_from_dict(json.loads(dumps(result_to_dict(result)))) == result
+
+
+@given(_results)
+def test_the_state_document_form_reads_back_as_the_result(result: Result) -> None:
+    """The state index keeps a smaller form (every replica parses it): nothing is lost."""
+    document = result_to_document(result)
+    assert result_from_dict(json.loads(dumps(document)), result.check) == result
+    assert "check" not in document and "status_code" not in document
+    assert len(dumps(document)) < len(dumps(result_to_dict(result)))

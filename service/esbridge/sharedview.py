@@ -59,10 +59,12 @@ class SharedView:
         if heads is None:
             return -1
         started = time.process_time()
+        versions = self._versions  # thousands of heads a round: plain lookups, no calls
         changed = [
-            str(doc.get("_id"))
+            doc["_id"]
             for doc in heads
-            if "_seq_no" in doc and self._versions.get(str(doc.get("_id"))) != _version(doc)
+            if "_seq_no" in doc
+            and versions.get(doc["_id"]) != (doc["_seq_no"], doc.get("_primary_term", -1))
         ]
         self._cpu += time.process_time() - started
         applied = await self.load(changed) if changed else 0

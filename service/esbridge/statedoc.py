@@ -1,15 +1,20 @@
 """Results, transitions and store entries as JSON documents (the state index and the API).
 
-One serialisation for both: what persistence writes is what ``GET /api/v1/checks/{name}``
-shows, and what a restart or another replica reads back.
+The API shows every field of a result (``result_to_dict``); the state index stores the same
+result without what a reader can tell on its own (``result_to_document``): fields at their
+defaults, the check name and status code the document already says, a group's label and key
+text (both made from its key). One reader (``result_from_dict``) reads both forms back. Every
+replica parses the other replicas' documents all day (the shared view), so a smaller
+document is less work on every replica, and less to index and store.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from esbridge.errors import ErrorKind
 from esbridge.mappings import index_mapping
@@ -111,11 +116,59 @@ def result_to_dict(r: Result) -> dict[str, Any]:
     }
 
 
-def result_from_dict(d: dict[str, Any]) -> Result:
+def perfdatum_to_document(p: Perfdatum) -> dict[str, Any]:
+    out: dict[str, Any] = {"label": p.label}
+    _put(out, "value", _num(p.value))
+    _put(out, "uom", p.uom)
+    _put(out, "warn", str(p.warn) if p.warn else None)
+    _put(out, "crit", str(p.crit) if p.crit else None)
+    _put(out, "min", _num(p.min))
+    _put(out, "max", _num(p.max))
+    return out
+
+
+def _group_to_document(g: GroupResult) -> dict[str, Any]:
+    out: dict[str, Any] = {"key": dict(g.key), "state": g.state.name, "summary": g.summary}
+    _put(out, "value", _num(g.value))
+    _put(out, "perfdata", [perfdatum_to_document(p) for p in g.perfdata])
+    return out
+
+
+def result_to_document(r: Result) -> dict[str, Any]:
+    """The result as the state index keeps it: ``result_to_dict`` without what a reader can
+    tell on its own (see the module docstring); ``result_from_dict`` reads it back."""
+    out: dict[str, Any] = {
+        "state": r.state.name,
+        "summary": r.summary,
+        "evaluated_at": r.evaluated_at,
+        "duration": r.duration,
+    }
+    _put(out, "value", _num(r.value))
+    _put(out, "unit", r.unit)
+    _put(out, "long_output", list(r.long_output))
+    _put(out, "perfdata", [perfdatum_to_document(p) for p in r.perfdata])
+    _put(out, "groups", [_group_to_document(g) for g in r.groups])
+    if r.groups_omitted:
+        out["groups_omitted"] = r.groups_omitted
+    if r.error is not None:
+        out["error"] = r.error
+    _put(out, "error_kind", r.error_kind)
+    return out
+
+
+def _put(out: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``key`` unless ``value`` is what a reader assumes when it is missing (a number,
+    zero included, is always kept)."""
+    if value is not None and value != "" and value != []:
+        out[key] = value
+
+
+def result_from_dict(d: dict[str, Any], check: str | None = None) -> Result:
+    """A result from either form; ``check``: the name when ``d`` has none (a document)."""
     perfdata, groups, long_output = d.get("perfdata"), d.get("groups"), d.get("long_output")
     error_kind = d.get("error_kind")
     return Result(
-        check=d["check"],
+        check=d["check"] if check is None or "check" in d else check,
         state=_STATES[d["state"]],
         summary=d["summary"],
         value=d.get("value"),
@@ -165,4 +218,7 @@ def transition_from_dict(d: dict[str, Any]) -> Transition:
 
 
 def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    """Compact JSON for the state index's ``_bulk`` lines (orjson: the owner writes every
+    check's document after every run; the standard library's encoder was a fifth of a
+    replica's CPU). Enum keys (the error counters) are written as their values."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()

@@ -30,6 +30,7 @@ from esbridge.statedoc import (
     perfdatum_to_dict,
     result_from_dict,
     result_to_dict,
+    result_to_document,
     transition_from_dict,
     transition_to_dict,
 )
@@ -214,22 +215,25 @@ class ResultStore:
         return len(self._dirty)
 
     def to_document(self, entry: CheckState) -> dict[str, Any]:
-        return {
+        """The entry as the state index keeps it; empty fields are left out (read as such)."""
+        doc: dict[str, Any] = {
             "check": entry.name,
             "state": entry.result.state.name if entry.result else None,
             "since_ts": entry.since,
-            "previous_state": entry.previous_state.name
-            if entry.previous_state is not None
-            else None,
             "last_success_ts": entry.last_success,
             "consecutive_failures": entry.consecutive_failures,
             "runs": entry.runs,
-            "errors": dict(entry.errors),
-            "result": result_to_dict(entry.result) if entry.result else None,
+            "result": result_to_document(entry.result) if entry.result else None,
             "transitions": [transition_to_dict(t) for t in entry.transitions],
-            "group_since": {k: [s, t] for k, (s, t) in entry.group_since.items()},
             "updated_at": int(time.time() * 1000),
         }
+        if entry.previous_state is not None:
+            doc["previous_state"] = entry.previous_state.name
+        if entry.errors:
+            doc["errors"] = dict(entry.errors)
+        if entry.group_since:
+            doc["group_since"] = {k: [s, t] for k, (s, t) in entry.group_since.items()}
+        return doc
 
     def _readable(
         self, documents: Iterable[dict[str, Any]], what: str, replaces: bool = False
@@ -333,7 +337,7 @@ class _Restored:
         else:
             transitions = [transition_from_dict(t) for t in raw]
         return cls(
-            result=result_from_dict(doc["result"]) if doc.get("result") else None,
+            result=result_from_dict(doc["result"], doc["check"]) if doc.get("result") else None,
             since=doc.get("since_ts"),
             previous_state=State[prev] if prev else None,
             last_success=doc.get("last_success_ts"),
