@@ -26,6 +26,7 @@ import pytest
 
 from esbridge import limits
 from esbridge.loader import CheckFileError, load_checks
+from esbridge.yamldoc import parse_yaml
 from esbridge_dev.service import EsbridgeProcess
 
 CORPUS = Path(__file__).resolve().parent / "hostile"
@@ -130,6 +131,22 @@ def test_hostile_file_with_warnings(name: str) -> None:
     )
     assert proc.returncode == 0, proc
     assert proc.stdout.count("warning: ") == len(WARNING_CASES[name])
+
+
+def test_nesting_past_the_recursion_limit_is_refused_while_composing() -> None:
+    """The shape limits run on each event as the composer takes it (one pass over the text):
+    50,000 open brackets are refused at the 65th, before the recursive composer (or
+    ``to_plain``) could exhaust the Python stack."""
+    text = "checks:\n  - name: deep\n    query_dsl: " + "[" * 50_000 + "]" * 50_000 + "\n"
+    document, issue = parse_yaml("deep.yaml", text)
+    assert document is None and issue is not None
+    assert (issue.file, issue.check, issue.field, issue.line) == (
+        "deep.yaml",
+        "deep",
+        "query_dsl",
+        3,
+    )
+    assert f"nested deeper than {limits.MAX_NESTING_DEPTH} levels" in issue.message
 
 
 def test_oversized_file_is_refused_before_parsing(tmp_path: Path) -> None:

@@ -1,8 +1,8 @@
 """YAML documents with line numbers, and their problems as located sentences.
 
 Check files (``loader``) and the service configuration (``config``) are read the same way:
-the size and shape limits are checked from parser events before anything is built
-(``yaml_shape_issue``), the round-trip document keeps every key's line (``key_line``,
+the size and shape limits are checked on each parser event before the composer takes it
+(``parse_yaml``), the round-trip document keeps every key's line (``key_line``,
 ``path_line``), and a pydantic error becomes a sentence (``sentence``) with a "did you mean"
 hint (``did_you_mean``) inside an ``Issue`` that names file, check, field and line.
 """
@@ -23,6 +23,7 @@ from ruamel.yaml.events import (
     MappingStartEvent,
     ScalarEvent,
 )
+from ruamel.yaml.parser import RoundTripParser
 
 from esbridge import limits
 from esbridge.limits import printable
@@ -37,7 +38,6 @@ __all__ = [
     "sentence",
     "to_plain",
     "what",
-    "yaml_shape_issue",
 ]
 
 
@@ -66,14 +66,17 @@ class Issue:
 def parse_yaml(file: str, text: str) -> tuple[Any, Issue | None]:
     """The round-trip document (``None`` when empty), or the located issue that stops it.
 
-    The shape limits come first, so an alias bomb or a deep nesting is refused before the
-    composer builds anything.
+    The shape limits are checked on every parser event as the composer takes it, so an alias
+    bomb or a deep nesting is refused before the composer builds (or recurses into) it, in
+    the same single pass over the text that builds the document.
     """
+    yaml = YAML(typ="rt")
+    yaml.Parser = _CheckedParser
+    yaml.parser.shape = _Shape(file)
     try:
-        shape = yaml_shape_issue(file, text)
-        if shape is not None:
-            return None, shape
-        return YAML(typ="rt").load(text), None
+        return yaml.load(text), None
+    except _Refused as refused:
+        return None, refused.issue
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -85,42 +88,66 @@ def parse_yaml(file: str, text: str) -> tuple[Any, Issue | None]:
         return None, Issue(file, None, None, None, f"invalid YAML: {exc}")
 
 
-def yaml_shape_issue(file: str, text: str) -> Issue | None:
-    """Depth and size after alias expansion, from the parser's events (nothing is built).
+class _Refused(Exception):
+    def __init__(self, issue: Issue) -> None:
+        super().__init__(str(issue))
+        self.issue = issue
+
+
+class _CheckedParser(RoundTripParser):
+    """ruamel's round-trip parser whose every event passes the shape limits first."""
+
+    shape: _Shape
+
+    def get_event(self) -> Any:
+        event = super().get_event()
+        problem = self.shape.feed(event)
+        if problem is not None:
+            raise _Refused(problem)
+        return event
+
+
+class _Shape:
+    """Depth and size after alias expansion, counted event by event (nothing is built).
 
     The composer is recursive and ``to_plain`` copies every alias: a few hundred bytes of
     nested aliases ("billion laughs") or a few hundred nested brackets would take minutes,
-    gigabytes or the Python stack. Counting events first refuses such files at once, naming
-    the check and field where the path is known (``checks[i].query_dsl...``).
+    gigabytes or the Python stack. Counting events refuses such files at once, naming the
+    check and field where the path is known (``checks[i].query_dsl...``).
     """
-    sizes: dict[str, int] = {}
-    frames: list[_Frame] = [_Frame(None, False)]
-    names: dict[int, str] = {}  # check position -> name, as far as read
 
-    def issue(event: Any, message: str) -> Issue:
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.sizes: dict[str, int] = {}
+        self.frames: list[_Frame] = [_Frame(None, False)]
+        self.names: dict[int, str] = {}  # check position -> name, as far as read
+
+    def issue(self, event: Any, message: str) -> Issue:
         line = event.start_mark.line + 1 if event.start_mark else None
-        path = [f.key for f in frames[1:] if f.key is not None]
+        path = [f.key for f in self.frames[1:] if f.key is not None]
         check = field_name = None
         if len(path) >= 2 and path[0] == "checks" and isinstance(path[1], int):
-            check = names.get(path[1])
+            check = self.names.get(path[1])
             field_name = ".".join(str(p) for p in path[2:3]) or None
         elif path:
             field_name = ".".join(str(p) for p in path[:2])
-        return Issue(file, check, field_name, line, message)
+        return Issue(self.file, check, field_name, line, message)
 
-    for event in YAML(typ="rt").parse(text):
+    def feed(self, event: Any) -> Issue | None:
+        """Take one parser event; the issue when it breaks a limit."""
+        frames = self.frames
         top = frames[-1]
         if isinstance(event, AliasEvent):
-            top.count += sizes.get(str(event.anchor), 1)
+            top.count += self.sizes.get(str(event.anchor), 1)
             top.advance()
         elif isinstance(event, CollectionStartEvent):
             frames.append(_Frame(event.anchor, isinstance(event, MappingStartEvent)))
             if len(frames) - 1 > limits.MAX_NESTING_DEPTH:
-                return issue(event, f"nested deeper than {limits.MAX_NESTING_DEPTH} levels")
+                return self.issue(event, f"nested deeper than {limits.MAX_NESTING_DEPTH} levels")
         elif isinstance(event, CollectionEndEvent):
             done = frames.pop()
             if done.anchor is not None:
-                sizes[str(done.anchor)] = done.count
+                self.sizes[str(done.anchor)] = done.count
             frames[-1].count += done.count
             frames[-1].advance()
         elif isinstance(event, ScalarEvent):
@@ -128,13 +155,13 @@ def yaml_shape_issue(file: str, text: str) -> Issue | None:
             if top.mapping and top.expect_key:
                 top.key = value
                 top.expect_key = False
-                continue  # keys are not counted as values
+                return None  # keys are not counted as values
             top.count += 1
             if event.anchor is not None:
-                sizes[str(event.anchor)] = 1
+                self.sizes[str(event.anchor)] = 1
             digits = value.lstrip("+-")
             if event.style is None and len(digits) > 100 and digits.isdigit():
-                return issue(
+                return self.issue(
                     event,
                     f"a number with {len(digits)} digits is too large "
                     f"(numbers must lie within ±{limits.MAX_ABS_NUMBER:.0e})",
@@ -142,15 +169,15 @@ def yaml_shape_issue(file: str, text: str) -> Issue | None:
             if top.key == "name" and len(frames) == 4 and frames[1].key == "checks":
                 index = frames[2].key
                 if isinstance(index, int):
-                    names[index] = value
+                    self.names[index] = value
             top.advance()
         if top.count > limits.MAX_YAML_NODES or frames[0].count > limits.MAX_YAML_NODES:
-            return issue(
+            return self.issue(
                 event,
                 f"more than {limits.MAX_YAML_NODES} values once aliases (*name) are "
                 "expanded: refusing to expand it",
             )
-    return None
+        return None
 
 
 class _Frame:
