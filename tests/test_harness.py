@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -186,6 +187,23 @@ def test_free_port_is_handed_out_once_across_processes(tmp_path: Path, monkeypat
     os.utime(tmp_path / str(old), (0, 0))
     assert ports.free_port() == old
     assert (tmp_path / str(old)).stat().st_mtime > 0
+
+
+def test_old_port_reservations_are_swept(tmp_path: Path, monkeypatch):
+    """Reservations long past their minute are deleted, so the folder does not grow run
+    after run; recent ones (another process may be about to bind) stay."""
+    monkeypatch.setattr(ports, "_FOLDER", tmp_path)
+    monkeypatch.setattr(ports, "_swept_at", 0.0)
+    litter = [tmp_path / str(n) for n in (1, 2, 3)]
+    for path in litter:
+        path.touch()
+        os.utime(path, (time.time() - ports.SWEEP_AFTER - 5,) * 2)
+    recent = tmp_path / "4"
+    recent.touch()
+    os.utime(recent, (time.time() - ports.RESERVED_FOR - 5,) * 2)  # expired, not yet litter
+    given = ports.free_port()
+    left = {p.name for p in tmp_path.iterdir()}
+    assert left == {"4", str(given)}
 
 
 class _HealthzServer(ThreadingHTTPServer):
