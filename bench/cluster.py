@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import json
 import os
 import statistics
 import sys
@@ -151,7 +152,23 @@ def steady_cost(group: Group, window: float) -> dict[str, Any]:
             "coordination_share": round(coord / total, 4) if total else None,
         }
     writes = (docs_after - docs_before) / span
-    return {"replicas": rows, "state_docs_per_s": round(writes, 2), "window_s": round(span, 1)}
+    return {
+        "replicas": rows,
+        "state_docs_per_s": round(writes, 2),
+        "state_doc_bytes": document_bytes(group),
+        "window_s": round(span, 1),
+    }
+
+
+def document_bytes(group: Group, sample: int = 500) -> int:
+    """Mean size of a state document as compact JSON (what one write and one read carry)."""
+    hits = httpx.post(
+        f"{group.es}/{group.state}/_search",
+        json={"size": sample, "query": {"match_all": {}}},
+        timeout=60,
+    ).json()["hits"]["hits"]
+    sizes = [len(json.dumps(h["_source"], separators=(",", ":")).encode()) for h in hits]
+    return round(statistics.mean(sizes)) if sizes else 0
 
 
 def handover(group: Group, victim: str, interval: float) -> dict[str, float]:
@@ -237,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"State index writes: {cost['state_docs_per_s']} documents/s for {args.checks} checks "
         f"every {args.interval} ({cost['state_docs_per_s'] * interval / args.checks:.2f} "
-        "writes per check per interval).",
+        f"writes per check per interval), {cost['state_doc_bytes']} bytes per document "
+        "(mean, compact JSON).",
         "",
         "| trial | checks of the killed replica | takeover s | all re-evaluated s |",
         "|---|---|---|---|",
