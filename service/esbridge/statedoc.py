@@ -116,7 +116,7 @@ def result_to_dict(r: Result) -> dict[str, Any]:
     }
 
 
-def perfdatum_to_document(p: Perfdatum) -> dict[str, Any]:
+def _perfdatum_to_document(p: Perfdatum) -> dict[str, Any]:
     out: dict[str, Any] = {"label": p.label}
     _put(out, "value", _num(p.value))
     _put(out, "uom", p.uom)
@@ -130,7 +130,7 @@ def perfdatum_to_document(p: Perfdatum) -> dict[str, Any]:
 def _group_to_document(g: GroupResult) -> dict[str, Any]:
     out: dict[str, Any] = {"key": dict(g.key), "state": g.state.name, "summary": g.summary}
     _put(out, "value", _num(g.value))
-    _put(out, "perfdata", [perfdatum_to_document(p) for p in g.perfdata])
+    _put(out, "perfdata", [_perfdatum_to_document(p) for p in g.perfdata])
     return out
 
 
@@ -146,7 +146,7 @@ def result_to_document(r: Result) -> dict[str, Any]:
     _put(out, "value", _num(r.value))
     _put(out, "unit", r.unit)
     _put(out, "long_output", list(r.long_output))
-    _put(out, "perfdata", [perfdatum_to_document(p) for p in r.perfdata])
+    _put(out, "perfdata", [_perfdatum_to_document(p) for p in r.perfdata])
     _put(out, "groups", [_group_to_document(g) for g in r.groups])
     if r.groups_omitted:
         out["groups_omitted"] = r.groups_omitted
@@ -219,6 +219,6 @@ def transition_from_dict(d: dict[str, Any]) -> Transition:
 
 def dumps(value: Any) -> str:
     """Compact JSON for the state index's ``_bulk`` lines (orjson: the owner writes every
-    check's document after every run; the standard library's encoder was a fifth of a
+    check's document after every run; the standard library's encoder took about a tenth of a
     replica's CPU). Enum keys (the error counters) are written as their values."""
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
