@@ -59,12 +59,11 @@ class SharedView:
         if heads is None:
             return -1
         started = time.process_time()
-        versions = self._versions  # thousands of heads a round: plain lookups, no calls
+        versions = self._versions
         changed = [
             doc["_id"]
             for doc in heads
-            if "_seq_no" in doc
-            and versions.get(doc["_id"]) != (doc["_seq_no"], doc.get("_primary_term", -1))
+            if "_seq_no" in doc and versions.get(doc["_id"]) != _version(doc)
         ]
         self._cpu += time.process_time() - started
         applied = await self.load(changed) if changed else 0
@@ -92,7 +91,7 @@ class SharedView:
         for doc in docs:
             if "_seq_no" in doc:  # found (filter_path leaves "found" out)
                 documents.append(doc.get("_source") or {})
-                self._versions[str(doc.get("_id"))] = _version(doc)
+                self._versions[doc["_id"]] = _version(doc)
         self.documents_read += len(documents)
         applied = self.store.adopt(documents)
         self._cpu += time.process_time() - started
@@ -138,5 +137,5 @@ _DOCUMENTS = f"filter_path={_FIELDS},docs._source"
 
 
 def _version(doc: dict[str, Any]) -> tuple[int, int]:
-    """What identifies one write of a document: ``(_seq_no, _primary_term)``."""
-    return int(doc.get("_seq_no", -1)), int(doc.get("_primary_term", -1))
+    """What identifies one write of a found document: ``(_seq_no, _primary_term)``."""
+    return doc["_seq_no"], doc.get("_primary_term", -1)
