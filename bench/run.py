@@ -60,6 +60,7 @@ from esbridge.evaluate import evaluate  # noqa: E402
 from esbridge.models import CheckDefinition  # noqa: E402
 from esbridge.planner import SearchRequest, plan  # noqa: E402
 from esbridge.runner import Runner  # noqa: E402
+from esbridge.searchmerge import merge  # noqa: E402
 from esbridge.serve import tune_gc  # noqa: E402
 from esbridge_dev import sampledata  # noqa: E402
 from esbridge_dev.elasticsearch import ES8, ElasticsearchServer  # noqa: E402
@@ -164,7 +165,10 @@ SMOKE = Profile(
 
 GOALS: list[tuple[str, str, str, float, str]] = [
     # (figure key, goal text, comparison, target, note)
-    ("cycle.{big}.ratio_to_limit", "esbridge wall <= 1.2 x limit", "<=", 1.2, ""),
+    ("cycle.{big}.single_ratio_to_limit", "esbridge wall <= 1.2 x limit", "<=", 1.2, ""),
+    ("cycle.medium.single_ratio_to_limit", "same at N=1000", "<=", 1.2, ""),
+    ("cycle.medium.ratio_to_limit", "merged: faster than the limit (N=1000)", "<=", 1.0, ""),
+    ("cycle.medium.es_cpu_to_naive", "merged: ES CPU <= 0.5 x naive (N=1000)", "<=", 0.5, ""),
     ("cycle.medium.speedup_vs_naive", ">= 3 x faster than naive (N=1000)", ">=", 3.0, ""),
     ("cycle.{big}.esbridge.checks_per_request", ">= 50 checks per request", ">=", 50.0, ""),
     ("eval.ms_per_check", "evaluation <= 0.5 ms per check", "<=", 0.5, ""),
@@ -364,9 +368,14 @@ async def cycle_phase(
 ) -> list[tuple[CheckDefinition, Any]]:
     """Warm-up + ``repeats`` timed cycles of each method; returns captured answers."""
     config = ConnectionConfig(urls=(es_url,))
-    connections = Connections({"default": config})
+    # esbridge as shipped merges searches (searchmerge); "esbridge_single" sends one search
+    # per check, the same searches as the limit, so its ratio to the limit is the client's cost.
+    connections = Connections(
+        {"default": config, "single": ConnectionConfig(urls=(es_url,), merge_searches=False)}
+    )
     connection = connections.get("default")
     runner = Runner(connections)
+    single_checks = [c.model_copy(update={"cluster": "single"}) for c in checks]
     tune_gc()  # the collector settings `esbridge serve` runs with
     raw = RawSender(es_url, config.max_in_flight, config.max_searches_per_request)
     timeout = runner.default_timeout
@@ -384,30 +393,35 @@ async def cycle_phase(
         figs.add(f"{prefix}.{method}.es_cpu_ms", es, "ms", "ES process CPU (/proc of its JVM)")
         figs.add(f"{prefix}.{method}.es_us_cpu_per_check", es / n * 1e3, "us")
 
-    async def run_esbridge(now: float, record: bool) -> float:
-        before = connection.stats.requests
+    async def run_esbridge(now: float, record: bool, method: str = "esbridge") -> float:
+        used = connections.get("single" if method == "esbridge_single" else "default")
+        before, searches = used.stats.requests, used.stats.searches
         es0 = es_cpu_ms(es_url) if record else 0.0
         cpu0, t0 = time.process_time(), time.perf_counter()
-        results = await runner.run(checks, now)
+        results = await runner.run(single_checks if method == "esbridge_single" else checks, now)
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-        requests = connection.stats.requests - before
+        requests = used.stats.requests - before
         errors = sum(1 for r in results if r.error_kind in _FAILURES)
         if record:
-            record_es_cpu("esbridge", es0)
-            figs.add(f"{prefix}.esbridge.wall_s", wall, "s", f"Runner.run, N={n}")
-            figs.add(f"{prefix}.esbridge.cpu_s", cpu, "s", "esbridge process CPU")
-            figs.add(f"{prefix}.esbridge.requests", requests, "", "ES requests (stats)")
-            figs.add(f"{prefix}.esbridge.checks_per_request", n / max(1, requests), "")
-            figs.add(f"{prefix}.esbridge.errors", errors, "", "results failed by ES")
-            figs.add(f"{prefix}.esbridge.us_cpu_per_check", cpu / n * 1e6, "us")
+            what = "merged searches" if method == "esbridge" else "one search per check"
+            record_es_cpu(method, es0)
+            figs.add(f"{prefix}.{method}.wall_s", wall, "s", f"Runner.run, {what}, N={n}")
+            figs.add(f"{prefix}.{method}.cpu_s", cpu, "s", "esbridge process CPU")
+            figs.add(f"{prefix}.{method}.requests", requests, "", "ES requests (stats)")
+            figs.add(f"{prefix}.{method}.searches", used.stats.searches - searches, "")
+            figs.add(f"{prefix}.{method}.checks_per_request", n / max(1, requests), "")
+            figs.add(f"{prefix}.{method}.errors", errors, "", "results failed by ES")
+            figs.add(f"{prefix}.{method}.us_cpu_per_check", cpu / n * 1e6, "us")
         return wall
 
     async def run_raw(method: str, now: float, record: bool) -> float:
         plans = plans_at(now)  # planning is not part of the limit
+        if method == "limit_merged":  # the same checks, merged where they can be (searchmerge)
+            plans = [search.request for search in merge(plans)]
         before = raw.requests
         es0 = es_cpu_ms(es_url) if record else 0.0
         cpu0, t0 = time.process_time(), time.perf_counter()
-        await (raw.msearch(plans) if method == "limit" else raw.naive(plans))
+        await (raw.naive(plans) if method == "naive_httpx" else raw.msearch(plans))
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         if record:
             record_es_cpu(method, es0)
@@ -446,7 +460,9 @@ async def cycle_phase(
 
     methods: list[tuple[str, Callable[[float, bool], Any]]] = [
         ("esbridge", run_esbridge),
+        ("esbridge_single", lambda now, rec: run_esbridge(now, rec, "esbridge_single")),
         ("limit", lambda now, rec: run_raw("limit", now, rec)),
+        ("limit_merged", lambda now, rec: run_raw("limit_merged", now, rec)),
         ("naive", run_naive),
         ("naive_httpx", lambda now, rec: run_raw("naive_httpx", now, rec)),
     ]
@@ -460,11 +476,21 @@ async def cycle_phase(
             for name, fn in order:
                 walls[name] = await fn(next_now(), True)
             figs.add(f"{prefix}.ratio_to_limit", walls["esbridge"] / walls["limit"], "x")
+            single = walls["esbridge_single"] / walls["limit"]
+            figs.add(f"{prefix}.single_ratio_to_limit", single, "x", "same searches as the limit")
+            merged = walls["esbridge"] / walls["limit_merged"]
+            figs.add(f"{prefix}.merged_ratio_to_limit", merged, "x", "same searches, merged")
             figs.add(f"{prefix}.speedup_vs_naive", walls["naive"] / walls["esbridge"], "x")
             figs.add(
                 f"{prefix}.speedup_vs_naive_httpx", walls["naive_httpx"] / walls["esbridge"], "x"
             )
         figs.add(f"{prefix}.raw_errors", raw.errors, "", "non-200 answers to the raw loops")
+        es_naive = figs.median(f"{prefix}.naive.es_cpu_ms")
+        for method in ("esbridge", "esbridge_single", "limit", "limit_merged"):
+            es = figs.median(f"{prefix}.{method}.es_cpu_ms")
+            if es is not None and es_naive:
+                key = "es_cpu_to_naive" if method == "esbridge" else f"{method}.es_cpu_to_naive"
+                figs.add(f"{prefix}.{key}", es / es_naive, "x", "ES CPU, medians")
         # Capture real answers once for the evaluation benchmark.
         now = next_now()
         searches = plans_at(now)

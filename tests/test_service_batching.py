@@ -47,7 +47,9 @@ def test_due_checks_go_out_as_few_msearch_requests(
         config = write(
             tmp_path / "esbridge.yaml",
             f"elasticsearch:\n  default:\n    urls: [{proxy.url}]\n"
-            f"    max_searches_per_request: {PER_REQUEST}\n    max_in_flight: 2\n",
+            f"    max_searches_per_request: {PER_REQUEST}\n    max_in_flight: 2\n"
+            # one search per check here: what is batched, not what is merged
+            "    merge_searches: false\n",
         )
         service = EsbridgeProcess(None, [checks], config=config, state_index=state_index)
         try:

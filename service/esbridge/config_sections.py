@@ -95,6 +95,9 @@ class ConnectionConfig(Section):
     max_retries: int = Field(2, ge=0, le=10)
     max_searches_per_request: int = Field(200, ge=1, le=10000)
     max_in_flight: int = Field(4, ge=1, le=256)
+    # Checks that share indices, time range and aggregations go out as one search with a
+    # ``filters`` aggregation (docs/configuration.md, "Merged searches").
+    merge_searches: bool = True
 
     @field_validator("urls")
     @classmethod

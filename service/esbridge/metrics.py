@@ -72,7 +72,7 @@ class StoreCollector(Collector):
         )
         searches = CounterMetricFamily(
             "esbridge_elasticsearch_searches",
-            "Searches sent inside _msearch requests",
+            "Searches sent inside _msearch requests (a merged search counts once)",
             labels=["connection"],
         )
         retries = CounterMetricFamily(

@@ -13,12 +13,18 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from esbridge.errors import ESError
+from esbridge.errors import ErrorKind, ESError
 from esbridge.esclient import Connection, Connections
 from esbridge.evaluate import error_result, evaluate
 from esbridge.models import CheckDefinition
 from esbridge.planner import ClusterFetch, SearchRequest, plan
 from esbridge.result import Result
+from esbridge.searchmerge import Search, merge, split
+
+# What a merged search can fail with because of one member's query or data: its members are
+# then asked on their own (``_merged_search``). Other errors (unreachable, timeout,
+# throttled, forbidden) are what each member's own search would have got.
+_SEARCH_FAULTS = frozenset({ErrorKind.REJECTED, ErrorKind.PARTIAL, ErrorKind.INTERNAL})
 
 
 class Runner:
@@ -88,11 +94,7 @@ class Runner:
             except Exception as exc:
                 results[i] = failed(checks[i], "evaluating", exc, now, duration)
 
-        async def one_batch(positions: list[int]) -> None:
-            # Plan, send and evaluate batch by batch: while Elasticsearch works on one
-            # batch, esbridge plans the next and evaluates the previous one. A check that
-            # fails to plan or evaluate is UNKNOWN on its own; its batch-mates go on.
-            started = time.perf_counter()
+        def planned_data(positions: list[int]) -> tuple[list[int], list[SearchRequest]]:
             sent: list[int] = []
             requests: list[SearchRequest] = []
             for i in positions:
@@ -100,12 +102,38 @@ class Runner:
                 if isinstance(request, SearchRequest):
                     sent.append(i)
                     requests.append(request)
+            return sent, requests
+
+        async def one_batch(positions: list[int]) -> None:
+            # Plan, send and evaluate batch by batch: while Elasticsearch works on one
+            # batch, esbridge plans the next and evaluates the previous one. A check that
+            # fails to plan or evaluate is UNKNOWN on its own; its batch-mates go on.
+            started = time.perf_counter()
+            sent, requests = planned_data(positions)
             if not requests:
                 return
             answers = await self._search(connection, requests, timeout)
             duration = time.perf_counter() - started
             for i, answer in zip(sent, answers, strict=True):
                 evaluated(i, answer, duration)
+
+        async def merged_batch(sent: list[int], searches: list[Search]) -> None:
+            started = time.perf_counter()
+            answers = await self._merged_search(connection, searches, timeout)
+            duration = time.perf_counter() - started
+            for search, got in zip(searches, answers, strict=True):
+                for position, answer in zip(search.positions, got, strict=True):
+                    evaluated(sent[position], answer, duration)
+
+        if connection.config.merge_searches and len(data) > 1:
+            # Merging needs every request of the cycle first (the more checks share a
+            # search, the less Elasticsearch works); planning is cheap next to a search.
+            # Each _msearch still answers about `size` checks, so that esbridge evaluates
+            # one answer while Elasticsearch works on the next, as without merging.
+            sent, requests = planned_data(data)
+            sends = [merged_batch(sent, part) for part in _by_checks(merge(requests, size), size)]
+        else:
+            sends = [one_batch(b) for b in batches]
 
         async def cluster_checks() -> None:
             fetches: dict[ClusterFetch, list[int]] = {}
@@ -136,9 +164,7 @@ class Runner:
                 + 2 * connection.config.max_retries
                 + 1
             )
-            await asyncio.wait_for(
-                asyncio.gather(*(one_batch(b) for b in batches), cluster_checks()), bound
-            )
+            await asyncio.wait_for(asyncio.gather(*sends, cluster_checks()), bound)
         except TimeoutError:
             pass
         duration = time.perf_counter() - started
@@ -154,6 +180,41 @@ class Runner:
             )
             for check, result in zip(checks, results, strict=True)
         ]
+
+    @staticmethod
+    async def _merged_search(
+        connection: Connection, searches: list[Search], timeout: float
+    ) -> list[list[dict[str, Any] | ESError]]:
+        """One ``_msearch`` of possibly merged searches: each member's own answer.
+
+        A merged search that the cluster refuses (one member's bad query rejects it all) or
+        that answers with failed or missing shards or a server-side timeout is sent again as
+        its members' own searches, so only the faulty check reads UNKNOWN and no check gets
+        a partial count because of another. An error that is not about the search
+        (unreachable, client-side timeout, throttled, forbidden) is every member's answer, as
+        their own searches would have got.
+        """
+        got = await Runner._search(connection, [s.request for s in searches], timeout)
+        out: list[list[dict[str, Any] | ESError]] = []
+        again: list[int] = []
+        for k, (search, answer) in enumerate(zip(searches, got, strict=True)):
+            if not search.merged:
+                out.append([answer])
+            elif isinstance(answer, ESError):
+                out.append([answer] * len(search.members))
+                if answer.kind in _SEARCH_FAULTS:
+                    again.append(k)
+            else:
+                parts = split(search, answer)
+                out.append(parts if parts is not None else [])
+                if parts is None:
+                    again.append(k)
+        if again:
+            alone = [member for k in again for member in searches[k].members]
+            answers = iter(await Runner._search(connection, alone, timeout))
+            for k in again:
+                out[k] = [next(answers) for _ in searches[k].members]
+        return out
 
     @staticmethod
     async def _search(
@@ -190,6 +251,19 @@ class Runner:
             for k, answer in zip(shared, alone, strict=True):
                 got[k] = answer[0]
         return got
+
+
+def _by_checks(searches: list[Search], size: int) -> list[list[Search]]:
+    """Consecutive searches grouped so that each group answers at most ``size`` checks."""
+    parts: list[list[Search]] = []
+    checks = size
+    for search in searches:
+        if checks + len(search.members) > size:
+            parts.append([])
+            checks = 0
+        parts[-1].append(search)
+        checks += len(search.members)
+    return parts
 
 
 def _reason(exc: BaseException) -> str:
