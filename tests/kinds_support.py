@@ -23,12 +23,14 @@ async def run_yaml(
     now: datetime | None = None,
     stats: dict[str, int] | None = None,
     previous: dict[str, Result] | None = None,
+    **connection: Any,
 ) -> dict[str, Result]:
     """Load a check file and run all its checks in one cycle at ``now`` (the clock if None),
     as the service would; ``stats`` receives the connection counters; ``previous`` holds the
-    last results by check name (what the service's store hands the runner)."""
+    last results by check name (what the service's store hands the runner); ``connection``:
+    more connection settings (``merge_searches=False``)."""
     checks = list(load_text(text))
-    connections = Connections({"default": ConnectionConfig(urls=(es_url,))})
+    connections = Connections({"default": ConnectionConfig(urls=(es_url,), **connection)})
     moment = None if now is None else now.timestamp()
     try:
         last = previous.get if previous is not None else None

@@ -20,14 +20,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from esbridge.config import ConnectionConfig
-from esbridge.esclient import Connections
 from esbridge.loader import load_text
 from esbridge.planner import plan
 from esbridge.result import Result, State
-from esbridge.runner import Runner
 from esbridge.searchmerge import MERGED_AGG, merge, merge_key, split
-from kinds_support import checks_yaml
+from kinds_support import checks_yaml, run_yaml
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 MAPPINGS = {
@@ -125,20 +122,9 @@ def run(
 ) -> tuple[dict[str, Result], int]:
     """One cycle of every check in ``text`` at NOW; the results and the searches sent
     (``stats`` gets the requests too); ``config``: more connection settings."""
-
-    async def go() -> tuple[dict[str, Result], int]:
-        connection = ConnectionConfig(urls=(es_url,), merge_searches=merged, **config)
-        connections = Connections({"default": connection})
-        try:
-            results = await Runner(connections).run(list(load_text(text)), NOW.timestamp())
-            counters = connections.get("default").stats
-            if stats is not None:
-                stats.update(requests=counters.requests, searches=counters.searches)
-            return {r.check: r for r in results}, counters.searches
-        finally:
-            await connections.close()
-
-    return asyncio.run(go())
+    counters: dict[str, int] = {} if stats is None else stats
+    cycle = run_yaml(es_url, text, NOW, counters, merge_searches=merged, **config)
+    return asyncio.run(cycle), counters["searches"]
 
 
 def comparable(result: Result) -> str:

@@ -29,6 +29,7 @@ __all__ = [
     "error_result",
     "evaluate",
     "low_values_alert",
+    "partial_problem",
     "threshold_note",
 ]
 
@@ -49,7 +50,7 @@ def evaluate(
     if isinstance(answer, ESError):
         reason = kind.explain(check, answer) if kind.explain is not None else answer.message
         return error_result(check, answer.kind, reason, now, duration)
-    problem = _partial_problem(answer)
+    problem = partial_problem(answer)
     if problem is not None:
         return error_result(check, "partial", problem, now, duration)
     try:
@@ -92,7 +93,7 @@ def error_result(
 _NO_SHARD = "no_shard_available_action_exception"
 
 
-def _partial_problem(answer: dict[str, Any]) -> str | None:
+def partial_problem(answer: dict[str, Any]) -> str | None:
     """Never an OK built on partial data: failed shards or a server-side timeout."""
     shards = answer.get("_shards") or {}
     failed = int(shards.get("failed", 0) or 0)

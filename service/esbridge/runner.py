@@ -24,7 +24,7 @@ from esbridge.searchmerge import Search, merge, split
 # What a merged search can fail with because of one member's query or data: its members are
 # then asked on their own (``_merged_search``). Other errors (unreachable, timeout,
 # throttled, forbidden) are what each member's own search would have got.
-_SEARCH_FAULTS = frozenset({ErrorKind.REJECTED, ErrorKind.PARTIAL, ErrorKind.INTERNAL})
+_SEARCH_FAULTS = frozenset({ErrorKind.REJECTED, ErrorKind.INTERNAL})
 
 
 class Runner:

@@ -10,7 +10,7 @@ never knows a merge happened.
 
 Only plain bodies merge (``size: 0``, exact totals, the time range first in the filter, no
 ``composite``, which cannot sit under another aggregation); anything else goes out alone.
-Pure: no I/O. The runner decides what to do when a merged search fails (see ``runner.py``).
+No I/O. The runner decides what to do when a merged search fails (see ``runner.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from esbridge.evaluate import partial_problem
 from esbridge.kinds.requests import SearchRequest
 
 MERGED_AGG = "checks"
@@ -121,11 +122,10 @@ def split(search: Search, answer: dict[str, Any]) -> list[dict[str, Any]] | None
 
     A merged answer with failed or missing shards or a server-side timeout is not split:
     which check caused it is unknown, and a partial count must never reach a check that did
-    not cause it; the runner asks each member on its own instead.
+    not cause it; the runner asks each member on its own instead. Partial is what
+    evaluation calls partial (:func:`esbridge.evaluate.partial_problem`), one rule for both.
     """
-    shards = answer.get("_shards") or {}
-    answered = int(shards.get("successful", 0) or 0) + int(shards.get("skipped", 0) or 0)
-    if answer.get("timed_out") or shards.get("failed") or answered < int(shards.get("total", 0)):
+    if partial_problem(answer) is not None:
         return None
     buckets = ((answer.get("aggregations") or {}).get(MERGED_AGG) or {}).get("buckets")
     if not isinstance(buckets, dict) or len(buckets) != len(search.members):
