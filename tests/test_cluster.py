@@ -7,6 +7,7 @@ replica's heartbeat round, a poll period of this test and a batch run can each b
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import time
 import uuid
@@ -374,3 +375,38 @@ def _owned(group: Replicas, name: str) -> list[str]:
     view = group.view(name)
     me = group.cluster(name)["replica"]
     return [n for n, c in view.items() if c["owner"] == me]
+
+
+@pytest.mark.timeout(300)
+def test_a_reload_reaches_the_owners_schedule(
+    es_url: str,
+    index20: str,
+    indices,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    """A reload that changes definitions but neither the members nor the check names: the
+    owner runs the new definitions (thresholds here) from then on, not the old ones."""
+    path = tmp_path / "c.yaml"
+    header = f"defaults:\n  index: {index20}\n  window: 1h\n  interval: 1s\nchecks:\n"
+    write(
+        path,
+        header + "".join(f"  - {{name: r{i}, kind: count, critical: 100}}\n" for i in range(4)),
+    )
+    group = Replicas(es_url, path, *indices)
+    try:
+        group.start("a")
+        group.until_agreed(1, timeout=60)
+        poll(lambda: all(c["state"] == "OK" for c in group.view("a").values()), 30)
+        before = group.cluster("a")["rebalances"]
+        write(
+            path,
+            header + "".join(f"  - {{name: r{i}, kind: count, critical: 5}}\n" for i in range(4)),
+        )
+        group.procs["a"].signal(signal.SIGHUP)
+        poll(lambda: all(c["state"] == "CRITICAL" for c in group.view("a").values()), 30)
+        assert group.cluster("a")["rebalances"] == before + 1
+        assert all(c["summary"].endswith("(critical > 5)") for c in group.view("a").values()), (
+            group.view("a")
+        )
+    finally:
+        group.stop_all()

@@ -109,6 +109,55 @@ async def test_shared_view_reads_only_changed_documents(connection: Connection, 
     assert [t.to_state for t in entry.transitions] == [State.CRITICAL, State.OK]
 
 
+async def test_shared_view_asks_for_a_document_when_its_next_write_is_due(
+    connection: Connection, index: str
+) -> None:
+    """After a change seen between two rounds, the next write is one interval after the
+    earlier round: the document is not asked for before ``lead`` seconds ahead of that."""
+    owner = store_with(interval=30.0)
+    writer = StatePersistence(owner, connection, index, 10.0)
+    clock = Clock()
+    other = store_with(interval=30.0)
+    view = SharedView(other, connection, index, 10.0, lead=5.0, clock=clock)
+
+    async def write(summary: str) -> None:
+        owner.record(result(State.CRITICAL, T0 + owner.get("c").runs, summary))  # type: ignore[union-attr]
+        assert await writer.flush() == 1
+
+    def shown() -> str:
+        entry = other.get("c")
+        assert entry is not None and entry.result is not None
+        return entry.result.summary
+
+    await write("one")
+    assert await view.refresh(["c"]) == 1 and view.heads_read == 1  # written when? unknown
+    clock.now += 1  # 1001: so it is asked for every round
+    assert await view.refresh(["c"]) == 0 and view.heads_read == 2
+    clock.now += 1  # 1002
+    await write("two")  # seen written in (1001, 1002]: the next one after 1001 + 30
+    assert await view.refresh(["c"]) == 1 and shown() == "two" and view.heads_read == 3
+    await write("three")  # early (a run by hand): not asked for before 1001 + 30 - 5
+    for now in (1003.0, 1015.0, 1025.9):
+        clock.now = now
+        assert await view.refresh(["c"]) == 0 and shown() == "two"
+    assert view.heads_read == 3
+    clock.now = 1026.0
+    assert await view.refresh(["c"]) == 1 and shown() == "three" and view.heads_read == 4
+    # written in (1002, 1026]: due from 1002 + 25 on, so asked for again at once
+    clock.now += 1
+    assert await view.refresh(["c"]) == 0 and view.heads_read == 5
+
+    clock.now += 1  # 1028
+    await write("five")
+    assert await view.refresh(["c"]) == 1 and view.heads_read == 6  # due at 1027 + 25
+    await write("six")
+    clock.now += 1
+    assert await view.refresh(["c"]) == 0 and shown() == "five" and view.heads_read == 6
+    # ownership moved (a rebalance): a new owner writes on its own schedule
+    view.ask_all()
+    assert await view.refresh(["c"]) == 1 and shown() == "six" and view.heads_read == 7
+
+
 async def test_shared_view_never_replaces_a_newer_local_result(
     connection: Connection, index: str
 ) -> None:

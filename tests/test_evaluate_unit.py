@@ -264,3 +264,28 @@ def test_shards_without_a_copy_to_search_are_partial_not_a_number() -> None:
     assert result.state is State.UNKNOWN and result.error_kind == "partial"
     assert result.value is None
     assert "1 of 2 shards had no copy to search" in result.summary
+
+
+def test_group_notes_name_the_side_each_group_crossed() -> None:
+    """Every group's note is worded for its own value: below or above an outside range,
+    whichever threshold it crossed, and both thresholds for OK groups (one per evaluation is
+    reused across groups, never across sides or states)."""
+    c = check(
+        "{name: c, kind: count, index: x, group_by: host, max_groups: 10,"
+        " warning: '10:20', critical: '5:30'}"
+    )
+    counts = {"lo": 7, "low": 1, "hi": 25, "high": 40, "ok": 15, "ok2": 12, "lo2": 8, "hi2": 31}
+    buckets = [{"key": k, "doc_count": v} for k, v in counts.items()]
+    result = evaluate(c, answer(100, {GROUPS_AGG: {"buckets": buckets}}), NOW)
+    summaries = {g.label: g.summary for g in result.groups}
+    assert summaries == {
+        "lo": "lo: 7 matching documents (warning < 10)",
+        "lo2": "lo2: 8 matching documents (warning < 10)",
+        "low": "low: 1 matching documents (critical < 5)",
+        "hi": "hi: 25 matching documents (warning > 20)",
+        "high": "high: 40 matching documents (critical > 30)",
+        "hi2": "hi2: 31 matching documents (critical > 30)",
+        "ok": "ok: 15 matching documents (warning outside 10..20, critical outside 5..30)",
+        "ok2": "ok2: 12 matching documents (warning outside 10..20, critical outside 5..30)",
+    }
+    assert [g.label for g in result.groups][:3] == ["high", "hi2", "low"]  # worst first

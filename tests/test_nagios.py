@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from esbridge.kinds.text import with_unit
 from esbridge.nagios import (
     MAX_OUTPUT_BYTES,
     exit_code,
@@ -470,3 +471,17 @@ def test_unknown_helper():
     )
     assert render(result) == "UNKNOWN - connection refused"
     assert exit_code(result) == 3
+
+
+@given(
+    st.one_of(
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.integers(min_value=-(10**12), max_value=10**12),
+        st.decimals(min_value=-2000, max_value=2000, places=3).map(float),  # ties at .xx5
+    )
+)
+def test_summary_numbers_read_as_format_number_of_the_rounded_value(x):
+    """``with_unit`` skips ``format_number``'s general path: the text must not change."""
+    shown = round(x, 1) if abs(x) >= 100 else round(x, 2)
+    assert with_unit(x, "") == format_number(shown)
+    assert with_unit(x, "ms") == f"{format_number(shown)} ms"

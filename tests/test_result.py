@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import itertools
 import json
 
@@ -11,8 +13,14 @@ from hypothesis import strategies as st
 
 from esbridge.errors import ErrorKind
 from esbridge.ranges import Range
-from esbridge.result import GroupResult, Perfdatum, Result, State
-from esbridge.statedoc import dumps, result_from_dict, result_to_dict, result_to_document
+from esbridge.result import GroupResult, Perfdatum, Result, State, slot_init
+from esbridge.statedoc import (
+    Transition,
+    dumps,
+    result_from_dict,
+    result_to_dict,
+    result_to_document,
+)
 
 OK, WARNING, CRITICAL, UNKNOWN = State.OK, State.WARNING, State.CRITICAL, State.UNKNOWN
 
@@ -161,3 +169,44 @@ def test_the_state_document_form_reads_back_as_the_result(result: Result) -> Non
     assert result_from_dict(json.loads(dumps(document)), result.check) == result
     assert "check" not in document and "status_code" not in document
     assert len(dumps(document)) < len(dumps(result_to_dict(result)))
+
+
+@pytest.mark.parametrize("cls", [Perfdatum, GroupResult, Result, Transition])
+def test_slot_init_builds_what_the_dataclass_describes(cls: type) -> None:
+    """The fast ``__init__``: every field in order with its default, frozen afterwards."""
+    fields = dataclasses.fields(cls)
+    params = inspect.signature(cls).parameters
+    assert list(params) == [f.name for f in fields]
+    for f in fields:
+        expected = inspect.Parameter.empty if f.default is dataclasses.MISSING else f.default
+        assert params[f.name].default == expected, f.name
+    required = [f for f in fields if f.default is dataclasses.MISSING]
+    values = {f.name: object() for f in required}
+    made = cls(**values)
+    assert made == cls(*values.values())  # positional and keyword alike
+    for f in fields:
+        assert getattr(made, f.name) is values.get(f.name, f.default)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(made, fields[0].name, "changed")
+    assert not hasattr(made, "__dict__")  # slots, as before
+    with pytest.raises(TypeError):
+        cls(*values.values(), *([None] * (len(fields) - len(required) + 1)))  # one too many
+
+
+def test_slot_init_refuses_fields_it_cannot_build() -> None:
+    with pytest.raises(TypeError, match="needs dataclasses' own __init__"):
+
+        @slot_init
+        @dataclasses.dataclass(frozen=True, slots=True)
+        class WithFactory:
+            items: list[int] = dataclasses.field(default_factory=list)
+
+
+def test_equal_results_hash_alike_and_replace_keeps_the_rest() -> None:
+    a = Result("c", CRITICAL, "bad", value=3.0, perfdata=(Perfdatum("v", 3.0),))
+    b = Result(check="c", state=CRITICAL, summary="bad", value=3.0, perfdata=(Perfdatum("v", 3.0),))
+    assert a == b and hash(a) == hash(b)
+    c = a.with_(summary="worse")
+    assert (
+        c.summary == "worse" and c.value == 3.0 and c.perfdata == a.perfdata and a.summary == "bad"
+    )

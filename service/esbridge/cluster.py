@@ -64,14 +64,17 @@ class Cluster:
             timeout=max(timeout, self.lease),
             owned=lambda: len(self.owned),
         )
-        self.view = SharedView(service.store, connection, settings.state.index, timeout)
+        # A document is asked for from this long before its owner's next write is due: one
+        # round of the view, the owner's flush, a second of scheduling and request jitter.
+        lead = self.view_refresh + settings.state.flush_interval.total_seconds() + 1.0
+        self.view = SharedView(service.store, connection, settings.state.index, timeout, lead)
         self.owners: dict[str, str] = {}
         self.owned: set[str] = set()
         self.runs: Counter[str] = Counter()  # evaluations done by this process, per check
         self.rebalances = 0
         self.last_rebalance: float | None = None
         self._members: list[str] = []
-        self._checks: frozenset[str] = frozenset()
+        self._checkset: object = None  # the check set the owners were computed for
         self._started = time.monotonic()
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
@@ -121,10 +124,11 @@ class Cluster:
         """Recompute the owners when the members or the checks changed; reschedule."""
         async with self._lock:
             members = list(live if live is not None else self.membership.live())
-            checks = dict(self.service.checkset.checks)
-            names = frozenset(checks)
-            if not force and members == self._members and names == self._checks:
+            checkset = self.service.checkset  # a reload replaces it, definitions and all
+            if not force and members == self._members and checkset is self._checkset:
                 return
+            checks = dict(checkset.checks)
+            names = frozenset(checks)
             owners = assign(names, members)
             owned = {n for n, who in owners.items() if who == self.replica_id}
             gained = owned - self.owned
@@ -132,8 +136,10 @@ class Cluster:
                 # Real-time read of what the previous owner wrote: since and history first.
                 await self.view.load(sorted(gained))
             lost = self.owned - owned
+            if owners != self.owners or checkset is not self._checkset:
+                self.view.ask_all()  # a new owner (or interval) writes on its own schedule
             self.owners, self.owned = owners, owned
-            self._members, self._checks = members, names
+            self._members, self._checkset = members, checkset
             self.rebalances += 1
             self.last_rebalance = time.time()
             self._schedule(checks, gained)
@@ -201,10 +207,14 @@ class Cluster:
             "shared_view": {
                 "last_read": self.view.last_ok,
                 "documents_read": self.view.documents_read,
+                "heads_read": self.view.heads_read,
             },
             "coordination": {
                 "requests": self.membership.requests + self.view.requests,
                 "cpu_seconds": round(self.membership.cpu_seconds + self.view.cpu_seconds, 6),
+                "membership_cpu_seconds": round(self.membership.cpu_seconds, 6),
+                "view_cpu_seconds": round(self.view.cpu_seconds, 6),
+                "view_decode_cpu_seconds": round(self.view.decoding.cpu_seconds, 6),
             },
         }
         if runs:

@@ -7,6 +7,18 @@ Elasticsearch. ``_mget`` is real-time (no refresh wait), and it is done in two s
 ``_seq_no`` only, then the full documents of those that changed, so an unchanged check costs
 a few dozen bytes per round instead of its whole document.
 
+An owner rewrites a check's document once per interval, so the first step asks only for the
+documents that are due. When a round sees a document changed since the round before, the
+write happened between the two on this replica's clock (the replicas' clocks never meet), so
+the next one is not expected before one interval after the earlier round; the document is
+asked for again from ``lead`` seconds before that (the view's round, the owner's flush and
+scheduling jitter), so an on-time write is seen within one round, as before, and a check at a
+60 s interval costs about two heads per change instead of twelve. Until a change has been
+seen that way (at start, after a rebalance) a document is asked for every round. A write that
+comes early because ownership moved is caught by :meth:`SharedView.ask_all`, called on every
+rebalance; one the view cannot foresee (a run by hand on the owner) shows here at the next
+expected write at the latest.
+
 Staleness stays the store's rule: a result whose owner died ages and reads UNKNOWN "stale"
 once older than its allowed age (``staleness_factor`` times the interval), never a stale OK.
 """
@@ -15,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from esbridge.errors import ESError
@@ -29,18 +41,29 @@ class SharedView:
     """Keeps the store's entries of checks owned elsewhere in step with the state index."""
 
     def __init__(
-        self, store: ResultStore, connection: Connection, index: str, timeout: float = 10.0
+        self,
+        store: ResultStore,
+        connection: Connection,
+        index: str,
+        timeout: float = 10.0,
+        lead: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.connection = connection
         self.index = index
         self.timeout = timeout
+        self.lead = lead
+        self.clock = clock
         self._versions: dict[str, tuple[int, int]] = {}  # check -> (_seq_no, _primary_term)
+        self._due: dict[str, float] = {}  # check -> when to ask for its _seq_no again (clock)
+        self._asked: dict[str, float] = {}  # check -> when its _seq_no was last asked for
         self.loaded = False  # one complete read done
         self.last_ok: float | None = None
         self.last_error: str | None = None
         self.requests = 0
         self.documents_read = 0
+        self.heads_read = 0
         self.decoding = DecodeMeter()  # parsing the answers, inside the client
         self._cpu = 0.0  # choosing and applying documents, here
 
@@ -49,26 +72,56 @@ class SharedView:
         """CPU this replica spent on the shared view: parsing answers and applying them."""
         return self._cpu + self.decoding.cpu_seconds
 
+    def ask_all(self) -> None:
+        """Ask for every document from the next round on: the owners changed, and so may when
+        they write; a document is due-scheduled again once a change is seen between rounds."""
+        self._due.clear()
+        self._asked.clear()
+
     async def refresh(self, names: Iterable[str]) -> int:
-        """Read the changed documents of ``names`` into the store; return how many applied."""
-        wanted = list(names)
+        """Read the changed documents of the due ones of ``names``; return how many applied."""
+        started = time.process_time()
+        now, due = self.clock(), self._due
+        wanted = [name for name in names if due.get(name, 0.0) <= now]
+        self._cpu += time.process_time() - started
         if not wanted:
             self.loaded = True
+            self.last_ok = time.time()
             return 0
         heads = await self._read(wanted, source=False)
         if heads is None:
             return -1
         started = time.process_time()
-        versions = self._versions
-        changed = [
-            doc["_id"]
-            for doc in heads
-            if "_seq_no" in doc and versions.get(doc["_id"]) != _version(doc)
-        ]
+        self.heads_read += len(heads)
+        versions, asked = self._versions, self._asked
+        changed = []
+        written_after: dict[str, float] = {}  # changed since the round at this time
+        for doc in heads:
+            seq_no = doc.get("_seq_no")
+            if seq_no is None:  # not written yet
+                continue
+            name = doc["_id"]
+            old = versions.get(name)
+            if old == (seq_no, doc.get("_primary_term", -1)):
+                asked[name] = now
+                continue
+            changed.append(name)
+            before = asked.get(name)
+            if old is not None and before is not None:
+                written_after[name] = before
         self._cpu += time.process_time() - started
         applied = await self.load(changed) if changed else 0
         if applied < 0:
             return 0
+        started = time.process_time()
+        store, lead = self.store, self.lead
+        for name in changed:  # read: the next change is one after this round
+            asked[name] = now
+        for name, before in written_after.items():
+            entry = store.get(name)
+            if entry is not None and entry.interval > lead:
+                due[name] = before + entry.interval - lead
+        self._cpu += time.process_time() - started
         self.loaded = True
         self.last_ok = time.time()
         self.last_error = None

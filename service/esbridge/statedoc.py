@@ -19,7 +19,7 @@ import orjson
 from esbridge.errors import ErrorKind
 from esbridge.mappings import index_mapping
 from esbridge.ranges import Range
-from esbridge.result import GroupResult, Perfdatum, Result, State
+from esbridge.result import GroupResult, Perfdatum, Result, State, slot_init
 
 STATE_MAPPING = index_mapping(
     "strict",
@@ -32,6 +32,7 @@ STATE_MAPPING = index_mapping(
 )
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class Transition:
     """A state change of a check, as the on-call engineer sees it in the history."""

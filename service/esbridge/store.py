@@ -288,6 +288,9 @@ class ResultStore:
         return adopted
 
 
+_NAMES = {state: state.name for state in State}  # Enum.name is a property: slow per call
+
+
 def _same_history(raw: list[Any], held: deque[Transition]) -> bool:
     """Whether a document's transitions are the ones ``held`` already (oldest first).
 
@@ -302,8 +305,8 @@ def _same_history(raw: list[Any], held: deque[Transition]) -> bool:
     return (
         isinstance(newest, dict)
         and newest.get("at") == mine.at
-        and newest.get("to") == mine.to_state.name
-        and newest.get("from") == (mine.from_state.name if mine.from_state else None)
+        and newest.get("to") == _NAMES[mine.to_state]
+        and newest.get("from") == (_NAMES[mine.from_state] if mine.from_state else None)
         and newest.get("summary", "") == mine.summary
         and newest.get("after_deploy") == mine.after_deploy
     )
@@ -331,6 +334,7 @@ class _Restored:
         """``held``: the entry this document replaces; its history is reused when unchanged."""
         prev = doc.get("previous_state")
         raw = doc.get("transitions") or []
+        errors, group_since = doc.get("errors"), doc.get("group_since")
         transitions: list[Transition] | deque[Transition]
         if held is not None and _same_history(raw, held.transitions):
             transitions = held.transitions  # the usual case: a new result, the same history
@@ -343,11 +347,11 @@ class _Restored:
             last_success=doc.get("last_success_ts"),
             consecutive_failures=int(doc.get("consecutive_failures") or 0),
             runs=int(doc.get("runs") or 0),
-            errors={str(k): int(v) for k, v in (doc.get("errors") or {}).items()},
+            errors={str(k): int(v) for k, v in errors.items()} if errors else {},
             transitions=transitions,
-            group_since={
-                k: (int(v[0]), float(v[1])) for k, v in (doc.get("group_since") or {}).items()
-            },
+            group_since=(
+                {k: (int(v[0]), float(v[1])) for k, v in group_since.items()} if group_since else {}
+            ),
             history=history,
         )
 

@@ -14,6 +14,7 @@ from esbridge.kinds.base import CheckBase
 from esbridge.kinds.judge import classify, low_values_alert, threshold_note
 from esbridge.kinds.search import GROUP_COUNT_AGG, GROUPS_AGG, MULTI_GROUP_FETCH
 from esbridge.kinds.text import index_text, key_text, uom, window_text, with_unit
+from esbridge.ranges import Range
 from esbridge.result import GroupResult, Perfdatum, Result, State
 
 
@@ -79,37 +80,41 @@ def grouped_result(
     fields = list(check.group_by)
     groups: list[GroupResult] = []
     warning, critical, unit = check.warning, check.critical, uom(check.unit)
-    # The OK note names both thresholds and not the value: the same for every OK group.
-    ok_note = f" ({threshold_note(State.OK, None, warning, critical)})"
+    no_data_state = check.effective_no_data
+    notes = _Notes(warning, critical)
+    single_field = fields[0] if len(fields) == 1 else None
     for bucket in buckets:
         key = bucket["key"]
-        if isinstance(key, dict):  # composite: {"service": "api", "host": "web-01"}
-            values = [key.get(f) for f in fields]
+        if single_field is not None and not isinstance(key, dict | list):
+            # one group_by field (the usual case): the key's text is the group's label
+            label = key_text(key, bucket, 1)
+            key_pairs: tuple[tuple[str, str], ...] = ((single_field, label),)
         else:
-            values = key if isinstance(key, list) else [key]
-        key_pairs = tuple(
-            (f, key_text(v, bucket, len(values))) for f, v in zip(fields, values, strict=False)
-        )
+            if isinstance(key, dict):  # composite: {"service": "api", "host": "web-01"}
+                values = [key.get(f) for f in fields]
+            else:
+                values = key if isinstance(key, list) else [key]
+            key_pairs = tuple(
+                [
+                    (f, key_text(v, bucket, len(values)))
+                    for f, v in zip(fields, values, strict=False)
+                ]
+            )
+            label = "/".join([v for _, v in key_pairs])
         value = value_of(bucket)
         if value is None:
-            state = check.effective_no_data
+            state = no_data_state
             text = "no data"
         else:
             state = classify(value, warning, critical)
-            note = (
-                ok_note
-                if state is State.OK
-                else f" ({threshold_note(state, value, warning, critical)})"
-            )
-            text = describe(value) + note
-        label = "/".join(v for _, v in key_pairs)
+            text = describe(value) + notes.of(state, value)
         groups.append(
             GroupResult(
-                key=key_pairs,
-                state=state,
-                value=value,
-                summary=f"{label}: {text}",
-                perfdata=(Perfdatum(label, value, unit, warning, critical, perf_min, perf_max),),
+                key_pairs,
+                state,
+                value,
+                f"{label}: {text}",
+                (Perfdatum(label, value, unit, warning, critical, perf_min, perf_max),),
             )
         )
     omitted = _omitted(aggs, len(buckets))
@@ -121,6 +126,36 @@ def grouped_result(
         groups = groups[: check.max_groups]
     where = f" in last {window_text(check)} on {index_text(check)}" if check.index else ""
     return combine_groups(check, groups, omitted, headline, check.unit, where=where, empty=empty)
+
+
+class _Notes:
+    """The `` (critical > 50)`` after each group's value: one text per state and side crossed.
+
+    A grouped check has tens of groups and a handful of distinct notes; each is worded once
+    per evaluation (by :func:`threshold_note`, the same words as an ungrouped result).
+    """
+
+    __slots__ = ("critical", "known", "warning")
+
+    def __init__(self, warning: Range | None, critical: Range | None) -> None:
+        self.warning, self.critical = warning, critical
+        self.known: dict[tuple[State, bool, bool], str] = {}
+
+    def of(self, state: State, value: float) -> str:
+        crossed = self.critical if state is State.CRITICAL else self.warning
+        # A range's phrase depends on the value only through the side it lies on.
+        side = (
+            (value > crossed.end, value < crossed.start)
+            if crossed is not None and state is not State.OK
+            else (False, False)
+        )
+        key = (state, *side)
+        note = self.known.get(key)
+        if note is None:
+            note = self.known[key] = (
+                f" ({threshold_note(state, value, self.warning, self.critical)})"
+            )
+        return note
 
 
 def worst_first(check: CheckBase) -> Callable[[GroupResult], tuple[int, int, float]]:

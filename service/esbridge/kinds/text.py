@@ -21,12 +21,26 @@ def uom(unit: str) -> str:
 
 
 def with_unit(value: float | None, unit: str) -> str:
+    """A value as a summary shows it: 2 decimals (1 from 100 on), then its unit."""
     if value is None:
         return "no data"
-    text = format_number(round(value, 1) if abs(value) >= 100 else round(value, 2))
+    text = _rounded(round(value, 1) if abs(value) >= 100 else round(value, 2))
     if not unit:
         return text
     return f"{text} {unit}" if unit != "%" else f"{text} %"
+
+
+def _rounded(shown: float) -> str:
+    """``format_number`` of a value already rounded to 1 or 2 decimals, without its general
+    path (every group of every grouped check is worded with this): below 1e9 the double
+    nearest a 2-decimal number prints as that number at 2 places; anything else, and 0
+    (``-0`` reads ``0``), goes through ``format_number``."""
+    shown = float(shown)  # round() of an int is an int
+    if shown and -1e9 < shown < 1e9:
+        if shown.is_integer():
+            return str(int(shown))
+        return f"{shown:.2f}".rstrip("0").rstrip(".")
+    return format_number(shown)
 
 
 def age_text(seconds: float, unit: str = "s") -> str:
