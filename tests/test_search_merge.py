@@ -88,6 +88,18 @@ def test_a_merged_search_holds_at_most_largest_checks() -> None:
     assert [p for s in searches for p in s.positions] == list(range(7))
 
 
+def test_requests_with_numbers_beyond_64_bits_still_merge_by_their_key() -> None:
+    """The key's fast encoder refuses such integers; the key falls back, the same for both."""
+    requests = planned(
+        "logs", [{"name": n, "kind": "count", "critical": 1} for n in ("a", "b", "c")]
+    )
+    huge = {"big": {"filter": {"range": {"bytes": {"gte": 2**70}}}}}
+    a, b = (dataclasses.replace(r, body=r.body | {"aggs": huge}) for r in requests[:2])
+    assert merge_key(a) == merge_key(b) != merge_key(requests[2])
+    assert merge_key(a) is not None and str(2**70) in merge_key(a)  # type: ignore[operator]
+    assert [[m.check for m in s.members] for s in merge([a, b, requests[2]])] == [["a", "b"], ["c"]]
+
+
 def test_split_refuses_partial_answers() -> None:
     checks = [{"name": f"c{i}", "kind": "count", "critical": 1} for i in range(2)]
     search = merge(planned("logs", checks))[0]

@@ -160,28 +160,38 @@ def _headers(body: Any) -> dict[str, str]:
 class _ElasticsearchBackend(Backend):
     def __init__(self, config: ConnectionConfig, urls: list[str]) -> None:
         self.client = _make_client(config, urls)
+        self._timed: dict[float, AsyncElasticsearch] = {}
 
     # request_timeout through options(): as a per-call keyword it takes the client's
-    # deprecation path, which walks inspect.stack() on every call.
+    # deprecation path, which walks inspect.stack() on every call. options() copies the
+    # client (a few hundred microseconds), so each timeout's copy is kept: they share the
+    # transport, and a connection has a handful of timeouts.
+    def _with(self, timeout: float) -> AsyncElasticsearch:
+        client = self._timed.get(timeout)
+        if client is None:
+            if len(self._timed) >= 32:  # reloads with ever new timeouts: start again
+                self._timed.clear()
+            client = self._timed[timeout] = self.client.options(request_timeout=timeout)
+        return client
 
     async def msearch(self, lines: list[dict[str, Any]], timeout: float) -> Any:
         # Encoded here with orjson: the client forwards bytes lines as they are, while its
         # NDJSON serializer would run the standard library's json on every line.
         encoded = [ndjson_line(line) for line in lines]
-        return await self.client.options(request_timeout=timeout).msearch(searches=encoded)
+        return await self._with(timeout).msearch(searches=encoded)
 
     async def health(self, index: str | None, timeout: float) -> Any:
-        return await self.client.options(request_timeout=timeout).cluster.health(index=index)
+        return await self._with(timeout).cluster.health(index=index)
 
     async def nodes_stats(self, timeout: float) -> Any:
-        return await self.client.options(request_timeout=timeout).nodes.stats(metric="jvm,fs")
+        return await self._with(timeout).nodes.stats(metric="jvm,fs")
 
     async def master(self, timeout: float) -> Any:
-        client = self.client.options(request_timeout=timeout)
+        client = self._with(timeout)
         return await client.cat.master(format="json", local=True)
 
     async def request(self, method: str, path: str, body: Any, timeout: float) -> Any:
-        response = await self.client.options(request_timeout=timeout).perform_request(
+        response = await self._with(timeout).perform_request(
             method, path, headers=_headers(body), body=body
         )
         return response.body

@@ -19,6 +19,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from esbridge.evaluate import partial_problem
 from esbridge.kinds.requests import SearchRequest
 
@@ -61,10 +63,19 @@ def merge_key(request: SearchRequest) -> str | None:
     if len(body["query"]["bool"]) != 1 or "range" not in filters[0]:
         return None
     aggs = body.get("aggs")
-    shared = json.dumps([filters[0], aggs, body.get("timeout")], sort_keys=True)
+    shared = _canonical([filters[0], aggs, body.get("timeout")])
     if aggs is not None and '"composite"' in shared:
         return None
     return f"{request.index}\n{shared}"
+
+
+def _canonical(value: Any) -> str:
+    """One text per value (keys sorted): orjson, ~5x the standard library's speed, which
+    refuses integers beyond 64 bits; those are rare enough for the slow path."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    except TypeError:
+        return json.dumps(value, sort_keys=True)
 
 
 def merge(requests: list[SearchRequest], largest: int = 200) -> list[Search]:
