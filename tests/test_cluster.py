@@ -81,13 +81,20 @@ class Replicas:
         self.procs: dict[str, EsbridgeProcess] = {}
         self.disagreement = ""
 
-    def start(self, name: str, port: int | None = None, es_url: str | None = None) -> str:
+    def start(
+        self,
+        name: str,
+        port: int | None = None,
+        es_url: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> str:
         proc = EsbridgeProcess(
             es_url or self.es_url,
             [self.checks_path],
             port=port,
             state_index=self.state,
-            env={
+            env=(env or {})
+            | {
                 "ESBRIDGE_CLUSTER__ENABLED": "true",
                 "ESBRIDGE_CLUSTER__REPLICA_ID": name,
                 "ESBRIDGE_CLUSTER__INDEX": self.members,
@@ -378,35 +385,52 @@ def _owned(group: Replicas, name: str) -> list[str]:
 
 
 @pytest.mark.timeout(300)
-def test_a_reload_reaches_the_owners_schedule(
+def test_run_now_and_reload_reach_the_owner(
     es_url: str,
     index20: str,
     indices,
     tmp_path: Path,  # type: ignore[no-untyped-def]
 ) -> None:
-    """A reload that changes definitions but neither the members nor the check names: the
-    owner runs the new definitions (thresholds here) from then on, not the old ones."""
+    """Run now is the owner's alone (another replica answers 409 and says where to ask); a
+    reload that changes definitions but neither members nor names reaches the owners'
+    schedules (thresholds here), not only their check lists."""
     path = tmp_path / "c.yaml"
     header = f"defaults:\n  index: {index20}\n  window: 1h\n  interval: 1s\nchecks:\n"
-    write(
-        path,
-        header + "".join(f"  - {{name: r{i}, kind: count, critical: 100}}\n" for i in range(4)),
-    )
+    spec = "  - {{name: r{i}, kind: count, critical: {critical}}}\n"
+    write(path, header + "".join(spec.format(i=i, critical=100) for i in range(6)))
+    token = "run-token-" + uuid.uuid4().hex
+    auth = {"Authorization": f"Bearer {token}"}
     group = Replicas(es_url, path, *indices)
     try:
-        group.start("a")
-        group.until_agreed(1, timeout=60)
-        poll(lambda: all(c["state"] == "OK" for c in group.view("a").values()), 30)
-        before = group.cluster("a")["rebalances"]
-        write(
-            path,
-            header + "".join(f"  - {{name: r{i}, kind: count, critical: 5}}\n" for i in range(4)),
-        )
-        group.procs["a"].signal(signal.SIGHUP)
-        poll(lambda: all(c["state"] == "CRITICAL" for c in group.view("a").values()), 30)
-        assert group.cluster("a")["rebalances"] == before + 1
-        assert all(c["summary"].endswith("(critical > 5)") for c in group.view("a").values()), (
-            group.view("a")
-        )
+        for name in ("a", "b"):
+            group.start(name, env={"ESBRIDGE_API__TOKEN": token})
+        owners = group.until_agreed(2, timeout=60)
+        assert set(owners.values()) == {"a", "b"}
+        for name in ("a", "b"):
+            poll(lambda n=name: all(c["state"] == "OK" for c in group.view(n).values()), 30)
+
+        check = next(c for c, owner in owners.items() if owner == "a")
+        refused = group.procs["b"].post(f"/api/v1/checks/{check}/run", headers=auth)
+        assert refused.status_code == 409, refused.text
+        body = refused.json()
+        assert body["owner"] == "a" and body["owner_url"] == group.procs["a"].url
+        assert f"{check!r} is evaluated by replica 'a'" in body["error"]
+        assert group.cluster("b", runs=True)["runs"].get(check, 0) == 0  # b never ran it
+        runs = group.cluster("a", runs=True)["runs"][check]
+        ran = group.procs["a"].post(f"/api/v1/checks/{check}/run", headers=auth)
+        assert ran.status_code == 200, ran.text
+        assert ran.json()["state"] == "OK"
+        assert group.cluster("a", runs=True)["runs"][check] > runs
+
+        rebalances = {n: group.cluster(n)["rebalances"] for n in ("a", "b")}
+        write(path, header + "".join(spec.format(i=i, critical=5) for i in range(6)))
+        for name in ("a", "b"):
+            group.procs[name].signal(signal.SIGHUP)
+        for name in ("a", "b"):
+            poll(lambda n=name: all(c["state"] == "CRITICAL" for c in group.view(n).values()), 30)
+            assert group.cluster(name)["rebalances"] == rebalances[name] + 1
+            summaries = [c["summary"] for c in group.view(name).values()]
+            assert all(s.endswith("(critical > 5)") for s in summaries), summaries
+        assert group.until_agreed(2, timeout=30) == owners  # the same names: the same owners
     finally:
         group.stop_all()

@@ -120,8 +120,9 @@ async def test_shared_view_asks_for_a_document_when_its_next_write_is_due(
     other = store_with(interval=30.0)
     view = SharedView(other, connection, index, 10.0, lead=5.0, clock=clock)
 
-    async def write(summary: str) -> None:
-        owner.record(result(State.CRITICAL, T0 + owner.get("c").runs, summary))  # type: ignore[union-attr]
+    async def write(summary: str, duration: float = 0.0) -> None:
+        at = T0 + owner.get("c").runs  # type: ignore[union-attr]
+        owner.record(result(State.CRITICAL, at, summary, duration=duration))
         assert await writer.flush() == 1
 
     def shown() -> str:
@@ -156,6 +157,17 @@ async def test_shared_view_asks_for_a_document_when_its_next_write_is_due(
     # ownership moved (a rebalance): a new owner writes on its own schedule
     view.ask_all()
     assert await view.refresh(["c"]) == 1 and shown() == "six" and view.heads_read == 7
+
+    # a run that took 4 s: the next one may come 4 s sooner, so it is asked for 4 s sooner
+    asked = clock.now
+    clock.now += 1
+    await write("seven", duration=4.0)
+    assert await view.refresh(["c"]) == 1 and shown() == "seven" and view.heads_read == 8
+    await write("eight")
+    clock.now = asked + 30 - 5 - 4 - 0.1
+    assert await view.refresh(["c"]) == 0 and view.heads_read == 8
+    clock.now = asked + 30 - 5 - 4
+    assert await view.refresh(["c"]) == 1 and shown() == "eight" and view.heads_read == 9
 
 
 async def test_shared_view_never_replaces_a_newer_local_result(

@@ -37,6 +37,7 @@ from esbridge.api_models import (
     ErrorBody,
     HealthAnswer,
     NagiosText,
+    NotOwnerBody,
     Readiness,
     ReloadAnswer,
     StatusAnswer,
@@ -50,7 +51,7 @@ from esbridge.metrics import CheckSeries, exposition, make_registry
 from esbridge.nagios import rendered
 from esbridge.result import Result, State
 from esbridge.store import CheckState, transition_to_dict
-from esbridge.view import Control, ServiceView, iso
+from esbridge.view import Control, NotOwner, ServiceView, iso
 
 __all__ = [
     "CheckDetail",
@@ -278,11 +279,24 @@ def create_app(control: Control) -> FastAPI:
             headers["X-Esbridge-Evaluated-At"] = f"{result.evaluated_at:.3f}"
         return PlainTextResponse(text, headers=headers)
 
-    @app.post("/api/v1/checks/{name}/run", response_model=CheckSummary, **writes)
+    run_responses = {
+        409: {"model": NotOwnerBody, "description": "Another replica owns it (cluster mode)"}
+    }
+
+    @app.post(
+        "/api/v1/checks/{name}/run",
+        response_model=CheckSummary,
+        **(writes | {"responses": writes["responses"] | run_responses}),
+    )
     async def run_check(name: str, view: ViewDep, control: ControlDep) -> CheckSummary:
         if name not in view.checks:
             raise _not_found(name, view)
-        await control.run_now(name)
+        try:
+            await control.run_now(name)
+        except NotOwner as refused:
+            raise HTTPException(
+                409, {"error": str(refused), "owner": refused.owner, "owner_url": refused.url}
+            ) from None
         entry = view.entry(name)
         if entry is None:  # removed by a reload while it ran
             raise _not_found(name, view)

@@ -24,6 +24,13 @@ class ErrorBody(BaseModel):
     did_you_mean: list[str] = Field(default_factory=list)
 
 
+class NotOwnerBody(ErrorBody):
+    """A run asked of a replica that does not own the check: where to ask instead."""
+
+    owner: str | None = Field(description="the replica that owns it; null while forming")
+    owner_url: str | None = Field(description="the address that replica listens on")
+
+
 class PerfdatumBody(BaseModel):
     """One perfdata item; ranges as their Nagios text, ``null`` for an undetermined value."""
 

@@ -28,7 +28,7 @@ from esbridge.runner import Runner
 from esbridge.scheduler import Scheduler, same_definition
 from esbridge.store import ResultStore, Transition
 from esbridge.tasks import cancel_all
-from esbridge.view import ReloadStatus, SchedulerFacts, ServiceView
+from esbridge.view import NotOwner, ReloadStatus, SchedulerFacts, ServiceView
 
 __all__ = ["ReloadStatus", "Service", "log_warnings"]
 
@@ -235,8 +235,13 @@ class Service:
         """Evaluate one check immediately (API "run now"); the result is stored as usual.
 
         It goes through the scheduler, so it never runs beside a scheduled run of the same
-        check (it waits for one in flight). ``None`` when the run failed unexpectedly.
+        check (it waits for one in flight). ``None`` when the run failed unexpectedly. In cluster
+        mode only the owner runs it (:class:`NotOwner` elsewhere): one writer per check.
         """
+        if self.cluster is not None:
+            owner = self.cluster.owner_of(name)
+            if owner != self.cluster.replica_id:
+                raise NotOwner(name, owner, self.cluster.url_of(owner))
         return await self.scheduler.run_now(self.checkset.checks[name])
 
     # -- reload --------------------------------------------------------------------------

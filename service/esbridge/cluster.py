@@ -64,8 +64,9 @@ class Cluster:
             timeout=max(timeout, self.lease),
             owned=lambda: len(self.owned),
         )
-        # A document is asked for from this long before its owner's next write is due: one
-        # round of the view, the owner's flush, a second of scheduling and request jitter.
+        # A document is asked for from this long (plus its last run's duration) before its
+        # owner's next write is due: the owner's flush, a view round and a second of slack
+        # for a late run or request.
         lead = self.view_refresh + settings.state.flush_interval.total_seconds() + 1.0
         self.view = SharedView(service.store, connection, settings.state.index, timeout, lead)
         self.owners: dict[str, str] = {}
@@ -170,6 +171,13 @@ class Cluster:
 
     def owner_of(self, name: str) -> str | None:
         return self.owners.get(name)
+
+    def url_of(self, replica: str | None) -> str | None:
+        """The address a member wrote in its heartbeat (``host:port`` as it listens)."""
+        for member in self.membership.describe():
+            if member["id"] == replica:
+                return member["url"]
+        return None
 
     def _count_run(self, result: Result, transition: Transition | None) -> None:
         self.runs[result.check] += 1

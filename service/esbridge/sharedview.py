@@ -9,15 +9,16 @@ a few dozen bytes per round instead of its whole document.
 
 An owner rewrites a check's document once per interval, so the first step asks only for the
 documents that are due. When a round sees a document changed since the round before, the
-write happened between the two on this replica's clock (the replicas' clocks never meet), so
-the next one is not expected before one interval after the earlier round; the document is
-asked for again from ``lead`` seconds before that (the view's round, the owner's flush and
-scheduling jitter), so an on-time write is seen within one round, as before, and a check at a
-60 s interval costs about two heads per change instead of twelve. Until a change has been
-seen that way (at start, after a rebalance) a document is asked for every round. A write that
-comes early because ownership moved is caught by :meth:`SharedView.ask_all`, called on every
-rebalance; one the view cannot foresee (a run by hand on the owner) shows here at the next
-expected write at the latest.
+owner wrote it after that earlier round (on this replica's clock: the replicas' clocks never
+meet), so the next write comes one interval later at the soonest, less what the next run may
+save on the one just written (its duration) and the owner's flush jitter: the document is
+asked for again from ``lead`` (a view round, the flush, a second) plus that duration before
+then, and every round after, so an on-time write is seen within one round, as before. A check
+at a 60 s interval costs about two heads per change instead of twelve. Until a change has
+been seen that way (at start, after a rebalance or reload) a document is asked for every
+round. A write that comes early because ownership moved is caught by
+:meth:`SharedView.ask_all`, called on every rebalance; one the view cannot foresee (a run by
+hand on the owner) shows here at the next expected write at the latest.
 
 Staleness stays the store's rule: a result whose owner died ages and reads UNKNOWN "stale"
 once older than its allowed age (``staleness_factor`` times the interval), never a stale OK.
@@ -119,8 +120,12 @@ class SharedView:
             asked[name] = now
         for name, before in written_after.items():
             entry = store.get(name)
-            if entry is not None and entry.interval > lead:
-                due[name] = before + entry.interval - lead
+            if entry is None:
+                continue
+            # The next run may be quicker than the one just written by its whole duration.
+            ahead = lead + (entry.result.duration if entry.result is not None else 0.0)
+            if entry.interval > ahead:
+                due[name] = before + entry.interval - ahead
         self._cpu += time.process_time() - started
         self.loaded = True
         self.last_ok = time.time()

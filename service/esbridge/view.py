@@ -40,6 +40,23 @@ class ReloadStatus:
     removed: list[str] = field(default_factory=list)
 
 
+class NotOwner(Exception):
+    """A replica asked to run a check that another replica owns (cluster mode).
+
+    Only the owner evaluates, persists and pushes a check; a run elsewhere would be a second
+    writer of its state. ``owner`` is None while the replicas have not formed yet.
+    """
+
+    def __init__(self, check: str, owner: str | None, url: str | None) -> None:
+        self.check, self.owner, self.url = check, owner, url
+        if owner is None:
+            text = f"check {check!r} has no owner yet (the replicas are forming): try again"
+        else:
+            where = f" at {url}" if url else ""
+            text = f"check {check!r} is evaluated by replica {owner!r}{where}: run it there"
+        super().__init__(text)
+
+
 class Control(Protocol):
     """What the API may ask of the service besides reading: its view, two operations, the
     deploy-event store it writes to, and the settings a preview opens its own client with."""
@@ -48,7 +65,9 @@ class Control(Protocol):
     events: EventStore | None
     settings: Settings
 
-    async def run_now(self, name: str) -> Result | None: ...
+    async def run_now(self, name: str) -> Result | None:
+        """Evaluate ``name`` now; raises :class:`NotOwner` on a replica that does not own it."""
+        ...
 
     async def reload(self) -> ReloadStatus: ...
 
