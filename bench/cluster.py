@@ -7,6 +7,8 @@ checks, and measures over a steady window:
 - per replica: Elasticsearch requests/s and CPU s/s spent on coordination (heartbeats,
   membership reads, the shared view), from the service's own counters
   (``GET /api/v1/cluster`` → ``coordination``), against the replica's whole CPU (/proc);
+  the foreign documents it read, the ``_seq_no`` heads it asked for per document read, and
+  the coordination CPU per document read (``shared_view`` counters);
 - the state index write volume: documents indexed per second (index stats) and per check;
 - handover after ``kill -9`` of one replica (median of T trials): time until the survivors
   own its checks, and until every one of its checks has been evaluated again.
@@ -125,11 +127,19 @@ class Group:
 
 
 def steady_cost(group: Group, window: float) -> dict[str, Any]:
-    def snap() -> dict[str, tuple[int, float, float]]:
+    def snap() -> dict[str, tuple[int, float, float, int, int]]:
         out = {}
         for name in group.live():
-            c = group.cluster(name)["coordination"]
-            out[name] = (c["requests"], c["cpu_seconds"], cpu_seconds(group.procs[name].proc.pid))
+            body = group.cluster(name)
+            c, view = body["coordination"], body["shared_view"]
+            pid = group.procs[name].proc.pid
+            out[name] = (
+                c["requests"],
+                c["cpu_seconds"],
+                cpu_seconds(pid),
+                view["heads_read"],
+                view["documents_read"],
+            )
         return out
 
     def indexed() -> int:
@@ -145,11 +155,18 @@ def steady_cost(group: Group, window: float) -> dict[str, Any]:
         req = (after[name][0] - before[name][0]) / span
         coord = (after[name][1] - before[name][1]) / span
         total = (after[name][2] - before[name][2]) / span
+        heads = after[name][3] - before[name][3]
+        documents = after[name][4] - before[name][4]
         rows[name] = {
             "requests_per_s": round(req, 2),
             "coordination_cpu_s_per_s": round(coord, 5),
             "process_cpu_s_per_s": round(total, 4),
             "coordination_share": round(coord / total, 4) if total else None,
+            "documents_per_s": round(documents / span, 1),
+            "heads_per_document": round(heads / documents, 2) if documents else None,
+            "coordination_us_per_document": round(coord * span / documents * 1e6, 1)
+            if documents
+            else None,
         }
     writes = (docs_after - docs_before) / span
     return {
@@ -242,13 +259,17 @@ def main(argv: list[str] | None = None) -> int:
         f"every {args.interval}, heartbeat {args.heartbeat}, lease {args.lease}, window "
         f"{cost['window_s']} s.",
         "",
-        "| replica | coordination requests/s | coordination CPU s/s | replica CPU s/s | share |",
-        "|---|---|---|---|---|",
+        "| replica | coordination requests/s | coordination CPU s/s | replica CPU s/s | share "
+        "| foreign documents read/s | `_seq_no` heads per document "
+        "| coordination CPU per document |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, row in cost["replicas"].items():
         lines.append(
             f"| {name} | {row['requests_per_s']} | {row['coordination_cpu_s_per_s']} | "
-            f"{row['process_cpu_s_per_s']} | {100 * (row['coordination_share'] or 0):.2f} % |"
+            f"{row['process_cpu_s_per_s']} | {100 * (row['coordination_share'] or 0):.2f} % | "
+            f"{row['documents_per_s']} | {row['heads_per_document']} | "
+            f"{row['coordination_us_per_document']} us |"
         )
     lines += [
         "",
