@@ -186,6 +186,33 @@ def test_a_result_recorded_during_a_flush_stays_dirty() -> None:
     assert store.dirty_count == 0
 
 
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("errors", ["timeout"]),
+        ("group_since", "web-01"),
+        ("transitions", [{"at": "yesterday", "to": "OK"}]),
+        ("result", {"state": "MAYBE", "summary": "x"}),
+        ("result", ["CRITICAL"]),
+    ],
+)
+def test_a_document_of_the_wrong_shape_is_skipped_not_fatal(field: str, value: object) -> None:
+    """The shared view and the restore read whatever the state index holds: one bad document
+    is left out with a warning naming its check; the others in the same read are applied."""
+    owner = ResultStore()
+    owner.sync({"bad": 10.0, "good": 10.0})
+    for name in ("bad", "good"):
+        owner.record(Result(check=name, state=State.CRITICAL, summary="x", evaluated_at=T0))
+    docs = [owner.to_document(owner.get(n)) for n in ("bad", "good")]  # type: ignore[arg-type]
+    docs[0][field] = value
+    for read in ("adopt", "restore"):
+        reader = ResultStore()
+        reader.sync({"bad": 10.0, "good": 10.0})
+        assert getattr(reader, read)(docs) == 1
+        assert reader.get("bad").result is None  # type: ignore[union-attr]
+        assert reader.get("good").state is State.CRITICAL  # type: ignore[union-attr]
+
+
 def test_adopting_the_owners_documents_matches_a_full_read_at_every_step() -> None:
     """The shared view reuses the history it holds when a document brings the same one:
     after every document the entry equals a fresh decode of it, including when the newest

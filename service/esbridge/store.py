@@ -249,7 +249,9 @@ class ResultStore:
                 continue
             try:
                 restored = _Restored.from_document(doc, self.history, entry if replaces else None)
-            except (KeyError, TypeError, ValueError) as exc:
+            except (AttributeError, KeyError, TypeError, ValueError) as exc:
+                # A document of the wrong shape (hand-edited, another version): this check
+                # starts afresh or keeps what it holds, never every other check's round.
                 log.warning("ignoring unreadable %s state for check %s: %s", what, entry.name, exc)
                 continue
             yield entry, restored
