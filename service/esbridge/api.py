@@ -279,14 +279,12 @@ def create_app(control: Control) -> FastAPI:
             headers["X-Esbridge-Evaluated-At"] = f"{result.evaluated_at:.3f}"
         return PlainTextResponse(text, headers=headers)
 
-    run_responses = {
-        409: {"model": NotOwnerBody, "description": "Another replica owns it (cluster mode)"}
-    }
+    not_owner = {"model": NotOwnerBody, "description": "Another replica owns it (cluster mode)"}
 
     @app.post(
         "/api/v1/checks/{name}/run",
         response_model=CheckSummary,
-        **(writes | {"responses": writes["responses"] | run_responses}),
+        **guarded(True, {**error_responses, 409: not_owner}),
     )
     async def run_check(name: str, view: ViewDep, control: ControlDep) -> CheckSummary:
         if name not in view.checks:

@@ -98,12 +98,11 @@ class SharedView:
         changed = []
         written_after: dict[str, float] = {}  # changed since the round at this time
         for doc in heads:
-            seq_no = doc.get("_seq_no")
-            if seq_no is None:  # not written yet
+            if "_seq_no" not in doc:  # not written yet
                 continue
             name = doc["_id"]
             old = versions.get(name)
-            if old == (seq_no, doc.get("_primary_term", -1)):
+            if old == _version(doc):
                 asked[name] = now
                 continue
             changed.append(name)

@@ -32,13 +32,11 @@ def with_unit(value: float | None, unit: str) -> str:
 
 def _rounded(shown: float) -> str:
     """``format_number`` of a value already rounded to 1 or 2 decimals, without its general
-    path (every group of every grouped check is worded with this): below 1e9 the double
-    nearest a 2-decimal number prints as that number at 2 places; anything else, and 0
-    (``-0`` reads ``0``), goes through ``format_number``."""
+    (Decimal) path (every group of every grouped check is worded with this): below 1e9 the
+    double nearest a 2-decimal fraction prints as that number at 2 places; whole numbers,
+    large ones and the rest go to ``format_number``."""
     shown = float(shown)  # round() of an int is an int
-    if shown and -1e9 < shown < 1e9:
-        if shown.is_integer():
-            return str(int(shown))
+    if -1e9 < shown < 1e9 and not shown.is_integer():
         return f"{shown:.2f}".rstrip("0").rstrip(".")
     return format_number(shown)
 
