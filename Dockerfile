@@ -25,9 +25,12 @@ RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonex
         'port: 9108' \
         'checks:' \
         '  - /etc/esbridge/checks' > /etc/esbridge/esbridge.yaml
-# the wheels come in through a bind mount: they never become an image layer
+# the wheels come in through a bind mount: they never become an image layer; then
+# check_esbridge on PATH becomes the "#!python -IS" script of `esbridge install-plugin`
+# instead of pip's sh launcher (no shell to start on every check)
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
-    pip install --no-cache-dir --no-index --find-links /wheels /wheels/esbridge-*.whl
+    pip install --no-cache-dir --no-index --find-links /wheels /wheels/esbridge-*.whl \
+    && esbridge install-plugin --force /usr/local/bin
 USER 10001:10001
 EXPOSE 9108
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \

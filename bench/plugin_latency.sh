@@ -15,6 +15,9 @@
 #   5. <prefix>/bin/check_esbridge -H URL -C CHECK    (the sh launcher as `pip install` lays it
 #      out: <prefix>/share/esbridge/check_esbridge.py, <prefix>/bin/python3 = /usr/bin/python3,
 #      the module's __pycache__ compiled at install time, as `pip install` compiles it)
+#   6. <plugins>/check_esbridge -H URL -C CHECK   (as `esbridge install-plugin --python
+#      /usr/bin/python3 <plugins>` writes it: a "#!/usr/bin/python3 -IS" script importing the
+#      package's plugin module, compiled by that interpreter; no shell)
 # Prints median/mean/min in ms; the JSON from hyperfine stays in $OUT (default: not kept).
 # Everything it starts is stopped on exit; the state index it used is deleted.
 set -euo pipefail
@@ -75,6 +78,9 @@ install -m 0644 "$ROOT/service/esbridge/plugin/check_esbridge.py" "$WORK/prefix/
 ln -s /usr/bin/python3 "$WORK/prefix/bin/python3"
 /usr/bin/python3 -m compileall -q "$WORK/prefix/share/esbridge"
 LAUNCHED="$WORK/prefix/bin/check_esbridge -H $URL -C $CHECK"
+install -d -m 0755 "$WORK/plugins"
+"$PY" -m esbridge install-plugin --python /usr/bin/python3 "$WORK/plugins" >/dev/null
+INSTALLED="$WORK/plugins/check_esbridge -H $URL -C $CHECK"
 cd "$WORK"
 PLUGIN="/usr/bin/python3 -I -S $WORK/check_esbridge -H $URL -C $CHECK"
 HTTP="/usr/lib/nagios/plugins/check_http -H 127.0.0.1 -p $PORT -u /api/v1/checks/$CHECK/nagios"
@@ -83,11 +89,14 @@ echo "plugin says (as nagios): ${said%%$'\n'*} [exit $code]" >&2
 echo "check_http says:         $(runuser -u nagios -- $HTTP | head -1)" >&2
 said=$(runuser -u nagios -- $LAUNCHED) && code=0 || code=$?
 echo "launcher says (as nagios): ${said%%$'\n'*} [exit $code]" >&2
+said=$(runuser -u nagios -- $INSTALLED) && code=0 || code=$?
+echo "install-plugin's says (as nagios): ${said%%$'\n'*} [exit $code]" >&2
 
 hyperfine -N --warmup "$WARMUP" --runs "$RUNS" --ignore-failure --style basic \
     --export-json "$WORK/hyperfine.json" \
     -n check_esbridge "runuser -u nagios -- $PLUGIN" \
     -n "check_esbridge (pip)" "runuser -u nagios -- $LAUNCHED" \
+    -n "check_esbridge (install-plugin)" "runuser -u nagios -- $INSTALLED" \
     -n check_http "runuser -u nagios -- $HTTP" \
     -n "python3 -I -S -c pass" "runuser -u nagios -- /usr/bin/python3 -I -S -c pass" \
     -n "runuser /bin/true" "runuser -u nagios -- /bin/true" >"$WORK/hyperfine.txt" 2>&1 \
@@ -100,20 +109,23 @@ import json, os, sys
 data = json.load(open(sys.argv[1]))["results"]
 print(f"one invocation as the nagios user (runuser), hyperfine --warmup {sys.argv[3]} "
       f"--runs {sys.argv[2]}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}")
-print(f"{'command':<24}{'median ms':>10}{'mean ms':>10}{'min ms':>9}{'stddev':>9}")
+print(f"{'command':<32}{'median ms':>10}{'mean ms':>10}{'min ms':>9}{'stddev':>9}")
 for r in data:
-    print(f"{r['command']:<24}{r['median'] * 1e3:>10.1f}{r['mean'] * 1e3:>10.1f}"
+    print(f"{r['command']:<32}{r['median'] * 1e3:>10.1f}{r['mean'] * 1e3:>10.1f}"
           f"{r['min'] * 1e3:>9.1f}{r['stddev'] * 1e3:>9.1f}")
 # Ratios of medians, net of runuser's own cost (it is in every command, and would bring every
 # ratio closer to 1): the launcher and the copied file against the interpreter's bare start.
 median = {r["command"]: r["median"] for r in data}
 base = median["runuser /bin/true"]
 bare = median["python3 -I -S -c pass"] - base
-net = {name: median[name] - base for name in ("check_esbridge (pip)", "check_esbridge", "check_http")}
-print(f"net of runuser: launcher {net['check_esbridge (pip)'] * 1e3:.1f} ms, single file "
+names = ("check_esbridge (pip)", "check_esbridge (install-plugin)", "check_esbridge", "check_http")
+net = {name: median[name] - base for name in names}
+print(f"net of runuser: install-plugin's {net['check_esbridge (install-plugin)'] * 1e3:.1f} ms, "
+      f"launcher {net['check_esbridge (pip)'] * 1e3:.1f} ms, single file "
       f"{net['check_esbridge'] * 1e3:.1f} ms, bare python {bare * 1e3:.1f} ms, "
       f"check_http {net['check_http'] * 1e3:.1f} ms")
 print(json.dumps({
+    "installed_to_bare_python": round(net["check_esbridge (install-plugin)"] / bare, 3),
     "launcher_to_bare_python": round(net["check_esbridge (pip)"] / bare, 3),
     "single_file_to_bare_python": round(net["check_esbridge"] / bare, 3),
     "launcher_to_check_http": round(net["check_esbridge (pip)"] / net["check_http"], 3),

@@ -346,6 +346,11 @@ def test_dockerfile_shape():
     # Everything is ignored but what the image is built from, the plugin launcher included.
     assert "*" in ignore and "!service/" in ignore and "!scripts/check_esbridge" in ignore
     assert re.search(r"^COPY scripts/check_esbridge ", text, re.M)
+    # The image's check_esbridge is install-plugin's script (no sh launcher), written over pip's
+    # launcher in the image's PATH folder, in the RUN that installs the wheel.
+    instructions = re.sub(r"\\\n", " ", text).splitlines()
+    (install,) = [i for i in instructions if i.startswith("RUN ") and "pip install" in i]
+    assert install.endswith("&& esbridge install-plugin --force /usr/local/bin"), install
 
 
 def test_hadolint_passes_the_dockerfile():

@@ -553,6 +553,101 @@ def test_installed_launcher_runs_the_file_with_isolated_no_site(server, tmp_path
     assert "import check_esbridge" in got[3]
 
 
+def _install_plugin(*args: str) -> subprocess.CompletedProcess[str]:
+    """``esbridge install-plugin ARGS`` as an operator runs it (its own process)."""
+    return subprocess.run(
+        [sys.executable, "-m", "esbridge", "install-plugin", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_install_plugin_writes_an_isolated_script_that_imports_the_compiled_module(
+    server, tmp_path
+):
+    """The documented Nagios install: no shell, no per-run compile, the same bytes out."""
+    import importlib.util
+
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    proc = _install_plugin(str(plugins), "--python", PYTHON)
+    assert proc.returncode == 0, proc.stderr
+    command = plugins / "check_esbridge"
+    assert f"wrote {command}" in proc.stdout
+    assert os.access(command, os.X_OK)
+    lines = command.read_text().splitlines()
+    assert lines[0] == f"#!{PYTHON} -IS"  # one word: "-I -S" would be ONE bad argument
+    assert f"sys.path.insert(0, {str(PLUGIN_SRC.parent)!r})" in lines
+    # compiled by that interpreter, so a user who cannot write the cache never compiles it
+    assert Path(importlib.util.cache_from_source(str(PLUGIN_SRC))).is_file()
+    assert [p.name for p in plugins.iterdir()] == ["check_esbridge"]  # no temporary left
+
+    # Run by its shebang. -I: the PYTHON* variables are ignored (PYTHONVERBOSE would write
+    # every import to stderr, PYTHONPATH could put a module in front of the plugin's).
+    server.nagios("stubbed", b"CRITICAL - via install-plugin", 2)
+    proc = subprocess.run(
+        [str(command), "-H", server.url, "-C", "stubbed"],
+        capture_output=True,
+        env={"PATH": "/usr/bin:/bin", "PYTHONVERBOSE": "1", "PYTHONPATH": str(tmp_path)},
+        cwd=tmp_path,
+        timeout=30,
+    )
+    expected = (2, b"CRITICAL - via install-plugin\n", b"")
+    assert (proc.returncode, proc.stdout, proc.stderr) == expected
+
+    # The interpreter gets "-IS" as one argument, then the script and the plugin's arguments.
+    spy = tmp_path / "spy"
+    spy.write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')
+    spy.chmod(0o755)
+    spied = tmp_path / "spied"
+    spied.mkdir()
+    assert _install_plugin(str(spied), "--python", str(spy)).returncode == 0
+    got = subprocess.run(
+        [str(spied / "check_esbridge"), "-C", "x"], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert got == ["-IS", str(spied / "check_esbridge"), "-C", "x"]
+
+
+def test_install_plugin_replaces_only_its_own_script_unless_forced(tmp_path):
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    foreign = plugins / "check_esbridge"
+    foreign.write_text("#!/bin/sh\necho a copied plugin\n")
+    proc = _install_plugin(str(plugins), "--python", PYTHON)
+    assert proc.returncode == 2
+    assert f"{foreign} exists and was not written by esbridge install-plugin" in proc.stderr
+    assert "--force" in proc.stderr
+    assert foreign.read_text() == "#!/bin/sh\necho a copied plugin\n"  # untouched
+
+    assert _install_plugin(str(plugins), "--python", PYTHON, "--force").returncode == 0
+    assert foreign.read_text().startswith(f"#!{PYTHON} -IS\n")
+    again = _install_plugin(str(plugins), "--python", PYTHON)  # its own: no --force needed
+    assert again.returncode == 0, again.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--python", "python3"], "--python must be an absolute path, not 'python3'"),
+        (["--python", "/opt/my python/bin/python3"], "cannot go on a '#!' line"),
+        (["--python", "/opt/" + "p" * 130], "cannot go on a '#!' line"),
+        (["--python", "/nonexistent/python3"], "--python /nonexistent/python3: not an executable"),
+    ],
+)
+def test_install_plugin_refuses_an_interpreter_it_cannot_write(tmp_path, args, message):
+    proc = _install_plugin(str(tmp_path), *args)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert not (tmp_path / "check_esbridge").exists()
+
+
+def test_install_plugin_needs_an_existing_folder(tmp_path):
+    proc = _install_plugin(str(tmp_path / "missing"))
+    assert proc.returncode == 2
+    assert f"{tmp_path / 'missing'}: no such directory" in proc.stderr
+
+
 def test_direct_mode_finds_esbridge_although_started_without_site(tmp_path):
     """-S keeps site-packages out of the HTTP path; --direct adds them back when it needs them."""
     # A prefix that is this virtual environment, as pip would install into it.

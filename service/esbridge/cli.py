@@ -1,4 +1,4 @@
-"""Command line: ``esbridge validate|schema|serve|run|preview|gate``.
+"""Command line: ``esbridge validate|schema|serve|run|preview|gate|install-plugin``.
 
 Adding a subcommand = a handler ``cmd_<name>`` (takes the parsed arguments, returns the exit
 code; its docstring is the help: first line, then the description) + one ``_add_<name>``
@@ -359,6 +359,41 @@ def _add_gate(sub: Any) -> None:
     gateclient.add_arguments(parser)
 
 
+def cmd_install_plugin(args: argparse.Namespace) -> int:
+    """write check_esbridge into a Nagios/Icinga plugin folder, the fastest way to start it
+
+    Writes DIR/check_esbridge: a short Python script run as "#!PYTHON -IS" (isolated, without
+    site-packages) that imports the plugin module installed with esbridge, compiled by PYTHON
+    now. It needs no shell and compiles nothing per run, unlike the pip launcher on PATH or a
+    copied plugin file. Exit 0 when written, 2 when it cannot be (the reason on stderr).
+    """
+    from esbridge.plugin.install import InstallError, install
+
+    try:
+        path = install(Path(args.directory), python=args.python, force=args.force)
+    except InstallError as exc:
+        print(f"esbridge install-plugin: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}; try it as the user Nagios runs it as, e.g.")
+    print(f"  sudo -u nagios {path} -H http://127.0.0.1:9108 -C CHECK_NAME")
+    return 0
+
+
+def _add_install_plugin(sub: Any) -> None:
+    parser = _subcommand(sub, "install-plugin", cmd_install_plugin, options="")
+    parser.add_argument(
+        "directory", metavar="DIR", help="plugin folder, e.g. /usr/lib/nagios/plugins"
+    )
+    parser.add_argument(
+        "--python",
+        metavar="PATH",
+        help="interpreter of the '#!' line (default: the one running this command)",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="replace a check_esbridge it did not write"
+    )
+
+
 COMMANDS: list[Registrar] = [
     _add_validate,
     _add_schema,
@@ -366,6 +401,7 @@ COMMANDS: list[Registrar] = [
     _add_run,
     _add_preview,
     _add_gate,
+    _add_install_plugin,
 ]
 
 
