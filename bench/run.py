@@ -174,8 +174,8 @@ GOALS: list[tuple[str, str, str, float, str]] = [
     ("eval.ms_per_check", "evaluation <= 0.5 ms per check", "<=", 0.5, ""),
     ("scheduler.lateness_p99_s", "scheduler lateness p99 <= 250 ms", "<=", 0.25, ""),
     ("scheduler.skipped_runs", "skipped runs = 0", "<=", 0.0, ""),
-    ("plugin.ratio_to_bare_python", "plugin <= 1.3 x bare python", "<=", 1.3, ""),
-    ("plugin.ratio_to_check_http", "plugin <= 3 x check_http", "<=", 3.0, ""),
+    ("plugin.ratio_to_bare_python", "plugin (install-plugin) <= 1.3 x bare python", "<=", 1.3, ""),
+    ("plugin.ratio_to_check_http", "plugin (install-plugin) <= 3 x check_http", "<=", 3.0, ""),
     ("scrape.p50_ms", "/metrics p50 <= 100 ms", "<=", 100.0, ""),
     ("scrape.cold_p50_ms", "/metrics p50 <= 100 ms, every entry changed", "<=", 100.0, ""),
     ("memory.rss_mb", "service RSS <= 250 MB", "<=", 250.0, ""),
@@ -848,16 +848,23 @@ def plugin(
     )
     one_name = "bench-00000"
     esbridge_bin = str(Path(sys.executable).parent / "esbridge")
+    # The plugin as the documented install lays it out (`esbridge install-plugin`: a
+    # "#!/usr/bin/python3 -IS" script importing the compiled module), and the copied file.
+    plugins = workdir / "plugins"
+    plugins.mkdir(exist_ok=True)
+    subprocess.run(
+        [sys.executable, "-m", "esbridge", "install-plugin", "--python", SYSTEM_PYTHON, plugins],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     cmds = {
-        "check_esbridge": [SYSTEM_PYTHON, "-I", "-S", str(PLUGIN), "-H", proc.url, "-C", name],
+        "check_esbridge": [str(plugins / "check_esbridge"), "-H", proc.url, "-C", name],
+        "check_esbridge_file": [SYSTEM_PYTHON, "-I", "-S", str(PLUGIN), "-H", proc.url, "-C", name],
         "bare_python": [SYSTEM_PYTHON, "-I", "-S", "-c", "pass"],
         "check_http": [CHECK_HTTP, "-H", "127.0.0.1", "-p", str(port), "-u", "/healthz"],
     }
-    runs = {
-        "check_esbridge": prof.plugin_runs,
-        "bare_python": prof.plugin_runs,
-        "check_http": prof.plugin_runs,
-    }
+    runs = {key: prof.plugin_runs for key in cmds}
     if Path(esbridge_bin).exists():
         cmds["esbridge_run"] = [
             esbridge_bin,
@@ -896,6 +903,14 @@ def plugin(
                 "plugin.ratio_to_bare_python",
                 medians["check_esbridge"] / medians["bare_python"],
                 "x",
+                "esbridge install-plugin's script",
+            )
+        if "check_esbridge_file" in medians and "bare_python" in medians:
+            figs.add(
+                "plugin.file_ratio_to_bare_python",
+                medians["check_esbridge_file"] / medians["bare_python"],
+                "x",
+                "the copied single file, compiled on every run",
             )
         if "check_esbridge" in medians and "check_http" in medians:
             figs.add(

@@ -378,6 +378,50 @@ def test_elasticsearch_unreachable_for_all_replicas(
             group.stop_all()
 
 
+def test_a_replica_that_cannot_read_the_members_steps_aside(
+    es_url: str,
+    index20: str,
+    indices,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    """Reads of the members index fail for one replica while its writes still work: it stops
+    heartbeating, so the other takes every check after a lease, and it writes no state while
+    it cannot confirm its share (it runs every check alone: they would be written twice)."""
+    checks = checks_file(tmp_path / "c.yaml", index20, 30)
+    members = indices[1]
+    with CountingProxy(es_url) as proxy:
+        group = Replicas(es_url, checks, *indices)
+        try:
+            group.start("a", es_url=proxy.url)
+            group.start("b")
+            group.until_agreed(2, timeout=60)
+            poll(lambda: all(c["state"] != "PENDING" for c in group.view("b").values()), 60)
+            poll(lambda: proxy.requests(r"POST /_bulk"), timeout=30)  # a writes its share
+
+            proxy.fail = {rf"POST /{members}/_search": 503}
+            cut = time.time()
+            poll(lambda: group.cluster("b")["live_members"] == ["b"], LEASE + MARGIN + 10)
+            poll(lambda: group.cluster("b")["checks_owned"] == 30, 30)
+            poll(lambda: group.cluster("a")["checks_owned"] == 30, LEASE + MARGIN + 10)
+            alone = time.time()  # a runs every check now, from data it can still read
+            before = sum(group.cluster("a", runs=True)["runs"].values())
+            time.sleep(3 * HEARTBEAT + 2)
+            assert sum(group.cluster("a", runs=True)["runs"].values()) > before
+            assert proxy.requests(r"POST /_bulk", since=cut + LEASE + 1.0) == [], (
+                "a wrote state while it could not confirm its membership"
+            )
+            assert_honest(group.view("b"), time.time())
+            assert time.time() - alone < 60
+
+            proxy.fail = {}
+            lifted = time.time()
+            group.until_agreed(2, timeout=30)
+            poll(lambda: proxy.requests(r"POST /_bulk", since=lifted), timeout=30)
+            assert_honest(group.view("a"), time.time())
+        finally:
+            group.stop_all()
+
+
 def _owned(group: Replicas, name: str) -> list[str]:
     view = group.view(name)
     me = group.cluster(name)["replica"]

@@ -17,6 +17,7 @@ from esbridge.membership import Membership
 from esbridge.persistence import StatePersistence
 from esbridge.result import State
 from esbridge.sharedview import SharedView
+from test_service_support import CountingProxy
 from test_store import T0, result, store_with
 
 pytestmark = pytest.mark.es
@@ -80,6 +81,88 @@ async def test_a_changed_wall_clock_does_not_matter(connection: Connection, inde
         timeout=30,
     ).raise_for_status()
     assert await a.beat() == ["a", "b"]
+
+
+async def test_a_member_document_of_the_wrong_shape_is_skipped_not_fatal(
+    connection: Connection, index: str
+) -> None:
+    """One unreadable heartbeat (hand-made, another version) must not stop membership: it
+    raised out of every replica's round, so the live sets froze everywhere."""
+    clock = Clock()
+    a = Membership(connection, index, "a", heartbeat=1, lease=3, clock=clock)
+    b = Membership(connection, index, "b", heartbeat=1, lease=3, clock=clock)
+    await a.beat()
+    await b.beat()
+    url = connection.config.urls[0]
+    for member, counter in (("x", "5.5"), ("y", [1, 2]), ("z", {"n": 1})):
+        httpx.put(
+            f"{url}/{index}/_doc/{member}?refresh=true",
+            json={"replica": member, "incarnation": "i", "counter": counter},
+            timeout=30,
+        )  # counter is a long: the index may refuse some; what it keeps is read back
+    assert await a.beat() == ["a", "b"]
+    assert a.formed and a.last_error is None
+    clock.now += 3.5  # b's lease ends on a's clock; the round still works
+    assert await a.beat() == ["a"]
+
+
+async def test_a_dead_member_whose_delete_fails_is_not_revived(
+    connection: Connection, index: str
+) -> None:
+    """Forgetting a dead member when its delete failed made its document, read again, a
+    newcomer: live for a whole lease, owning checks nobody ran."""
+    clock = Clock()
+    a = Membership(connection, index, "a", heartbeat=1, lease=3, clock=clock)
+    b = Membership(connection, index, "b", heartbeat=1, lease=3, clock=clock)
+    await a.beat()
+    await b.beat()
+    assert await a.beat() == ["a", "b"]
+    clock.now += 3 * 20 + 1  # b dead for more than FORGET_AFTER_LEASES leases
+    url = connection.config.urls[0]
+    block = {"index.blocks.write": True}
+    httpx.put(f"{url}/{index}/_settings", json=block, timeout=30).raise_for_status()
+    try:
+        await a._forget_dead()  # the DELETE is refused (a real write block)
+        assert "b" in a.members  # kept: tried again next round
+    finally:
+        block = {"index.blocks.write": None}
+        httpx.put(f"{url}/{index}/_settings", json=block, timeout=30).raise_for_status()
+    assert await a.beat() == ["a"]  # not live again: its counter never moved
+    assert "b" not in a.members  # the next round's delete worked
+    assert await a.beat() == ["a"]
+
+
+async def test_a_replica_that_cannot_read_the_members_writes_no_heartbeat(
+    es_url: str, connection: Connection, index: str
+) -> None:
+    """Read first: a replica that cannot read the members stops looking live to the others,
+    who drop it after a lease and cover its checks; it stops confirming its own share."""
+    clock = Clock()
+    with CountingProxy(es_url) as proxy:
+        cut = Connection("default", ConnectionConfig(urls=(proxy.url,)))
+        try:
+            a = Membership(cut, index, "a", heartbeat=1, lease=3, clock=clock)
+            b = Membership(connection, index, "b", heartbeat=1, lease=3, clock=clock)
+            await a.beat()
+            await b.beat()
+            assert await a.beat() == ["a", "b"] and a.confirmed()
+            proxy.fail = {rf"POST /{index}/_search": 503}
+            writes = len(proxy.requests(rf"PUT /{index}/_doc/a"))
+            for _ in range(4):
+                clock.now += 1.0
+                await a.beat()
+                await b.beat()
+            assert a.last_error is not None
+            assert len(proxy.requests(rf"PUT /{index}/_doc/a")) == writes  # no heartbeat
+            # b saw a's last write at its first round after the cut; a lease later, a is gone
+            clock.now += 1.0
+            assert await b.beat() == ["b"]
+            assert not a.confirmed()  # and a knows its share is no longer its own
+            proxy.fail = {}
+            await a.beat()
+            assert a.confirmed() and await b.beat() == ["a", "b"]
+        finally:
+            await cut.close()
 
 
 async def test_shared_view_reads_only_changed_documents(connection: Connection, index: str) -> None:

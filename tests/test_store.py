@@ -186,6 +186,24 @@ def test_a_result_recorded_during_a_flush_stays_dirty() -> None:
     assert store.dirty_count == 0
 
 
+def test_a_result_not_to_persist_is_kept_but_never_written() -> None:
+    """A replica that cannot confirm it still owns a check keeps its result in its own view,
+    but writes nothing; what was pending before can be discarded as a whole."""
+    store = store_with()
+    store.record(result(State.OK, T0))
+    transition = store.record(result(State.CRITICAL, T0 + 10), persist=False)
+    assert transition is not None and store.get("c").state is State.CRITICAL  # type: ignore[union-attr]
+    # The document is made from the entry as it is now, so the earlier write goes too.
+    assert store.dirty_count == 0 and store.dirty_documents() == []
+    store.record(result(State.CRITICAL, T0 + 20))
+    store.sync({"c": 10.0, "d": 10.0})
+    store.record(result(State.OK, T0 + 20).with_(check="d"))
+    assert store.discard_dirty() == 2
+    assert store.dirty_count == 0
+    store.record(result(State.CRITICAL, T0 + 30))
+    assert [doc["state"] for _, doc in store.dirty_documents()] == ["CRITICAL"]
+
+
 @pytest.mark.parametrize(
     "field, value",
     [

@@ -169,7 +169,7 @@ class Service:
         await cancel_all(self._background)
         if self.persistence is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.persistence.flush(), grace)
+                await asyncio.wait_for(self._flush(), grace)
         if self.cluster is not None:  # after the flush: the next owner reads the last state
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.cluster.stop(), grace)
@@ -203,7 +203,7 @@ class Service:
             check = self.checkset.checks.get(result.check)
             found = self.events.after_deploy(check.tags if check else (), result.evaluated_at)
             deploy = found.model_dump() if found is not None else None
-        transition = self.store.record(result, lateness, deploy)
+        transition = self.store.record(result, lateness, deploy, persist=self._may_write_state())
         if transition is not None:
             state_log.info(
                 "%s: %s -> %s: %s%s",
@@ -294,13 +294,34 @@ class Service:
             await asyncio.gather(*(c.ping(5.0) for c in self.connections), return_exceptions=True)
             await asyncio.sleep(HEALTH_INTERVAL)
 
-    async def _flush_loop(self) -> None:
+    def _may_write_state(self) -> bool:
+        """Single instance: always. A replica: only while its membership is confirmed.
+
+        A replica that has not read the members for a lease may have been dropped by the
+        others, who then own its checks: its results of that time (UNKNOWN "unreachable", as
+        a rule) stay in its own view and are never written over the owners' documents,
+        neither then nor once Elasticsearch answers again.
+        """
+        return self.cluster is None or self.cluster.membership.confirmed()
+
+    async def _flush(self) -> None:
         assert self.persistence is not None
+        if not self._may_write_state():
+            if dropped := self.store.discard_dirty():
+                log.warning(
+                    "not writing the state of %d checks: this replica has not confirmed its "
+                    "membership for a lease (their owners write them)",
+                    dropped,
+                )
+            return
+        await self.persistence.flush()
+
+    async def _flush_loop(self) -> None:
         interval = self.settings.state.flush_interval.total_seconds()
         while True:
             await asyncio.sleep(interval)
             try:
-                await self.persistence.flush()
+                await self._flush()
             except Exception:
                 log.exception("state flush failed unexpectedly")
 

@@ -77,6 +77,8 @@ class Cluster:
         self._members: list[str] = []
         self._checkset: object = None  # the check set the owners were computed for
         self._started = time.monotonic()
+        self._unrestored_since: float | None = None  # takeover reads failing since (monotonic)
+        self._retry = False  # checks gained but not taken yet: rebalance again next round
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         service.result_listeners.append(self._count_run)
@@ -110,7 +112,7 @@ class Cluster:
         # Until the members were read once, this replica would think it is alone and take
         # every check; it waits, up to one lease (then it is alone as far as it can tell).
         if self.membership.formed or time.monotonic() - self._started > self.lease:
-            await self.rebalance(live)
+            await self.rebalance(live, force=self._retry)
 
     async def refresh_view(self) -> None:
         """Read what the other replicas wrote for the checks they own."""
@@ -128,14 +130,15 @@ class Cluster:
             checkset = self.service.checkset  # a reload replaces it, definitions and all
             if not force and members == self._members and checkset is self._checkset:
                 return
+            self._retry = False
             checks = dict(checkset.checks)
             names = frozenset(checks)
             owners = assign(names, members)
             owned = {n for n, who in owners.items() if who == self.replica_id}
             gained = owned - self.owned
-            if gained:
-                # Real-time read of what the previous owner wrote: since and history first.
-                await self.view.load(sorted(gained))
+            if gained and not await self._restored(gained):
+                owned -= gained  # not yet: the next round reads and takes them
+                gained = set()
             lost = self.owned - owned
             if owners != self.owners or checkset is not self._checkset:
                 self.view.ask_all()  # a new owner (or interval) writes on its own schedule
@@ -153,6 +156,34 @@ class Cluster:
                     len(lost),
                 )
 
+    async def _restored(self, gained: set[str]) -> bool:
+        """Read what the previous owner wrote of ``gained`` (real-time): since and history
+        first, so a CRITICAL that stays CRITICAL keeps its since. False when the read failed:
+        the checks are taken a round later, not from an older copy (a false transition and
+        a lost since). After a lease of failed reads they are taken anyway: a check run
+        without its history is better than one run by nobody."""
+        if await self.view.load(sorted(gained)) >= 0:
+            self._unrestored_since = None
+            return True
+        now = time.monotonic()
+        if self._unrestored_since is None:
+            self._unrestored_since = now
+        if now - self._unrestored_since < self.lease:
+            log.warning(
+                "ownership: not taking %d checks yet: cannot read their state (%s)",
+                len(gained),
+                self.view.last_error,
+            )
+            self._retry = True
+            return False
+        log.warning(
+            "ownership: taking %d checks without their persisted state: the state index has "
+            "not been readable for a lease (%s)",
+            len(gained),
+            self.view.last_error,
+        )
+        return True
+
     def _schedule(self, checks: dict[str, CheckDefinition], gained: set[str]) -> None:
         service = self.service
         mine = {n: c for n, c in checks.items() if n in self.owned}
@@ -162,6 +193,8 @@ class Cluster:
         now = time.time()
         overdue: dict[str, list[CheckDefinition]] = {}
         for name in sorted(gained):
+            if service.scheduler.in_flight(name):  # still running from an earlier ownership
+                continue
             entry = service.store.get(name)
             interval = service.scheduler.interval_of(checks[name])
             if entry is None or entry.result is None or now - entry.result.evaluated_at >= interval:

@@ -1,15 +1,18 @@
 """Which replicas are alive: a heartbeat document per replica in a members index.
 
-Every replica indexes its own document every ``cluster.heartbeat`` with a counter that it
-bumps each time (a full index of changed content, so ``_seq_no`` advances: an unchanged
-partial update would be a no-op under ``detect_noop``), then reads every member's document.
+Every replica reads every member's document every ``cluster.heartbeat``, then indexes its
+own with a counter that it bumps each time (a full index of changed content, so ``_seq_no``
+advances: an unchanged partial update would be a no-op under ``detect_noop``). Read first:
+a replica that cannot read the members writes no heartbeat either, so the others drop it
+after a lease instead of counting on a replica that will soon think it is alone. A member
+document of the wrong shape is skipped (that member is not live), never the whole read.
 A member is live while *this* replica has seen its (incarnation, counter) change within
 ``cluster.lease``, measured on this replica's own monotonic clock: liveness never compares
 two machines' clocks (the gossip failure detector of van Renesse et al., 1998).
 
-The heartbeat is written with ``refresh=true`` on a tiny one-shard index, so the search that
-follows sees every member's latest heartbeat: a replica's view of the membership is at most
-one heartbeat old. A replica that stops on SIGTERM deletes its document and leaves at once.
+Heartbeats are written with ``refresh=true`` on a tiny one-shard index, so every search sees
+every member's latest heartbeat: a replica's view of the membership is at most one heartbeat
+old. A replica that stops on SIGTERM deletes its document and leaves at once.
 A replica that cannot reach Elasticsearch sees no counter move, so after a lease it is alone
 and owns every check, like a single instance (each of them then reports UNKNOWN
 "unreachable" honestly); when Elasticsearch returns, the members see each other's counters
@@ -96,6 +99,8 @@ class Membership:
 
     def __post_init__(self) -> None:
         self._live: list[str] = [self.id]
+        self._unreadable: set[str] = set()  # member documents already warned about
+        self._confirmed_at: float | None = None  # start of the last round that succeeded
 
     @property
     def cpu_seconds(self) -> float:
@@ -108,6 +113,15 @@ class Membership:
         """Sorted ids of the live replicas; always includes this one."""
         return list(self._live)
 
+    def confirmed(self) -> bool:
+        """Whether this replica read the members and wrote its heartbeat within one lease.
+
+        While it has, the others count it live and its share of the checks is its own; past
+        that they may have dropped it and taken its checks, so it must not write their state.
+        """
+        at = self._confirmed_at
+        return at is not None and self.clock() - at <= self.lease
+
     def _compute_live(self) -> list[str]:
         now = self.clock()
         ids = {m.id for m in self.members.values() if now - m.seen_change <= self.lease}
@@ -118,10 +132,16 @@ class Membership:
 
     async def beat(self) -> list[str]:
         """Write this replica's heartbeat, read all members, update the live set."""
+        asked_at = self.clock()
         try:
             with self.decoding.metered():
-                await self._write()
+                # Read first: a replica that cannot read the members must not go on looking
+                # live to the others (its counter would move while it took every check for
+                # itself after a lease: every check twice). Without its heartbeat the others
+                # drop it after a lease and cover its checks.
+                await self._ensure_index()
                 answer = await self._read()
+                await self._write()
         except ESError as error:
             if self.last_error is None:
                 log.warning("cluster membership: cannot reach the members index: %s", error)
@@ -130,6 +150,7 @@ class Membership:
         started = time.process_time()
         if answer is not None:
             self._observe(answer)
+            self._confirmed_at = asked_at
             self.formed = True
             self.last_ok = time.time()
             if self.last_error is not None:
@@ -215,25 +236,26 @@ class Membership:
         now = self.clock()
         present = set()
         for hit in (answer.get("hits") or {}).get("hits") or []:
-            source = hit.get("_source") or {}
             member_id = str(hit.get("_id"))
             if member_id == self.id:
                 continue
-            present.add(member_id)
-            beat = (str(source.get("incarnation", "")), int(source.get("counter") or 0))
             known = self.members.get(member_id)
-            seen = now if known is None or known.beat != beat else known.seen_change
-            self.members[member_id] = Member(
-                id=member_id,
-                beat=beat,
-                seen_change=seen,
-                heartbeat_at=float(source.get("heartbeat_at") or 0.0),
-                started_at=float(source.get("started_at") or 0.0),
-                url=str(source.get("url") or ""),
-                checks_owned=int(source.get("checks_owned") or 0),
-                seq_no=hit.get("_seq_no"),
-                primary_term=hit.get("_primary_term"),
-            )
+            try:
+                member = _member(member_id, hit, known, now)
+            except (AttributeError, TypeError, ValueError) as exc:
+                # Not a heartbeat this version writes (hand-made, another version): that
+                # member is not live, but every other one still is, on every replica.
+                if member_id not in self._unreadable:
+                    log.warning(
+                        "cluster membership: ignoring unreadable member document %s: %s",
+                        member_id,
+                        exc,
+                    )
+                    self._unreadable.add(member_id)
+                continue
+            self._unreadable.discard(member_id)
+            present.add(member_id)
+            self.members[member_id] = member
         for gone in [m for m in self.members if m not in present]:
             del self.members[gone]  # deleted on SIGTERM (or forgotten): left at once
 
@@ -250,13 +272,19 @@ class Membership:
                 await self.connection.raw(
                     "DELETE",
                     f"/{self.index}/_doc/{_quote(member.id)}"
-                    f"?if_seq_no={member.seq_no}&if_primary_term={member.primary_term}",
+                    f"?if_seq_no={member.seq_no}&if_primary_term={member.primary_term}"
+                    "&refresh=true",  # else the next search still finds it: a newcomer
                     None,
                     self.timeout,
                 )
                 log.info("cluster membership: forgot replica %s (dead)", member.id)
-            except ESError:
-                pass  # it came back (conflict) or someone else deleted it
+            except ESError as error:
+                if error.status != 404:
+                    # It came back (409: its next read shows a moving counter) or the delete
+                    # failed (try again next round). Forgetting it now would make its
+                    # document, read again, a newcomer: live for a whole lease, a ghost
+                    # owning checks nobody runs.
+                    continue
             self.members.pop(member.id, None)
 
     # -- visibility ----------------------------------------------------------------------
@@ -294,6 +322,23 @@ class Membership:
                 }
             )
         return rows
+
+
+def _member(member_id: str, hit: dict[str, Any], known: Member | None, now: float) -> Member:
+    """One hit of the members index; raises on a document of the wrong shape."""
+    source = hit.get("_source") or {}
+    beat = (str(source.get("incarnation", "")), int(source.get("counter") or 0))
+    return Member(
+        id=member_id,
+        beat=beat,
+        seen_change=now if known is None or known.beat != beat else known.seen_change,
+        heartbeat_at=float(source.get("heartbeat_at") or 0.0),
+        started_at=float(source.get("started_at") or 0.0),
+        url=str(source.get("url") or ""),
+        checks_owned=int(source.get("checks_owned") or 0),
+        seq_no=hit.get("_seq_no"),
+        primary_term=hit.get("_primary_term"),
+    )
 
 
 def _quote(text: str) -> str:

@@ -269,6 +269,10 @@ class Scheduler:
                 if self._in_flight.get(check.name) is me:
                     del self._in_flight[check.name]
 
+    def in_flight(self, name: str) -> bool:
+        """Whether a run of ``name`` is going on now (``submit`` must not start another)."""
+        return name in self._in_flight
+
     def next_run(self, name: str) -> float | None:
         job = self._aps.get_job(name)
         if job is None or job.next_run_time is None:

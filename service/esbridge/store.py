@@ -119,12 +119,17 @@ class ResultStore:
     # -- recording -----------------------------------------------------------------------
 
     def record(
-        self, result: Result, lateness: float = 0.0, after_deploy: dict[str, Any] | None = None
+        self,
+        result: Result,
+        lateness: float = 0.0,
+        after_deploy: dict[str, Any] | None = None,
+        persist: bool = True,
     ) -> Transition | None:
         """Store a new result; return the transition when the state changed.
 
         ``after_deploy`` is attached to the transition, if there is one (a first result is
-        no change, so it gets none).
+        no change, so it gets none). ``persist=False``: never written to the state index
+        (a replica that cannot confirm it still owns the check).
         """
         entry = self._checks.get(result.check)
         if entry is None:  # removed by a reload while it ran: drop it
@@ -160,7 +165,10 @@ class ResultStore:
         for key in [k for k in entry.group_since if k not in current]:
             del entry.group_since[key]
         entry.result = result
-        self._mark_dirty(result.check)
+        if persist:
+            self._mark_dirty(result.check)
+        else:  # a document is made from the entry as it is now: not even an earlier write
+            self._dirty.pop(result.check, None)
         return transition
 
     def _mark_dirty(self, name: str) -> None:
@@ -204,6 +212,12 @@ class ResultStore:
             name, doc = item
             if self._dirty.get(name) == doc.get("_change"):
                 del self._dirty[name]
+
+    def discard_dirty(self) -> int:
+        """Forget every pending write; return how many (see ``Service._may_write_state``)."""
+        count = len(self._dirty)
+        self._dirty.clear()
+        return count
 
     def mark_all_dirty(self) -> None:
         for name, entry in self._checks.items():
