@@ -422,6 +422,39 @@ def test_a_replica_that_cannot_read_the_members_steps_aside(
             group.stop_all()
 
 
+def test_takeover_waits_while_the_state_cannot_be_read(
+    es_url: str,
+    index20: str,
+    indices,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    """A joining replica whose real-time read of the previous owner's state fails does not
+    run its share from nothing (a false transition, a lost since): it waits and reads again,
+    and takes the checks without their state only after a lease of failed reads."""
+    checks = checks_file(tmp_path / "c.yaml", index20, 30)
+    state = indices[0]
+    with CountingProxy(es_url) as proxy:
+        group = Replicas(es_url, checks, *indices)
+        try:
+            group.start("b")
+            group.until_agreed(1, timeout=60)
+            poll(lambda: all(c["state"] != "PENDING" for c in group.view("b").values()), 60)
+            # a can read the members but not the state index (_mget, and the restore's search)
+            proxy.fail = {rf"POST /{state}/_(mget|search)": 503}
+            group.start("a", es_url=proxy.url)
+            log = group.procs["a"].log
+            poll(lambda: "not taking" in log(), timeout=60, interval=0.2)
+            assert sum(group.cluster("a", runs=True)["runs"].values()) == 0
+            assert group.cluster("a")["checks_owned"] == 0
+            poll(lambda: "without their persisted state" in log(), LEASE + MARGIN + 10)
+            poll(lambda: sum(group.cluster("a", runs=True)["runs"].values()) > 0, 30)
+            proxy.fail = {}
+            group.until_agreed(2, timeout=60)
+            assert_honest(group.view("a"), time.time())
+        finally:
+            group.stop_all()
+
+
 def _owned(group: Replicas, name: str) -> list[str]:
     view = group.view(name)
     me = group.cluster(name)["replica"]
