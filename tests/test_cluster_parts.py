@@ -218,39 +218,49 @@ async def test_shared_view_asks_for_a_document_when_its_next_write_is_due(
     clock.now += 1  # 1001: so it is asked for every round
     assert await view.refresh(["c"]) == 0 and view.heads_read == 2
     clock.now += 1  # 1002
-    await write("two")  # seen written in (1001, 1002]: the next one after 1001 + 30
-    assert await view.refresh(["c"]) == 1 and shown() == "two" and view.heads_read == 3
-    await write("three")  # early (a run by hand): not asked for before 1001 + 30 - 5
-    for now in (1003.0, 1015.0, 1025.9):
+    # The first change seen between two rounds may be a new owner's overdue run, off the
+    # grid its later writes follow: it does not anchor the next write, the second one does.
+    await write("zero")
+    assert await view.refresh(["c"]) == 1 and shown() == "zero" and view.heads_read == 3
+    clock.now += 1  # 1003: still asked for every round
+    assert await view.refresh(["c"]) == 0 and view.heads_read == 4
+    clock.now += 1  # 1004
+    await write("two")  # seen written in (1003, 1004]: the next one after 1003 + 30
+    assert await view.refresh(["c"]) == 1 and shown() == "two" and view.heads_read == 5
+    await write("three")  # early (a run by hand): not asked for before 1003 + 30 - 5
+    for now in (1005.0, 1015.0, 1027.9):
         clock.now = now
         assert await view.refresh(["c"]) == 0 and shown() == "two"
-    assert view.heads_read == 3
-    clock.now = 1026.0
-    assert await view.refresh(["c"]) == 1 and shown() == "three" and view.heads_read == 4
-    # written in (1002, 1026]: due from 1002 + 25 on, so asked for again at once
+    assert view.heads_read == 5
+    clock.now = 1028.0
+    assert await view.refresh(["c"]) == 1 and shown() == "three" and view.heads_read == 6
+    # written in (1004, 1028]: due from 1004 + 25 on, so asked for again at once
     clock.now += 1
-    assert await view.refresh(["c"]) == 0 and view.heads_read == 5
+    assert await view.refresh(["c"]) == 0 and view.heads_read == 7
 
-    clock.now += 1  # 1028
+    clock.now += 1  # 1030
     await write("five")
-    assert await view.refresh(["c"]) == 1 and view.heads_read == 6  # due at 1027 + 25
+    assert await view.refresh(["c"]) == 1 and view.heads_read == 8  # due at 1029 + 25
     await write("six")
     clock.now += 1
-    assert await view.refresh(["c"]) == 0 and shown() == "five" and view.heads_read == 6
+    assert await view.refresh(["c"]) == 0 and shown() == "five" and view.heads_read == 8
     # ownership moved (a rebalance): a new owner writes on its own schedule
     view.ask_all()
-    assert await view.refresh(["c"]) == 1 and shown() == "six" and view.heads_read == 7
+    assert await view.refresh(["c"]) == 1 and shown() == "six" and view.heads_read == 9
+    clock.now += 1  # 1032: the new owner's first write seen between rounds anchors nothing
+    await write("six and a half")
+    assert await view.refresh(["c"]) == 1 and view.heads_read == 10
 
     # a run that took 4 s: the next one may come 4 s sooner, so it is asked for 4 s sooner
     asked = clock.now
     clock.now += 1
-    await write("seven", duration=4.0)
-    assert await view.refresh(["c"]) == 1 and shown() == "seven" and view.heads_read == 8
+    await write("seven", duration=4.0)  # seen at once: nothing was due-scheduled
+    assert await view.refresh(["c"]) == 1 and shown() == "seven" and view.heads_read == 11
     await write("eight")
     clock.now = asked + 30 - 5 - 4 - 0.1
-    assert await view.refresh(["c"]) == 0 and view.heads_read == 8
+    assert await view.refresh(["c"]) == 0 and view.heads_read == 11
     clock.now = asked + 30 - 5 - 4
-    assert await view.refresh(["c"]) == 1 and shown() == "eight" and view.heads_read == 9
+    assert await view.refresh(["c"]) == 1 and shown() == "eight" and view.heads_read == 12
 
 
 async def test_shared_view_never_replaces_a_newer_local_result(

@@ -17,8 +17,10 @@ then, and every round after, so an on-time write is seen within one round, as be
 at a 60 s interval costs about two heads per change instead of twelve. Until a change has
 been seen that way (at start, after a rebalance or reload) a document is asked for every
 round. A write that comes early because ownership moved is caught by
-:meth:`SharedView.ask_all`, called on every rebalance; one the view cannot foresee (a run by
-hand on the owner) shows here at the next expected write at the latest.
+:meth:`SharedView.ask_all`, called on every rebalance: from then on a document is due-scheduled
+only from the second change seen between rounds, because the first may be a new owner's
+overdue run, off the grid of its later writes. One the view cannot foresee (a run by hand on
+the owner) shows here at the next expected write at the latest.
 
 Staleness stays the store's rule: a result whose owner died ages and reads UNKNOWN "stale"
 once older than its allowed age (``staleness_factor`` times the interval), never a stale OK.
@@ -59,6 +61,9 @@ class SharedView:
         self._versions: dict[str, tuple[int, int]] = {}  # check -> (_seq_no, _primary_term)
         self._due: dict[str, float] = {}  # check -> when to ask for its _seq_no again (clock)
         self._asked: dict[str, float] = {}  # check -> when its _seq_no was last asked for
+        # checks with a change seen between two rounds since the last ask_all: their owner's
+        # grid is known from the next such change on (the first may be a takeover's run)
+        self._settled: set[str] = set()
         self.loaded = False  # one complete read done
         self.last_ok: float | None = None
         self.last_error: str | None = None
@@ -78,6 +83,7 @@ class SharedView:
         they write; a document is due-scheduled again once a change is seen between rounds."""
         self._due.clear()
         self._asked.clear()
+        self._settled.clear()
 
     async def refresh(self, names: Iterable[str]) -> int:
         """Read the changed documents of the due ones of ``names``; return how many applied."""
@@ -114,10 +120,15 @@ class SharedView:
         if applied < 0:
             return 0
         started = time.process_time()
-        store, lead = self.store, self.lead
+        store, lead, settled = self.store, self.lead, self._settled
         for name in changed:  # read: the next change is one after this round
             asked[name] = now
         for name, before in written_after.items():
+            if name not in settled:
+                # The first write seen since the owners changed may be a new owner's
+                # overdue run, off the grid its later writes follow: anchor on the next one.
+                settled.add(name)
+                continue
             entry = store.get(name)
             if entry is None:
                 continue
