@@ -898,24 +898,23 @@ def plugin(
                 "ms",
                 "user+sys CPU (rusage)",
             )
-        if "check_esbridge" in medians and "bare_python" in medians:
-            figs.add(
-                "plugin.ratio_to_bare_python",
-                medians["check_esbridge"] / medians["bare_python"],
-                "x",
+        for figure, top, bottom, what in (
+            (
+                "ratio_to_bare_python",
+                "check_esbridge",
+                "bare_python",
                 "esbridge install-plugin's script",
-            )
-        if "check_esbridge_file" in medians and "bare_python" in medians:
-            figs.add(
-                "plugin.file_ratio_to_bare_python",
-                medians["check_esbridge_file"] / medians["bare_python"],
-                "x",
+            ),
+            (
+                "file_ratio_to_bare_python",
+                "check_esbridge_file",
+                "bare_python",
                 "the copied single file, compiled on every run",
-            )
-        if "check_esbridge" in medians and "check_http" in medians:
-            figs.add(
-                "plugin.ratio_to_check_http", medians["check_esbridge"] / medians["check_http"], "x"
-            )
+            ),
+            ("ratio_to_check_http", "check_esbridge", "check_http", ""),
+        ):
+            if top in medians and bottom in medians:
+                figs.add(f"plugin.{figure}", medians[top] / medians[bottom], "x", what)
     extra["plugin_exit_codes"] = {k: sorted(v) for k, v in codes.items()}
     extra["plugin_missing"] = sorted(set(cmds) - set(available))
     colleague_scripts(proc, prof, name, es_url, figs, extra)

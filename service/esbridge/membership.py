@@ -131,7 +131,7 @@ class Membership:
     # -- one round -----------------------------------------------------------------------
 
     async def beat(self) -> list[str]:
-        """Write this replica's heartbeat, read all members, update the live set."""
+        """Read all members, write this replica's heartbeat, update the live set."""
         asked_at = self.clock()
         try:
             with self.decoding.metered():
@@ -202,7 +202,6 @@ class Membership:
         self._index_ready = True
 
     async def _write(self) -> None:
-        await self._ensure_index()
         self.counter += 1
         doc = {
             "replica": self.id,

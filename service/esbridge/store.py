@@ -168,7 +168,7 @@ class ResultStore:
         if persist:
             self._mark_dirty(result.check)
         else:  # a document is made from the entry as it is now: not even an earlier write
-            self._dirty.pop(result.check, None)
+            self.mark_clean([result.check])
         return transition
 
     def _mark_dirty(self, name: str) -> None:

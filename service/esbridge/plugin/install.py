@@ -7,7 +7,7 @@ package, compiled (Python never caches a script's bytecode: the copied single fi
 on every run, a quarter of its time). It needs no shell either: ``pip`` writes every script's
 first line as the bare interpreter and drops its flags, which is why the ``check_esbridge``
 that ``pip install`` puts on ``PATH`` has to be an ``sh`` launcher, one more program to start
-on every check. Figures: bench/README.md, "Plugin as installed by pip".
+on every check. Figures: bench/README.md, "Plugin as installed".
 """
 
 from __future__ import annotations
