@@ -1,12 +1,14 @@
 """Wiring of the running service against a real Elasticsearch: runs, reloads, outputs.
 
-Regression tests for three wiring bugs:
+Regression tests for four wiring bugs:
 
 a. "run now" (``POST /api/v1/checks/{name}/run``) went around the scheduler and could run
    a check beside its own scheduled run;
 b. a result of a check removed by a reload while it ran still reached the outputs;
 c. a reload validated the passive targets, so a passive problem (a password file gone)
-   blocked reloading the check files.
+   blocked reloading the check files;
+d. in cluster mode, a check lost and won back while its run was in flight got a second run
+   beside the first (the overdue run at takeover).
 
 The cluster is real; a proxy in front of it (tests/faultproxy.py) holds every ``_msearch``
 for a while, so a run is reliably in flight when the test acts.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -215,3 +218,48 @@ async def test_reload_is_not_blocked_by_a_passive_target(
         assert any("passive.0.password_file" in p for p in problems), problems
     finally:
         await service.stop(5)
+
+
+async def test_a_check_regained_while_its_run_is_in_flight_is_not_run_twice(
+    es_url: str, proxy: FaultProxy, make_index: Any, seed: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Cluster mode: a replica that loses a check and wins it back while the check's run is
+    still in flight must not start a second run of it beside the first (the overdue run at
+    takeover skips checks in flight); the held run's result is recorded as usual."""
+    from esbridge.ownership import assign
+
+    index = make_index("wiring-d")
+    seed(index, [{"ago": "1m", "status": 500}] * 4)
+    me, suffix = "wiring-me", uuid.uuid4().hex[:8]
+    # a member that wins "a" from this replica, so the check moves there and back
+    other = next(f"other-{i}" for i in range(1000) if assign(["a"], [me, f"other-{i}"])["a"] != me)
+    own = [f"esbridge-test-wiring-state-{suffix}", f"esbridge-test-wiring-members-{suffix}"]
+    config = tmp_path / "esbridge.yaml"
+    config.write_text(
+        f"elasticsearch:\n  default:\n    urls: ['{proxy.url}']\n"
+        f"checks: ['{_checks(tmp_path / 'c.yaml', index, ['a'])}']\n"
+        f"state:\n  enabled: true\n  index: {own[0]}\n"
+        f"cluster:\n  enabled: true\n  replica_id: {me}\n  index: {own[1]}\n"
+        "  heartbeat: 1s\n  lease: 3s\n"
+    )
+    settings = load_settings(config)
+    service = Service(settings, load_checks(list(settings.checks)))
+    active = count_runs(service, monkeypatch)
+    proxy.delay = 3.0  # every _msearch is held in the proxy for 3 s
+    await service.start()
+    try:
+        cluster = service.cluster
+        assert cluster is not None
+        await _until(lambda: active.get("a") == 1)  # the takeover run, in flight
+        await cluster.rebalance([me, other])  # "a" moves away...
+        assert "a" not in cluster.owned
+        await cluster.rebalance([me])  # ...and comes back while its run is still held
+        assert "a" in cluster.owned and active.get("a") == 1
+        await _until(lambda: service.store.get("a").result is not None)  # type: ignore[union-attr]
+        assert active["peak"] == 1, "a second run of 'a' started beside the one in flight"
+        assert service.store.get("a").result.value == 4  # type: ignore[union-attr]
+    finally:
+        proxy.delay = 0.0
+        await service.stop(5)
+        for name in own:
+            httpx.delete(f"{es_url}/{name}", params={"ignore_unavailable": "true"}, timeout=60)
