@@ -275,6 +275,29 @@ async def test_shared_view_never_replaces_a_newer_local_result(
     assert mine.get("c").state is State.OK  # type: ignore[union-attr]
 
 
+async def test_shared_view_replaces_a_result_this_replica_could_not_confirm(
+    connection: Connection, index: str
+) -> None:
+    """After a partition: this replica's own UNKNOWN, recorded while it could not confirm its
+    share (never written), gives way to the owner's document at the next round, although the
+    document is older and unchanged since this replica last read it."""
+    owner = store_with(interval=60.0)
+    owner.record(result(State.CRITICAL, T0, "bad"))
+    await StatePersistence(owner, connection, index, 10.0).flush()
+    mine = store_with(interval=60.0)
+    view = SharedView(mine, connection, index, 10.0)
+    assert await view.refresh(["c"]) == 1 and view.documents_read == 1
+    mine.record(result(State.UNKNOWN, T0 + 30, "unreachable"), persist=False)  # alone
+    view.ask_all()  # membership re-formed: the check is owned elsewhere again
+    assert await view.refresh(["c"]) == 1 and view.documents_read == 2
+    entry = mine.get("c")
+    assert entry is not None and entry.result is not None
+    assert entry.state is State.CRITICAL and entry.result.summary == "bad" and entry.since == T0
+    assert mine.provisional == set()
+    view.ask_all()
+    assert await view.refresh(["c"]) == 0 and view.documents_read == 2  # heads only again
+
+
 async def test_state_index_shards(es_url: str, connection: Connection, index: str) -> None:
     store = store_with()
     store.record(result(State.OK, T0))

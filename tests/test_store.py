@@ -204,6 +204,30 @@ def test_a_result_not_to_persist_is_kept_but_never_written() -> None:
     assert [doc["state"] for _, doc in store.dirty_documents()] == ["CRITICAL"]
 
 
+def test_the_owners_document_replaces_a_provisional_result_whatever_its_age() -> None:
+    """A result recorded while the replica could not confirm its share (persist=False) is its
+    own view only: the owner's document replaces it even when older; a result recorded as
+    the owner (persist=True) is replaced only by a newer one."""
+    owner = store_with()
+    owner.record(result(State.OK, T0, "fine"))
+    document = owner.to_document(owner.get("c"))  # type: ignore[arg-type]
+    mine = store_with()
+    mine.record(result(State.UNKNOWN, T0 + 30, "unreachable"), persist=False)
+    assert mine.provisional == {"c"}
+    assert mine.adopt([document]) == 1
+    entry = mine.get("c")
+    assert entry is not None and entry.result is not None
+    assert entry.state is State.OK and entry.result.evaluated_at == T0 and entry.since == T0
+    assert [t.to_state for t in entry.transitions] == [State.OK]
+    assert mine.provisional == set() and mine.dirty_count == 0
+    assert mine.adopt([document]) == 0  # no longer provisional: same age, not newer
+    mine.record(result(State.CRITICAL, T0 + 40, "bad"))  # as the owner
+    assert mine.adopt([document]) == 0 and mine.get("c").state is State.CRITICAL  # type: ignore[union-attr]
+    mine.record(result(State.UNKNOWN, T0 + 50), persist=False)
+    mine.sync({"d": 10.0})  # a reload removed the check: nothing provisional is left of it
+    assert mine.provisional == set()
+
+
 @pytest.mark.parametrize(
     "field, value",
     [

@@ -22,6 +22,12 @@ only from the second change seen between rounds, because the first may be a new 
 overdue run, off the grid of its later writes. One the view cannot foresee (a run by hand on
 the owner) shows here at the next expected write at the latest.
 
+A result this replica recorded while it could not confirm its membership (alone during a
+partition, UNKNOWN as a rule; never written) is *provisional*: once the check is owned
+elsewhere again, the owner's document replaces it at the next round, even unchanged and older
+(:meth:`ResultStore.adopt`), so this replica does not go on showing (and exporting) its own
+UNKNOWN until the owner's next write.
+
 Staleness stays the store's rule: a result whose owner died ages and reads UNKNOWN "stale"
 once older than its allowed age (``staleness_factor`` times the interval), never a stale OK.
 """
@@ -100,7 +106,7 @@ class SharedView:
             return -1
         started = time.process_time()
         self.heads_read += len(heads)
-        versions, asked = self._versions, self._asked
+        versions, asked, provisional = self._versions, self._asked, self.store.provisional
         changed = []
         written_after: dict[str, float] = {}  # changed since the round at this time
         for doc in heads:
@@ -109,7 +115,10 @@ class SharedView:
             name = doc["_id"]
             old = versions.get(name)
             if old == _version(doc):
-                asked[name] = now
+                if name in provisional:  # unchanged, but it replaces this replica's own
+                    changed.append(name)
+                else:
+                    asked[name] = now
                 continue
             changed.append(name)
             before = asked.get(name)

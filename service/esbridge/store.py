@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Set
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,6 +86,9 @@ class ResultStore:
         # while the bulk request is in flight stays dirty (no lost update).
         self._dirty: dict[str, int] = {}
         self._changes = 0
+        # checks whose latest result was recorded with persist=False: this replica's own view
+        # only, which gives way to the owner's document whatever its age (see adopt)
+        self._provisional: set[str] = set()
         self.persistence_ok: bool | None = None  # None: not configured / not tried yet
         self.persistence_error: str | None = None
         self.last_flush: float = 0.0
@@ -99,6 +102,7 @@ class ResultStore:
             if name not in intervals:
                 del self._checks[name]
                 self._dirty.pop(name, None)
+                self._provisional.discard(name)
         for name, interval in intervals.items():
             entry = self._checks.get(name)
             if entry is None:
@@ -106,6 +110,11 @@ class ResultStore:
                     name, transitions=deque(maxlen=self.history)
                 )
             entry.interval = interval
+
+    @property
+    def provisional(self) -> Set[str]:
+        """Checks whose latest result was recorded but not to be written (``persist=False``)."""
+        return self._provisional
 
     def names(self) -> list[str]:
         return list(self._checks)
@@ -129,7 +138,8 @@ class ResultStore:
 
         ``after_deploy`` is attached to the transition, if there is one (a first result is
         no change, so it gets none). ``persist=False``: never written to the state index
-        (a replica that cannot confirm it still owns the check).
+        (a replica that cannot confirm it still owns the check), and *provisional*: the
+        owner's document replaces it in :meth:`adopt` even when older.
         """
         entry = self._checks.get(result.check)
         if entry is None:  # removed by a reload while it ran: drop it
@@ -166,8 +176,10 @@ class ResultStore:
             del entry.group_since[key]
         entry.result = result
         if persist:
+            self._provisional.discard(result.check)
             self._mark_dirty(result.check)
         else:  # a document is made from the entry as it is now: not even an earlier write
+            self._provisional.add(result.check)
             self.mark_clean([result.check])
         return transition
 
@@ -291,15 +303,24 @@ class ResultStore:
         """Take over another replica's newer state of checks it owns (the shared view).
 
         Replaces the entry as a whole (result, since, history, counters) when the document's
-        result is newer than the one held; never marks dirty: the owner writes, not this one.
+        result is newer than the one held, or when the one held is provisional: recorded
+        while this replica could not confirm it owned the check (alone during a partition,
+        UNKNOWN as a rule), so the owner's document is the shared truth, older or not (its
+        age shows, and staleness applies). Never marks dirty: the owner writes, not this one.
         """
-        adopted = 0
+        adopted, provisional = 0, self._provisional
         for entry, other in self._readable(documents, "shared", replaces=True):
             if other.result is None:
                 continue
-            if entry.result is not None and other.result.evaluated_at <= entry.result.evaluated_at:
+            held = entry.result
+            if (
+                held is not None
+                and other.result.evaluated_at <= held.evaluated_at
+                and entry.name not in provisional
+            ):
                 continue
             other.apply(entry)
+            provisional.discard(entry.name)
             adopted += 1
         return adopted
 
