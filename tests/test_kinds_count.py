@@ -166,7 +166,8 @@ async def test_count_zero_documents_is_zero_not_no_data(
 async def test_count_group_by_one_field_truncated(
     es_url: str, make_index: Callable[..., str], seed: Callable[..., Any], now: datetime
 ) -> None:
-    """5 hosts, ``max_groups: 2``: the 2 largest are evaluated, exactly 3 reported omitted."""
+    """5 hosts, ``max_groups: 2``: the 2 largest are evaluated, exactly 3 reported omitted;
+    when only low counts alert (``3:``), the 2 smallest are kept instead: the quiet hosts."""
     index = make_index("cnt", mappings=MAPPINGS)
     counts = {"web-01": 6, "web-02": 5, "web-03": 3, "web-04": 2, "web-05": 1}
     seed(index, [{"host": h, "ago": "1m"} for h, n in counts.items() for _ in range(n)], now=now)
@@ -182,9 +183,22 @@ async def test_count_group_by_one_field_truncated(
                 "critical": 5.5,
             },
             {"name": "all-hosts", "kind": "count", "group_by": "host", "warning": 2, "critical": 5},
+            {
+                "name": "quiet",
+                "kind": "count",
+                "group_by": "host",
+                "max_groups": 2,
+                "critical": "3:",
+            },
         ],
     )
     results = await run_yaml(es_url, text, now)
+    quiet = results["quiet"]
+    assert [(g.label, g.state, g.value) for g in quiet.groups] == [
+        ("web-05", State.CRITICAL, 1),
+        ("web-04", State.CRITICAL, 2),
+    ]
+    assert quiet.state is State.CRITICAL and quiet.groups_omitted == 3
     cut = results["per-host"]
     assert [(g.label, g.state, g.value) for g in cut.groups] == [
         ("web-01", State.CRITICAL, 6),

@@ -179,6 +179,29 @@ def test_group_order_keeps_the_alerting_side(thresholds: str, order: str) -> Non
     assert body["aggs"][GROUPS_AGG]["terms"]["order"] == {VALUE_AGG: order}
 
 
+@pytest.mark.parametrize(
+    ("thresholds", "order"),
+    [
+        ("critical: 5", None),  # the terms default: the largest counts
+        ('critical: "5:"', {"_count": "asc"}),  # a host gone quiet is the worst
+        ('warning: "10:"\n    critical: 50', None),
+    ],
+)
+def test_count_group_order_keeps_the_alerting_side(
+    thresholds: str, order: dict[str, str] | None
+) -> None:
+    body = search(
+        f"""
+  - name: c
+    kind: count
+    index: x
+    group_by: host
+    {thresholds}
+"""
+    ).body
+    assert body["aggs"][GROUPS_AGG]["terms"].get("order") == order
+
+
 def test_percentile_group_order_path() -> None:
     body = search(
         """

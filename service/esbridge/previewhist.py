@@ -355,15 +355,16 @@ def _answers(
 def _terms_order(check: CheckDefinition) -> Callable[[dict[str, Any]], Any]:
     """Sort key giving the bucket order of the check's own ``terms`` aggregation.
 
-    Elasticsearch orders by the planner's order (document count, or the value up or down)
+    Elasticsearch orders by the planner's order (document count or the value, up or down)
     and breaks ties by the key, ascending; the evaluator keeps that order among equals.
     """
     has_value = isinstance(check, MetricCheck | FreshnessCheck)
     order = _group_order(check, {VALUE_AGG: {}} if has_value else {})
     descending = order is None or next(iter(order.values())) == "desc"
+    by_count = order is None or "_count" in order
 
     def key(bucket: dict[str, Any]) -> Any:
-        if order is None:
+        if by_count:
             measure: float | None = float(bucket["doc_count"])
         else:
             measure = (bucket.get(VALUE_AGG) or {}).get("value")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 
 from esbridge.kinds.base import DataCheck
-from esbridge.kinds.judge import classify, threshold_note
+from esbridge.kinds.judge import classify, low_values_alert, threshold_note
 from esbridge.kinds.kind import Kind
 from esbridge.kinds.outcome import grouped_result, single, total_hits
 from esbridge.kinds.requests import Window
@@ -23,7 +23,11 @@ class CountCheck(DataCheck):
 
 
 def plan(check: CountCheck, window: Window) -> dict[str, Any]:
-    return grouped(check, base_query(check, window.start, window.end), {})
+    # Beyond max_groups, keep the groups most likely to alert: the largest (the terms
+    # default), or the smallest when only low counts alert (a host gone quiet).
+    low = low_values_alert(check.warning, check.critical)
+    order = {"_count": "asc"} if low else None
+    return grouped(check, base_query(check, window.start, window.end), {}, order=order)
 
 
 def evaluate(

@@ -88,7 +88,7 @@ def grouped(
 ) -> dict[str, Any]:
     """A search body: totals, the kind's ``aggs``, per group when ``group_by`` is set.
 
-    ``order`` is the terms order that keeps the groups most likely to alert (counts keep the
+    ``order`` is the terms order that keeps the groups most likely to alert (by default the
     largest groups, the terms default).
     """
     body: dict[str, Any] = {"size": 0, "track_total_hits": True, "query": query}
