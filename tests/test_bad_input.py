@@ -60,6 +60,21 @@ CASES = {
     "no_thresholds.yaml": ("web-no-threshold", None, 2, ["set warning and/or critical"]),
     "unknown_top_level.yaml": (None, "default", 1, ["unknown top-level key", "'defaults'?"]),
     "bad_default.yaml": (None, "defaults.interval", 3, ["absurd interval 30d"]),
+    "query_dsl_timestamp.yaml": (
+        "web-since-cutover",
+        "query_dsl",
+        5,
+        ["the YAML timestamp 2024-06-01 00:00:00 is not JSON", "quote it"],
+    ),
+    "query_dsl_tag.yaml": (
+        "web-env-tag",
+        "query_dsl",
+        5,
+        ["the tagged value !env SERVICE is not JSON", "quote it"],
+    ),
+    # an empty index in an _msearch header means every index: refused, never sent
+    "empty_index.yaml": ("web-no-index", "index.1", 4, ["must not be empty"]),
+    "empty_field.yaml": ("web-latency", "field", 5, ["must not be empty"]),
     "group_by_change.yaml": (
         "web-change-grouped",
         "group_by",

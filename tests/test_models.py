@@ -289,3 +289,40 @@ def test_docs_yaml_examples_load(index):
     block = _doc_blocks()[index]
     checkset = load_text(block, f"docs/checks.md#yaml-{index}")
     assert len(checkset) >= 1
+
+
+def test_query_dsl_dates_and_str_tags_are_text() -> None:
+    """A YAML date in a query_dsl is sent as it was written; ``!!str 5`` is the text "5"."""
+    from esbridge.esbackend import ndjson_line
+
+    check = load_text(
+        "checks:\n  - name: a\n    kind: count\n    index: logs\n    critical: 5\n"
+        "    query_dsl: {range: {'@timestamp': {gte: 2024-06-01}}, _name: !!str 5}\n"
+    ).get("a")
+    assert check.query_dsl == {"range": {"@timestamp": {"gte": "2024-06-01"}}, "_name": "5"}
+    assert b'"gte":"2024-06-01"' in ndjson_line(check.query_dsl)
+    assert check.model_dump(mode="json")["query_dsl"] == check.query_dsl
+
+
+@pytest.mark.parametrize(
+    "kind, extra",
+    [
+        ("ratio", "numerator: 'status:500'"),
+        ("change", "agg: avg\n    field: f\n    window: 5m"),
+        ("freshness", ""),
+        ("jvm_heap", ""),
+        ("disk", ""),
+        ("thread_pool", ""),
+        ("snapshot", "repository: backups"),
+    ],
+)
+def test_every_kind_bounds_its_unit(kind: str, extra: str) -> None:
+    from esbridge.loader import CheckFileError
+
+    index = "    index: logs\n" if kind in ("ratio", "change", "freshness") else ""
+    text = (
+        f"checks:\n  - name: a\n    kind: {kind}\n{index}    critical: 5\n"
+        f"    {extra}\n    unit: {'x' * 257}\n"
+    )
+    with pytest.raises(CheckFileError, match="field 'unit': too long"):
+        load_text(text)

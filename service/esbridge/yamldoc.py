@@ -12,9 +12,11 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
 
 from ruamel.yaml import YAML
+from ruamel.yaml.comments import TaggedScalar
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.events import (
     AliasEvent,
@@ -222,6 +224,9 @@ def sentence(error: Mapping[str, Any], show_value: bool = True) -> str:
     if kind == "too_long":
         ctx = error.get("ctx", {})
         return f"too many items: at most {ctx.get('max_length')}, got {ctx.get('actual_length')}"
+    if kind == "string_too_short":
+        least = error.get("ctx", {}).get("min_length")
+        return "must not be empty" if least == 1 else f"too short (at least {least} characters)"
     if kind == "string_too_long":
         return f"too long (at most {error.get('ctx', {}).get('max_length')} characters)"
     if kind == "literal_error":
@@ -257,7 +262,16 @@ def to_plain(value: Any) -> Any:
         return int(value)
     if isinstance(value, float):
         return float(value)
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value.isoformat()  # 2024-06-01, as written (a timestamp is refused where JSON)
+    if isinstance(value, TaggedScalar) and _tag_text(value) == "tag:yaml.org,2002:str":
+        return str(value.value)  # !!str 5: the YAML way to say "a text"
     return value
+
+
+def _tag_text(value: TaggedScalar) -> str:
+    tag = value.tag
+    return str(getattr(tag, "value", tag))
 
 
 def key_line(mapping: Any, key: Any) -> int | None:

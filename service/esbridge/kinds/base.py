@@ -25,6 +25,7 @@ from esbridge.durations import Duration, format_duration
 from esbridge.kinds.fields import (
     JsonObject,
     LongText,
+    Name,
     QueryText,
     RangeField,
     ShortText,
@@ -77,7 +78,7 @@ class CheckBase(BaseModel):
     query_dsl: JsonObject | None = Field(
         None, description="Elasticsearch query DSL object (instead of query)"
     )
-    timestamp_field: ShortText = Field("@timestamp", description="the time field of the documents")
+    timestamp_field: Name = Field("@timestamp", description="the time field of the documents")
     window: Duration = Field(timedelta(minutes=5), description="time range looked at")
     delay: Duration = Field(
         timedelta(0), description="shift the window back (for late-arriving documents)"

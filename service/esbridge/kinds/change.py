@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationInfo, field_validator
 
 from esbridge.kinds.base import DataCheck
-from esbridge.kinds.fields import Agg, Percentile, ShortText
+from esbridge.kinds.fields import Agg, Name, Percentile, ShortText
 from esbridge.kinds.judge import classify, threshold_note
 from esbridge.kinds.kind import Kind
 from esbridge.kinds.outcome import metric_value, no_data, single
@@ -21,8 +21,8 @@ class ChangeCheck(DataCheck):
     """Percent change of this window vs the previous window of the same length."""
 
     kind: Literal["change"] = "change"
-    unit: str = "%"
-    field: ShortText | None = Field(None, description="numeric field (omit to compare counts)")
+    unit: ShortText = "%"
+    field: Name | None = Field(None, description="numeric field (omit to compare counts)")
     agg: Agg | None = Field(None, validate_default=True, description="aggregation of field")
     percentile: Percentile = Field(None, validate_default=True)
 

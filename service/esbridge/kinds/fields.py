@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -72,11 +73,14 @@ def _string_list(value: Any) -> Any:
 
 
 ShortText = Annotated[str, StringConstraints(max_length=limits.MAX_SHORT_TEXT_LENGTH)]
+# An index, field or repository name: never empty (an empty index in an _msearch header
+# means every index; an empty field only fails at run time).
+Name = Annotated[str, StringConstraints(min_length=1, max_length=limits.MAX_SHORT_TEXT_LENGTH)]
 LongText = Annotated[str, StringConstraints(max_length=limits.MAX_TEXT_LENGTH)]
 QueryText = Annotated[str, StringConstraints(max_length=limits.MAX_QUERY_LENGTH)]
 
 StrList = Annotated[
-    tuple[ShortText, ...],
+    tuple[Name, ...],
     BeforeValidator(_string_list),
     WithJsonSchema(
         {
@@ -140,6 +144,21 @@ def _check_json(value: Any) -> None:
             raise ValueError(f"a number is {node!r}: only finite numbers are allowed")
         elif isinstance(node, str) and len(node) > limits.MAX_QUERY_LENGTH:
             raise ValueError(f"a text is longer than {limits.MAX_QUERY_LENGTH} characters")
+        elif node is not None and not isinstance(node, str | int | float):
+            # A YAML timestamp, a tag (!env X), !!binary or !!set: no JSON would carry it,
+            # so every run would fail; esbridge expands no tags.
+            raise ValueError(f"{_not_json(node)} is not JSON: quote it to send it as text")
+
+
+def _not_json(node: Any) -> str:
+    if isinstance(node, datetime):
+        return f"the YAML timestamp {node.isoformat(sep=' ')}"
+    tag = getattr(node, "tag", None)
+    if tag is not None:
+        return (
+            f"the tagged value {getattr(tag, 'value', tag)} {getattr(node, 'value', '')}".rstrip()
+        )
+    return {bytes: "a !!binary value", set: "a !!set"}.get(type(node), f"a {type(node).__name__}")
 
 
 def _type_name(value: Any) -> str:

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from esbridge.durations import Duration
 from esbridge.kinds.base import DataCheck
+from esbridge.kinds.fields import ShortText
 from esbridge.kinds.judge import classify, threshold_note
 from esbridge.kinds.kind import Kind
 from esbridge.kinds.outcome import grouped_result, no_data, single
@@ -25,7 +26,7 @@ class FreshnessCheck(DataCheck):
     default_no_data: ClassVar[State] = State.CRITICAL
     kind: Literal["freshness"] = "freshness"
     window: Duration = Field(timedelta(hours=24), description="lookback for the newest document")
-    unit: str = "s"
+    unit: ShortText = "s"
 
     def perf_label(self) -> str:
         return "age"

@@ -7,7 +7,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from esbridge.kinds.base import DataCheck
-from esbridge.kinds.fields import Agg, Percentile, ShortText
+from esbridge.kinds.fields import Agg, Name, Percentile
 from esbridge.kinds.judge import classify, threshold_note
 from esbridge.kinds.kind import Kind
 from esbridge.kinds.outcome import grouped_result, metric_value, no_data, single, total_hits
@@ -29,7 +29,7 @@ class MetricCheck(DataCheck):
 
     supports_group_by: ClassVar[bool] = True
     kind: Literal["metric"] = "metric"
-    field: ShortText = Field(description="numeric field to aggregate")
+    field: Name = Field(description="numeric field to aggregate")
     agg: Agg = Field(description="aggregation")
     percentile: Percentile = Field(
         None, validate_default=True, description="with agg: percentile, e.g. 99.9"

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from esbridge.kinds.base import CheckBase, ClusterCheck
-from esbridge.kinds.fields import RangeField
+from esbridge.kinds.fields import RangeField, ShortText
 from esbridge.kinds.judge import classify, threshold_note
 from esbridge.kinds.outcome import combine_groups
 from esbridge.kinds.requests import ClusterFetch, Window
@@ -27,7 +27,7 @@ def percent(text: str) -> Range:
 class PerNodeCheck(ClusterCheck):
     """A percentage measured on every node: one group per node, unit ``%``."""
 
-    unit: str = "%"
+    unit: ShortText = "%"
 
 
 def nodes_stats(check: CheckBase, window: Window) -> ClusterFetch:

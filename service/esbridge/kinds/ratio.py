@@ -7,7 +7,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator
 
 from esbridge.kinds.base import DataCheck
-from esbridge.kinds.fields import JsonObject, QueryText
+from esbridge.kinds.fields import JsonObject, QueryText, ShortText
 from esbridge.kinds.judge import classify, threshold_note
 from esbridge.kinds.kind import Kind
 from esbridge.kinds.outcome import grouped_result, no_data, single, total_hits
@@ -23,7 +23,7 @@ class RatioCheck(DataCheck):
 
     supports_group_by: ClassVar[bool] = True
     kind: Literal["ratio"] = "ratio"
-    unit: str = "%"
+    unit: ShortText = "%"
     numerator: QueryText | JsonObject = Field(description="Lucene query or DSL object: the part")
     denominator: QueryText | JsonObject | None = Field(
         None, description="Lucene query or DSL object: the whole (default: all matched)"

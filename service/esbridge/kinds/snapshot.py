@@ -18,7 +18,7 @@ from pydantic import Field
 
 from esbridge.errors import ESError
 from esbridge.kinds.base import ClusterCheck
-from esbridge.kinds.fields import ShortText
+from esbridge.kinds.fields import Name, ShortText
 from esbridge.kinds.judge import classify, threshold_note
 from esbridge.kinds.kind import Kind
 from esbridge.kinds.outcome import no_data
@@ -41,10 +41,10 @@ class SnapshotCheck(ClusterCheck):
     requires_thresholds: ClassVar[bool] = False
     default_no_data: ClassVar[State] = State.CRITICAL
     kind: Literal["snapshot"] = "snapshot"
-    repository: ShortText = Field(
+    repository: Name = Field(
         min_length=1, pattern=r"^[^\s/\\*?\"<>|,#]+$", description="snapshot repository name"
     )
-    unit: str = "s"
+    unit: ShortText = "s"
 
     def perf_label(self) -> str:
         return "age"

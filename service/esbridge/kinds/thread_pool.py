@@ -21,7 +21,7 @@ from pydantic import Field
 
 from esbridge import limits
 from esbridge.kinds.base import ClusterCheck
-from esbridge.kinds.fields import RangeField, StrList
+from esbridge.kinds.fields import RangeField, ShortText, StrList
 from esbridge.kinds.judge import classify, threshold_note
 from esbridge.kinds.kind import Kind
 from esbridge.kinds.outcome import combine_groups, worst_first
@@ -45,7 +45,7 @@ class ThreadPoolCheck(ClusterCheck):
         description="thread pools to watch ('*': every pool)",
     )
     warning: RangeField | None = Range.parse("0")
-    unit: str = ""
+    unit: ShortText = ""
 
     def perf_label(self) -> str:
         return "rejected"
