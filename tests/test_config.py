@@ -240,3 +240,37 @@ def test_wrong_type_errors_show_the_value_but_never_a_secret(tmp_path):
     assert f"{path}:2: field 'api.token': should be a valid string" in text
     assert f"{path}:3: field 'elasticsearch.default.password': should be a valid string" in text
     assert "987654321" not in text and "123454321" not in text
+
+
+@pytest.mark.parametrize(
+    ("url", "fragment"),
+    [
+        ("https://elastic:Sup3rS3cret@es1:9200", "'https://***@es1:9200' has credentials in it"),
+        ("htps://elastic:Sup3rS3cret@es1:9200", "'htps://***@es1:9200' is not an http://"),
+        ("http://es1", "names no port"),
+        ("http://:9200", "names no host"),
+        ("http://es1:92x0", "has an invalid port"),
+    ],
+)
+def test_a_node_url_is_checked_and_never_shows_its_credentials(tmp_path, url, fragment):
+    """A password in a URL would be printed wherever the URL is (errors, the master check's
+    results): refused, and the refusal itself shows ``***`` in its place."""
+    path = write(tmp_path / "c.yaml", f"elasticsearch:\n  default:\n    urls: ['{url}']\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    text = str(info.value)
+    assert f"{path}:3: field 'elasticsearch.default.urls'" in text and fragment in text
+    assert "Sup3rS3cret" not in text
+
+
+def test_a_duplicate_key_names_the_key_never_its_values(tmp_path):
+    path = write(
+        tmp_path / "c.yaml",
+        "elasticsearch:\n  default:\n    username: u\n"
+        "    password: Hunter2-old\n    password: Hunter2-new\n",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    text = str(info.value)
+    assert f'{path}:5: invalid YAML: found duplicate key "password"' in text
+    assert "Hunter2" not in text

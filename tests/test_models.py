@@ -326,3 +326,24 @@ def test_every_kind_bounds_its_unit(kind: str, extra: str) -> None:
     )
     with pytest.raises(CheckFileError, match="field 'unit': too long"):
         load_text(text)
+
+
+def test_master_node_urls_are_checked_like_connection_urls() -> None:
+    from esbridge.loader import CheckFileError
+
+    with pytest.raises(CheckFileError) as info:
+        load_text(
+            "checks:\n  - name: m\n    kind: master\n"
+            "    node_urls: ['http://es1:9200', 'es2:9200', 'https://u:pw-1234@es3']\n"
+        )
+    text = str(info.value)
+    assert "field 'node_urls': 'es2:9200' is not an http:// or https:// URL" in text
+    assert "pw-1234" not in text
+    with pytest.raises(CheckFileError, match=r"'https://\*\*\*@es3' has credentials"):
+        load_text(
+            "checks:\n  - name: m\n    kind: master\n    node_urls: ['https://u:pw-1234@es3']\n"
+        )
+    check = load_text(
+        "checks:\n  - name: m\n    kind: master\n    node_urls: 'http://es1:9200, https://es2'\n"
+    ).get("m")
+    assert check.node_urls == ("http://es1:9200", "https://es2")

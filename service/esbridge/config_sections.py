@@ -23,6 +23,7 @@ from pydantic import (
 from pydantic_settings import NoDecode
 
 from esbridge.durations import Duration, format_duration
+from esbridge.limits import node_url_problem, shown_url
 
 
 class ConfigError(Exception):
@@ -105,8 +106,8 @@ class ConnectionConfig(Section):
         if not value:
             raise ValueError("urls must name at least one node")
         for url in value:
-            if not url.startswith(("http://", "https://")):
-                raise ValueError(f"{url!r} is not an http:// or https:// URL")
+            if problem := node_url_problem(url):
+                raise ValueError(f"{shown_url(url)!r} {problem}")
         return tuple(url.rstrip("/") for url in value)
 
     @model_validator(mode="after")

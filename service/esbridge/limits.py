@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 # --- check files -------------------------------------------------------------------------
 
@@ -103,3 +104,37 @@ def printable(text: str, limit: int = 200) -> str:
     """``text`` safe for one line of output or log: control characters escaped, length cut."""
     shown = text if len(text) <= limit else text[:limit] + "…"
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in shown)
+
+
+def node_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot name a search node (None: it can), said after the URL.
+
+    http or https with a host (and a port for http, which the clients require); never
+    credentials: a node's URL is shown in errors and results, so ``user:password@`` in it
+    would be too. They belong in ``username`` and ``password_file``.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        return "is not an http:// or https:// URL"
+    if "@" in parts.netloc:
+        return (
+            "has credentials in it: give them as username and password_file "
+            "(node URLs are shown in errors and check results)"
+        )
+    try:
+        port = parts.port
+    except ValueError:
+        return "has an invalid port"
+    if not parts.hostname:
+        return "names no host"
+    if port is None and parts.scheme == "http":
+        return "names no port (e.g. http://host:9200)"
+    return None
+
+
+def shown_url(url: str) -> str:
+    """``url`` for a message: any ``user:password@`` part replaced by ``***@``."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl()

@@ -17,6 +17,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import TaggedScalar
+from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.events import (
     AliasEvent,
@@ -83,6 +84,8 @@ def parse_yaml(file: str, text: str) -> tuple[Any, Issue | None]:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
         problem = exc.problem or exc.context or "invalid YAML"
+        if isinstance(exc, DuplicateKeyError):  # ruamel quotes both values: maybe passwords
+            problem = problem.split(" with value ", 1)[0]
         if exc.context and exc.problem and exc.context not in problem:
             problem = f"{problem} ({exc.context})"
         return None, Issue(file, None, None, line, f"invalid YAML: {problem}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from esbridge import limits
 from esbridge.errors import ESError
@@ -27,6 +27,14 @@ class MasterCheck(ClusterCheck):
         max_length=limits.MAX_LIST_ITEMS,
         description="node URLs to ask (default: the connection's)",
     )
+
+    @field_validator("node_urls")
+    @classmethod
+    def _urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for url in value:
+            if problem := limits.node_url_problem(url):
+                raise ValueError(f"{limits.shown_url(url)!r} {problem}")
+        return value
 
 
 def plan(check: MasterCheck, window: Window) -> ClusterFetch:
