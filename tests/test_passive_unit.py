@@ -165,6 +165,44 @@ def test_change_mode_sends_changes_and_heartbeats(tmp_path):
     assert len(target.queue) == 1  # the heartbeat is due
 
 
+@pytest.mark.parametrize("when", ["every", "change"])
+def test_what_was_delivered_is_not_kept_forever(tmp_path, when):
+    """Groups come and go (pods): "change" mode keeps what each (host, service) last got for
+    one heartbeat, no longer; "every" mode needs none of it and keeps nothing."""
+
+    class Delivered(NagiosTarget):
+        async def deliver(self, subs):  # every submission accepted, nothing written
+            return []
+
+    config = settings(
+        tmp_path,
+        f"passive:\n  - name: n\n    type: nagios\n    command_file: {tmp_path}/cmd\n"
+        f"    when: {when}\n    heartbeat: 1s\n    queue_size: 1000\n",
+    ).passive[0]
+
+    async def scenario() -> list[int]:
+        target = Delivered(config)
+        target.start()
+        kept = []
+        try:
+            for round_ in range(3):  # 300 pods each round, replaced by new ones the next
+                for i in range(300):
+                    target.offer(sub(f"pod-{round_}-{i}"), now=0.0)
+                while len(target.queue):
+                    await asyncio.sleep(0.01)
+                await asyncio.sleep(1.1)  # one heartbeat
+                kept.append(len(target.delivered))
+        finally:
+            await target.close()
+        return kept
+
+    kept = asyncio.run(scenario())
+    if when == "every":
+        assert kept == [0, 0, 0]
+    else:
+        assert max(kept) <= 300 and kept[-1] > 0, kept  # the last round, not all 900
+
+
 def test_hub_metrics_one_family_per_name_for_several_targets(tmp_path):
     s = settings(
         tmp_path,

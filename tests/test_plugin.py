@@ -340,6 +340,19 @@ def test_bad_arguments(plugin, args, expected):
     assert "s3cret" not in line
 
 
+def test_arguments_that_are_not_utf8_give_one_unknown_line(server, plugin, tmp_path):
+    """Nagios macros in a non-UTF-8 locale can pass such bytes: still one line and exit 3
+    (an error message echoing them used to raise again: a traceback, exit 1)."""
+    line = one_unknown_line(run(plugin, b"\xff"))
+    assert line == "UNKNOWN - unexpected argument '\\udcff' (see --help)", line
+    missing = os.fsdecode(bytes(tmp_path) + b"/gone\xff")
+    line = one_unknown_line(run(plugin, "-H", server.url, "-C", "x", "--token-file", missing))
+    assert line.startswith("UNKNOWN - cannot read --token-file ") and "gone\\udcff" in line
+    server.nagios("web%FF", "OK - bytes", 0)
+    proc = run(plugin, "-H", server.url, "-C", b"web\xff")  # sent as the bytes it came as
+    assert (proc.returncode, proc.stdout) == (0, b"OK - bytes\n")
+
+
 def test_help_and_version(plugin):
     proc = run(plugin, "-h")
     assert proc.returncode == 3

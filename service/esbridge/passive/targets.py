@@ -60,7 +60,9 @@ class Target:
         self.name = config.name
         self.queue = LatestQueue(config.queue_size)
         self.stats = TargetStats()
+        # ``when: change`` only: what the core last got per (host, service), and when
         self.delivered: dict[tuple[str, str], tuple[State, float]] = {}
+        self._pruned = 0.0
         self.tasks: list[asyncio.Task[None]] = []
         self._backoff_until = 0.0
 
@@ -160,10 +162,13 @@ class Target:
                 failures = [(s, DeliveryError("internal", repr(exc))) for s in subs]
             failed_keys = {id(s) for s, _ in failures}
             now = time.time()
+            remember = self.config.when == "change"
             for sub in subs:
                 if id(sub) not in failed_keys:
                     self.stats.sent += 1
-                    self.delivered[sub.key] = (sub.state, now)
+                    if remember:
+                        self.delivered[sub.key] = (sub.state, now)
+            self._forget_old(now)
             if len(failures) < len(subs):
                 self._succeeded(now)
             for sub, exc in failures:
@@ -179,6 +184,16 @@ class Target:
                 step = c.backoff.total_seconds() * 2 ** min(self.stats.consecutive_failures - 1, 20)
                 delay = min(step, c.backoff_max.total_seconds())
                 self._backoff_until = time.monotonic() + delay
+
+    def _forget_old(self, now: float) -> None:
+        """Drop what was delivered longer than a heartbeat ago, once per heartbeat: ``offer``
+        sends such a state again anyway, and groups come and go (pods, autoscaled hosts), so
+        keeping every (host, service) ever seen would grow without end."""
+        beat = self.config.heartbeat.total_seconds()
+        if now - self._pruned < beat:
+            return
+        self._pruned = now
+        self.delivered = {k: v for k, v in self.delivered.items() if now - v[1] < beat}
 
     def _succeeded(self, now: float) -> None:
         if self.stats.up is False:

@@ -196,8 +196,10 @@ _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01
 
 
 def quote(text):
-    """Percent-encode everything but RFC 3986 unreserved characters (UTF-8)."""
-    return "".join(chr(b) if b in _UNRESERVED else f"%{b:02X}" for b in text.encode("utf-8"))
+    """Percent-encode everything but RFC 3986 unreserved characters (UTF-8; an argument's
+    bytes that were not UTF-8 are sent as they came)."""
+    raw = text.encode("utf-8", "surrogateescape")
+    return "".join(chr(b) if b in _UNRESERVED else f"%{b:02X}" for b in raw)
 
 
 def split_url(url):
@@ -585,6 +587,11 @@ def _out(data):
     sys.stdout.flush()
 
 
+def _text(text):
+    """A message as bytes: an argument that was not UTF-8 (a surrogate here) is escaped."""
+    return text.encode("utf-8", "backslashreplace")
+
+
 def _err(text):
     sys.stderr.write(text + "\n")
     sys.stderr.flush()
@@ -612,18 +619,16 @@ def main(argv=None):
             raise UsageError("--checks, --es-url and --config need --direct")
         return run_http(opts)
     except UsageError as exc:
-        _out(f"UNKNOWN - {_one_line(exc)} (see --help)\n".encode())
+        _out(_text(f"UNKNOWN - {_one_line(exc)} (see --help)\n"))
         return UNKNOWN
     except Fail as exc:
-        _out(f"UNKNOWN - {_one_line(exc)}\n".encode())
+        _out(_text(f"UNKNOWN - {_one_line(exc)}\n"))
         return UNKNOWN
     except KeyboardInterrupt:
         _out(b"UNKNOWN - interrupted\n")
         return UNKNOWN
     except Exception as exc:  # a plugin must never die with a traceback and exit 1
-        _out(
-            f"UNKNOWN - internal error in {PROG}: {type(exc).__name__}: {_one_line(exc)}\n".encode()
-        )
+        _out(_text(f"UNKNOWN - internal error in {PROG}: {type(exc).__name__}: {_one_line(exc)}\n"))
         return UNKNOWN
 
 
