@@ -173,6 +173,30 @@ def test_validate_references():
     )
 
 
+def test_a_master_check_never_sends_https_credentials_over_plain_http():
+    secured = load_settings(
+        None,
+        elasticsearch={
+            "default": {"urls": ["https://es1:9200"], "username": "u", "password": "pw"},
+            "open": {"urls": ["https://es9:9200"]},
+        },
+    )
+    checks = load_text(
+        "checks:\n  - {name: m, kind: master, node_urls: ['https://es1:9200', 'http://es2:9200']}\n"
+        "  - {name: n, kind: master, cluster: open, node_urls: ['http://es9:9200']}\n",
+        "f.yaml",
+    )
+    (issue,) = validate_references(secured, checks)
+    assert str(issue) == (
+        "f.yaml:2: check 'm': field 'node_urls': 'http://es2:9200' is plain http, but "
+        "connection 'default' sends credentials over https only: use https:// (the node is "
+        "asked with those credentials)"
+    )
+    assert "pw" not in str(issue)
+    plain = load_settings(None)  # http://localhost:9200, no credentials: nothing to protect
+    assert validate_references(plain, [checks.get("m")]) == []
+
+
 # --- CLI ------------------------------------------------------------------------------------
 
 

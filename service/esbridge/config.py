@@ -227,9 +227,35 @@ def validate_references(
                     ),
                 )
             )
+            continue
+        issues.extend(_clear_text_credentials(settings, check))
     if passive:
         issues.extend(_passive_problems(settings, checkset))
     return issues
+
+
+def _clear_text_credentials(settings: Settings, check: CheckRef) -> list[Issue]:
+    """A ``master`` check asks each node with its connection's credentials: never over plain
+    http when the connection itself has credentials and uses https."""
+    connection = settings.elasticsearch[check.cluster]
+    secured = connection.username or connection.password or connection.password_file
+    secured = secured or connection.api_key or connection.api_key_file
+    if not secured or not all(url.startswith("https://") for url in connection.urls):
+        return []
+    return [
+        Issue(
+            file=check.source_file or "<checks>",
+            check=check.name,
+            field="node_urls",
+            line=check.source_line,
+            message=(
+                f"{url!r} is plain http, but connection {check.cluster!r} sends credentials "
+                "over https only: use https:// (the node is asked with those credentials)"
+            ),
+        )
+        for url in getattr(check, "node_urls", ())
+        if url.startswith("http://")
+    ]
 
 
 def _passive_problems(settings: Settings, checkset: Collection[CheckRef]) -> list[Issue]:
