@@ -199,6 +199,9 @@ def test_bad_selections_are_errors_never_a_pass(gate_env: dict) -> None:
     assert gate(svc, **{"for": "1s"}).status_code == 422  # no selection at all
     assert gate(svc, tag="shop", **{"for": "soon"}).status_code == 422
     assert gate(svc, tag="shop", since="yesterday", **{"for": "1s"}).status_code == 422
+    for since, period in (("1e12", "1s"), ("nan", "1s"), ("inf", "1s"), ("-1s", "9999999w")):
+        beyond = gate(svc, tag="shop", since=since, **{"for": period})  # was a 500
+        assert beyond.status_code == 422 and "9999" in beyond.json()["error"], beyond.text
 
 
 @pytest.mark.version_independent  # gate logic over the store: once, in main
@@ -258,6 +261,12 @@ def test_cli_exit_codes_pass_error_and_pending_timeout(gate_env: dict) -> None:
     code, out = run_gate_cli(svc, "--check", "gate-shop-*", "--for", "1s", "--json")
     assert code == 0, out
     assert '"verdict": "pass"' in out
+
+    # A relative --since is fixed once: the period ends (it restarted at every poll).
+    code, out = run_gate_cli(svc, "--tag", "shop", "--since=-1s", "--for", "2s")
+    assert code == 0 and "gate pass" in out, out
+    code, out = run_gate_cli(svc, "--tag", "shop", "--since=1e12", "--for", "2s")
+    assert code == 2 and "between 1970 and 9999" in out, out
 
     code, out = run_gate_cli(svc, "--check", "no-such-check", "--for", "1s")
     assert code == 2 and "HTTP 404" in out, out

@@ -79,6 +79,17 @@ def test_stale_or_unknown_is_never_a_pass() -> None:
 def test_trimmed_history_uses_the_first_kept_from_state() -> None:
     trimmed = CheckHistory("x", OK, "ok", 801.0, False, [Transition(300.0, CRIT, OK, "recovered")])
     assert judge_check(trimmed, 200.0, 700.0, now=802.0).verdict == "fail"
+    # the first kept change after the period says the state during it (CRITICAL)
+    later = CheckHistory("x", OK, "ok", 901.0, False, [Transition(900.0, CRIT, OK, "recovered")])
+    v = judge_check(later, 200.0, 700.0, now=902.0)
+    assert (v.verdict, v.state, v.since) == ("fail", "CRITICAL", 200.0)
+
+
+def test_a_check_first_evaluated_after_the_period_never_passes_it() -> None:
+    """A new check, or esbridge started late: nothing was seen of the period."""
+    v = judge_check(hist([(900.0, OK)], evaluated_at=901.0), 200.0, 700.0, now=902.0)
+    assert v.verdict == "unknown" and "first result came after the end" in v.reason
+    assert judge([hist([(900.0, OK)], 901.0)], 200.0, 500.0, now=902.0).verdict == "unknown"
 
 
 def test_overall_fail_beats_unknown_beats_pending_beats_pass() -> None:
@@ -158,6 +169,9 @@ def test_pipeline_documents_are_read_through_the_field_mapping() -> None:
     assert event_from_source("2", {"release": "1"}, "deploys", fields) is None  # no service
     millis = event_from_source("3", {**doc, "@timestamp": 1795914000000}, "deploys", fields)
     assert millis is not None and millis.at == 1795914000.0
+    for beyond in (1795914000000000, 1e300, float("inf"), float("nan"), "+50000-01-01"):
+        # microseconds (a date field takes them) and the like: skipped, never raised
+        assert event_from_source("4", {**doc, "@timestamp": beyond}, "deploys", fields) is None
 
 
 def test_after_deploy_survives_the_store_round_trip() -> None:

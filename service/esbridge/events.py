@@ -172,10 +172,15 @@ def _timestamp(value: Any) -> float | None:
 def event_from_source(
     doc_id: str, source: dict[str, Any], index: str, fields: dict[str, str]
 ) -> DeployEvent | None:
-    """One stored document → event; None when it lacks a service or a readable time."""
+    """One stored document → event; None when it lacks a service or a readable time (one
+    record in microseconds, or year 50000, must not stop every other event being read)."""
     at = _timestamp(_get(source, fields["at"]))
     service = _get(source, fields["service"])
     if at is None or service in (None, ""):
+        return None
+    try:
+        at_iso = iso(at)
+    except (ValueError, OverflowError, OSError):  # beyond what a date can be
         return None
     tags = _get(source, fields["tags"]) or []
     if isinstance(tags, str):
@@ -186,7 +191,7 @@ def event_from_source(
         version=str(_get(source, fields["version"]) or ""),
         by=str(_get(source, fields["by"]) or ""),
         at=at,
-        at_iso=iso(at),
+        at_iso=at_iso,
         tags=[str(t) for t in tags],
         source=index,
     )

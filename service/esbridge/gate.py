@@ -15,14 +15,43 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Literal
 
+from esbridge.durations import parse_duration
 from esbridge.result import State
 from esbridge.statedoc import Transition
 
 Verdict = Literal["pass", "fail", "pending", "unknown"]
 VERDICT_ORDER: tuple[Verdict, ...] = ("fail", "unknown", "pending", "pass")
 EXIT_CODES: dict[str, int] = {"pass": 0, "fail": 1, "unknown": 3}  # 2: error (CLI only)
+
+
+def parse_time(text: str, now: float) -> float:
+    """Unix seconds, ISO 8601 (``2026-11-29T01:00:00Z``) or a duration ago (``-5m``), as
+    unix seconds between 1970 and 9999 (what a date can be; beyond is an error, not a 500)."""
+    text = text.strip()
+    if text.startswith("-"):
+        at = now - parse_duration(text[1:]).total_seconds()
+    else:
+        try:
+            at = float(text)
+        except ValueError:
+            try:
+                parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            except ValueError:
+                raise ValueError(
+                    f"since {text!r}: use unix seconds, ISO 8601 (2026-11-29T01:00:00Z) "
+                    "or -DURATION"
+                ) from None
+            at = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+    if not 0.0 <= at < LATEST:
+        raise ValueError(f"since {text!r} is not a time between 1970 and 9999")
+    return at
+
+
+LATEST = datetime(9999, 1, 1, tzinfo=UTC).timestamp()
+"""Times from the outside must stay below this (so any period after them prints as a date)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,12 +104,24 @@ def judge_check(
     seen: list[Transition] = []
     before = [c for c in history.changes if c.at <= start]
     after = [c for c in history.changes if start < c.at <= min(now, end)]
+    later = [c for c in history.changes if c.at > min(now, end)]
+    first = after[0] if after else later[0] if later else None
     if before:
         seen.append(before[-1])
-    elif after and after[0].from_state is not None:
+    elif first is not None and first.from_state is not None:
         # History was trimmed: the state at start is what the first kept change left.
-        first = after[0]
         seen.append(Transition(at=start, from_state=None, to_state=first.from_state, summary=""))
+    elif first is not None and not after:
+        # The first result came after the period (a new check, esbridge started late):
+        # nothing was seen of the period, and missing data never passes.
+        return CheckVerdict(
+            name,
+            "unknown",
+            first.to_state.name,
+            history.summary,
+            first.at,
+            "never evaluated during the period: its first result came after the end",
+        )
     seen.extend(after)
     if not history.changes and history.state is not None:  # no history kept: current only
         seen.append(

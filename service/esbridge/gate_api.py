@@ -11,7 +11,6 @@ import asyncio
 import fnmatch
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -21,7 +20,7 @@ from esbridge.api import ControlDep, ErrorBody, ViewDep, guarded
 from esbridge.durations import format_duration, parse_duration
 from esbridge.errors import ESError
 from esbridge.events import DeployEvent, DeployEventIn, iso
-from esbridge.gate import CheckHistory, GateVerdict, judge
+from esbridge.gate import LATEST, CheckHistory, GateVerdict, judge, parse_time
 from esbridge.view import ServiceView
 
 MAX_WAIT = 1800.0  # seconds: the longest a gate request is held (wait=30m)
@@ -76,24 +75,6 @@ class GateAnswer(BaseModel):
 class EventList(BaseModel):
     events: list[DeployEvent]
     error: str | None = Field(description="why reading the events index failed, if it did")
-
-
-def parse_time(text: str, now: float) -> float:
-    """Unix seconds, ISO 8601 (``2026-11-29T01:00:00Z``) or a duration ago (``-5m``)."""
-    text = text.strip()
-    if text.startswith("-"):
-        return now - parse_duration(text[1:]).total_seconds()
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(
-            f"since {text!r}: use unix seconds, ISO 8601 (2026-11-29T01:00:00Z) or -DURATION"
-        ) from None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
 
 
 def select(view: ServiceView, patterns: list[str], tags: list[str]) -> list[str]:
@@ -191,6 +172,8 @@ async def gate(
         raise HTTPException(422, f"bad request: {exc}") from None
     if duration <= 0:
         raise HTTPException(422, "bad request: for must be longer than 0s")
+    if start + duration >= LATEST:
+        raise HTTPException(422, f"bad request: since {since} plus for {for_} ends after 9999")
     if held > MAX_WAIT:
         raise HTTPException(
             422, f"bad request: wait {wait} is longer than the maximum 30m; poll again instead"

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from esbridge.durations import parse_duration
+from esbridge.gate import parse_time
 
 EXIT = {"pass": 0, "fail": 1, "unknown": 3, "pending": 3}
 ERROR = 2
@@ -39,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--since",
-        help="start of the period: unix seconds, ISO 8601 or -5m (default: now)",
+        help="start of the period: unix seconds, ISO 8601 or --since=-5m (fixed once; default now)",
     )
     parser.add_argument(
         "--timeout",
@@ -77,18 +78,21 @@ def run(args: argparse.Namespace) -> int:
     """The command's body; returns the exit code."""
     import httpx  # here, not at the top: every other esbridge command starts without it
 
+    started = time.time()
     try:
         period = parse_duration(args.period).total_seconds()
         timeout = parse_duration(args.timeout).total_seconds() if args.timeout else period + 300.0
         token = _token(args)
+        # Fixed once: a relative --since=-5m sent as it is would restart the period at every
+        # poll, so the gate would never end.
+        start = parse_time(args.since, started) if args.since else started
     except (ValueError, OSError) as exc:
         print(f"esbridge gate: {exc}", file=sys.stderr)
         return ERROR
     if not args.check and not args.tag:
         print("esbridge gate: select checks with --check and/or --tag", file=sys.stderr)
         return ERROR
-    started = time.time()
-    since = args.since or datetime.fromtimestamp(started, UTC).isoformat()
+    since = datetime.fromtimestamp(start, UTC).isoformat()
     params: list[tuple[str, str]] = [("for", args.period), ("since", since)]
     params += [("check", c) for c in args.check] + [("tag", t) for t in args.tag]
     if args.allow_warning:
