@@ -12,7 +12,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -42,7 +42,9 @@ class CountingProxy:
     ``fail`` maps a regular expression (matched against ``METHOD /path``) to an HTTP status;
     matching requests get an Elasticsearch-shaped error instead of being forwarded.
     ``stall`` maps a regular expression to seconds the request is held before forwarding
-    (a cluster that stops answering).
+    (a cluster that stops answering). ``page`` answers matching requests with a body of its
+    own (a proxy's error page) and ``rewrite`` changes the real answer (items of an
+    ``_msearch``), each for a number of requests.
     """
 
     def __init__(self, upstream: str) -> None:
@@ -50,6 +52,8 @@ class CountingProxy:
         self.seen: list[Seen] = []
         self.fail: dict[str, int] = {}
         self.stall: dict[str, float] = {}
+        self._pages: list[list[Any]] = []  # [pattern, status, content type, body, times left]
+        self._rewrites: list[list[Any]] = []  # [pattern, function of the body, times left]
         self.in_flight = 0
         self.max_in_flight: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -90,6 +94,27 @@ class CountingProxy:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def page(
+        self, pattern: str, status: int, body: bytes, content_type: str = "text/html", times=1
+    ) -> None:
+        """Answer the next ``times`` requests matching ``pattern`` with this page, no product
+        header: what a proxy or load balancer in front of the cluster sends."""
+        with self._lock:
+            self._pages.append([pattern, status, content_type, body, times])
+
+    def rewrite(self, pattern: str, change: Callable[[bytes], bytes], times: int = 1) -> None:
+        """Pass the next ``times`` real answers to matching requests through ``change``."""
+        with self._lock:
+            self._rewrites.append([pattern, change, times])
+
+    @staticmethod
+    def _take(rules: list[list[Any]], key: str) -> list[Any] | None:
+        for rule in rules:
+            if rule[-1] > 0 and re.search(rule[0], key):
+                rule[-1] -= 1
+                return rule
+        return None
+
     # -- what the tests read ---------------------------------------------------------------
 
     def requests(self, pattern: str, since: float = 0.0) -> list[Seen]:
@@ -118,11 +143,21 @@ class CountingProxy:
             self.max_in_flight[kind] = max(self.max_in_flight.get(kind, 0), self.in_flight)
             status = next((s for rx, s in self.fail.items() if re.search(rx, key)), None)
             hold = next((s for rx, s in self.stall.items() if re.search(rx, key)), 0.0)
+            page = self._take(self._pages, key)
+            rewrite = self._take(self._rewrites, key)
         try:
             if hold:
                 time.sleep(hold)
             if status is not None:
                 self._reply_error(handler, status)
+                return
+            if page is not None:
+                _, page_status, content_type, page_body, _ = page
+                handler.send_response(page_status)
+                handler.send_header("content-type", content_type)
+                handler.send_header("content-length", str(len(page_body)))
+                handler.end_headers()
+                handler.wfile.write(page_body)
                 return
             headers = {k: v for k, v in handler.headers.items() if k.lower() not in _HOP}
             try:
@@ -135,14 +170,15 @@ class CountingProxy:
             except httpx.HTTPError:
                 self._reply_error(handler, 502)
                 return
+            content = rewrite[1](answer.content) if rewrite is not None else answer.content
             handler.send_response(answer.status_code)
             for name, value in answer.headers.items():
                 if name.lower() not in _HOP_OUT:
                     handler.send_header(name, value)
-            handler.send_header("content-length", str(len(answer.content)))
+            handler.send_header("content-length", str(len(content)))
             handler.end_headers()
             if handler.command != "HEAD":
-                handler.wfile.write(answer.content)
+                handler.wfile.write(content)
         finally:
             with self._lock:
                 self.in_flight -= 1

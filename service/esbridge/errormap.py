@@ -9,14 +9,15 @@ a credential.
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 from typing import Any
 
 import elasticsearch
 
-from esbridge.errors import ESError
+from esbridge.errors import RETRY_STATUSES, ESError
 
-RETRY_STATUSES = frozenset({429, 502, 503, 504})
+__all__ = ["RETRY_STATUSES", "error_from_body", "map_error"]
 
 
 def error_from_body(
@@ -25,7 +26,7 @@ def error_from_body(
     """Map an Elasticsearch/OpenSearch error object to an :class:`ESError` quoting its root
     cause (both products use the same error shape)."""
     if not isinstance(error, dict):
-        return ESError("internal", f"{product} error (HTTP {status}): {error}", status)
+        return _not_an_error_object(error, status, product)
     causes = error.get("root_cause") or [error]
     cause = causes[0] if isinstance(causes, list) and causes else error
     etype = str(cause.get("type") or error.get("type") or "error")
@@ -69,6 +70,32 @@ def error_from_body(
     return ESError("internal", f"{product} error (HTTP {status}): {etype}: {reason}", status)
 
 
+def _not_an_error_object(text: Any, status: int | None, product: str) -> ESError:
+    """An error answer that is not the product's error object: as a rule a proxy or load
+    balancer's page in front of it (502/503/504 while a node restarts). Judged by status like
+    any other answer, so the same statuses are retried; the page is quoted by its title."""
+    page = _page_text(text)
+    who = f"HTTP {status} from {product} or a proxy in front of it"
+    if status == 401:
+        return ESError("auth", f"authentication failed ({who}): check the credentials", status)
+    if status == 403:
+        return ESError("forbidden", f"forbidden ({who}): {page}", status)
+    if status in RETRY_STATUSES:
+        return ESError("throttled", f"overloaded or unavailable ({who}): {page}", status)
+    if status is not None and 400 <= status < 500:
+        return ESError("rejected", f"request rejected ({who}): {page}", status)
+    return ESError("internal", f"{product} error ({who}): {page}", status)
+
+
+def _page_text(text: Any, limit: int = 200) -> str:
+    """An HTML page's title, else its text without tags, on one line and cut to ``limit``."""
+    raw = str(text)
+    title = re.search(r"<title[^>]*>(.*?)</title>", raw, re.I | re.S)
+    plain = title.group(1) if title else re.sub(r"<[^>]+>", " ", raw)
+    plain = " ".join(plain.split()) or "(empty answer)"
+    return plain if len(plain) <= limit else plain[:limit] + "…"
+
+
 def _all_shards_unassigned(error: dict[str, Any]) -> bool:
     """A search whose every failed shard had no copy to run on (red index)."""
     failed = error.get("failed_shards") or []
@@ -109,6 +136,12 @@ def map_error(exc: BaseException, timeout: float, product: str = "Elasticsearch"
         osp and isinstance(exc, osp.ConnectionError)
     ):
         return ESError("unreachable", f"{product} unreachable: {_short(exc)}")
+    if isinstance(exc, elasticsearch.UnsupportedProductError):  # an ApiError: before it
+        return ESError(
+            "unsupported",
+            "the server at this URL is not Elasticsearch: its answer has no "
+            "X-Elastic-Product header (a maintenance page, or the URL points elsewhere)",
+        )
     if isinstance(exc, elasticsearch.ApiError):
         body = exc.body if isinstance(exc.body, dict) else {}
         return error_from_body(body.get("error", exc.message), exc.meta.status, "", product)
@@ -116,8 +149,6 @@ def map_error(exc: BaseException, timeout: float, product: str = "Elasticsearch"
         body = exc.info if isinstance(exc.info, dict) else {}
         status = exc.status_code if isinstance(exc.status_code, int) else None
         return error_from_body(body.get("error", exc.error), status, "", product)
-    if isinstance(exc, elasticsearch.UnsupportedProductError):
-        return ESError("unsupported", "the server at this URL is not Elasticsearch")
     return ESError(
         "internal",
         f"unexpected error talking to {product}: {type(exc).__name__}: {_short(exc)}",

@@ -31,6 +31,10 @@ class ErrorKind(StrEnum):
     STALE = "stale"  # the last result is older than the check allows
 
 
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+"""HTTP statuses that say "overloaded or unavailable, try again": retried with backoff."""
+
+
 class ESError(Exception):
     """A failure to get an answer, classified for the operator; never carries a credential."""
 
@@ -42,3 +46,8 @@ class ESError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+    @property
+    def throttled(self) -> bool:
+        """Worth retrying after a backoff: the server (or a proxy) said it is overloaded."""
+        return self.kind == "throttled" and self.status in RETRY_STATUSES

@@ -76,10 +76,16 @@ class _MeteredOrjsonSerializer(OrjsonSerializer):
 
 
 def _client_kwargs(config: ConnectionConfig, urls: list[str]) -> dict[str, Any]:
-    """Settings both clients share: no client-side retries (ours back off), timeouts, TLS."""
+    """Settings both clients share: retries only to another node, timeouts, TLS.
+
+    A node that cannot be reached is tried no more: the request goes to the next one (a node
+    restarting must not turn checks UNKNOWN while the others answer). Statuses and timeouts
+    are never retried by the client: :meth:`Connection._call` backs off itself, bounded.
+    """
     kwargs: dict[str, Any] = {
         "hosts": urls,
-        "max_retries": 0,  # our own bounded retry with backoff, see Connection._call
+        "max_retries": len(urls) - 1,  # connection errors only, each to another node
+        "retry_on_status": (),
         "retry_on_timeout": False,
         "verify_certs": config.verify_certs,
     }

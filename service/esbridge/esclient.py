@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from esbridge.config import ConnectionConfig
-from esbridge.errormap import RETRY_STATUSES, error_from_body, map_error
+from esbridge.errormap import error_from_body, map_error
 from esbridge.errors import ESError
 from esbridge.esbackend import Backend, DecodeMeter, detect_flavor, make_backend, ndjson_line
 from esbridge.planner import ClusterFetch, SearchRequest
@@ -100,6 +100,32 @@ class Connection:
     async def _msearch_batch(
         self, batch: list[SearchRequest], timeout: float
     ) -> list[dict[str, Any] | ESError]:
+        """One ``_msearch``; its searches rejected for overload are sent again, alone.
+
+        A busy cluster rejects single searches inside a 200 answer (``status: 429`` items,
+        search thread pool full): the usual shape of throttling. Those are retried with the
+        same backoff and bound as a whole request, so a short burst does not turn checks
+        UNKNOWN; every other answer stands.
+        """
+        answers, sent = await self._msearch_once(batch, timeout)
+        attempt = 0
+        deadline = time.monotonic() + timeout * (self.config.max_retries + 1) + 5
+        while sent and attempt < self.config.max_retries and time.monotonic() < deadline:
+            again = [i for i, a in enumerate(answers) if isinstance(a, ESError) and a.throttled]
+            if not again:
+                break
+            attempt += 1
+            self.stats.retries += 1
+            await asyncio.sleep(backoff(attempt))
+            retried, sent = await self._msearch_once([batch[i] for i in again], timeout)
+            for i, answer in zip(again, retried, strict=True):
+                answers[i] = answer
+        return answers
+
+    async def _msearch_once(
+        self, batch: list[SearchRequest], timeout: float
+    ) -> tuple[list[dict[str, Any] | ESError], bool]:
+        """The answers, and whether the request itself was answered (its errors retried)."""
         lines = [part for search in batch for part in (search.header(), search.body)]
         try:
             response = await self._call(
@@ -108,15 +134,17 @@ class Connection:
                 searches=len(batch),
             )
         except ESError as error:
-            return [error] * len(batch)
-        items = response.get("responses", [])
-        if len(items) != len(batch):
-            error = ESError("internal", f"_msearch answered {len(items)} items for {len(batch)}")
-            return [error] * len(batch)
-        return [
+            return [error] * len(batch), False
+        items = response.get("responses") if isinstance(response, dict) else None
+        if not isinstance(items, list) or len(items) != len(batch):
+            count = len(items) if isinstance(items, list) else "no"
+            error = ESError("internal", f"_msearch answered {count} items for {len(batch)}")
+            return [error] * len(batch), True
+        results = [
             _item_result(item, search, self.product)
             for item, search in zip(items, batch, strict=True)
         ]
+        return results, True
 
     # -- cluster APIs ---------------------------------------------------------------------
 
@@ -235,15 +263,14 @@ class Connection:
                     return response.body if hasattr(response, "body") else response
                 except Exception as exc:  # mapped below, never leaks raw
                     error = map_error(exc, timeout, self.product)
-            retryable = error.status in RETRY_STATUSES and error.kind == "throttled"
-            if retryable and attempt < self.config.max_retries and time.monotonic() < deadline:
+            if (
+                error.throttled
+                and attempt < self.config.max_retries
+                and time.monotonic() < deadline
+            ):
                 attempt += 1
                 self.stats.retries += 1
-                # Exponential backoff with jitter: 0.5 s, 1 s, 2 s ... so a struggling
-                # cluster is not hammered by every check at once.
-                await asyncio.sleep(
-                    min(8.0, 0.5 * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
-                )
+                await asyncio.sleep(backoff(attempt))
                 continue
             self._mark_error(error)
             raise error
@@ -282,9 +309,23 @@ class Connections:
             await connection.close()
 
 
+def backoff(attempt: int) -> float:
+    """Seconds before retry ``attempt`` (1, 2, ...): exponential with jitter, 0.5 s, 1 s,
+    2 s ... up to 8 s, so a struggling cluster is not hammered by every check at once."""
+    return min(8.0, 0.5 * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
+
+
 def _item_result(
-    item: dict[str, Any], search: SearchRequest, product: str = "Elasticsearch"
+    item: Any, search: SearchRequest, product: str = "Elasticsearch"
 ) -> dict[str, Any] | ESError:
+    if not isinstance(item, dict):
+        return ESError("internal", f"{product} answered a search with {type(item).__name__}")
     if "error" in item:
         return error_from_body(item.get("error"), item.get("status"), search.index, product)
+    status = item.get("status", 200)
+    if not isinstance(item.get("hits"), dict) or not (isinstance(status, int) and status < 300):
+        # never read as "0 documents": a search answer always says how many it found
+        return ESError(
+            "internal", f"{product} answered a search without its hits (status {status})"
+        )
     return item
