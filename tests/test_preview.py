@@ -29,7 +29,13 @@ from esbridge.config import ConnectionConfig
 from esbridge.esclient import Connection, Connections
 from esbridge.loader import load_checks
 from esbridge.nagios import render
-from esbridge.preview import Preview, PreviewError, preview_check, preview_to_dict
+from esbridge.preview import (
+    Preview,
+    PreviewError,
+    per_step_chunk,
+    preview_check,
+    preview_to_dict,
+)
 from esbridge.previewtext import render_text
 from esbridge.runner import Runner
 from esbridge_dev import sampledata as sd
@@ -437,6 +443,23 @@ def test_per_step_requests_are_counted(es_url: str, sample: dict[str, Any]) -> N
     assert connection.stats.msearch_requests == 3
     assert connection.stats.searches == 25
     assert "percentile cannot be combined" in " ".join(preview.notes)
+
+
+def test_per_step_answers_of_many_groups_are_taken_a_chunk_at_a_time(
+    es_url: str, sample: dict[str, Any]
+) -> None:
+    """Two group_by fields: each answer may hold 10,000 groups, so 5 points go out (and are
+    evaluated, then dropped) at a time, not the whole period: 25 points in 5 requests."""
+    check = sample["checks"].checks["5xx-by-host-and-service"]
+    assert per_step_chunk(check, 200, 4) == 5
+    preview, connection = run_preview(
+        es_url, check, timedelta(minutes=25), timedelta(minutes=1), sample["end"]
+    )
+    assert preview.method == "per-step"
+    assert (preview.requests, connection.stats.msearch_requests, preview.searches) == (5, 5, 25)
+    assert [render(p.result) for p in preview.points] == live(
+        es_url, check, [p.at for p in preview.points]
+    )
 
 
 @pytest.mark.version_independent  # output and limits, not the searches: once, in main

@@ -55,6 +55,8 @@ def test_point_times_end_at_until_and_are_bounded():
         point_times(timedelta(minutes=1), timedelta(minutes=5), 1_800_000_000, 1000)
     with pytest.raises(PreviewError, match="not a usable time"):
         point_times(timedelta(minutes=10), timedelta(minutes=5), math.nan, 1000)
+    with pytest.raises(PreviewError, match="max points must be at least 1, not 0"):
+        point_times(timedelta(minutes=10), timedelta(minutes=5), 1_800_000_000, 0)  # was 1/0
 
 
 def test_default_step_is_the_interval_unless_too_many_points():

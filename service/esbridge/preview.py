@@ -35,7 +35,7 @@ from esbridge.errors import ESError
 from esbridge.esclient import Connection, ConnectionConfig
 from esbridge.evaluate import evaluate
 from esbridge.models import CheckDefinition
-from esbridge.planner import SearchRequest, plan
+from esbridge.planner import MULTI_GROUP_FETCH, SearchRequest, plan
 from esbridge.previewhist import answers_from_histogram, histogram_plan
 from esbridge.previewmodel import (
     Preview,
@@ -74,6 +74,8 @@ def default_step(check: CheckDefinition, since: timedelta, interval: timedelta) 
 
 def point_times(since: timedelta, step: timedelta, until: float, max_points: int) -> list[datetime]:
     """Window ends, oldest first; the last one is ``until`` itself (the right edge)."""
+    if max_points < 1:
+        raise PreviewError("bad_request", f"max points must be at least 1, not {max_points}")
     if step <= timedelta(0):
         raise PreviewError("bad_request", "step must be longer than 0s")
     if since <= timedelta(0):
@@ -159,16 +161,38 @@ async def preview_check(
     notes.append(f"one search per point: {why_not}")
     plans = [plan(check, e, timeout) for e in ends]
     per_step = [p for p in plans if isinstance(p, SearchRequest)]
-    answers_or_errors = await connection.msearch(per_step, seconds)
     size = max(1, connection.config.max_searches_per_request)
-    requests += math.ceil(len(per_step) / size)
-    searches += len(per_step)
-    failed = [a for a in answers_or_errors if isinstance(a, ESError)]
-    error = failed[0].message if failed and len(failed) == len(answers_or_errors) else None
-    points = await asyncio.to_thread(_evaluate_all, check, answers_or_errors, nows)
+    chunk = per_step_chunk(check, size, connection.config.max_in_flight)
+    points: list[PreviewPoint] = []
+    failed, first_error = 0, None
+    for first in range(0, len(per_step), chunk):
+        # Answered and evaluated a chunk at a time: only the points are kept, so a check
+        # with thousands of groups per answer never holds every answer of the period.
+        part = per_step[first : first + chunk]
+        answers_or_errors = await connection.msearch(part, seconds)
+        requests += math.ceil(len(part) / size)
+        searches += len(part)
+        errors = [a for a in answers_or_errors if isinstance(a, ESError)]
+        failed += len(errors)
+        first_error = first_error or (errors[0].message if errors else None)
+        times = nows[first : first + len(part)]
+        points += await asyncio.to_thread(_evaluate_all, check, answers_or_errors, times)
+    error = first_error if per_step and failed == len(per_step) else None
     return Preview(
         check, since, step, end, points, "per-step", requests, searches, notes, error=error
     )
+
+
+ANSWER_BUCKETS = 50_000
+"""Group buckets a per-step preview holds in memory at once (tens of MB at most)."""
+
+
+def per_step_chunk(check: CheckDefinition, size: int, in_flight: int) -> int:
+    """How many per-step searches go out (and are evaluated) together: as many as the
+    connection sends at once, fewer when each answer may hold thousands of groups."""
+    groups = list(getattr(check, "group_by", ()) or ())
+    buckets = MULTI_GROUP_FETCH if len(groups) > 1 else check.max_groups if groups else 1
+    return max(1, min(size * max(1, in_flight), ANSWER_BUCKETS // max(1, buckets)))
 
 
 async def preview_on_own_connection(
