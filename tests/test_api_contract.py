@@ -102,3 +102,35 @@ def test_error_kinds_are_documented_once_and_completely() -> None:
     documented = re.findall(r"^\| `([a-z_]+)` \| (?!meaning)", section, re.M)
     assert sorted(documented) == sorted(k.value for k in ErrorKind)
     assert len(documented) == len(set(documented))
+
+
+def test_a_stale_check_reads_unknown_since_it_went_stale_with_no_group_in_its_old_state() -> None:
+    """The API over a result too old to count: UNKNOWN since the moment it went stale (not
+    since its last real transition), its last real state as "before", no group left OK."""
+    import time
+
+    from esbridge.result import GroupResult, Result, State
+
+    settings = Settings(
+        elasticsearch={"default": ConnectionConfig(urls=("http://127.0.0.1:9",))},
+        state={"enabled": False},
+    )
+    checkset = load_text(
+        "checks:\n  - {name: c, kind: count, index: logs, critical: 1, interval: 10s,"
+        " group_by: host}\n"
+    )
+    service = Service(settings, checkset)
+    service.store.sync({"c": 10.0})  # what start does (no lifespan here: no Elasticsearch)
+    then = time.time() - 3600
+    group = GroupResult((("host", "web-01"),), State.OK, 0.0, "web-01: 0 documents")
+    service.store.record(Result("c", State.CRITICAL, "bad", evaluated_at=then - 86_400))
+    service.store.record(Result("c", State.OK, "fine", groups=(group,), evaluated_at=then))
+    client = TestClient(create_app(service))
+    body = client.get("/api/v1/checks/c").json()
+    assert (body["state"], body["stale"], body["previous_state"]) == ("UNKNOWN", True, "OK")
+    assert body["since_ts"] == then + 20  # 2 x the 10 s interval after the last result
+    assert [g["state"] for g in body["result"]["groups"]] == ["UNKNOWN"]
+    listed = client.get("/api/v1/checks").json()["checks"][0]
+    assert listed["since_ts"] == then + 20 and listed["groups_not_ok"] == 1
+    text = client.get("/api/v1/checks/c/nagios").text
+    assert "\nOK:" not in text and "UNKNOWN: stale, last OK: web-01" in text

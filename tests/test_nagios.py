@@ -443,8 +443,32 @@ def test_stale_result_is_unknown_with_undetermined_perfdata():
     assert render(old) == (
         "UNKNOWN - stale: last evaluated 901 s ago (max 300 s), last result was "
         "CRITICAL - 312 5xx responses | 'errors'=U;10;50;0\n"
-        "CRITICAL: web-01: 300 5xx responses | 'web-01'=U;10;50;0"
+        "UNKNOWN: stale, last CRITICAL: web-01: 300 5xx responses | 'web-01'=U;10;50;0"
     )
+
+
+def test_a_stale_result_has_no_group_in_its_last_state():
+    """A group asked for alone (``-g host=web-01``, a passive service per host) must not
+    read its old OK: every group of a stale result is UNKNOWN, its last state in words."""
+    ok = _fresh().with_(state=State.OK, groups=(_group("web-01", State.OK, 3),))
+    old = stale(ok, now=1900, max_age=300)
+    (group,) = old.groups
+    assert group.state is State.UNKNOWN and group.value is None
+    assert group.summary == "stale, last OK: web-01: 3 5xx responses"
+    alone = old.for_group(group)
+    assert exit_code(alone) == 3 and render(alone).startswith("UNKNOWN - stale, last OK")
+    twice = stale(old, now=2000, max_age=300)
+    assert twice.groups == old.groups  # said once, not "stale, last UNKNOWN: stale, ..."
+
+
+def test_a_result_from_the_future_beyond_its_age_is_stale():
+    """The clock stepped back: an age can no longer be told, so the result stops counting;
+    a small skew (another replica's clock) is tolerated."""
+    fresh = _fresh()
+    assert stale(fresh, now=1000.0 - 299, max_age=300) is fresh
+    future = stale(fresh, now=1000.0 - 400, max_age=300)
+    assert future.state is State.UNKNOWN and future.error_kind == "stale"
+    assert future.summary.startswith("stale: evaluated 400 s in the future of this clock")
 
 
 def test_stale_twice_uses_the_original():

@@ -23,27 +23,46 @@ def stale(result: Result, now: float, max_age: float) -> Result:
     The copy keeps labels, thresholds, groups and long output (the last known detail is
     useful to the operator) but sets every perfdata value, and ``value``, to undetermined
     (``U``): graphing backends timestamp perfdata when they receive it, so old numbers
-    would be recorded as fresh measurements. ``evaluated_at`` stays the real evaluation
-    time. Applying ``stale`` again recomputes the age and still names the real last
-    result (kept as text in ``stale_previous``).
+    would be recorded as fresh measurements. Every group is UNKNOWN too, its last state in
+    its summary: a group is asked for on its own (``check_esbridge -g host=web-01``, a
+    passive service per host), so an old OK there would be a stale OK. ``evaluated_at``
+    stays the real evaluation time. Applying ``stale`` again recomputes the age and still
+    names the real last result (kept as text in ``stale_previous``).
+
+    A result from the future by more than ``max_age`` is stale too: the clock stepped back
+    (an NTP step, a restored VM), and its age can no longer be told. Within that, a small
+    skew between replicas' clocks is tolerated.
     """
     age = now - result.evaluated_at
-    if age <= max_age:
+    if -max_age <= age <= max_age:
         return result
     limit = format_number(max_age)
     # Already stale: the copy kept evaluated_at; reuse the text of the real last result.
     previous = result.stale_previous or f"{result.state.name} - {result.summary}"
     if result.evaluated_at <= 0:
         summary = f"stale: never evaluated (max {limit} s)"
+    elif age < 0:
+        summary = (
+            f"stale: evaluated {math.ceil(-age)} s in the future of this clock (it stepped "
+            f"back?), last result was {previous}"
+        )
     else:
         summary = (
             f"stale: last evaluated {math.ceil(age)} s ago (max {limit} s), "
             f"last result was {previous}"
         )
-    groups = tuple(
-        GroupResult(g.key, g.state, None, g.summary, _undetermined(g.perfdata))
-        for g in result.groups
-    )
+    groups = result.groups  # already stale: the groups say their last state
+    if result.stale_previous is None:
+        groups = tuple(
+            GroupResult(
+                g.key,
+                State.UNKNOWN,
+                None,
+                f"stale, last {g.state.name}: {g.summary}",
+                _undetermined(g.perfdata),
+            )
+            for g in result.groups
+        )
     return result.with_(
         state=State.UNKNOWN,
         summary=summary,

@@ -199,11 +199,19 @@ class ResultStore:
         return stale(entry.result, time.time() if now is None else now, self.max_age(entry))
 
     def is_stale(self, entry: CheckState, now: float | None = None) -> bool:
+        """What :meth:`effective` says: too old, or from the future beyond the allowed age."""
         if entry.result is None:
             return False
-        return (time.time() if now is None else now) - entry.result.evaluated_at > self.max_age(
-            entry
-        )
+        age = (time.time() if now is None else now) - entry.result.evaluated_at
+        return abs(age) > self.max_age(entry)
+
+    def shown_since(self, entry: CheckState, now: float | None = None) -> float | None:
+        """Since when the state outputs show holds: the last transition, or, for a stale
+        result, the moment it went stale (its old transition would name the wrong start)."""
+        if entry.result is None or not self.is_stale(entry, now):
+            return entry.since
+        went = entry.result.evaluated_at + self.max_age(entry)
+        return min(went, time.time() if now is None else now)
 
     # -- persistence ---------------------------------------------------------------------
 
