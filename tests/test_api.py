@@ -35,6 +35,8 @@ SUMMARY_FIELDS = {
     "unit",
     "since",
     "since_ts",
+    "stale_since",
+    "stale_since_ts",
     "evaluated_at",
     "evaluated_at_ts",
     "stale",

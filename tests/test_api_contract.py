@@ -105,8 +105,8 @@ def test_error_kinds_are_documented_once_and_completely() -> None:
 
 
 def test_a_stale_check_reads_unknown_since_it_went_stale_with_no_group_in_its_old_state() -> None:
-    """The API over a result too old to count: UNKNOWN since the moment it went stale (not
-    since its last real transition), its last real state as "before", no group left OK."""
+    """The API over a result too old to count: UNKNOWN with the moment it went stale beside
+    its last real transition, no group left OK."""
     import time
 
     from esbridge.result import GroupResult, Result, State
@@ -127,10 +127,10 @@ def test_a_stale_check_reads_unknown_since_it_went_stale_with_no_group_in_its_ol
     service.store.record(Result("c", State.OK, "fine", groups=(group,), evaluated_at=then))
     client = TestClient(create_app(service))
     body = client.get("/api/v1/checks/c").json()
-    assert (body["state"], body["stale"], body["previous_state"]) == ("UNKNOWN", True, "OK")
-    assert body["since_ts"] == then + 20  # 2 x the 10 s interval after the last result
+    assert (body["state"], body["stale"], body["since_ts"]) == ("UNKNOWN", True, then)
+    assert body["stale_since_ts"] == then + 20  # 2 x the 10 s interval after the last result
     assert [g["state"] for g in body["result"]["groups"]] == ["UNKNOWN"]
     listed = client.get("/api/v1/checks").json()["checks"][0]
-    assert listed["since_ts"] == then + 20 and listed["groups_not_ok"] == 1
+    assert listed["stale_since_ts"] == then + 20 and listed["groups_not_ok"] == 1
     text = client.get("/api/v1/checks/c/nagios").text
     assert "\nOK:" not in text and "UNKNOWN: stale, last OK: web-01" in text

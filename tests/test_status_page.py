@@ -480,6 +480,82 @@ def test_unreachable_service_shows_banner_and_greys_the_list(
         httpx.delete(f"{es_url}/{state_index}", params={"ignore_unavailable": "true"}, timeout=60)
 
 
+def test_open_detail_keeps_refreshing_and_shows_an_outage(
+    es_url: str, page: Any, tmp_path: Path
+) -> None:
+    """An open detail is no frozen snapshot: a state change reaches it in place (same dialog,
+    scroll position and preview chart), its relative times tick, and when esbridge stops it is
+    greyed with "as of ..., esbridge unreachable" while the banner appears."""
+    from playwright.sync_api import expect
+
+    from esbridge_dev.seeding import seed
+
+    suffix = uuid.uuid4().hex[:8]
+    index, state_index = f"sp-live-{suffix}", f"sp-live-state-{suffix}"
+    r = httpx.put(
+        f"{es_url}/{index}",
+        json={"settings": {"number_of_shards": 1, "number_of_replicas": 0}, "mappings": MAPPINGS},
+        timeout=60,
+    )
+    assert r.status_code == 200, r.text
+    path = tmp_path / "checks.yaml"
+    path.write_text(
+        f"checks:\n  - name: live-errors\n    kind: count\n    index: {index}\n"
+        "    window: 30m\n    interval: 1s\n    timeout: 1s\n    warning: 2\n    critical: 5\n"
+    )
+    svc = EsbridgeProcess(es_url, [path], state_index=state_index)
+    try:
+        svc.start()
+        svc.wait_for(lambda: svc.get("/api/v1/checks/live-errors").json()["state"] == "OK")
+        page.set_viewport_size({"width": 1280, "height": 420})  # the detail scrolls
+        page.goto(svc.url + "/?check=live-errors")
+        dialog = page.locator("dialog#detail")
+        lead = dialog.locator(".lead .badge")
+        expect(lead).to_have_text("OK")
+        expect(dialog.locator("section#preview")).to_have_attribute("data-loaded", "true")
+        page.evaluate("document.getElementById('preview').__kept = true")
+        page.evaluate("document.getElementById('detail').scrollTop = 150")
+        scroll = page.evaluate("document.getElementById('detail').scrollTop")
+        assert scroll > 100, "the detail should scroll at this height"
+
+        docs = [{"service": "payments", "status": 502, "ago": f"{i + 1}s"} for i in range(8)]
+        seed(es_url, index, docs)
+        expect(lead).to_have_text("CRITICAL", timeout=15_000)  # one refresh cycle, and a bit
+        expect(dialog.locator(".lead")).to_contain_text("8")
+        expect(dialog.locator("ol.history li").first).to_contain_text("CRITICAL")
+        expect(dialog).to_be_visible()
+        expect(page).to_have_url(re.compile(re.escape("check=live-errors")))
+        assert page.evaluate("document.getElementById('preview').__kept === true"), (
+            "the preview chart was rebuilt"
+        )
+        now = page.evaluate("document.getElementById('detail').scrollTop")
+        assert abs(now - scroll) < 30, (scroll, now)
+
+        svc.stop()
+        note = page.locator("#detail-note")
+        expect(note).to_be_visible(timeout=15_000)
+        expect(note).to_be_in_viewport()  # in the sticky head: seen at any scroll position
+        expect(note).to_have_text(re.compile(r"^as of \d\d:\d\d:\d\d, esbridge unreachable"))
+        expect(page.locator("#banner")).to_have_text(re.compile(r"^esbridge unreachable since "))
+        expect(page.locator("#detail-body")).to_have_class(re.compile(r"\boutdated\b"))
+        expect(lead).to_have_text("CRITICAL")  # the last known state, greyed, still open
+        expect(dialog).to_be_visible()
+        # Relative times keep ticking while nothing answers: no "just now" forever.
+        evaluated = dialog.locator(".facts time.rel").nth(1)
+        expect(evaluated).to_have_text(re.compile(r"^\d+ s ago$"), timeout=15_000)
+        screenshot(page, "status-detail-unreachable.png")
+
+        svc.start()  # same port: the detail comes back to life by itself
+        expect(note).to_be_hidden(timeout=15_000)
+        expect(page.locator("#detail-body")).not_to_have_class(re.compile(r"\boutdated\b"))
+        expect(dialog).to_be_visible()
+    finally:
+        svc.stop()
+        svc.log_path.unlink(missing_ok=True)
+        for name in (index, state_index):
+            httpx.delete(f"{es_url}/{name}", params={"ignore_unavailable": "true"}, timeout=60)
+
+
 def test_docs_screenshots_exist() -> None:
     """The README shows the page: keep the committed screenshots in place (1280x800 PNG)."""
     docs = Path(__file__).resolve().parents[1] / "docs" / "img"

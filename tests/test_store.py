@@ -149,15 +149,15 @@ def test_old_result_reads_unknown_stale_never_a_stale_ok() -> None:
 
 
 def test_a_stale_state_is_shown_since_it_went_stale() -> None:
-    """CRITICAL then OK a day ago, no result for a while: UNKNOWN since it went stale, not
-    since the recovery a day ago (that would point at the wrong incident)."""
+    """CRITICAL then OK a day ago, no result for a while: UNKNOWN since it went stale (the
+    recovery a day ago, ``since``, would point at the wrong incident)."""
     store = store_with(interval=10.0)  # stale 20 s after the last result
     store.record(result(State.CRITICAL, T0 - 86_400))
     store.record(result(State.OK, T0))
     entry = store.get("c")
     assert entry is not None
-    assert store.shown_since(entry, T0 + 5) == T0  # fresh: the last transition
-    assert store.shown_since(entry, T0 + 600) == T0 + 20
+    assert store.stale_since(entry, T0 + 5) is None and entry.since == T0  # fresh
+    assert store.stale_since(entry, T0 + 600) == T0 + 20
 
 
 def test_sync_drops_removed_checks_and_keeps_the_rest() -> None:

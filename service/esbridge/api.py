@@ -82,6 +82,7 @@ def _not_found(name: str, view: ServiceView) -> HTTPException:
 def _summary(entry: CheckState, view: ServiceView, now: float) -> CheckSummary:
     check = view.checks[entry.name]
     result = view.effective(entry, now)
+    stale_since = view.stale_since(entry, now)
     return CheckSummary(
         name=entry.name,
         kind=check.kind,
@@ -91,8 +92,10 @@ def _summary(entry: CheckState, view: ServiceView, now: float) -> CheckSummary:
         summary=result.summary if result else view.pending(entry.name).summary,
         value=result.value if result and result.error_kind != "stale" else None,
         unit=(result.unit if result else "") or check.unit,
-        since=iso(view.shown_since(entry, now)),
-        since_ts=view.shown_since(entry, now),
+        since=iso(entry.since),
+        since_ts=entry.since,
+        stale_since=iso(stale_since),
+        stale_since_ts=stale_since,
         evaluated_at=iso(entry.result.evaluated_at) if entry.result else None,
         evaluated_at_ts=entry.result.evaluated_at if entry.result else None,
         stale=view.is_stale(entry, now),
@@ -103,13 +106,6 @@ def _summary(entry: CheckState, view: ServiceView, now: float) -> CheckSummary:
         owner=view.cluster.owner_of(entry.name) if view.cluster is not None else None,
         age_seconds=round(max(0.0, now - entry.result.evaluated_at), 3) if entry.result else None,
     )
-
-
-def _previous_state(entry: CheckState, view: ServiceView, now: float) -> str | None:
-    """The state before the one shown: for a stale result, its own (real) last state."""
-    if entry.result is not None and view.is_stale(entry, now):
-        return entry.result.state.name
-    return entry.previous_state.name if entry.previous_state is not None else None
 
 
 def _group_result(result: Result, group_text: str) -> Result | None:
@@ -243,7 +239,7 @@ def create_app(control: Control) -> FastAPI:
             definition=check.model_dump(mode="json", exclude_none=True),
             result=result_body(shown) if entry.result else None,
             nagios=NagiosText(text=nagios_text, exit_code=int(nagios_shown.state)),
-            previous_state=_previous_state(entry, view, now),
+            previous_state=entry.previous_state.name if entry.previous_state is not None else None,
             last_success_ts=entry.last_success,
             consecutive_failures=entry.consecutive_failures,
             runs=entry.runs,

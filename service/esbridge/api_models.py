@@ -92,6 +92,10 @@ class CheckSummary(BaseModel):
     unit: str
     since: str | None
     since_ts: float | None
+    stale_since: str | None = Field(
+        None, description="when the result went stale (UNKNOWN since then; since: last change)"
+    )
+    stale_since_ts: float | None = None
     evaluated_at: str | None
     evaluated_at_ts: float | None
     stale: bool

@@ -340,9 +340,8 @@ class CheckSeries:
             lines[6] = f"{prefix[6]}{_number(entry.result.duration)}\n"
         if entry.last_success is not None:
             lines[4] = f"{prefix[4]}{_number(entry.last_success)}\n"
-        since = self.view.shown_since(entry, now)  # a stale result: since it went stale
-        if since is not None:
-            lines[5] = f"{prefix[5]}{_number(since)}\n"
+        if entry.since is not None:
+            lines[5] = f"{prefix[5]}{_number(entry.since)}\n"
         lines[7] = f"{prefix[7]}{0.0 if fresh or result is None else 1.0}\n"
         lines[8] = f"{prefix[8]}{float(entry.runs)}\n"
         if entry.errors:

@@ -205,11 +205,11 @@ class ResultStore:
         age = (time.time() if now is None else now) - entry.result.evaluated_at
         return abs(age) > self.max_age(entry)
 
-    def shown_since(self, entry: CheckState, now: float | None = None) -> float | None:
-        """Since when the state outputs show holds: the last transition, or, for a stale
-        result, the moment it went stale (its old transition would name the wrong start)."""
+    def stale_since(self, entry: CheckState, now: float | None = None) -> float | None:
+        """When a stale result went stale (None while it counts): the UNKNOWN outputs show
+        began then, not at the check's last transition (``since``, a day ago, say)."""
         if entry.result is None or not self.is_stale(entry, now):
-            return entry.since
+            return None
         went = entry.result.evaluated_at + self.max_age(entry)
         return min(went, time.time() if now is None else now)
 

@@ -179,8 +179,8 @@ class ServiceView:
     def max_age(self, entry: CheckState) -> float:
         return self._store.max_age(entry)
 
-    def shown_since(self, entry: CheckState, now: float | None = None) -> float | None:
-        return self._store.shown_since(entry, now)
+    def stale_since(self, entry: CheckState, now: float | None = None) -> float | None:
+        return self._store.stale_since(entry, now)
 
     def pending(self, name: str) -> Result:
         """What a check with no result yet shows: UNKNOWN "pending", with its first run."""

@@ -5,7 +5,9 @@
  *   updates so a refresh keeps scroll position, focus and the filter;
  * - the filter lives in the query string (?q=&tag=&state=&check=) so a link can be shared;
  * - a failed refresh never leaves old states looking current: a banner says since when and
- *   the list is greyed until esbridge answers again.
+ *   the list is greyed until esbridge answers again;
+ * - an open detail does not stop the refresh: it is re-read every cycle and updated part by
+ *   part in place (scroll, focus and the preview chart stay), and greyed on a failed refresh.
  */
 "use strict";
 (() => {
@@ -30,6 +32,7 @@
     detailTitle: $("detail-title"),
     detailBody: $("detail-body"),
     detailClose: $("detail-close"),
+    detailNote: $("detail-note"),
   };
 
   const app = {
@@ -43,6 +46,10 @@
     status: null,
     filter: { q: "", tag: "", states: new Set() },
     detail: null, // name of the open check
+    detailShown: null, // name whose parts are in the detail body (null: loading or an error)
+    detailAt: null, // browser ms of the last good read of the open detail
+    detailSeq: 0, // detail requests sent, and the newest one applied
+    detailApplied: 0,
     opener: null, // element to focus when the detail closes
     timer: null,
     inflight: false,
@@ -190,8 +197,13 @@
 
   function signature(c) {
     // Everything shown in a row except the relative times, which tick separately.
-    return [c.state, c.summary, c.value, c.unit, c.since_ts, c.stale, c.description,
+    return [c.state, c.summary, c.value, c.unit, shownSince(c), c.stale, c.description,
       (c.tags || []).join(","), c.groups_not_ok, c.error, c.owner].join("\u0001");
+  }
+
+  // A stale check is UNKNOWN since it went stale, not since its last change (a day ago, say).
+  function shownSince(c) {
+    return c.stale_since_ts != null ? c.stale_since_ts : c.since_ts;
   }
 
   function rowHtml(c) {
@@ -211,7 +223,7 @@
       `</td>` +
       `<td class="summary">${esc(c.summary)}${notOk}</td>` +
       `<td class="num" data-label="Value">${esc(withUnit(c.value, c.unit))}</td>` +
-      `<td class="when since" data-label="Since">${timeEl(c.since_ts)}</td>` +
+      `<td class="when since" data-label="Since">${timeEl(shownSince(c))}</td>` +
       `<td class="when evaluated" data-label="Last evaluated">${timeEl(c.evaluated_at_ts)}${stale}${owner}</td>` +
       `<td class="tags" data-label="Tags">${tags}</td>` +
       `</tr>`
@@ -285,7 +297,7 @@
         if (old) replaced.push([old.tr, tr]);
       } else {
         tr = old.tr;
-        refreshTime(tr.cells[4].firstElementChild, c.since_ts);
+        refreshTime(tr.cells[4].firstElementChild, shownSince(c));
         refreshTime(tr.cells[5].firstElementChild, c.evaluated_at_ts);
       }
       nextMap.set(c.name, { tr, sig: signature(c) });
@@ -373,6 +385,7 @@
       }
       ui.list.classList.remove("outdated");
       ui.counts.classList.remove("outdated");
+      renderDetailNote();
       return;
     }
     const from = app.generatedAt != null ? hms((app.generatedAt - app.skew) * 1000) : null;
@@ -385,6 +398,7 @@
     ui.banner.hidden = false;
     ui.list.classList.add("outdated");
     ui.counts.classList.add("outdated");
+    renderDetailNote();
   }
 
   function renderAll() {
@@ -427,7 +441,10 @@
     if (app.inflight) return;
     app.inflight = true;
     clearTimeout(app.timer);
+    const name = app.detail;
     try {
+      // The open detail is read alongside the list (never rejects: see fetchDetail).
+      const detail = name != null ? fetchDetail(name) : null;
       if (app.cycle++ % STATUS_EVERY === 0) {
         getJson("api/v1/status")
           .then((s) => {
@@ -442,9 +459,12 @@
       app.checks = data.checks.slice().sort((a, b) => RANK[a.state] - RANK[b.state] || (a.name < b.name ? -1 : 1));
       app.counts = data.counts || {};
       app.total = data.total ?? data.checks.length;
+      const got = detail && (await detail);
+      if (got && got.error && got.error.status !== 404) throw got.error; // a failed refresh too
       app.downSince = null;
       app.downReason = "";
       renderAll();
+      if (got) applyDetail(name, got);
       document.body.dataset.refreshedAt = String(data.generated_at);
     } catch (e) {
       if (!app.downSince) app.downSince = Date.now();
@@ -452,6 +472,7 @@
       renderCounts();
       renderBanner();
       if (app.rendered) renderList(); // keeps relative times honest while greyed
+      tickDetail();
     } finally {
       app.inflight = false;
       schedule();
@@ -459,7 +480,7 @@
   }
 
   function paused() {
-    return document.hidden || app.detail != null;
+    return document.hidden; // an open detail refreshes too: it must not look current when it is not
   }
 
   function schedule() {
@@ -546,11 +567,16 @@
     );
   }
 
+  /** A relative time in the detail: tickDetail() updates its text in place. */
+  function relEl(ts, attrs = "", tag = "time") {
+    return `<${tag} class="rel" data-ts="${esc(ts)}"${attrs}>${esc(relTime(ts))}</${tag}>`;
+  }
+
   function deployHtml(e) {
     // A deploy of a matching tag, placed in the history where it happened.
     return (
-      `<li class="deploy" data-deploy="${esc(e.id)}"><time datetime="${esc(e.at_iso)}" title="${esc(relTime(e.at))}">${esc(absTime(e.at))}</time> ` +
-      `<span class="muted">(${esc(relTime(e.at))})</span> ` +
+      `<li class="deploy" data-deploy="${esc(e.id)}"><time datetime="${esc(e.at_iso)}">${esc(absTime(e.at))}</time> ` +
+      `<span class="muted">(${relEl(e.at, "", "span")})</span> ` +
       `<span class="deploy-mark">deploy</span> ${esc(e.service)} ${esc(e.version)}${e.by ? ` by ${esc(e.by)}` : ""}</li>`
     );
   }
@@ -565,8 +591,8 @@
       .map(({ t, e }) =>
         e
           ? deployHtml(e)
-          : `<li><time datetime="${esc(t.at_iso)}" title="${esc(relTime(t.at))}">${esc(absTime(t.at))}</time> ` +
-            `<span class="muted">(${esc(relTime(t.at))})</span> ` +
+          : `<li><time datetime="${esc(t.at_iso)}">${esc(absTime(t.at))}</time> ` +
+            `<span class="muted">(${relEl(t.at, "", "span")})</span> ` +
             `${t.from ? badge(t.from) : `<span class="muted">start</span>`} → ${badge(t.to)} ${esc(t.summary)}` +
             (t.after_deploy ? ` <span class="after-deploy">${esc(t.after_deploy.text)}</span>` : "") +
             `</li>`,
@@ -589,58 +615,148 @@
     return `<p class="runbook"><strong>Runbook:</strong> ${body}</p>`;
   }
 
-  function detailHtml(d) {
+  /** The detail as keyed parts, each updated on its own when its content changes. */
+  function detailParts(d) {
     const res = d.result;
     const def = d.definition || {};
     const stale = d.stale ? ` <span class="stale">STALE</span>` : "";
+    const when = (ts) => `${relEl(ts, ` title="${esc(absTime(ts))}"`)} (${esc(absTime(ts))})`;
     const facts = [
-      `since ${d.since_ts ? `<time title="${esc(absTime(d.since_ts))}">${esc(relTime(d.since_ts))}</time> (${esc(absTime(d.since_ts))})` : "—"}`,
+      d.stale_since_ts != null ? `stale since ${when(d.stale_since_ts)}` : "",
+      `${d.stale_since_ts != null ? "last change" : "since"} ${d.since_ts ? when(d.since_ts) : "—"}`,
       d.previous_state ? `before: ${esc(d.previous_state)}` : "",
-      `last evaluated ${d.evaluated_at_ts ? `<time title="${esc(absTime(d.evaluated_at_ts))}">${esc(relTime(d.evaluated_at_ts))}</time>` : "never"}${stale}`,
+      `last evaluated ${d.evaluated_at_ts ? relEl(d.evaluated_at_ts, ` title="${esc(absTime(d.evaluated_at_ts))}"`) : "never"}${stale}`,
       d.owner ? `evaluated by replica ${esc(d.owner)}` : "",
-      d.next_run_ts ? `next run ${esc(relTime(d.next_run_ts))}` : "",
+      d.next_run_ts ? `next run ${relEl(d.next_run_ts, "", "span")}` : "",
       res && res.duration != null ? `took ${esc(fmtNum(res.duration * 1000))} ms` : "",
     ].filter(Boolean);
     const err = (res && res.error) || d.error;
-    return (
-      `<p class="lead">${badge(d.state)} ${esc(d.summary)}</p>` +
-      `<p class="muted">${facts.join(" · ")}</p>` +
-      (d.description ? `<p class="description">${esc(d.description)}</p>` : "") +
-      runbookHtml(def.runbook) +
-      (d.tags && d.tags.length ? `<p>Tags: ${d.tags.map((t) => `<code>${esc(t)}</code>`).join(" ")}</p>` : "") +
-      (err
-        ? `<h3>Last error${res && res.error_kind ? ` <span class="muted">(${esc(res.error_kind)})</span>` : ""}</h3><blockquote class="error">${esc(err)}</blockquote>`
-        : "") +
-      `<section id="preview" class="preview" aria-live="polite"></section>` +
-      groupsHtml(d, res) +
-      historyHtml(d) +
-      perfTable(res ? [...(res.perfdata || []), ...(res.groups || []).flatMap((g) => g.perfdata || [])] : []) +
-      `<h3>Definition</h3>` +
-      definitionHtml(def) +
-      copyBlock("Nagios command line", "plugin-command", d.plugin_command || "") +
-      copyBlock(`Nagios output (exit code ${d.nagios ? d.nagios.exit_code : "?"})`, "nagios-output", (d.nagios && d.nagios.text) || "")
+    return [
+      ["state", `<p class="lead">${badge(d.state)} ${esc(d.summary)}</p>` + `<p class="muted facts">${facts.join(" · ")}</p>`],
+      [
+        "about",
+        (d.description ? `<p class="description">${esc(d.description)}</p>` : "") +
+          runbookHtml(def.runbook) +
+          (d.tags && d.tags.length ? `<p>Tags: ${d.tags.map((t) => `<code>${esc(t)}</code>`).join(" ")}</p>` : ""),
+      ],
+      [
+        "error",
+        err
+          ? `<h3>Last error${res && res.error_kind ? ` <span class="muted">(${esc(res.error_kind)})</span>` : ""}</h3><blockquote class="error">${esc(err)}</blockquote>`
+          : "",
+      ],
+      ["preview", `<section id="preview" class="preview" aria-live="polite"></section>`], // built once
+      ["groups", groupsHtml(d, res)],
+      ["history", historyHtml(d)],
+      ["perf", perfTable(res ? [...(res.perfdata || []), ...(res.groups || []).flatMap((g) => g.perfdata || [])] : [])],
+      ["definition", `<h3>Definition</h3>` + definitionHtml(def)],
+      [
+        "commands",
+        copyBlock("Nagios command line", "plugin-command", d.plugin_command || "") +
+          copyBlock(`Nagios output (exit code ${d.nagios ? d.nagios.exit_code : "?"})`, "nagios-output", (d.nagios && d.nagios.text) || ""),
+      ],
+    ];
+  }
+
+  // A part's content without its relative times, which tick on their own.
+  const partSig = (html) => html.replace(/(<(?:time|span) class="rel" data-ts="[^"]*"[^>]*>)[^<]*/g, "$1");
+
+  function tickDetail() {
+    if (app.detailShown == null) return;
+    for (const el of ui.detailBody.querySelectorAll(".rel[data-ts]")) {
+      const text = relTime(Number(el.dataset.ts));
+      if (el.textContent !== text) el.textContent = text;
+    }
+  }
+
+  /** Show a detail answer: the first time in one go, later only the parts that changed. */
+  function showDetail(d) {
+    const title = `${esc(d.name)} <span class="muted">(${esc(d.kind)})</span>`;
+    if (ui.detailTitle.innerHTML !== title) ui.detailTitle.innerHTML = title;
+    const parts = detailParts(d);
+    const body = ui.detailBody;
+    const els = app.detailShown === d.name ? Array.from(body.children) : [];
+    if (els.length !== parts.length || els.some((el, i) => el.dataset.part !== parts[i][0])) {
+      body.innerHTML = parts.map(([key, html]) => `<div data-part="${key}">${html}</div>`).join("");
+      parts.forEach(([, html], i) => (body.children[i]._sig = partSig(html)));
+      app.detailShown = d.name;
+      if (window.esbridgePreview) window.esbridgePreview.load($("preview"), d); // web/preview.js
+      return;
+    }
+    const scroll = ui.dialog.scrollTop;
+    const active = document.activeElement;
+    parts.forEach(([key, html], i) => {
+      const el = els[i];
+      const sig = partSig(html);
+      if (key === "preview" || el._sig === sig) return; // the chart is loaded once per opening
+      const open = Array.from(el.querySelectorAll("details"), (x) => x.open);
+      el.innerHTML = html;
+      el._sig = sig;
+      const now = el.querySelectorAll("details");
+      if (now.length === open.length) now.forEach((x, j) => (x.open = open[j]));
+    });
+    tickDetail();
+    if (active && active.id && !document.contains(active)) $(active.id)?.focus({ preventScroll: true });
+    if (ui.dialog.scrollTop !== scroll) ui.dialog.scrollTop = scroll;
+  }
+
+  /** Read a check's detail; resolves to {seq, d} or {seq, error}, never rejects. */
+  function fetchDetail(name) {
+    const seq = ++app.detailSeq;
+    return getJson(`api/v1/checks/${encodeURIComponent(name)}`).then(
+      (d) => ({ seq, d }),
+      (error) => ({ seq, error }),
     );
+  }
+
+  function applyDetail(name, got) {
+    if (app.detail !== name || got.seq < app.detailApplied) return; // closed, or an older answer
+    app.detailApplied = got.seq;
+    if (got.d) {
+      showDetail(got.d);
+      app.detailAt = Date.now();
+    } else if (got.error.status === 404 || app.detailShown == null) {
+      // Gone (or never loaded): say so. A failed re-read keeps the parts, greyed by the note.
+      const e = got.error;
+      const why = e.status === 404 ? `No check named ${name}.` : `Could not load ${name}: ${e.message || e}`;
+      const html = `<p class="banner down" role="status">${esc(why)}</p>`;
+      app.detailShown = null;
+      if (ui.detailBody.innerHTML !== html) ui.detailBody.innerHTML = html;
+    }
+    renderDetailNote();
+  }
+
+  /** While esbridge does not answer, the open detail is greyed and says as of when it is. */
+  function renderDetailNote() {
+    const down = app.detail != null && app.downSince != null;
+    ui.detailBody.classList.toggle("outdated", down);
+    if (!down) {
+      if (!ui.detailNote.hidden) {
+        ui.detailNote.hidden = true;
+        ui.detailNote.textContent = "";
+      }
+      return;
+    }
+    const text =
+      app.detailAt != null && app.detailShown != null
+        ? `as of ${hms(app.detailAt)}, esbridge unreachable — this detail may be outdated`
+        : `esbridge unreachable since ${hms(app.downSince)}`;
+    const html = `${esc(text)} <span class="muted">(${esc(app.downReason)}; retrying every ${REFRESH_MS / 1000} s)</span>`;
+    if (ui.detailNote.innerHTML !== html) ui.detailNote.innerHTML = html;
+    ui.detailNote.hidden = false;
   }
 
   async function openDetail(name, opener) {
     app.detail = name;
     app.opener = opener || null;
-    clearTimeout(app.timer); // refresh pauses while a detail is open
+    app.detailShown = null;
+    app.detailAt = null;
     writeUrl();
     ui.detailTitle.textContent = name;
     ui.detailBody.innerHTML = `<p class="muted">Loading ${esc(name)}…</p>`;
+    renderDetailNote();
     if (!ui.dialog.open) ui.dialog.showModal();
-    try {
-      const d = await getJson(`api/v1/checks/${encodeURIComponent(name)}`);
-      if (app.detail !== name) return;
-      ui.detailTitle.innerHTML = `${esc(d.name)} <span class="muted">(${esc(d.kind)})</span>`;
-      ui.detailBody.innerHTML = detailHtml(d);
-      if (window.esbridgePreview) window.esbridgePreview.load($("preview"), d); // web/preview.js
-    } catch (e) {
-      if (app.detail !== name) return;
-      const why = e && e.status === 404 ? `No check named ${name}.` : `Could not load ${name}: ${e.message || e}`;
-      ui.detailBody.innerHTML = `<p class="banner down" role="status">${esc(why)}</p>`;
-    }
+    applyDetail(name, await fetchDetail(name)); // later refreshes keep it current
   }
 
   function closeDetail() {
@@ -649,6 +765,8 @@
 
   function onDialogClosed() {
     app.detail = null;
+    app.detailShown = null;
+    renderDetailNote();
     writeUrl();
     const name = app.opener && app.opener.closest ? app.opener.closest("tr")?.dataset.name : null;
     const target = (name && app.rowMap.get(name)?.tr.querySelector("a")) || app.opener;
@@ -755,7 +873,7 @@
       if (document.hidden) {
         clearTimeout(app.timer);
         app.timer = null;
-      } else if (!app.detail) {
+      } else {
         refresh();
       }
     });
