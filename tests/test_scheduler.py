@@ -7,10 +7,17 @@ often, never how fast.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import logging
 import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
+from types import SimpleNamespace
 
+import apscheduler.executors.base
+import apscheduler.schedulers.base
+
+import esbridge.scheduler
 from esbridge.loader import load_checks
 from esbridge.models import CheckDefinition
 from esbridge.result import Result, State
@@ -99,6 +106,47 @@ async def test_a_check_never_overlaps_itself(tmp_path) -> None:  # type: ignore[
     finally:
         await scheduler.stop(0.1)
     assert runner.overlaps == 0
+
+
+async def test_runs_go_on_within_an_interval_after_the_wall_clock_steps(  # type: ignore[no-untyped-def]
+    tmp_path, monkeypatch, caplog
+) -> None:
+    """An NTP step or VM restore: APScheduler and the scheduler see the wall clock jump."""
+    offset = [0.0]
+
+    def wall() -> float:
+        return time.time() + offset[0]
+
+    class SteppedDatetime(dt.datetime):
+        @classmethod
+        def now(cls, tz=None):  # type: ignore[no-untyped-def]
+            return dt.datetime.fromtimestamp(wall(), tz)
+
+    monkeypatch.setattr(apscheduler.schedulers.base, "datetime", SteppedDatetime)
+    monkeypatch.setattr(apscheduler.executors.base, "datetime", SteppedDatetime)
+    monkeypatch.setattr(esbridge.scheduler, "time", SimpleNamespace(time=wall))
+    runner = FakeRunner()
+    scheduler = Scheduler(runner, timedelta(seconds=60))
+    scheduler.set_checks(make_checks(tmp_path, count_checks(1)))
+    scheduler.start()
+    try:
+        await wait_until(lambda: len(runner.batches) >= 2)
+        offset[0] = -60.0  # back a minute: without a reschedule, nothing runs for 60 s
+        before = len(runner.batches)
+        await wait_until(lambda: len(runner.batches) >= before + 2, timeout=6.0)
+        next_run = scheduler.next_run("c0")
+        assert next_run is not None and next_run - wall() <= 1.0 + 0.1
+        offset[0] = 0.0  # and forward a minute: missed slots coalesce, no burst of runs
+        before, started = len(runner.batches), time.monotonic()
+        await asyncio.sleep(3.0)
+        assert len(runner.batches) - before <= (time.monotonic() - started) / 1.0 + 2
+        assert scheduler.clock_jumps == 2
+    finally:
+        await scheduler.stop(0.1)
+    assert runner.overlaps == 0
+    steps = [r for r in caplog.records if "wall clock stepped" in r.getMessage()]
+    assert [r.levelno for r in steps] == [logging.WARNING] * 2  # one per step
+    assert "back by 60" in steps[0].getMessage() and "forward by 60" in steps[1].getMessage()
 
 
 async def test_stop_cancels_runs_past_the_grace(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -9,6 +9,11 @@ checks to the runner at once, where they become a few ``_msearch`` requests.
 A check never overlaps itself (a due run while the previous one is in flight is counted as
 skipped and coalesced), misfires coalesce, and lateness (start minus scheduled time) is
 recorded for ``esbridge_scheduler_lateness_seconds``.
+
+APScheduler times runs on the wall clock, so a watcher compares it with the monotonic clock
+every ``CLOCK_CHECK_SECONDS``: when the wall clock steps (NTP step, VM restore) by more than
+``CLOCK_STEP_SECONDS`` it logs a warning and re-anchors every job on the new clock, so no
+check waits out the step (counted in ``Scheduler.clock_jumps``).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import time
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from time import monotonic
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
@@ -32,6 +38,8 @@ log = logging.getLogger(__name__)
 SLOT_SECONDS = 5.0
 BATCH_DELAY = 0.05
 EAGER_SPREAD = 30.0
+CLOCK_CHECK_SECONDS = 1.0
+CLOCK_STEP_SECONDS = 2.0
 LATENESS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 RunBatch = Callable[[Sequence[CheckDefinition], dict[str, float]], Awaitable[list[Result]]]
@@ -88,6 +96,8 @@ class Scheduler:
         self._in_flight: dict[str, asyncio.Task[list[Result]]] = {}
         self._flush_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[object]] = set()
+        self._clock_task: asyncio.Task[None] | None = None
+        self.clock_jumps = 0
         self.lateness = LatenessHistogram()
         self.skipped = 0
         self.runs = 0
@@ -99,6 +109,7 @@ class Scheduler:
     def start(self) -> None:
         self._aps.start()
         self.running = True
+        self._clock_task = asyncio.get_running_loop().create_task(self._watch_clock())
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop scheduling; let in-flight runs finish within ``grace`` seconds, then cancel."""
@@ -107,6 +118,10 @@ class Scheduler:
             self._aps.shutdown(wait=False)
         if self._flush_task is not None:
             self._flush_task.cancel()
+        if self._clock_task is not None:
+            self._clock_task.cancel()
+            await asyncio.wait([self._clock_task])
+            self._clock_task = None
         self._pending.clear()
         tasks = [t for t in self._tasks if not t.done()]
         if tasks:
@@ -177,6 +192,38 @@ class Scheduler:
             misfire_grace_time=max(1, int(interval)),
             replace_existing=True,
         )
+
+    async def _watch_clock(self) -> None:
+        """Notice wall-clock steps: the wall clock moved unlike the monotonic one."""
+        wall, mono = time.time(), monotonic()
+        while True:
+            await asyncio.sleep(CLOCK_CHECK_SECONDS)
+            now, now_mono = time.time(), monotonic()
+            step = (now - wall) - (now_mono - mono)
+            wall, mono = now, now_mono
+            if abs(step) > CLOCK_STEP_SECONDS:
+                try:
+                    self._clock_stepped(step, now)
+                except Exception:  # the watcher must outlive any one failure
+                    log.exception("could not reschedule the checks after a clock step")
+
+    def _clock_stepped(self, step: float, now: float) -> None:
+        """Re-anchor every job on the new clock: each next run at most one interval away."""
+        self.clock_jumps += 1
+        log.warning(
+            "wall clock stepped %s by %.1f s (NTP step, VM restore or suspend): rescheduling "
+            "%d checks on the new clock",
+            "forward" if step > 0 else "back",
+            abs(step),
+            len(self._checks),
+        )
+        for name, check in list(self._checks.items()):
+            # An early first run not yet done is kept, recomputed on the new clock too.
+            first_job = self._aps.get_job(f"{name}#first")
+            if first_job is not None:
+                self._aps.remove_job(f"{name}#first")
+            self._eager_at.pop(name, None)
+            self._add(check, now, eager=first_job is not None)  # replaces the interval job
 
     def _remove(self, name: str) -> None:
         self._checks.pop(name, None)
