@@ -263,3 +263,97 @@ async def test_a_check_regained_while_its_run_is_in_flight_is_not_run_twice(
         await service.stop(5)
         for name in own:
             httpx.delete(f"{es_url}/{name}", params={"ignore_unavailable": "true"}, timeout=60)
+
+
+def _early(prefix: str) -> str:
+    """A check name whose early run (``EAGER_SPREAD``) comes in its first slot: ~1 s."""
+    from esbridge.scheduler import EAGER_SPREAD, first_offset
+
+    return next(
+        f"{prefix}-{i}" for i in range(1000) if first_offset(f"{prefix}-{i}", EAGER_SPREAD) == 0
+    )
+
+
+def _threshold_checks(path: Path, index: str, name: str, critical: int) -> Path:
+    path.write_text(
+        f"checks:\n  - {{name: {name}, kind: count, index: {index}, interval: 1h, window: 1h,"
+        f" critical: {critical}}}\n"
+    )
+    return path
+
+
+async def test_a_reload_that_changes_a_running_check_drops_the_old_verdict(
+    proxy: FaultProxy, make_index: Any, seed: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Bug e: the threshold is raised while the check runs. The run's result, judged by the
+    old threshold, is dropped, and the changed check runs again at once, not an hour later."""
+    index = make_index("wiring-e")
+    seed(index, [{"ago": "1m", "status": 500}] * 5)
+    name = _early("thr")
+    checks = _threshold_checks(tmp_path / "c.yaml", index, name, critical=1)
+    service = _service(tmp_path, proxy.url, checks)
+    active = count_runs(service, monkeypatch)
+    await service.start()
+    try:
+        entry = service.store.get(name)
+        assert entry is not None
+        await _until(lambda: entry.result is not None)  # its early first run
+        assert entry.state.name == "CRITICAL" and entry.runs == 1
+        proxy.delay = HOLD
+        in_flight = asyncio.create_task(service.run_now(name))
+        await _until(lambda: active.get(name) == 1)
+        _threshold_checks(checks, index, name, critical=100)
+        status = await service.reload()
+        assert status.successful and status.changed == [name], status
+        await in_flight
+        assert entry.runs == 1, "the result judged by the old threshold was recorded"
+        proxy.clear()
+        await _until(lambda: entry.runs == 2, timeout=15)  # the changed check ran again
+        assert entry.state.name == "OK"
+        assert "critical > 100" in entry.result.summary  # type: ignore[union-attr]
+    finally:
+        proxy.clear()
+        await service.stop(5)
+
+
+async def test_a_restored_result_older_than_its_interval_runs_at_start(
+    es_url: str, make_index: Any, seed: Any, tmp_path: Path
+) -> None:
+    """Bug f: esbridge was down for three hours; an hourly check restored from the state
+    index runs at start instead of showing stale UNKNOWN until its next slot."""
+    from esbridge.persistence import StatePersistence
+    from esbridge.result import Result, State
+
+    index = make_index("wiring-f")
+    seed(index, [{"ago": "1m", "status": 500}] * 2)
+    name = _early("late")
+    state = f"esbridge-test-wiring-state-{uuid.uuid4().hex[:8]}"
+    config = tmp_path / "esbridge.yaml"
+    config.write_text(
+        f"elasticsearch:\n  default:\n    urls: ['{es_url}']\n"
+        f"checks: ['{_threshold_checks(tmp_path / 'c.yaml', index, name, critical=100)}']\n"
+        f"state:\n  enabled: true\n  index: {state}\n"
+    )
+    settings = load_settings(config)
+    service = Service(settings, load_checks(list(settings.checks)))
+    three_hours_ago = time.time() - 3 * 3600
+    service.store.sync({name: 3600.0})
+    service.store.record(
+        Result(name, State.OK, "2 matching documents", evaluated_at=three_hours_ago)
+    )
+    connection = service.connections.get("default")
+    try:
+        await StatePersistence(service.store, connection, state, 10.0).flush()
+        fresh = Service(settings, load_checks(list(settings.checks)))
+        started = time.time()
+        await fresh.start()
+        try:
+            entry = fresh.store.get(name)
+            assert entry is not None and entry.result is not None  # restored
+            await _until(lambda: entry.result.evaluated_at > started, timeout=15)  # type: ignore[union-attr]
+            assert entry.runs == 2 and entry.state.name == "OK"
+        finally:
+            await fresh.stop(5)
+    finally:
+        await service.connections.close()
+        httpx.delete(f"{es_url}/{state}", params={"ignore_unavailable": "true"}, timeout=60)

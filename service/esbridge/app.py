@@ -78,6 +78,7 @@ class Service:
         self.result_listeners: list[Callable[[Result, Transition | None], None]] = []
         self.cluster: Cluster | None = Cluster(self) if settings.cluster.enabled else None
         self._background: list[asyncio.Task[None]] = []
+        self._reruns: set[asyncio.Task[Result | None]] = set()
         self._reload_lock = asyncio.Lock()
         self.stopping = False
         self.view = self._make_view()
@@ -139,7 +140,7 @@ class Service:
             except Exception as error:  # a missing store never prevents monitoring
                 log.warning("could not restore state (%s); starting with empty state", error)
         if self.cluster is None:
-            self.scheduler.set_checks(dict(self.checkset.checks), eager=self._without_result())
+            self.scheduler.set_checks(dict(self.checkset.checks), eager=self._overdue())
         self.scheduler.start()
         log_warnings(self.checkset)
         if self.cluster is not None:  # owned checks only, once the members are known
@@ -158,13 +159,21 @@ class Service:
             len(self.connections.names()),
         )
 
-    def _without_result(self) -> set[str]:
-        """Checks with no result yet (new, nothing restored): they get an early first run."""
-        return {e.name for e in self.store.all() if e.result is None}
+    def _overdue(self) -> set[str]:
+        """Checks that get an early first run: no result yet (new, nothing restored), or a
+        restored one already older than its interval (esbridge was down a while): neither
+        waits up to a whole interval (a day, for a daily check) showing PENDING or stale."""
+        now = time.time()
+        return {
+            e.name
+            for e in self.store.all()
+            if e.result is None or now - e.result.evaluated_at >= e.interval
+        }
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop scheduling, let in-flight runs finish within ``grace``, flush state."""
         self.stopping = True
+        await cancel_all(list(self._reruns))
         await self.scheduler.stop(grace)
         await cancel_all(self._background)
         if self.persistence is not None:
@@ -187,14 +196,36 @@ class Service:
         self, checks: Sequence[CheckDefinition], lateness: dict[str, float]
     ) -> list[Result]:
         results = await self.runner.run(checks)
+        ran = {check.name: check for check in checks}
         for result in results:
-            self._record(result, lateness.get(result.check, 0.0))
+            self._record(result, lateness.get(result.check, 0.0), ran.get(result.check))
         return results
 
-    def _record(self, result: Result, lateness: float = 0.0) -> None:
-        if result.check not in self.checkset.checks:
+    def _rerun(self, check: CheckDefinition) -> None:
+        """Run ``check`` again once the run now ending is done (it waits for it): its
+        result was dropped, and the check's early run at reload found it still running."""
+        if self.stopping or not self.scheduler.running:
+            return
+        if self.cluster is not None and check.name not in self.cluster.owned:
+            return
+        task = asyncio.get_running_loop().create_task(self.scheduler.run_now(check))
+        self._reruns.add(task)  # the loop keeps only weak references
+        task.add_done_callback(self._reruns.discard)
+
+    def _record(
+        self, result: Result, lateness: float = 0.0, ran: CheckDefinition | None = None
+    ) -> None:
+        """``ran``: the definition the result was evaluated with."""
+        loaded = self.checkset.checks.get(result.check)
+        if loaded is None:
             # removed by a reload while it ran: neither the store nor any output sees it
             log.debug("dropping the result of %s: no longer loaded", result.check)
+            return
+        if ran is not None and ran is not loaded and not same_definition(ran, loaded):
+            # changed by a reload while it ran: judged by the old thresholds, so it is not
+            # the check's state now; the changed check runs again at once (see reload)
+            log.info("dropping the result of %s: its definition changed while it ran", ran.name)
+            self._rerun(loaded)
             return
         entry = self.store.get(result.check)
         old = entry.state if entry else None
@@ -275,7 +306,9 @@ class Service:
             if self.cluster is not None:
                 await self.cluster.rebalance()
             else:
-                self.scheduler.set_checks(dict(new.checks), eager=self._without_result())
+                # changed checks run again soon: their last result was judged by the old
+                # definition (new thresholds must not wait a whole interval to show)
+                self.scheduler.set_checks(dict(new.checks), eager=self._overdue() | set(changed))
             self.reload_status = ReloadStatus(True, time.time(), None, added, changed, removed)
             log.info(
                 "reloaded %d checks: %d added, %d changed, %d removed",
