@@ -114,3 +114,18 @@ def test_run_unreachable_elasticsearch_is_unknown(
     assert proc.returncode == 3, proc.stderr
     assert proc.stdout.startswith("UNKNOWN - Elasticsearch unreachable")
     assert "Traceback" not in proc.stderr
+
+
+def test_a_url_on_the_command_line_is_checked_like_one_in_the_file(
+    checks_file: tuple[Path, str], tmp_path: Path
+) -> None:
+    """--es-url with a password in it would print the password wherever the URL is shown:
+    refused as in the configuration file, with *** in its place; a URL without a scheme
+    is refused at once, not at its first request."""
+    path, _ = checks_file
+    proc = esbridge_run("http://elastic:S3cretPW@127.0.0.1:9", path, "web-ok", tmp_path)
+    assert proc.returncode == 3, proc
+    assert "--es-url: 'http://***@127.0.0.1:9' has credentials in it" in proc.stdout + proc.stderr
+    assert "S3cretPW" not in proc.stdout + proc.stderr
+    proc = esbridge_run("127.0.0.1:9200", path, "web-ok", tmp_path)
+    assert proc.returncode == 3 and "is not an http:// or https:// URL" in proc.stdout
