@@ -407,3 +407,36 @@ def test_state_store_without_its_role_is_reported(
         assert _metric(proc.get("/metrics").text, "esbridge_state_store_up") == 0.0
         assert ready.json()["elasticsearch"]["store"]["up"] is True
     _cleanup(sec, proc)
+
+
+def test_writes_without_a_token_refuse_other_sites_pages(monkeypatch: pytest.MonkeyPatch) -> None:
+    """allow_unauthenticated_writes takes writes from scripts, never from another site's page
+    in the operator's browser (no preflight for a text/plain POST); the page is never framed
+    and runs only its own files."""
+    from fastapi.testclient import TestClient
+
+    import esbridge.api as api
+    from esbridge.app import Service
+    from esbridge.config import load_settings
+    from esbridge.loader import load_text
+
+    monkeypatch.setenv("ESBRIDGE_API__ALLOW_UNAUTHENTICATED_WRITES", "true")
+    settings = load_settings(None, state={"enabled": False}, checks=("/nonexistent/checks",))
+    checkset = load_text("checks:\n  - {name: ct, kind: cluster_health}\n")
+    client = TestClient(api.create_app(Service(settings, checkset)))  # no lifespan: no ES
+    for headers in (
+        {"Origin": "https://evil.example", "Content-Type": "text/plain"},
+        {"Sec-Fetch-Site": "cross-site"},
+    ):
+        r = client.post("/api/v1/reload", headers=headers)
+        assert r.status_code == 403 and "another site's page" in r.text, (headers, r.text)
+    # a script (no Origin) and the page's own origin still reach the reload itself
+    for headers in ({}, {"Origin": "http://testserver", "Sec-Fetch-Site": "same-origin"}):
+        r = client.post("/api/v1/reload", headers=headers)
+        assert r.status_code == 422 and "nonexistent" in r.text, (headers, r.text)
+    page = client.get("/")
+    assert page.status_code == 200
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert page.headers["x-frame-options"] == "DENY"
+    assert client.get("/static/app.js").headers["x-content-type-options"] == "nosniff"

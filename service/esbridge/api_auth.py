@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Mapping
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -67,6 +68,7 @@ async def require_write(request: Request, view: ViewDep, credentials: Credential
     """Run-now, reload and deploy events change what the service does: they need the token."""
     if view.api.resolved_token() is None:
         if view.api.allow_unauthenticated_writes:
+            _not_from_another_site(request)
             return
         raise HTTPException(
             403,
@@ -74,6 +76,24 @@ async def require_write(request: Request, view: ViewDep, credentials: Credential
             "(or ESBRIDGE_API__TOKEN), or api.allow_unauthenticated_writes: true",
         )
     check_bearer(request, view, credentials)
+
+
+def _not_from_another_site(request: Request) -> None:
+    """Without a token, a write is refused when a browser says another site's page sent it
+    (a form or ``fetch`` an open tab fires at the operator's esbridge). Scripts and ``curl``
+    send no ``Origin``; the status page itself writes nothing."""
+    site = request.headers.get("sec-fetch-site")
+    origin = request.headers.get("origin")
+    foreign = site in ("cross-site", "same-site") or (
+        origin is not None and urlsplit(origin).netloc != request.headers.get("host")
+    )
+    if foreign:
+        raise HTTPException(
+            403,
+            "a write sent by another site's page is refused (allow_unauthenticated_writes "
+            "takes writes from scripts, not from browsers on other sites; set api.token_file "
+            "to write with the token)",
+        )
 
 
 async def require_read(request: Request, view: ViewDep, credentials: Credentials = None) -> None:
