@@ -315,8 +315,15 @@ def test_broken_state_store_keeps_evaluating_and_says_so(
         )
         service = EsbridgeProcess(None, [checks], config=config, state_index=state_index)
         with service:
+            # Unwritable from the start (creating the index fails), then with the first
+            # result waiting to be written: both shown while writes fail.
             ready = poll(
-                lambda: (r := service.get("/readyz")).status_code == 503 and r.json(), timeout=30
+                lambda: (
+                    (r := service.get("/readyz")).status_code == 503
+                    and r.json()["state_store"]["pending_writes"] >= 1
+                    and r.json()
+                ),
+                timeout=30,
             )
             store = ready["state_store"]
             assert store["writable"] is False and store["pending_writes"] >= 1
