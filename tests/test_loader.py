@@ -66,6 +66,23 @@ def test_directory_recursive_sorted(tmp_path):
     assert [Path(f).name for f in checkset.files] == ["a.yaml", "b.yml", "c.yaml"]
 
 
+
+def test_a_configmap_volume_is_read_once(tmp_path):
+    """Kubernetes mounts a ConfigMap as ``..<timestamp>/web.yaml``, a ``..data`` link to it
+    and a link per file: each check once, not a duplicate that stops the start."""
+    volume = tmp_path / "checks"
+    stamp = volume / "..2026_11_30_07_00_00.000000001"
+    stamp.mkdir(parents=True)
+    (stamp / "web.yaml").write_text(
+        "checks:\n  - {name: web-5xx, kind: count, index: logs, critical: 5}\n"
+    )
+    (volume / "..data").symlink_to(stamp.name)
+    (volume / "web.yaml").symlink_to("..data/web.yaml")
+    (volume / ".hidden.yaml").write_text("checks: [oops\n")  # an editor's swap file, say
+    checkset = load_checks([volume])
+    assert list(checkset.checks) == ["web-5xx"]
+    assert list(checkset.files) == [str(volume / "web.yaml")]
+
 def test_single_path_and_empty_files(tmp_path):
     write(tmp_path / "empty.yaml", "")
     write(tmp_path / "none.yaml", "checks: []\n")

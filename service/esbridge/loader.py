@@ -151,13 +151,22 @@ def _warnings(checks: Mapping[str, CheckDefinition]) -> list[Issue]:
 # --- files -------------------------------------------------------------------------------------
 
 
+def _hidden(relative: Path) -> bool:
+    return any(part.startswith(".") for part in relative.parts)
+
+
 def _expand(paths: Sequence[str | Path], issues: list[Issue]) -> list[str]:
     files: list[str] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
+            # Hidden files and folders below it are skipped: a Kubernetes ConfigMap volume
+            # holds each file twice, once in its hidden "..<timestamp>/" folder.
             found = sorted(
-                p for pattern in ("*.yaml", "*.yml") for p in path.rglob(pattern) if not p.is_dir()
+                p
+                for pattern in ("*.yaml", "*.yml")
+                for p in path.rglob(pattern)
+                if not p.is_dir() and not _hidden(p.relative_to(path))
             )
             if not found:
                 issues.append(
