@@ -95,6 +95,69 @@ def test_promtool_really_rejects_a_broken_expression(tmp_path: Path) -> None:
     assert proc.returncode != 0
 
 
+def test_each_check_counts_once_whatever_labels_the_scrape_adds(tmp_path: Path) -> None:
+    """Three replicas export every check; the Prometheus Operator adds pod, container,
+    endpoint, namespace and service to each target: the panels still count each check
+    once (``max without (instance)`` counted it three times there)."""
+    where = dict(expressions(load()))
+    series = []
+    for i in range(3):
+        target = (
+            f'job="esbridge",instance="10.0.0.{i}:9108",pod="esbridge-{i}",'
+            'container="esbridge",endpoint="http",namespace="mon",service="esbridge"'
+        )
+        for check, code, state in (("web-5xx", 2, "CRITICAL"), ("web-ok", 0, "OK")):
+            series.append(
+                {
+                    "series": f'esbridge_check_status_code{{{target},check="{check}"}}',
+                    "values": f"{code}x5",
+                }
+            )
+            series.append(
+                {
+                    "series": f'esbridge_check_state{{{target},check="{check}",state="{state}"}}',
+                    "values": "1x5",
+                }
+            )
+        series.append(
+            {"series": f'esbridge_check_value{{{target},check="web-5xx"}}', "values": "312x5"}
+        )
+    cases = [
+        (where["Checks by state A"], [('{state="CRITICAL"}', 1), ('{state="OK"}', 1)]),
+        (where["Not OK / stale A"], [("{}", 1)]),
+        (where["Worst checks (state, since) A"], [('{check="web-5xx",job="esbridge"}', 2)]),
+        (where["$check: value and thresholds A"], [('{check="web-5xx",job="esbridge"}', 312)]),
+    ]
+    tests = {
+        "rule_files": [],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": series,
+                "promql_expr_test": [
+                    {
+                        "expr": expr,
+                        "eval_time": "2m",
+                        "exp_samples": [
+                            {"labels": labels, "value": value} for labels, value in exp
+                        ],
+                    }
+                    for expr, exp in cases
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "dashboard-test.yml"
+    with path.open("w") as out:
+        YAML().dump(tests, out)
+    proc = subprocess.run(
+        [tool("promtool"), "test", "rules", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "SUCCESS" in proc.stdout
+
+
 def test_the_dashboard_covers_what_operators_need() -> None:
     dashboard = load()
     titles = " | ".join(p["title"] for p in panels(dashboard))

@@ -66,7 +66,6 @@ def test_directory_recursive_sorted(tmp_path):
     assert [Path(f).name for f in checkset.files] == ["a.yaml", "b.yml", "c.yaml"]
 
 
-
 def test_a_configmap_volume_is_read_once(tmp_path):
     """Kubernetes mounts a ConfigMap as ``..<timestamp>/web.yaml``, a ``..data`` link to it
     and a link per file: each check once, not a duplicate that stops the start."""
@@ -82,6 +81,7 @@ def test_a_configmap_volume_is_read_once(tmp_path):
     checkset = load_checks([volume])
     assert list(checkset.checks) == ["web-5xx"]
     assert list(checkset.files) == [str(volume / "web.yaml")]
+
 
 def test_single_path_and_empty_files(tmp_path):
     write(tmp_path / "empty.yaml", "")
