@@ -505,7 +505,12 @@ def test_unknown_helper():
     )
 )
 def test_summary_numbers_read_as_format_number_of_the_rounded_value(x):
-    """``with_unit`` skips ``format_number``'s general path: the text must not change."""
-    shown = round(x, 1) if abs(x) >= 100 else round(x, 2)
+    """``with_unit`` skips ``format_number``'s general path: the text must not change; a
+    value below 0.01 is shown in two significant digits, never as 0."""
+    if x and abs(x) < 0.01:
+        shown = float(f"{x:.2g}")
+        assert shown != 0
+    else:
+        shown = round(x, 1) if abs(x) >= 100 else round(x, 2)
     assert with_unit(x, "") == format_number(shown)
     assert with_unit(x, "ms") == f"{format_number(shown)} ms"

@@ -21,10 +21,15 @@ def uom(unit: str) -> str:
 
 
 def with_unit(value: float | None, unit: str) -> str:
-    """A value as a summary shows it: 2 decimals (1 from 100 on), then its unit."""
+    """A value as a summary shows it: 2 decimals (1 from 100 on), then its unit; a value
+    below 0.01 in two significant digits, never 0 (0.004 beside "critical > 0" must not
+    read as 0)."""
     if value is None:
         return "no data"
-    text = _rounded(round(value, 1) if abs(value) >= 100 else round(value, 2))
+    if value and abs(value) < 0.01:
+        text = format_number(float(f"{value:.2g}"))
+    else:
+        text = _rounded(round(value, 1) if abs(value) >= 100 else round(value, 2))
     if not unit:
         return text
     return f"{text} {unit}" if unit != "%" else f"{text} %"
