@@ -6,6 +6,7 @@ Documents are seeded at exact offsets from a fixed ``now`` and the check runs at
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -64,6 +65,29 @@ async def test_freshness_long_age_reads_in_hours(
     result = (await run_yaml(es_url, text, now))["old"]
     assert result.state is State.CRITICAL
     assert result.summary.startswith("newest document is 7260 s (2h 1m) old")
+
+
+async def test_freshness_ignores_a_delay_it_would_measure_against(
+    es_url: str, make_index: Callable[..., str], seed: Callable[..., Any], now: datetime
+) -> None:
+    """A ``delay`` (for late documents, often a file's default) would hide the newest ones
+    while the age is taken from now: the newest document is 10 s old, not missing."""
+    index = make_index("fr", mappings=MAPPINGS)
+    seed(index, [{"host": "a", "ago": "10s"}, {"host": "b", "ago": "3m"}], now=now)
+    text = json.dumps(
+        {
+            "defaults": {"index": index, "delay": "2m"},
+            "checks": [
+                {"name": "fresh", "kind": "freshness", "critical": 60},
+                {"name": "per-host", "kind": "freshness", "critical": 60, "group_by": "host"},
+                {"name": "late", "kind": "count", "critical": 100},
+            ],
+        }
+    )
+    results = await run_yaml(es_url, text, now)
+    assert results["fresh"].state is State.OK and results["fresh"].value == 10
+    assert {g.label: g.value for g in results["per-host"].groups} == {"a": 10, "b": 180}
+    assert results["late"].value == 1  # other kinds keep the delay: the 10 s one is skipped
 
 
 async def test_freshness_nothing_in_lookback_is_no_data(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from esbridge.durations import Duration
 from esbridge.kinds.base import DataCheck
@@ -30,6 +30,14 @@ class FreshnessCheck(DataCheck):
 
     def perf_label(self) -> str:
         return "age"
+
+    @field_validator("delay")
+    @classmethod
+    def _no_delay(cls, value: timedelta) -> timedelta:
+        """Always 0: ingestion lag is what freshness measures. A window ending ``delay`` ago
+        hid the newest documents while the age was still taken from now, so a host sending
+        every 10 s read CRITICAL "no matching document" under a ``delay: 2m`` default."""
+        return timedelta(0)
 
 
 def plan(check: FreshnessCheck, window: Window) -> dict[str, Any]:
