@@ -72,6 +72,34 @@ def test_low_values_rule_is_computed_once_and_both_uses_agree(
     assert planner_keeps_lowest is evaluator_lists_lowest_first is low
 
 
+@pytest.mark.parametrize(
+    ("critical", "low_for_counts", "low_anywhere"),
+    [
+        ("@10", True, False),  # 0 to 10 alerts: nothing is below 0 for a count
+        ("@0:10", True, False),
+        ("@-5:10", True, False),
+        ("@5:10", False, False),  # below 5 is fine: both sides matter
+        ("10:", True, True),
+    ],
+)
+def test_at_n_alerts_on_low_values_where_nothing_is_below_zero(
+    critical: str, low_for_counts: bool, low_anywhere: bool
+) -> None:
+    """``@10`` is the Nagios way to say "10 or fewer": for a count, ratio or age it alerts on
+    low values, so the planner keeps (and the evaluator lists first) the lowest groups."""
+    c = Range.parse(critical)
+    assert low_values_alert(None, c, 0.0) is low_for_counts
+    assert low_values_alert(None, c) is low_anywhere
+    check = models.CountCheck(name="c", index="x", group_by="host", critical=c)
+    order = planner.plan(check, NOW, timedelta(seconds=5)).body["aggs"]["groups"]["terms"]
+    assert (order.get("order") == {"_count": "asc"}) is low_for_counts
+    groups = [
+        GroupResult(key=(("host", h),), state=State.OK, value=v, summary="")
+        for h, v in (("a", 3.0), ("b", 1.0), ("c", 2.0))
+    ]
+    assert (sorted(groups, key=worst_first(check))[0].value == 1.0) is low_for_counts
+
+
 def _imports(path: Path) -> set[str]:
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):

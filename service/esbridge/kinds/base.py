@@ -61,6 +61,9 @@ class CheckBase(BaseModel):
     requires_thresholds: ClassVar[bool] = True
     #: state when the query matches nothing
     default_no_data: ClassVar[State] = State.UNKNOWN
+    # The lowest value the kind can measure (counts, ratios and ages: 0), for the rule of
+    # which side alerts (kinds.judge.low_values_alert); -inf when values can be negative.
+    value_floor: ClassVar[float] = float("-inf")
 
     name: str = Field(
         pattern=NAME_PATTERN,

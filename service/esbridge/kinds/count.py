@@ -18,6 +18,8 @@ from esbridge.result import Result, State
 class CountCheck(DataCheck):
     """Number of documents matching the query in the window."""
 
+    value_floor: ClassVar[float] = 0.0
+
     supports_group_by: ClassVar[bool] = True
     kind: Literal["count"] = "count"
 
@@ -25,7 +27,7 @@ class CountCheck(DataCheck):
 def plan(check: CountCheck, window: Window) -> dict[str, Any]:
     # Beyond max_groups, keep the groups most likely to alert: the largest (the terms
     # default), or the smallest when only low counts alert (a host gone quiet).
-    low = low_values_alert(check.warning, check.critical)
+    low = low_values_alert(check.warning, check.critical, check.value_floor)
     order = {"_count": "asc"} if low else None
     return grouped(check, base_query(check, window.start, window.end), {}, order=order)
 

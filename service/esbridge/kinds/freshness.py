@@ -22,6 +22,8 @@ from esbridge.result import Result, State
 class FreshnessCheck(DataCheck):
     """Age in seconds of the newest document (per group): "host stopped sending"."""
 
+    value_floor: ClassVar[float] = 0.0
+
     supports_group_by: ClassVar[bool] = True
     default_no_data: ClassVar[State] = State.CRITICAL
     kind: Literal["freshness"] = "freshness"

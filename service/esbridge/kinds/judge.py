@@ -40,10 +40,11 @@ def threshold_note(
     return ", ".join(parts)
 
 
-def _alerts_only_low(r: Range) -> bool:
-    """``10:`` (below 10 alerts) and ``@~:10`` (10 or less alerts): only low values alert."""
+def _alerts_only_low(r: Range, floor: float) -> bool:
+    """``10:`` (below 10 alerts) and ``@~:10`` (10 or less alerts): only low values alert;
+    so does ``@10`` (0 to 10) when no value can be below ``floor`` 0 (a count, an age)."""
     if r.inside:
-        return r.start == -math.inf and r.end != math.inf
+        return r.start <= floor and r.end != math.inf
     return r.end == math.inf and r.start != -math.inf
 
 
@@ -52,11 +53,15 @@ def _never_alerts(r: Range) -> bool:
     return not r.inside and r.start == -math.inf and r.end == math.inf
 
 
-def low_values_alert(warning: Range | None, critical: Range | None) -> bool:
+def low_values_alert(
+    warning: Range | None, critical: Range | None, floor: float = -math.inf
+) -> bool:
     """True when every threshold that can alert alerts only on low values (``10:``).
 
     Then the "worst" groups are the lowest; otherwise (``50``, ``10:20``, no threshold)
     the highest. A range that can never alert (``~:``) is left out of the question.
+    ``floor``: the lowest value the kind can have (0 for counts, ratios, ages), so that
+    ``@10`` (0 to 10 alerts) counts as alerting on low values there.
     """
     ranges = [r for r in (warning, critical) if r is not None and not _never_alerts(r)]
-    return bool(ranges) and all(_alerts_only_low(r) for r in ranges)
+    return bool(ranges) and all(_alerts_only_low(r, floor) for r in ranges)

@@ -18,6 +18,8 @@ from esbridge.result import Perfdatum, Result, State
 class NodesCheck(ClusterCheck):
     """Node count (and data node count) compared to what is expected."""
 
+    value_floor: ClassVar[float] = 0.0
+
     requires_thresholds: ClassVar[bool] = False
     kind: Literal["nodes"] = "nodes"
     expected_nodes: int = Field(ge=1, le=100_000, description="nodes the cluster should have")

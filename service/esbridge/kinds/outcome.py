@@ -160,7 +160,7 @@ class _Notes:
 
 def worst_first(check: CheckBase) -> Callable[[GroupResult], tuple[int, int, float]]:
     """Sort key: most severe state first, then the value furthest on the alerting side."""
-    low = low_values_alert(check.warning, check.critical)
+    low = low_values_alert(check.warning, check.critical, check.value_floor)
 
     def key(group: GroupResult) -> tuple[int, int, float]:
         value = group.value

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from esbridge.kinds.base import CheckBase, ClusterCheck
 from esbridge.kinds.fields import RangeField, ShortText
@@ -26,6 +26,8 @@ def percent(text: str) -> Range:
 
 class PerNodeCheck(ClusterCheck):
     """A percentage measured on every node: one group per node, unit ``%``."""
+
+    value_floor: ClassVar[float] = 0.0
 
     unit: ShortText = "%"
 

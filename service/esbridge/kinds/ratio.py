@@ -21,6 +21,8 @@ from esbridge.result import Perfdatum, Result
 class RatioCheck(DataCheck):
     """numerator / denominator of the documents, in percent (0..100)."""
 
+    value_floor: ClassVar[float] = 0.0
+
     supports_group_by: ClassVar[bool] = True
     kind: Literal["ratio"] = "ratio"
     unit: ShortText = "%"

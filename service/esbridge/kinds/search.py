@@ -77,7 +77,8 @@ def value_order(check: CheckBase, key: str = VALUE_AGG) -> dict[str, str]:
 
     The highest values first, unless the thresholds only alert on low values (``10:``).
     """
-    return {key: "asc" if low_values_alert(check.warning, check.critical) else "desc"}
+    low = low_values_alert(check.warning, check.critical, check.value_floor)
+    return {key: "asc" if low else "desc"}
 
 
 def grouped(

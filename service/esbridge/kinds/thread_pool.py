@@ -15,7 +15,7 @@ store: evaluation stays pure.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -36,6 +36,8 @@ TOTAL_SUFFIX = "_total"
 
 class ThreadPoolCheck(ClusterCheck):
     """Rejected tasks per node and thread pool since the previous run."""
+
+    value_floor: ClassVar[float] = 0.0
 
     kind: Literal["thread_pool"] = "thread_pool"
     pools: StrList = Field(

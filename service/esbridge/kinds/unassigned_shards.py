@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from esbridge.kinds.base import ClusterCheck
 from esbridge.kinds.cluster_health import health_fetch
@@ -15,6 +15,8 @@ from esbridge.result import Result
 
 class UnassignedShardsCheck(ClusterCheck):
     """Number of unassigned shards."""
+
+    value_floor: ClassVar[float] = 0.0
 
     kind: Literal["unassigned_shards"] = "unassigned_shards"
 
