@@ -86,6 +86,30 @@ async def test_cluster_health_scoped_to_an_index(
     assert " for " not in whole.summary
 
 
+async def test_indices_that_match_nothing_are_unknown_never_green(es_url: str) -> None:
+    """A pattern that matches no index answers green with no shard: a typo, or an index
+    deleted, must not read as healthy. ``nodes`` counts the cluster whatever its index."""
+    none = f"nothing-{uuid.uuid4().hex[:8]}"
+    text = checks_yaml(
+        [
+            {"name": "health", "kind": "cluster_health", "index": f"{none}-*"},
+            {
+                "name": "unassigned",
+                "kind": "unassigned_shards",
+                "index": f"{none}-*",
+                "critical": 1,
+            },
+            {"name": "nodes", "kind": "nodes", "index": none, "expected_nodes": 1},
+        ]
+    )
+    results = await run_yaml(es_url, text)
+    for name in ("health", "unassigned"):
+        result = results[name]
+        assert (result.state, result.error_kind) == (State.UNKNOWN, "no_such_index"), result
+        assert result.summary.startswith(f"no such index [{none}-*]")
+    assert results["nodes"].state is State.OK and results["nodes"].value == 1
+
+
 async def test_nodes_expected(es_url: str) -> None:
     """One node: expected 1 OK, expected 2 CRITICAL "missing nodes", data nodes likewise."""
     text = checks_yaml(

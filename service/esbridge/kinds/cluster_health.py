@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
+from esbridge.errors import ErrorKind
 from esbridge.kinds.base import CheckBase, ClusterCheck
 from esbridge.kinds.kind import Kind
 from esbridge.kinds.requests import ClusterFetch, Window
@@ -19,11 +20,33 @@ class ClusterHealthCheck(ClusterCheck):
     kind: Literal["cluster_health"] = "cluster_health"
 
 
+CLUSTER_HEALTH = ClusterFetch("/_cluster/health")
+
+
 def health_fetch(check: CheckBase, window: Window | None = None) -> ClusterFetch:
-    """``GET _cluster/health[/<indices>]``: shared by cluster_health, nodes, unassigned_shards."""
+    """``GET _cluster/health[/<indices>]``: shared by cluster_health and unassigned_shards.
+
+    Scoped to indices, it asks for them one by one (``level=indices``): a pattern matching
+    no index answers green with no shard at all, which :func:`unmatched` turns into UNKNOWN.
+    """
     if not check.index:
-        return ClusterFetch("/_cluster/health")
-    return ClusterFetch("/_cluster/health/" + quote(",".join(check.index), safe=",*:"))
+        return CLUSTER_HEALTH
+    path = "/_cluster/health/" + quote(",".join(check.index), safe=",*:")
+    return ClusterFetch(path, (("level", "indices"),))
+
+
+def unmatched(check: CheckBase, answer: dict[str, Any]) -> Result | None:
+    """UNKNOWN ``no_such_index`` when the check's indices match nothing (never a green OK)."""
+    if not check.index or answer.get("indices") != {}:
+        return None
+    summary = f"no such index [{index_text(check)}]: no cluster health to judge"
+    return Result(
+        check=check.name,
+        state=State.UNKNOWN,
+        summary=summary,
+        error=summary,
+        error_kind=ErrorKind.NO_SUCH_INDEX,
+    )
 
 
 _HEALTH_STATE = {"green": State.OK, "yellow": State.WARNING, "red": State.CRITICAL}
@@ -32,6 +55,8 @@ _HEALTH_STATE = {"green": State.OK, "yellow": State.WARNING, "red": State.CRITIC
 def evaluate(
     check: ClusterHealthCheck, answer: dict[str, Any], now: float, previous: Result | None
 ) -> Result:
+    if (missing := unmatched(check, answer)) is not None:
+        return missing
     status = str(answer.get("status", "unknown"))
     state = _HEALTH_STATE.get(status, State.UNKNOWN)
     scope = f" for {index_text(check)}" if check.index else ""

@@ -7,9 +7,10 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from esbridge.kinds.base import ClusterCheck
-from esbridge.kinds.cluster_health import health_fetch
+from esbridge.kinds.cluster_health import CLUSTER_HEALTH
 from esbridge.kinds.judge import classify
 from esbridge.kinds.kind import Kind
+from esbridge.kinds.requests import ClusterFetch, Window
 from esbridge.kinds.text import plural
 from esbridge.ranges import Range
 from esbridge.result import Perfdatum, Result, State
@@ -66,4 +67,10 @@ def evaluate(
     return Result(check=check.name, state=state, summary=summary, value=float(nodes), perfdata=perf)
 
 
-KIND = Kind(NodesCheck, health_fetch, evaluate)
+def plan(check: NodesCheck, window: Window) -> ClusterFetch:
+    """The whole cluster's health: nodes are counted cluster-wide, whatever ``index`` the
+    check has (a default for the file's data checks, say)."""
+    return CLUSTER_HEALTH
+
+
+KIND = Kind(NodesCheck, plan, evaluate)

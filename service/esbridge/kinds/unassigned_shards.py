@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 
 from esbridge.kinds.base import ClusterCheck
-from esbridge.kinds.cluster_health import health_fetch
+from esbridge.kinds.cluster_health import health_fetch, unmatched
 from esbridge.kinds.judge import classify, threshold_note
 from esbridge.kinds.kind import Kind
 from esbridge.kinds.outcome import single
@@ -26,6 +26,8 @@ def evaluate(
 ) -> Result:
     # The original nagios-elasticsearch plugin compared this value with itself and never
     # alerted; here it is compared with the configured thresholds.
+    if (missing := unmatched(check, answer)) is not None:
+        return missing
     value = float(answer.get("unassigned_shards", 0))
     state = classify(value, check.warning, check.critical)
     summary = (
