@@ -298,3 +298,22 @@ def test_a_duplicate_key_names_the_key_never_its_values(tmp_path):
     text = str(info.value)
     assert f'{path}:5: invalid YAML: found duplicate key "password"' in text
     assert "Hunter2" not in text
+
+
+def test_the_address_a_replica_gives_out_is_never_a_wildcard(monkeypatch):
+    """owner_url ("run it there"): http://0.0.0.0:9108 would send the caller to itself."""
+    import socket
+
+    from esbridge.membership import default_advertise_url
+
+    monkeypatch.setenv("POD_IP", "10.1.2.3")
+    assert default_advertise_url("0.0.0.0", 9108) == "http://10.1.2.3:9108"
+    assert default_advertise_url("::", 9108) == "http://10.1.2.3:9108"
+    assert default_advertise_url("127.0.0.1", 9108) == "http://127.0.0.1:9108"
+    assert default_advertise_url("fd00::5", 9108) == "http://[fd00::5]:9108"
+    monkeypatch.delenv("POD_IP")
+    assert default_advertise_url("0.0.0.0", 9108) == f"http://{socket.getfqdn()}:9108"
+    settings = load_settings(None, cluster={"advertise_url": "http://esbridge-a.example.org:9108/"})
+    assert settings.cluster.advertise_url == "http://esbridge-a.example.org:9108"
+    with pytest.raises(ConfigError, match=r"cluster.advertise_url.*has credentials in it"):
+        load_settings(None, cluster={"advertise_url": "http://u:pw@esbridge-a:9108"})

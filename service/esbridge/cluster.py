@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from esbridge.membership import Membership, default_replica_id
+from esbridge.membership import Membership, default_advertise_url, default_replica_id
 from esbridge.models import CheckDefinition
 from esbridge.ownership import assign
 from esbridge.result import Result
@@ -60,7 +60,7 @@ class Cluster:
             self.replica_id,
             self.heartbeat,
             self.lease,
-            url=f"http://{settings.host}:{settings.port}",
+            url=config.advertise_url or default_advertise_url(settings.host, settings.port),
             timeout=max(timeout, self.lease),
             owned=lambda: len(self.owned),
         )

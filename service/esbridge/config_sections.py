@@ -190,6 +190,17 @@ class ClusterConfig(Section):
     lease: Duration = timedelta(seconds=15)
     # How often the results of checks owned elsewhere are read; empty: every heartbeat.
     view_refresh: Duration | None = None
+    # Where other replicas and scripts reach this one (owner_url of a 409 "run it there");
+    # empty: http://<host>:<port>, a wildcard host (0.0.0.0) replaced by $POD_IP or the
+    # machine's name, so the address is never one that points back at the caller.
+    advertise_url: str = Field("", max_length=2000)
+
+    @field_validator("advertise_url")
+    @classmethod
+    def _advertise_url(cls, value: str) -> str:
+        if value and (problem := node_url_problem(value)):
+            raise ValueError(f"{shown_url(value)!r} {problem}")
+        return value.rstrip("/")
 
     @model_validator(mode="after")
     def _lease_longer(self) -> ClusterConfig:

@@ -47,6 +47,17 @@ MEMBERS_MAPPING = index_mapping(
 FORGET_AFTER_LEASES = 20  # a dead member's document is deleted after this many leases
 
 
+def default_advertise_url(host: str, port: int) -> str:
+    """``http://host:port`` as another machine reaches it: a wildcard listen address
+    (``0.0.0.0``, ``::``) is no address to give out, so ``$POD_IP`` (Kubernetes) or this
+    machine's name stands in for it."""
+    if host in ("", "0.0.0.0", "::"):
+        host = os.environ.get("POD_IP", "").strip() or socket.getfqdn()
+    if ":" in host and not host.startswith("["):  # an IPv6 address
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
 def default_replica_id(port: int) -> str:
     """``$POD_NAME`` in Kubernetes, else host name plus listen port: unique, restart-stable."""
     pod = os.environ.get("POD_NAME", "").strip()
