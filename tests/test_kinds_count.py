@@ -232,13 +232,14 @@ async def test_count_group_by_one_field_truncated(
 async def test_count_group_by_two_fields(
     es_url: str, make_index: Callable[..., str], seed: Callable[..., Any], now: datetime
 ) -> None:
-    """group_by [service, host]: one group per combination; truncation counts the rest exactly."""
+    """group_by [service, host]: one group per combination, a document without a host in its
+    own ("(none)"); truncation counts the rest exactly."""
     index = make_index("cnt", mappings=MAPPINGS)
     combos = {("api", "web-01"): 4, ("api", "web-02"): 1, ("db", "web-01"): 7, ("db", "db-01"): 2}
     docs = [
         {"service": s, "host": h, "ago": "2m"} for (s, h), n in combos.items() for _ in range(n)
     ]
-    docs.append({"service": "api", "ago": "2m"})  # no host: belongs to no group
+    docs.append({"service": "api", "ago": "2m"})  # no host: the group api/(none)
     seed(index, docs, now=now)
     text = checks_yaml(
         index,
@@ -256,17 +257,18 @@ async def test_count_group_by_two_fields(
     results = await run_yaml(es_url, text, now)
     everything = results["all"]
     assert {g.key: g.value for g in everything.groups} == {
-        (("service", s), ("host", h)): n for (s, h), n in combos.items()
+        **{(("service", s), ("host", h)): n for (s, h), n in combos.items()},
+        (("service", "api"), ("host", "(none)")): 1,
     }
     assert [g.label for g in everything.groups][:2] == ["db/web-01", "api/web-01"]
     assert everything.groups_omitted == 0
-    assert everything.summary.startswith("2 of 4 groups not OK: db/web-01 CRITICAL (7)")
+    assert everything.summary.startswith("2 of 5 groups not OK: db/web-01 CRITICAL (7)")
 
     cut = results["cut"]
     assert [(g.label, g.value) for g in cut.groups] == [("db/web-01", 7)]
-    assert cut.groups_omitted == 3
-    assert "3 more groups not evaluated (max_groups 1)" in cut.summary
-    assert "... and 3 more groups not evaluated (max_groups 1)" in render(cut)
+    assert cut.groups_omitted == 4
+    assert "4 more groups not evaluated (max_groups 1)" in cut.summary
+    assert "... and 4 more groups not evaluated (max_groups 1)" in render(cut)
 
 
 async def test_count_exact_above_10000(

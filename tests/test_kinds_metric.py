@@ -244,3 +244,31 @@ async def test_metric_group_by_two_fields(es_url: str, hosts: str, now: datetime
     out = render(cut)
     assert "CRITICAL: api/web-01: max of latency_ms 110 (critical > 40)" in out
     assert out.endswith("'api/web-01'=110;;40 'api/web-02'=50;;40")
+
+
+async def test_documents_without_the_group_field_are_a_group_of_their_own(
+    es_url: str, make_index: Callable[..., str], seed: Callable[..., Any], now: datetime
+) -> None:
+    """The worst latency is on documents that name no host: they are judged as the group
+    "(none)", never dropped (the check read OK while its ungrouped twin read CRITICAL)."""
+    index = make_index("met", mappings=MAPPINGS)
+    docs = [{"host": h, "latency_ms": 5, "ago": "1m"} for h in ("web-01", "web-02")]
+    docs += [{"latency_ms": 2000, "ago": "1m"}] * 4
+    seed(index, docs, now=now)
+    text = checks_yaml(
+        index,
+        [
+            {"name": "by-host", "kind": "metric", "field": "latency_ms", "agg": "max",
+             "group_by": "host", "critical": 1000},
+            {"name": "count-by-host", "kind": "count", "group_by": "host", "critical": 3},
+        ],
+    )  # fmt: skip
+    results = await run_yaml(es_url, text, now)
+    by_host = results["by-host"]
+    assert by_host.state is State.CRITICAL
+    first = by_host.groups[0]
+    assert (first.label, first.state, first.value) == ("(none)", State.CRITICAL, 2000)
+    assert by_host.groups[0].key == (("host", "(none)"),)
+    counts = {g.label: g.value for g in results["count-by-host"].groups}
+    assert counts == {"(none)": 4, "web-01": 1, "web-02": 1}
+    assert results["count-by-host"].groups_omitted == 0

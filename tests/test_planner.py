@@ -15,6 +15,7 @@ from esbridge.loader import load_text
 from esbridge.models import CheckDefinition
 from esbridge.planner import (
     GROUP_COUNT_AGG,
+    GROUP_MISSING_AGG,
     GROUPS_AGG,
     MULTI_GROUP_FETCH,
     VALUE_AGG,
@@ -153,6 +154,11 @@ def test_group_by_one_field_terms_with_exact_group_count() -> None:
     assert body["aggs"][GROUP_COUNT_AGG] == {
         "cardinality": {"field": "host", "precision_threshold": 40000}
     }
+    # documents without the field: a group of their own, with the same measure
+    assert body["aggs"][GROUP_MISSING_AGG] == {
+        "missing": {"field": "host"},
+        "aggs": {VALUE_AGG: {"avg": {"field": "f"}}},
+    }
 
 
 @pytest.mark.parametrize(
@@ -236,7 +242,8 @@ def test_freshness_groups_oldest_first_with_max_timestamp() -> None:
 
 
 def test_group_by_two_fields_is_composite() -> None:
-    """Composite exists in every distribution (multi_terms needs x-pack analytics)."""
+    """Composite exists in every distribution (multi_terms needs x-pack analytics); documents
+    without one of the fields make their own combination ("(none)"), never dropped."""
     body = search(
         """
   - name: c
@@ -252,8 +259,8 @@ def test_group_by_two_fields_is_composite() -> None:
             "composite": {
                 "size": MULTI_GROUP_FETCH,
                 "sources": [
-                    {"service": {"terms": {"field": "service"}}},
-                    {"host": {"terms": {"field": "host"}}},
+                    {"service": {"terms": {"field": "service", "missing_bucket": True}}},
+                    {"host": {"terms": {"field": "host", "missing_bucket": True}}},
                 ],
             }
         }
@@ -326,7 +333,10 @@ def test_change_of_counts_has_no_sub_aggregation() -> None:
     ("spec", "expected"),
     [
         ("{name: h, kind: cluster_health}", ClusterFetch("/_cluster/health")),
-        ("{name: h, kind: cluster_health, index: [a, b]}", ClusterFetch("/_cluster/health/a,b")),
+        (
+            "{name: h, kind: cluster_health, index: [a, b]}",
+            ClusterFetch("/_cluster/health/a,b", (("level", "indices"),)),
+        ),
         ("{name: n, kind: nodes, expected_nodes: 3}", ClusterFetch("/_cluster/health")),
         ("{name: u, kind: unassigned_shards, critical: 0}", ClusterFetch("/_cluster/health")),
         ("{name: j, kind: jvm_heap}", ClusterFetch("/_nodes/stats/jvm,fs")),

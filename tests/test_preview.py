@@ -596,3 +596,41 @@ def test_api_concurrency_is_bounded_and_previews_use_their_own_client(
     # the service kept its schedule meanwhile
     checks = service.get("/api/v1/checks").json()["checks"]
     assert not any(c["stale"] for c in checks)
+
+
+def test_documents_without_the_group_field_are_replayed_as_their_own_group(
+    es_url: str, make_index: Any
+) -> None:
+    """The "(none)" group (documents that name no host) is in every point of the preview
+    exactly as a live run has it, for the histogram method and per step alike."""
+    import json
+
+    from esbridge.loader import load_text
+
+    index = make_index(
+        "pv-none",
+        mappings={"properties": {"@timestamp": {"type": "date"}, "host": {"type": "keyword"}}},
+    )
+    end = time.time() - 2
+    docs = []
+    for k in range(600):  # 20 minutes: a host every 4 s, a document without host every 10 s
+        at = end - 1200 + 2 * k
+        doc: dict[str, Any] = {"@timestamp": int(at * 1000)}
+        if k % 5:
+            doc["host"] = f"web-0{k % 3}"
+        docs.append(json.dumps(doc))
+    _bulk(es_url, index, docs)
+    httpx.post(f"{es_url}/{index}/_refresh", timeout=60)
+    checks = load_text(
+        f"defaults: {{index: {index}, window: 2m}}\nchecks:\n"
+        "  - {name: by-host, kind: count, group_by: host, critical: 45}\n"
+        "  - {name: fresh-by-host, kind: freshness, group_by: host, critical: 5}\n"
+        "  - {name: p99-by-host, kind: count, group_by: host, critical: '@5', max_groups: 2}\n"
+    )
+    until = end - 7.7
+    for name in ("by-host", "fresh-by-host", "p99-by-host"):
+        check = checks.checks[name]
+        preview, _ = run_preview(es_url, check, timedelta(minutes=15), timedelta(seconds=70), until)
+        got = [render(p.result) for p in preview.points]
+        assert got == live(es_url, check, [p.at for p in preview.points]), name
+        assert any("(none)" in text for text in got), name

@@ -21,6 +21,7 @@ from esbridge.kinds.ratio import ratio_aggs
 from esbridge.kinds.requests import ClusterFetch, SearchRequest, Window
 from esbridge.kinds.search import (
     GROUP_COUNT_AGG,
+    GROUP_MISSING_AGG,
     GROUPS_AGG,
     MULTI_GROUP_FETCH,
     VALUE_AGG,
@@ -32,6 +33,7 @@ from esbridge.kinds.search import (
 __all__ = [
     "GROUPS_AGG",
     "GROUP_COUNT_AGG",
+    "GROUP_MISSING_AGG",
     "MULTI_GROUP_FETCH",
     "VALUE_AGG",
     "ClusterFetch",

@@ -32,6 +32,7 @@ from esbridge.models import (
 )
 from esbridge.planner import (
     GROUP_COUNT_AGG,
+    GROUP_MISSING_AGG,
     GROUPS_AGG,
     VALUE_AGG,
     SearchRequest,
@@ -191,6 +192,11 @@ def _histogram_body(
             "terms": {"field": check.group_by[0], "size": size, "shard_size": size},
             "aggs": {HIST_AGG: histogram},
         }
+        # documents without the field: the "(none)" group, as the check's own search has it
+        aggs[GROUP_MISSING_AGG] = {
+            "missing": {"field": check.group_by[0]},
+            "aggs": {HIST_AGG: histogram},
+        }
     return {
         "size": 0,
         "track_total_hits": True,
@@ -326,6 +332,11 @@ def _answers(
             series = _Series(bucket, lo, grain, size)
             newest = newest_of(series) if isinstance(check, FreshnessCheck) else [None] * len(index)
             groups.append((bucket, series, newest))
+    missing: tuple[_Series, list[float | None]] | None = None
+    if check.group_by and (aggs.get(GROUP_MISSING_AGG) or {}).get("doc_count"):
+        series = _Series(aggs[GROUP_MISSING_AGG], lo, grain, size)
+        newest = newest_of(series) if isinstance(check, FreshnessCheck) else [None] * len(index)
+        missing = (series, newest)
     order = _terms_order(check)
     for k, (a, b) in enumerate(index):
         answer: dict[str, Any] = {**shell, "hits": {"total": {"value": top.docs(a, b)}}}
@@ -348,6 +359,9 @@ def _answers(
                 GROUPS_AGG: {"buckets": buckets, "sum_other_doc_count": 0},
                 GROUP_COUNT_AGG: {"value": len(buckets)},
             }
+            if missing is not None and missing[0].docs(a, b):
+                node = _node_for(check, missing[0], a, b, missing[1][k])
+                answer["aggregations"][GROUP_MISSING_AGG] = node
         answers.append(answer)
     return answers
 

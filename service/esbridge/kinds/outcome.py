@@ -12,7 +12,12 @@ from typing import Any
 
 from esbridge.kinds.base import CheckBase
 from esbridge.kinds.judge import classify, low_values_alert, threshold_note
-from esbridge.kinds.search import GROUP_COUNT_AGG, GROUPS_AGG, MULTI_GROUP_FETCH
+from esbridge.kinds.search import (
+    GROUP_COUNT_AGG,
+    GROUP_MISSING_AGG,
+    GROUPS_AGG,
+    MULTI_GROUP_FETCH,
+)
 from esbridge.kinds.text import index_text, key_text, uom, window_text, with_unit
 from esbridge.ranges import Range
 from esbridge.result import GroupResult, Perfdatum, Result, State
@@ -77,6 +82,10 @@ def grouped_result(
     """One group per bucket of the ``groups`` aggregation; ``empty``: state with no groups."""
     aggs = answer.get("aggregations") or {}
     buckets = (aggs.get(GROUPS_AGG) or {}).get("buckets", [])
+    listed = len(buckets)
+    missing = aggs.get(GROUP_MISSING_AGG) or {}
+    if missing.get("doc_count"):  # documents without the group_by field: the "(none)" group
+        buckets = [*buckets, {**missing, "key": None}]
     fields = list(check.group_by)
     groups: list[GroupResult] = []
     warning, critical, unit = check.warning, check.critical, uom(check.unit)
@@ -117,7 +126,7 @@ def grouped_result(
                 (Perfdatum(label, value, unit, warning, critical, perf_min, perf_max),),
             )
         )
-    omitted = _omitted(aggs, len(buckets))
+    omitted = _omitted(aggs, listed)
     groups.sort(key=worst_first(check))
     if len(groups) > check.max_groups:
         # Several group_by fields: every combination was fetched (composite), keep the

@@ -16,6 +16,8 @@ from esbridge.kinds.requests import Window
 
 GROUPS_AGG = "groups"
 GROUP_COUNT_AGG = "group_count"
+GROUP_MISSING_AGG = "group_missing"
+"""Documents without the ``group_by`` field: one more group, "(none)", never dropped."""
 VALUE_AGG = "value"
 MULTI_GROUP_FETCH = 10_000
 """Value combinations fetched for a ``group_by`` over several fields (the max_groups limit)."""
@@ -98,11 +100,17 @@ def grouped(
             body["aggs"] = aggs
         return body
     fields = list(check.group_by)
+    missing: dict[str, Any] = {}
     if len(fields) == 1:
         groups: dict[str, Any] = {"terms": {"field": fields[0], "size": check.max_groups}}
         count_agg: dict[str, Any] = {
             "cardinality": {"field": fields[0], "precision_threshold": 40000}
         }
+        # A terms aggregation leaves out documents without the field (any sentinel value
+        # would have to match the field's type): they are counted here, as a group.
+        missing = {"missing": {"field": fields[0]}}
+        if aggs:
+            missing["aggs"] = aggs
     else:
         # ``composite`` is in every distribution (``multi_terms`` needs the x-pack analytics
         # module); it cannot order by a sub-aggregation, so it fetches up to
@@ -111,7 +119,7 @@ def grouped(
         groups = {
             "composite": {
                 "size": MULTI_GROUP_FETCH,
-                "sources": [{f: {"terms": {"field": f}}} for f in fields],
+                "sources": [{f: {"terms": {"field": f, "missing_bucket": True}}} for f in fields],
             }
         }
         count_agg = {}
@@ -123,6 +131,8 @@ def grouped(
     body["aggs"] = {GROUPS_AGG: groups}
     if count_agg:
         body["aggs"][GROUP_COUNT_AGG] = count_agg
+    if missing:
+        body["aggs"][GROUP_MISSING_AGG] = missing
     return body
 
 
