@@ -178,14 +178,16 @@ def _settings_from_args(args: argparse.Namespace) -> Any:
     settings = load_settings(args.config, **overrides)
     if es_url:
         from esbridge.config import ConfigError
-        from esbridge.limits import node_url_problem, shown_url
+        from esbridge.limits import check_node_url
 
         default = settings.elasticsearch.get("default")
         urls = tuple(u.strip().rstrip("/") for u in es_url.split(",") if u.strip())
         for url in urls:  # the checks a URL in the configuration file gets
-            if problem := node_url_problem(url):
+            try:
+                check_node_url(url)
+            except ValueError as problem:
                 where = "--es-url" if getattr(args, "es_url", None) else "ESBRIDGE_ES_URL"
-                raise ConfigError(f"{where}: {shown_url(url)!r} {problem}")
+                raise ConfigError(f"{where}: {problem}") from None
         if not urls:
             raise ConfigError("--es-url names no URL")
         if default is None:

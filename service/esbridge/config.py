@@ -215,18 +215,11 @@ def validate_references(
     issues = []
     for check in checkset:
         if check.cluster not in settings.elasticsearch:
-            issues.append(
-                Issue(
-                    file=check.source_file or "<checks>",
-                    check=check.name,
-                    field="cluster",
-                    line=check.source_line,
-                    message=(
-                        f"no elasticsearch connection named {check.cluster!r} in the "
-                        f"configuration (have: {', '.join(settings.elasticsearch)})"
-                    ),
-                )
+            message = (
+                f"no elasticsearch connection named {check.cluster!r} in the configuration "
+                f"(have: {', '.join(settings.elasticsearch)})"
             )
+            issues.append(_issue(check, "cluster", message))
             continue
         issues.extend(_clear_text_credentials(settings, check))
     if passive:
@@ -243,19 +236,20 @@ def _clear_text_credentials(settings: Settings, check: CheckRef) -> list[Issue]:
     if not secured or not all(url.startswith("https://") for url in connection.urls):
         return []
     return [
-        Issue(
-            file=check.source_file or "<checks>",
-            check=check.name,
-            field="node_urls",
-            line=check.source_line,
-            message=(
-                f"{url!r} is plain http, but connection {check.cluster!r} sends credentials "
-                "over https only: use https:// (the node is asked with those credentials)"
-            ),
+        _issue(
+            check,
+            "node_urls",
+            f"{url!r} is plain http, but connection {check.cluster!r} sends credentials "
+            "over https only: use https:// (the node is asked with those credentials)",
         )
         for url in getattr(check, "node_urls", ())
         if url.startswith("http://")
     ]
+
+
+def _issue(check: CheckRef, field: str, message: str) -> Issue:
+    """A problem of one check's ``field``, located in its file."""
+    return Issue(check.source_file or "<checks>", check.name, field, check.source_line, message)
 
 
 def _passive_problems(settings: Settings, checkset: Collection[CheckRef]) -> list[Issue]:

@@ -23,7 +23,7 @@ from pydantic import (
 from pydantic_settings import NoDecode
 
 from esbridge.durations import Duration, format_duration
-from esbridge.limits import node_url_problem, shown_url
+from esbridge.limits import check_node_url
 
 
 class ConfigError(Exception):
@@ -105,10 +105,7 @@ class ConnectionConfig(Section):
     def _urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         if not value:
             raise ValueError("urls must name at least one node")
-        for url in value:
-            if problem := node_url_problem(url):
-                raise ValueError(f"{shown_url(url)!r} {problem}")
-        return tuple(url.rstrip("/") for url in value)
+        return tuple(check_node_url(url).rstrip("/") for url in value)
 
     @model_validator(mode="after")
     def _one_source_each(self) -> ConnectionConfig:
@@ -198,9 +195,7 @@ class ClusterConfig(Section):
     @field_validator("advertise_url")
     @classmethod
     def _advertise_url(cls, value: str) -> str:
-        if value and (problem := node_url_problem(value)):
-            raise ValueError(f"{shown_url(value)!r} {problem}")
-        return value.rstrip("/")
+        return check_node_url(value).rstrip("/") if value else value
 
     @model_validator(mode="after")
     def _lease_longer(self) -> ClusterConfig:

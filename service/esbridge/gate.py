@@ -27,6 +27,10 @@ VERDICT_ORDER: tuple[Verdict, ...] = ("fail", "unknown", "pending", "pass")
 EXIT_CODES: dict[str, int] = {"pass": 0, "fail": 1, "unknown": 3}  # 2: error (CLI only)
 
 
+LATEST = datetime(9999, 1, 1, tzinfo=UTC).timestamp()
+"""Times from the outside must stay below this (so any period after them prints as a date)."""
+
+
 def parse_time(text: str, now: float) -> float:
     """Unix seconds, ISO 8601 (``2026-11-29T01:00:00Z``) or a duration ago (``-5m``), as
     unix seconds between 1970 and 9999 (what a date can be; beyond is an error, not a 500)."""
@@ -48,10 +52,6 @@ def parse_time(text: str, now: float) -> float:
     if not 0.0 <= at < LATEST:
         raise ValueError(f"since {text!r} is not a time between 1970 and 9999")
     return at
-
-
-LATEST = datetime(9999, 1, 1, tzinfo=UTC).timestamp()
-"""Times from the outside must stay below this (so any period after them prints as a date)."""
 
 
 @dataclass(frozen=True, slots=True)

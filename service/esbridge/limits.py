@@ -132,6 +132,13 @@ def node_url_problem(url: str) -> str | None:
     return None
 
 
+def check_node_url(url: str) -> str:
+    """``url`` when it can name a search node; else ValueError naming it (``shown_url``)."""
+    if problem := node_url_problem(url):
+        raise ValueError(f"{shown_url(url)!r} {problem}")
+    return url
+
+
 def shown_url(url: str) -> str:
     """``url`` for a message: any ``user:password@`` part replaced by ``***@``."""
     parts = urlsplit(url)

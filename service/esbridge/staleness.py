@@ -17,6 +17,13 @@ def _undetermined(items: tuple[Perfdatum, ...]) -> tuple[Perfdatum, ...]:
     return tuple(Perfdatum(p.label, None, p.uom, p.warn, p.crit, p.min, p.max) for p in items)
 
 
+def too_old(evaluated_at: float, now: float, max_age: float) -> bool:
+    """The rule itself: older than ``max_age``, or from the future by more than that (the
+    clock stepped back: an NTP step, a restored VM; a smaller skew between replicas' clocks
+    is tolerated)."""
+    return abs(now - evaluated_at) > max_age
+
+
 def stale(result: Result, now: float, max_age: float) -> Result:
     """``result`` itself when fresh; an UNKNOWN copy when older than ``max_age`` seconds.
 
@@ -29,13 +36,11 @@ def stale(result: Result, now: float, max_age: float) -> Result:
     stays the real evaluation time. Applying ``stale`` again recomputes the age and still
     names the real last result (kept as text in ``stale_previous``).
 
-    A result from the future by more than ``max_age`` is stale too: the clock stepped back
-    (an NTP step, a restored VM), and its age can no longer be told. Within that, a small
-    skew between replicas' clocks is tolerated.
+    A result from the future by more than ``max_age`` is stale too (:func:`too_old`).
     """
-    age = now - result.evaluated_at
-    if -max_age <= age <= max_age:
+    if not too_old(result.evaluated_at, now, max_age):
         return result
+    age = now - result.evaluated_at
     limit = format_number(max_age)
     # Already stale: the copy kept evaluated_at; reuse the text of the real last result.
     previous = result.stale_previous or f"{result.state.name} - {result.summary}"

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from esbridge.result import Result, State
-from esbridge.staleness import stale
+from esbridge.staleness import stale, too_old
 from esbridge.statedoc import (
     STATE_MAPPING,
     Transition,
@@ -202,8 +202,8 @@ class ResultStore:
         """What :meth:`effective` says: too old, or from the future beyond the allowed age."""
         if entry.result is None:
             return False
-        age = (time.time() if now is None else now) - entry.result.evaluated_at
-        return abs(age) > self.max_age(entry)
+        now = time.time() if now is None else now
+        return too_old(entry.result.evaluated_at, now, self.max_age(entry))
 
     def stale_since(self, entry: CheckState, now: float | None = None) -> float | None:
         """When a stale result went stale (None while it counts): the UNKNOWN outputs show

@@ -31,10 +31,7 @@ class MasterCheck(ClusterCheck):
     @field_validator("node_urls")
     @classmethod
     def _urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for url in value:
-            if problem := limits.node_url_problem(url):
-                raise ValueError(f"{limits.shown_url(url)!r} {problem}")
-        return value
+        return tuple(limits.check_node_url(url) for url in value)
 
 
 def plan(check: MasterCheck, window: Window) -> ClusterFetch:
