@@ -272,3 +272,65 @@ async def test_documents_without_the_group_field_are_a_group_of_their_own(
     counts = {g.label: g.value for g in results["count-by-host"].groups}
     assert counts == {"(none)": 4, "web-01": 1, "web-02": 1}
     assert results["count-by-host"].groups_omitted == 0
+
+
+async def test_a_sum_of_no_values_is_no_data_never_zero(
+    es_url: str, make_index: Callable[..., str], seed: Callable[..., Any], now: datetime
+) -> None:
+    """Elasticsearch sums nothing to 0: a misspelt field, or documents that carry none,
+    read "sum is 0", an OK for ever. A sum of no values is no data (the no_data policy); a
+    sum of real zeros is still 0, and so is a group made only of zeros."""
+    index = make_index("met", mappings=MAPPINGS)
+    docs = [{"host": "web-01", "latency_ms": 0, "ago": "1m"}] * 3  # real zeros
+    docs += [{"host": "web-02", "latency_ms": 700, "ago": "1m"}]
+    docs += [{"host": "web-03", "user": "u1", "ago": "1m"}] * 5  # no latency_ms at all
+    seed(index, docs, now=now)
+    base = {"kind": "metric", "agg": "sum", "critical": 500}
+    text = checks_yaml(
+        index,
+        [
+            {"name": "misspelt", "field": "latncy_ms", **base},
+            {"name": "misspelt-ok", "field": "latncy_ms", "no_data": "ok", **base},
+            {"name": "whole", "field": "latency_ms", **base},
+            {"name": "zeros", "field": "latency_ms", "query": "host:web-01", **base},
+            {"name": "none", "field": "latency_ms", "query": "host:web-03", **base},
+            {"name": "by-host", "field": "latency_ms", "group_by": "host", **base},
+            {
+                "name": "by-host-low",
+                "kind": "metric",
+                "agg": "sum",
+                "field": "latency_ms",
+                "group_by": "host",
+                "critical": "1:",
+            },
+            {
+                "name": "change",
+                "kind": "change",
+                "field": "latncy_ms",
+                "agg": "sum",
+                "critical": 50,
+            },
+        ],
+    )
+    results = await run_yaml(es_url, text, now)
+    misspelt = results["misspelt"]
+    assert (misspelt.state, misspelt.value, misspelt.error_kind) == (
+        State.UNKNOWN,
+        None,
+        "no_data",
+    )
+    assert misspelt.summary == f"no data: no latncy_ms values in last 5m on {index}"
+    assert results["misspelt-ok"].state is State.OK
+    assert (results["whole"].state, results["whole"].value) == (State.CRITICAL, 700)
+    assert (results["zeros"].state, results["zeros"].value) == (State.OK, 0)
+    assert (results["none"].state, results["none"].value) == (State.UNKNOWN, None)
+    by_host = {g.label: (g.state, g.value) for g in results["by-host"].groups}
+    assert by_host == {
+        "web-02": (State.CRITICAL, 700),
+        "web-01": (State.OK, 0),
+        "web-03": (State.UNKNOWN, None),
+    }
+    low = {g.label: (g.state, g.value) for g in results["by-host-low"].groups}
+    assert low["web-01"] == (State.CRITICAL, 0)  # zeros alert on "1:"; no values is no data
+    assert low["web-03"] == (State.UNKNOWN, None)
+    assert results["change"].state is not State.OK, results["change"].summary

@@ -113,7 +113,7 @@ def test_no_query_has_only_the_time_filter() -> None:
         ("avg", "", {"avg": {"field": "f"}}),
         ("min", "", {"min": {"field": "f"}}),
         ("max", "", {"max": {"field": "f"}}),
-        ("sum", "", {"sum": {"field": "f"}}),
+        ("sum", "", {"stats": {"field": "f"}}),  # the count says whether anything was summed
         ("value_count", "", {"value_count": {"field": "f"}}),
         ("cardinality", "", {"cardinality": {"field": "f", "precision_threshold": 40000}}),
         ("percentile", "percentile: 99.9", {"percentiles": {"field": "f", "percents": [99.9]}}),
@@ -313,7 +313,7 @@ def test_change_current_and_previous_filters() -> None:
     ).body
     current = time_range("2024-05-01T11:50:00.250Z", "2024-05-01T12:00:00.250Z")
     previous = time_range("2024-05-01T11:40:00.250Z", "2024-05-01T11:50:00.250Z")
-    sub = {"aggs": {VALUE_AGG: {"sum": {"field": "bytes"}}}}
+    sub = {"aggs": {VALUE_AGG: {"stats": {"field": "bytes"}}}}
     assert body["size"] == 0
     assert body["query"]["bool"]["filter"][0] == time_range(
         "2024-05-01T11:40:00.250Z", "2024-05-01T12:00:00.250Z"

@@ -634,3 +634,52 @@ def test_documents_without_the_group_field_are_replayed_as_their_own_group(
         got = [render(p.result) for p in preview.points]
         assert got == live(es_url, check, [p.at for p in preview.points]), name
         assert any("(none)" in text for text in got), name
+
+
+def test_a_sum_of_no_values_is_replayed_as_no_data(es_url: str, make_index: Any) -> None:
+    """A host whose documents carry no ``bytes`` is "no data" in every point of the preview,
+    as in a live run (never "sum is 0"), and max_groups keeps the same groups in both."""
+    import json
+
+    from esbridge.loader import load_text
+
+    index = make_index(
+        "pv-sum",
+        mappings={
+            "properties": {
+                "@timestamp": {"type": "date"},
+                "host": {"type": "keyword"},
+                "bytes": {"type": "long"},
+            }
+        },
+    )
+    end = time.time() - 2
+    docs = []
+    for k in range(600):  # 20 minutes, a document every 2 s over three hosts
+        doc: dict[str, Any] = {"@timestamp": int((end - 1200 + 2 * k) * 1000), "host": f"h{k % 3}"}
+        if k % 3 == 1:
+            doc["bytes"] = 0 if k % 2 else 40  # h1: zeros and forties
+        elif k % 3 == 2:
+            doc["bytes"] = 100
+        docs.append(json.dumps(doc))  # h0: never a byte count
+    _bulk(es_url, index, docs)
+    httpx.post(f"{es_url}/{index}/_refresh", timeout=60)
+    checks = load_text(
+        f"defaults: {{index: {index}, window: 2m}}\nchecks:\n"
+        "  - {name: by-host, kind: metric, agg: sum, field: bytes, group_by: host,"
+        " critical: 1500}\n"
+        "  - {name: by-host-top, kind: metric, agg: sum, field: bytes, group_by: host,"
+        " critical: 1500, max_groups: 2}\n"
+        "  - {name: misspelt, kind: metric, agg: sum, field: byts, critical: 1500}\n"
+    )
+    until = end - 7.7
+    for name in ("by-host", "by-host-top", "misspelt"):
+        check = checks.checks[name]
+        preview, _ = run_preview(es_url, check, timedelta(minutes=15), timedelta(seconds=70), until)
+        got = [render(p.result) for p in preview.points]
+        assert got == live(es_url, check, [p.at for p in preview.points]), name
+        assert not any("sum of byts is 0" in text for text in got), name
+        if name == "by-host-top":  # Elasticsearch orders h0's empty sum as 0: left out
+            assert all("1 more groups not evaluated" in text for text in got), got[-1]
+        else:
+            assert all("no data" in text for text in got), name

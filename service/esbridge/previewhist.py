@@ -244,7 +244,7 @@ class _Series:
         count = sum(int(n["count"]) for n in counted)
         total = math.fsum(float(n["sum"]) for n in counted)
         if agg == "sum":
-            return {"value": total}  # Elasticsearch's sum of nothing is 0
+            return {"count": count, "sum": total}  # the check's own stats answer
         return {"value": total / count if count else None}
 
 
@@ -355,9 +355,15 @@ def _answers(
                     entry["key_as_string"] = bucket["key_as_string"]
                 buckets.append(entry)
             buckets.sort(key=order)
+            found, left_out = len(buckets), 0
+            if len(check.group_by) == 1:
+                # ``terms`` returns the first max_groups in its order; the evaluation never
+                # sees the others (composite: it gets all and keeps the worst, here too).
+                left_out = sum(b["doc_count"] for b in buckets[check.max_groups :])
+                buckets = buckets[: check.max_groups]
             answer["aggregations"] = {
-                GROUPS_AGG: {"buckets": buckets, "sum_other_doc_count": 0},
-                GROUP_COUNT_AGG: {"value": len(buckets)},
+                GROUPS_AGG: {"buckets": buckets, "sum_other_doc_count": left_out},
+                GROUP_COUNT_AGG: {"value": found},
             }
             if missing is not None and missing[0].docs(a, b):
                 node = _node_for(check, missing[0], a, b, missing[1][k])
@@ -381,7 +387,9 @@ def _terms_order(check: CheckDefinition) -> Callable[[dict[str, Any]], Any]:
         if by_count:
             measure: float | None = float(bucket["doc_count"])
         else:
-            measure = (bucket.get(VALUE_AGG) or {}).get("value")
+            node = bucket.get(VALUE_AGG) or {}
+            # ordered by "value.sum" for a sum (stats: 0 when empty), else by "value"
+            measure = node.get("sum") if "sum" in node else node.get("value")
         if measure is None:
             return (1, 0.0, bucket["key"])
         return (0, -measure if descending else measure, bucket["key"])

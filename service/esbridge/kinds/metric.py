@@ -43,6 +43,8 @@ def plan(check: MetricCheck, window: Window) -> dict[str, Any]:
     key = VALUE_AGG
     if check.agg == "percentile":
         key = f"{VALUE_AGG}[{percent_key(check.percentile)}]"
+    elif check.agg == "sum":
+        key = f"{VALUE_AGG}.sum"  # a stats aggregation (metric_agg)
     return grouped(
         check,
         base_query(check, window.start, window.end),

@@ -240,12 +240,15 @@ def _omitted(aggs: dict[str, Any], shown: int) -> int:
 
 
 def metric_value(node: dict[str, Any] | None, agg: str, percentile: float | None) -> float | None:
-    """The number of a metric aggregation (the one percentile asked for), None when empty."""
+    """The number of a metric aggregation (the one percentile asked for), None when empty
+    (no value to aggregate: also a ``sum``, whatever Elasticsearch's sum of nothing)."""
     if not node:
         return None
     if agg == "percentile":
         values = node.get("values") or {}
         value = next(iter(values.values()), None) if values else None
+    elif agg == "sum":  # stats: a sum of no values is no value, not 0
+        value = node.get("sum") if node.get("count") else None
     else:
         value = node.get("value")
     if value is None or (isinstance(value, float) and math.isnan(value)):

@@ -62,6 +62,11 @@ def base_query(check: CheckBase, start: datetime, end: datetime) -> dict[str, An
 
 
 def metric_agg(agg: str, field: str, percentile: float | None) -> dict[str, Any]:
+    """The aggregation that measures ``agg`` of ``field`` (read back by ``metric_value``)."""
+    if agg == "sum":
+        # ``sum`` of no values is 0, so a misspelt or absent field read as a true 0 (an OK
+        # forever); ``stats`` gives the sum with the count of values it was made of.
+        return {"stats": {"field": field}}
     if agg == "percentile":
         return {"percentiles": {"field": field, "percents": [percentile]}}
     if agg == "cardinality":
