@@ -317,3 +317,48 @@ def test_the_address_a_replica_gives_out_is_never_a_wildcard(monkeypatch):
     assert settings.cluster.advertise_url == "http://esbridge-a.example.org:9108"
     with pytest.raises(ConfigError, match=r"cluster.advertise_url.*has credentials in it"):
         load_settings(None, cluster={"advertise_url": "http://u:pw@esbridge-a:9108"})
+
+
+def test_a_passive_target_never_shows_its_password_and_its_problems_name_file_and_line(
+    tmp_path, monkeypatch
+):
+    """An Icinga 2 URL with ``user:password@`` is refused (httpx printed it on every
+    delivery); the password from the file or the environment is redacted from every log
+    line; a target's problem names the file and line, not ``<config>``."""
+    import logging
+
+    from esbridge.logs import RedactSecrets
+    from esbridge.serve import secrets_of
+
+    path = write(
+        tmp_path / "c.yaml",
+        "passive:\n"
+        "  - {name: i, type: icinga2, url: 'https://esb:IcingaPw-42@i:5665', username: esb,"
+        " password_env: PW}\n",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    text = str(info.value)
+    assert f"{path}:2: field 'passive.0.icinga2.url'" in text, text
+    assert "has credentials in it" in text and "***@i:5665" in text
+    assert "IcingaPw-42" not in text
+
+    path = write(
+        tmp_path / "c.yaml",
+        "elasticsearch:\n  default:\n    urls: ['http://127.0.0.1:9200']\n"
+        "passive:\n"
+        "  - name: i\n    type: icinga2\n    url: 'https://i:5665'\n    username: esb\n"
+        "    password_env: PW\n",
+    )
+    monkeypatch.delenv("PW", raising=False)
+    settings = load_settings(path)
+    checks = load_text("checks:\n  - {name: c, kind: count, index: x, critical: 1}\n")
+    problems = [str(p) for p in validate_references(settings, checks)]
+    assert problems == [
+        f"{path}:9: field 'passive.0.password_env': passive target 'i': $PW is not set"
+    ], problems
+    monkeypatch.setenv("PW", "IcingaPw-42")
+    record = logging.LogRecord("httpx", logging.WARNING, __file__, 1, "%s", ("x",), None)
+    record.msg, record.args = "POST https://esb:%s@i:5665/v1/actions", ("IcingaPw-42",)
+    assert RedactSecrets(secrets_of(settings)).filter(record)
+    assert "IcingaPw-42" not in record.getMessage()

@@ -16,7 +16,14 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Protocol
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -102,6 +109,14 @@ class Settings(BaseSettings):
     log: LogConfig = Field(default_factory=LogConfig)
     preview: PreviewConfig = Field(default_factory=PreviewConfig)
     passive: list[PassiveTarget] = Field(default_factory=list)
+    # where the settings were read, for problems found after loading (passive targets)
+    _file_label: str = PrivateAttr("<environment>")
+    _doc: Any = PrivateAttr(None)
+
+    def where(self, *loc: str | int) -> tuple[str, int | None]:
+        """The file and line of the setting at ``loc`` (line None: not from the file)."""
+        line = path_line(self._doc, loc) if self._doc is not None else None
+        return self._file_label, line
 
     @classmethod
     def settings_customise_sources(
@@ -179,7 +194,7 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
         data = _resolve_paths(to_plain(doc), Path(path).resolve().parent)
     token = _FILE_DATA.set(data)
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as exc:
         raise ConfigError(
             [_message(error, doc, file_label) for error in exc.errors(include_url=False)]
@@ -190,6 +205,8 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
         raise ConfigError(f"{file_label}: {exc}") from None
     finally:
         _FILE_DATA.reset(token)
+    settings._file_label, settings._doc = file_label, doc
+    return settings
 
 
 class CheckRef(Protocol):
@@ -259,7 +276,8 @@ def _passive_problems(settings: Settings, checkset: Collection[CheckRef]) -> lis
     for index, target in enumerate(settings.passive):
 
         def issue(field: str, message: str, index: int = index) -> Issue:
-            return Issue("<config>", None, f"passive.{index}.{field}", None, message)
+            file, line = settings.where("passive", index, field)
+            return Issue(file, None, f"passive.{index}.{field}", line, message)
 
         if isinstance(target, Icinga2PassiveConfig):
             try:

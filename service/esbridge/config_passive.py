@@ -11,11 +11,13 @@ import string
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from esbridge.config_sections import ConfigError, Section, StrList, resolve_secret
 from esbridge.durations import Duration
+from esbridge.limits import shown_url
 
 __all__ = [
     "Icinga2PassiveConfig",
@@ -117,7 +119,13 @@ class Icinga2PassiveConfig(_PassiveTarget):
     @classmethod
     def _url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
-            raise ValueError(f"{value!r} is not an http:// or https:// URL")
+            raise ValueError(f"{shown_url(value)!r} is not an http:// or https:// URL")
+        if "@" in urlsplit(value).netloc:
+            # the URL is in errors and log lines: the password belongs in password_file
+            raise ValueError(
+                f"{shown_url(value)!r} has credentials in it: give them as username and "
+                "password_file (or password_env)"
+            )
         return value.rstrip("/")
 
     @model_validator(mode="after")

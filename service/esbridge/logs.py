@@ -86,3 +86,5 @@ def setup_logging(fmt: str = "text", level: str = "INFO", secrets: Iterable[str]
     # esclient maps and reports those itself.
     logging.getLogger("opensearch").setLevel(logging.ERROR)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # httpx logs every request's URL at INFO: one line per passive result, nothing to act on.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

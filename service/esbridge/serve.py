@@ -46,6 +46,12 @@ def secrets_of(settings: Settings) -> list[str]:
         token = settings.api.resolved_token()
         if token:
             values.append(token)
+    for target in settings.passive:
+        resolve = getattr(target, "resolved_password", None)
+        if resolve is not None:
+            with contextlib.suppress(Exception):
+                if secret := resolve():
+                    values.append(secret)
     return values
 
 
