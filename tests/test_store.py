@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import httpx
 import pytest
@@ -264,6 +265,64 @@ def test_a_document_of_the_wrong_shape_is_skipped_not_fatal(field: str, value: o
         reader = ResultStore()
         reader.sync({"bad": 10.0, "good": 10.0})
         assert getattr(reader, read)(docs) == 1
+        assert reader.get("bad").result is None  # type: ignore[union-attr]
+        assert reader.get("good").state is State.CRITICAL  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "path, value",
+    [
+        ("since_ts", 1e20),  # beyond year 9999: every output formatting it failed (a 500)
+        ("since_ts", "1796032844"),  # a string the index's double mapping coerces
+        ("last_success_ts", -5.0),
+        ("result.evaluated_at", "NaN"),  # NaN also made the result never stale
+        ("result.evaluated_at", 1e300),
+        ("result.value", "abc"),
+        ("result.value", True),
+        ("result.summary", {"text": "x"}),
+        ("result.error", 5),
+        ("result.long_output", ["fine", 3]),
+        ("result.perfdata.0.value", [1]),
+        ("result.groups.0.value", "3"),
+        ("result.groups.0.summary", ["web-01"]),
+        ("transitions.0.at", 1e20),
+        ("group_since.host=web-01", [2, float("inf")]),
+    ],
+)
+def test_a_field_of_the_wrong_type_or_range_skips_the_document(path: str, value: object) -> None:
+    """Each field is checked as it is read: a value that only failed later, in every output
+    that showed it (``/api/v1/checks`` answered 500 on every replica, until the owner's next
+    write, or for ever for ``since``), now leaves the document out like any other bad shape."""
+    from esbridge.result import Perfdatum
+
+    owner = ResultStore()
+    owner.sync({"bad": 10.0, "good": 10.0})
+    for name in ("bad", "good"):
+        group = GroupResult(
+            (("host", "web-01"),), State.CRITICAL, 3.0, "web-01: 3", (Perfdatum("web-01", 3.0),)
+        )
+        owner.record(
+            Result(
+                check=name,
+                state=State.CRITICAL,
+                summary="x",
+                value=3.0,
+                long_output=("fine",),
+                perfdata=(Perfdatum("count", 3.0),),
+                groups=(group,),
+                evaluated_at=T0,
+            )
+        )
+    docs = [owner.to_document(owner.get(n)) for n in ("bad", "good")]  # type: ignore[arg-type]
+    *parents, last = path.split(".")
+    node: Any = docs[0]
+    for part in parents:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    node[int(last) if last.isdigit() else last] = value
+    for read in ("adopt", "restore"):
+        reader = ResultStore()
+        reader.sync({"bad": 10.0, "good": 10.0})
+        assert getattr(reader, read)(docs) == 1, (read, path)
         assert reader.get("bad").result is None  # type: ignore[union-attr]
         assert reader.get("good").state is State.CRITICAL  # type: ignore[union-attr]
 

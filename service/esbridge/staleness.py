@@ -21,7 +21,7 @@ def too_old(evaluated_at: float, now: float, max_age: float) -> bool:
     """The rule itself: older than ``max_age``, or from the future by more than that (the
     clock stepped back: an NTP step, a restored VM; a smaller skew between replicas' clocks
     is tolerated)."""
-    return abs(now - evaluated_at) > max_age
+    return not abs(now - evaluated_at) <= max_age  # NaN (never written so) is too old too
 
 
 def stale(result: Result, now: float, max_age: float) -> Result:

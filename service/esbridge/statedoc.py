@@ -11,6 +11,7 @@ document is less work on every replica, and less to index and store.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,16 +74,52 @@ _stored_range = functools.lru_cache(maxsize=4096)(Range.parse)
 _STATES: dict[str, State] = dict(State.__members__)  # KeyError on a bad name, as State[...]
 
 
+# Reading back: a state document is written by a replica, but anyone who can write the
+# index can put anything in it, and a value of the wrong type would only fail later, in every
+# output that shows it (a 500 for the whole check list). Each field is checked as it is read;
+# a ValueError makes the store ignore the document (logged), never the service fail.
+
+# datetime's range in epoch seconds (years 1970 to 9999): every time the outputs format.
+_LATEST = 253402300799.0
+
+
+def stored_time(value: Any, field: str) -> float | None:
+    """An epoch-seconds time read from a document (None when absent); ValueError otherwise."""
+    if value is None:
+        return None
+    if type(value) not in (int, float) or not 0 <= value <= _LATEST:  # NaN fails too
+        raise ValueError(f"{field} is not a time in 1970-9999: {str(value)[:40]!r}")
+    return float(value)
+
+
+def stored_number(value: Any, field: str) -> float | None:
+    """A finite number read from a document (None when absent); ValueError otherwise."""
+    if value is None:
+        return None
+    if type(value) not in (int, float) or not math.isfinite(value):
+        raise ValueError(f"{field} is not a finite number: {str(value)[:40]!r}")
+    return value
+
+
+def stored_text(value: Any, field: str, default: str | None = "") -> str | None:
+    """A string read from a document (``default`` when absent); ValueError otherwise."""
+    if value is None:
+        return default
+    if type(value) is not str:
+        raise ValueError(f"{field} is not a string: {str(value)[:40]!r}")
+    return value
+
+
 def perfdatum_from_dict(d: dict[str, Any]) -> Perfdatum:
     warn, crit = d.get("warn"), d.get("crit")
     return Perfdatum(
-        label=d["label"],
-        value=d.get("value"),
-        uom=d.get("uom") or "",
+        label=stored_text(d["label"], "perfdata label") or "",
+        value=stored_number(d.get("value"), "perfdata value"),
+        uom=stored_text(d.get("uom"), "perfdata uom") or "",
         warn=_stored_range(warn) if warn else None,
         crit=_stored_range(crit) if crit else None,
-        min=d.get("min"),
-        max=d.get("max"),
+        min=stored_number(d.get("min"), "perfdata min"),
+        max=stored_number(d.get("max"), "perfdata max"),
     )
 
 
@@ -168,20 +205,22 @@ def result_from_dict(d: dict[str, Any], check: str | None = None) -> Result:
     """A result from either form; ``check``: the name when ``d`` has none (a document)."""
     perfdata, groups, long_output = d.get("perfdata"), d.get("groups"), d.get("long_output")
     error_kind = d.get("error_kind")
+    if long_output and not all(type(line) is str for line in long_output):
+        raise ValueError("long_output is not a list of strings")
     return Result(
         check=d["check"] if check is None or "check" in d else check,
         state=_STATES[d["state"]],
-        summary=d["summary"],
-        value=d.get("value"),
-        unit=d.get("unit") or "",
+        summary=stored_text(d["summary"], "summary") or "",
+        value=stored_number(d.get("value"), "value"),
+        unit=stored_text(d.get("unit"), "unit") or "",
         long_output=tuple(long_output) if long_output else (),
         perfdata=tuple([perfdatum_from_dict(p) for p in perfdata]) if perfdata else (),
         groups=tuple([_group_from_dict(g) for g in groups]) if groups else (),
         groups_omitted=int(d.get("groups_omitted") or 0),
-        error=d.get("error"),
+        error=stored_text(d.get("error"), "error", None),
         error_kind=ErrorKind(error_kind) if error_kind else None,
-        evaluated_at=float(d.get("evaluated_at") or 0.0),
-        duration=float(d.get("duration") or 0.0),
+        evaluated_at=stored_time(d.get("evaluated_at"), "evaluated_at") or 0.0,
+        duration=stored_number(d.get("duration"), "duration") or 0.0,
     )
 
 
@@ -190,8 +229,8 @@ def _group_from_dict(g: dict[str, Any]) -> GroupResult:
     return GroupResult(
         key=tuple([(str(k), str(v)) for k, v in (g.get("key") or {}).items()]),
         state=_STATES[g["state"]],
-        value=g.get("value"),
-        summary=g.get("summary", ""),
+        value=stored_number(g.get("value"), "group value"),
+        summary=stored_text(g.get("summary"), "group summary") or "",
         perfdata=tuple([perfdatum_from_dict(p) for p in perfdata]) if perfdata else (),
     )
 
@@ -210,7 +249,7 @@ def transition_to_dict(t: Transition) -> dict[str, Any]:
 
 def transition_from_dict(d: dict[str, Any]) -> Transition:
     return Transition(
-        at=float(d["at"]),
+        at=stored_time(d["at"], "transition at") or 0.0,
         from_state=_STATES[d["from"]] if d.get("from") else None,
         to_state=_STATES[d["to"]],
         summary=str(d.get("summary", "")),

@@ -31,6 +31,7 @@ from esbridge.statedoc import (
     result_from_dict,
     result_to_dict,
     result_to_document,
+    stored_time,
     transition_from_dict,
     transition_to_dict,
 )
@@ -387,15 +388,20 @@ class _Restored:
             transitions = [transition_from_dict(t) for t in raw]
         return cls(
             result=result_from_dict(doc["result"], doc["check"]) if doc.get("result") else None,
-            since=doc.get("since_ts"),
+            since=stored_time(doc.get("since_ts"), "since_ts"),
             previous_state=State[prev] if prev else None,
-            last_success=doc.get("last_success_ts"),
+            last_success=stored_time(doc.get("last_success_ts"), "last_success_ts"),
             consecutive_failures=int(doc.get("consecutive_failures") or 0),
             runs=int(doc.get("runs") or 0),
             errors={str(k): int(v) for k, v in errors.items()} if errors else {},
             transitions=transitions,
             group_since=(
-                {k: (int(v[0]), float(v[1])) for k, v in group_since.items()} if group_since else {}
+                {
+                    str(k): (int(v[0]), stored_time(v[1], "group_since") or 0.0)
+                    for k, v in group_since.items()
+                }
+                if group_since
+                else {}
             ),
             history=history,
         )
