@@ -274,6 +274,40 @@ async def test_documents_without_the_group_field_are_a_group_of_their_own(
     assert results["count-by-host"].groups_omitted == 0
 
 
+async def test_a_host_really_named_none_is_never_merged_with_documents_without_a_host(
+    es_url: str, make_index: Callable[..., str], seed: Callable[..., Any], now: datetime
+) -> None:
+    """``(none)`` is a real host name (``uname -n`` without one): beside it, documents
+    without the field are ``(no host)``, so every group keeps its own key (one name for two
+    groups was one Prometheus series, the other group lost); alone they are ``(none)``."""
+    index = make_index("met", mappings=MAPPINGS)
+    docs = [{"host": "(none)", "service": "api", "latency_ms": 5, "ago": "1m"}] * 2
+    docs += [{"service": "api", "latency_ms": 2000, "ago": "1m"}] * 3
+    seed(index, docs, now=now)
+    base = {"kind": "count", "critical": 2}
+    text = checks_yaml(
+        index,
+        [
+            {"name": "by-host", "group_by": "host", **base},
+            {"name": "by-service-host", "group_by": ["service", "host"], **base},
+            {"name": "no-named-host", "group_by": "host", "query": "NOT host:*", **base},
+        ],
+    )
+    results = await run_yaml(es_url, text, now)
+    one = {g.key: (g.value, g.state) for g in results["by-host"].groups}
+    assert one == {
+        (("host", "(none)"),): (2, State.OK),
+        (("host", "(no host)"),): (3, State.CRITICAL),
+    }
+    two = {g.key: g.value for g in results["by-service-host"].groups}
+    assert two == {
+        (("service", "api"), ("host", "(none)")): 2,
+        (("service", "api"), ("host", "(no host)")): 3,
+    }
+    alone = results["no-named-host"].groups
+    assert [(g.label, g.value) for g in alone] == [("(none)", 3)]
+
+
 async def test_a_sum_of_no_values_is_no_data_never_zero(
     es_url: str, make_index: Callable[..., str], seed: Callable[..., Any], now: datetime
 ) -> None:

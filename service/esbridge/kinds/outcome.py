@@ -18,7 +18,7 @@ from esbridge.kinds.search import (
     GROUPS_AGG,
     MULTI_GROUP_FETCH,
 )
-from esbridge.kinds.text import index_text, key_text, uom, window_text, with_unit
+from esbridge.kinds.text import index_text, key_text, no_value_text, uom, window_text, with_unit
 from esbridge.ranges import Range
 from esbridge.result import GroupResult, Perfdatum, Result, State
 
@@ -92,11 +92,12 @@ def grouped_result(
     no_data_state = check.effective_no_data
     notes = _Notes(warning, critical)
     single_field = fields[0] if len(fields) == 1 else None
+    nones = {f: no_value_text(buckets, f) for f in fields}
     for bucket in buckets:
         key = bucket["key"]
         if single_field is not None and not isinstance(key, dict | list):
             # one group_by field (the usual case): the key's text is the group's label
-            label = key_text(key, bucket, 1)
+            label = key_text(key, bucket, 1, nones[single_field])
             key_pairs: tuple[tuple[str, str], ...] = ((single_field, label),)
         else:
             if isinstance(key, dict):  # composite: {"service": "api", "host": "web-01"}
@@ -105,7 +106,7 @@ def grouped_result(
                 values = key if isinstance(key, list) else [key]
             key_pairs = tuple(
                 [
-                    (f, key_text(v, bucket, len(values)))
+                    (f, key_text(v, bucket, len(values), nones[f]))
                     for f, v in zip(fields, values, strict=False)
                 ]
             )

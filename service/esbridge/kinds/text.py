@@ -80,13 +80,29 @@ def index_text(check: CheckBase) -> str:
     return ",".join(check.index)
 
 
-def key_text(value: Any, bucket: dict[str, Any], fields: int) -> str:
-    """A group's value as text (``key_as_string`` for dates and booleans of one field)."""
+NO_VALUE = "(none)"
+"""The group value of documents without the ``group_by`` field."""
+
+
+def key_text(value: Any, bucket: dict[str, Any], fields: int, none: str = NO_VALUE) -> str:
+    """A group's value as text (``key_as_string`` for dates and booleans of one field);
+    ``none`` for documents without the field."""
     as_string = bucket.get("key_as_string")
     if fields == 1 and isinstance(as_string, str):
         return as_string
     if isinstance(value, bool):
         return "true" if value else "false"
     if value is None:
-        return "(none)"
+        return none
     return str(value)
+
+
+def no_value_text(buckets: list[dict[str, Any]], field: str) -> str:
+    """What documents without ``field`` are called among ``buckets``: ``(none)``, unless a
+    real value is spelt so (``uname -n`` of a machine without a host name), then
+    ``(no <field>)``: two groups under one name were one series in Prometheus, one lost."""
+    for bucket in buckets:
+        key = bucket["key"]
+        if key == NO_VALUE or (isinstance(key, dict) and key.get(field) == NO_VALUE):
+            return f"(no {field})"
+    return NO_VALUE
