@@ -129,3 +129,21 @@ def test_a_url_on_the_command_line_is_checked_like_one_in_the_file(
     assert "S3cretPW" not in proc.stdout + proc.stderr
     proc = esbridge_run("127.0.0.1:9200", path, "web-ok", tmp_path)
     assert proc.returncode == 3 and "is not an http:// or https:// URL" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "argv, reason",
+    [
+        (["run"], "the following arguments are required: CHECK_NAME"),
+        (["run", "web-5xx", "--bogus"], "unrecognized arguments: --bogus"),
+        (["run", "--at"], "argument --at: expected one argument"),
+    ],
+)
+def test_bad_arguments_to_run_are_unknown_never_critical(argv, reason, capsys):
+    """``esbridge run`` is also a Nagios plugin: argparse's exit 2 read CRITICAL there."""
+    from esbridge.cli import main
+
+    assert main(argv) == 3
+    out = capsys.readouterr()
+    assert out.out == f"UNKNOWN - esbridge run: {reason} (see esbridge run --help)\n"
+    assert reason in out.err  # argparse's usage and message stay on stderr

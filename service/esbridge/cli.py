@@ -10,6 +10,8 @@ direct mode load only what they use.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import sys
@@ -431,7 +433,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words[:1] == ["run"]:
+        # ``esbridge run`` is a Nagios plugin too: a usage error must read UNKNOWN (exit 3,
+        # one line on stdout), never argparse's exit 2, which Nagios shows as CRITICAL.
+        said = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(said):
+                args = parser.parse_args(words)
+        except SystemExit as exc:
+            sys.stderr.write(said.getvalue())
+            if exc.code in (0, None):  # --help
+                raise
+            reason = (said.getvalue().strip().splitlines() or ["bad arguments"])[-1]
+            reason = reason.split(" error: ", 1)[-1]  # "esbridge run: error: ..."
+            print(f"UNKNOWN - esbridge run: {reason} (see esbridge run --help)")
+            return 3
+    else:
+        args = parser.parse_args(words)
     func: Handler | None = getattr(args, "func", None)
     if func is None:
         parser.print_help(sys.stderr)
