@@ -220,6 +220,31 @@ async def test_reload_is_not_blocked_by_a_passive_target(
         await service.stop(5)
 
 
+async def test_a_reload_says_when_the_configuration_file_changed_unapplied(
+    es_url: str, make_index: Any, seed: Any, tmp_path: Path, caplog: Any
+) -> None:
+    """SIGHUP re-reads the check files only: a changed configuration file (a new connection,
+    a lower timeout) would otherwise look applied. Each reload says so until a restart."""
+    import logging
+
+    index = make_index("wiring-conf")
+    seed(index, [{"ago": "1m", "status": 500}])
+    checks = _checks(tmp_path / "c.yaml", index, ["first"])
+    service = _service(tmp_path, es_url, checks)
+    config = tmp_path / "esbridge.yaml"
+    await service.start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="esbridge"):
+            assert (await service.reload()).successful
+            assert "configuration file" not in caplog.text
+            config.write_text(config.read_text() + "log:\n  level: debug\n")
+            assert (await service.reload()).successful
+        assert f"the configuration file {config} changed since esbridge started" in caplog.text
+        assert "restart esbridge to apply it" in caplog.text
+    finally:
+        await service.stop(5)
+
+
 async def test_a_check_regained_while_its_run_is_in_flight_is_not_run_twice(
     es_url: str, proxy: FaultProxy, make_index: Any, seed: Any, tmp_path: Path, monkeypatch: Any
 ) -> None:

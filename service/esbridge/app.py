@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from esbridge.cluster import Cluster
@@ -74,6 +76,7 @@ class Service:
                 settings.defaults.timeout.total_seconds(),
             )
         self.reload_status = ReloadStatus()
+        self._config_seen = _file_digest(settings.source)
         # in-process callbacks told of every recorded result (the cluster counts its runs)
         self.result_listeners: list[Callable[[Result, Transition | None], None]] = []
         self.cluster: Cluster | None = Cluster(self) if settings.cluster.enabled else None
@@ -310,6 +313,12 @@ class Service:
                 # definition (new thresholds must not wait a whole interval to show)
                 self.scheduler.set_checks(dict(new.checks), eager=self._overdue() | set(changed))
             self.reload_status = ReloadStatus(True, time.time(), None, added, changed, removed)
+            if _file_digest(self.settings.source) != self._config_seen:
+                log.warning(
+                    "the configuration file %s changed since esbridge started: a reload reads "
+                    "the check files only, restart esbridge to apply it",
+                    self.settings.source,
+                )
             log.info(
                 "reloaded %d checks: %d added, %d changed, %d removed",
                 len(new.checks),
@@ -397,3 +406,13 @@ class Service:
             # outputs (passive targets): reported, never a reason to be unready
             "passive": [t for listener in self.listeners for t in listener.status()],
         }
+
+
+def _file_digest(path: Path | None) -> bytes | None:
+    """What the file holds now, as a digest (None: no file, or it cannot be read)."""
+    if path is None:
+        return None
+    try:
+        return hashlib.sha256(path.read_bytes()).digest()
+    except OSError:
+        return None

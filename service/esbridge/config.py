@@ -113,6 +113,11 @@ class Settings(BaseSettings):
     _file_label: str = PrivateAttr("<environment>")
     _doc: Any = PrivateAttr(None)
 
+    @property
+    def source(self) -> Path | None:
+        """The configuration file these settings were read from (None: none)."""
+        return None if self._doc is None else Path(self._file_label)
+
     def where(self, *loc: str | int) -> tuple[str, int | None]:
         """The file and line of the setting at ``loc`` (line None: not from the file)."""
         line = path_line(self._doc, loc) if self._doc is not None else None
