@@ -32,7 +32,9 @@ class FakeIcinga:
     """Answers ``POST /v1/actions/process-check-result``: 500 while ``failing``, else 200.
 
     Records (monotonic arrival time, service, exit status) of every request and the highest
-    number of requests in flight at once; ``hold`` (an Event) keeps answers back until set.
+    number of requests in flight at once (in all and for one service); ``hold`` (an Event)
+    keeps answers back until set; ``script`` lists (delay, fail) for the next requests, one
+    each, before ``delay``/``failing`` apply again.
     """
 
     def __init__(self) -> None:
@@ -40,9 +42,12 @@ class FakeIcinga:
         self.failing = False
         self.delay = 0.0
         self.hold: threading.Event | None = None
+        self.script: list[tuple[float, bool]] = []
         self.requests: list[tuple[float, str, int, bool]] = []
         self.in_flight = 0
         self.max_in_flight = 0
+        self.per_service: dict[str, int] = {}
+        self.max_per_service = 0
         self.lock = threading.Lock()
         fake = self
 
@@ -52,20 +57,22 @@ class FakeIcinga:
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                service = body["service"]
                 with fake.lock:
                     fake.in_flight += 1
                     fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
-                    failing = fake.failing
-                    fake.requests.append(
-                        (time.monotonic(), body["service"], body["exit_status"], failing)
-                    )
+                    fake.per_service[service] = fake.per_service.get(service, 0) + 1
+                    fake.max_per_service = max(fake.max_per_service, fake.per_service[service])
+                    delay, failing = fake.script.pop(0) if fake.script else (0.0, fake.failing)
+                    fake.requests.append((time.monotonic(), service, body["exit_status"], failing))
                 if fake.hold is not None:
                     fake.hold.wait(10)
-                if fake.delay:
-                    time.sleep(fake.delay)
+                if delay or fake.delay:
+                    time.sleep(delay or fake.delay)
                 code, payload = (500, b'{"error":500}') if failing else (200, b'{"results":[]}')
                 with fake.lock:
                     fake.in_flight -= 1
+                    fake.per_service[service] -= 1
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
@@ -229,3 +236,62 @@ async def test_queue_size_keeps_the_newest_and_counts_the_rest(tmp_path, fake):
         fake.hold.set()
         await t.close()
     assert fake.services() == ["h!first", "h!d", "h!e"]
+
+
+async def test_backoff_holds_whatever_the_concurrency(tmp_path, fake):
+    """concurrency 4 (the default): idle workers do not skip the wait. A failed attempt's
+    retry wakes them at once; they must still wait 200, 400, 800 ms between attempts."""
+    fake.failing = True
+    t = target(tmp_path, fake, retries="3", backoff="200ms", backoff_max="10s")
+    assert t.config.concurrency == 4
+    t.start()
+    try:
+        await asyncio.sleep(0.1)  # all four workers idle, waiting for work
+        t.offer(sub("a", State.CRITICAL), now=time.time())
+        await until(lambda: t.stats.dropped == 1, timeout=20)
+    finally:
+        await t.close()
+    times = [r[0] for r in fake.requests]
+    assert len(times) == 4, times
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    for gap, want in zip(gaps, [0.2, 0.4, 0.8], strict=True):
+        assert gap >= want - 0.01, gaps
+
+
+async def test_one_backoff_step_per_failed_round(tmp_path, fake):
+    """Four services failing at once (concurrency 4) are one failed round: the next round
+    waits one backoff (300 ms), not four doubled steps (2.4 s)."""
+    fake.failing = True
+    t = target(tmp_path, fake, retries="1", backoff="300ms", backoff_max="10s")
+    t.start()
+    try:
+        for name in "abcd":
+            t.offer(sub(name), now=time.time())
+        await until(lambda: t.stats.dropped == 4, timeout=20)
+    finally:
+        await t.close()
+    times = sorted(r[0] for r in fake.requests)
+    assert len(times) == 8, times
+    first, second = times[:4], times[4:]
+    gap = min(second) - max(first)
+    assert 0.29 <= gap < 1.5, (first, second)
+
+
+async def test_a_retried_older_result_never_follows_a_newer_one(tmp_path, fake):
+    """CRITICAL is in flight (slow, then 500) when OK is evaluated: OK must not overtake it
+    and then be overwritten by the CRITICAL's retry. The newer result waits for the service
+    to be free, the retry gives way to it, and Icinga's last word is OK."""
+    fake.script = [(0.5, True)]  # the first request hangs, then fails
+    t = target(tmp_path, fake, retries="3", backoff="50ms", backoff_max="50ms")
+    t.start()
+    try:
+        t.offer(sub("a", State.CRITICAL), now=time.time())
+        await until(lambda: len(fake.requests) == 1)
+        t.offer(sub("a", State.OK), now=time.time())
+        await until(lambda: t.stats.sent == 1)
+        await asyncio.sleep(0.5)  # several backoffs: no retry of the CRITICAL comes
+    finally:
+        await t.close()
+    assert [(r[1], r[2], r[3]) for r in fake.requests] == [("h!a", 2, True), ("h!a", 0, False)]
+    assert fake.max_per_service == 1
+    assert t.stats.dropped == 1 and len(t.queue) == 0 and not t.in_flight

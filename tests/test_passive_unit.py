@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
+import select
+import time
 from pathlib import Path
 
 import pytest
@@ -10,6 +14,7 @@ import pytest
 from esbridge.config import ConfigError, load_settings
 from esbridge.passive import (
     NAGIOS_MAX_COMMAND,
+    DeliveryError,
     LatestQueue,
     NagiosTarget,
     PassiveHub,
@@ -17,6 +22,7 @@ from esbridge.passive import (
     make_target,
     nagios_command,
     split_perfdata,
+    write_commands,
 )
 from esbridge.ranges import Range
 from esbridge.result import GroupResult, Perfdatum, Result, State
@@ -98,6 +104,139 @@ def test_nagios_command_fits_the_nagios_limit_even_for_huge_results(tmp_path):
     line = nagios_command(sub, now=1)
     assert len(line.encode()) <= NAGIOS_MAX_COMMAND
     assert "lines truncated" in line and line.count("\n") == 1
+
+
+def wide(hosts: int) -> Result:
+    """A grouped CRITICAL whose command line is well over PIPE_BUF (4096 bytes)."""
+    groups = tuple(
+        GroupResult(
+            (("host", f"wéb-{i:03d}"),),
+            State.CRITICAL,
+            100 + i,
+            f"wéb-{i:03d}: {100 + i} 5xx responses (critical > 50) \\ ✓",
+            (Perfdatum(f"web-{i:03d}", 100 + i),),
+        )
+        for i in range(hosts)
+    )
+    return Result(
+        check="web-5xx",
+        state=State.CRITICAL,
+        summary=f"{hosts} of {hosts} hosts above 50",
+        value=100 + hosts,
+        perfdata=(Perfdatum("errors", 312, "", Range.parse("10"), Range.parse("50"), 0),),
+        groups=groups,
+        evaluated_at=1700000000.0,
+    )
+
+
+def test_nagios_command_fits_one_atomic_pipe_write(tmp_path):
+    """A line longer than PIPE_BUF can be written in part to a full pipe: every command is
+    rendered within PIPE_BUF instead, still valid UTF-8, overall perfdata intact."""
+    target = nagios_target(tmp_path)
+    [sub] = target.submissions(wide(80), 60.0, {})
+    assert len(sub.nagios_text.encode()) > select.PIPE_BUF  # what the plugin would print
+    line = nagios_command(sub, now=1)
+    raw = line.encode()
+    assert len(raw) <= select.PIPE_BUF and len(raw) > select.PIPE_BUF - 300, len(raw)
+    assert raw.decode("utf-8") == line and line.count("\n") == 1
+    first = line.split("\\n", 1)[0]
+    assert first.endswith("CRITICAL - 80 of 80 hosts above 50 | 'errors'=312;10;50;0")
+    assert "more lines truncated" in line and "\\\\ ✓" in line
+
+
+def fill_pipe(fifo: Path, free: int) -> tuple[int, int]:
+    """A "Nagios" holding the FIFO open but not reading, with only ``free`` bytes left."""
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    capacity = fcntl.fcntl(writer, 1032)  # F_GETPIPE_SZ
+    os.write(writer, b"#" * (capacity - free - 1) + b"\n")
+    os.close(writer)
+    return reader, capacity
+
+
+def drain(fd: int) -> bytes:
+    out = b""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            return out
+        if not chunk:
+            return out
+        out += chunk
+
+
+def test_a_full_pipe_never_holds_half_a_command(tmp_path):
+    """Nagios stalls with less than a long command's room left in its pipe. Whatever is
+    written then and after it drains, it reads whole commands only, each exactly once: no
+    half line reported as unwritten, no retry glued onto it."""
+    fifo = tmp_path / "cmd"  # nagios_target's command_file
+    os.mkfifo(fifo)
+    target = nagios_target(tmp_path, timeout="300ms", backoff="50ms")
+    small = Result(check="db-ok", state=State.OK, summary="0 slow", evaluated_at=1.0)
+
+    async def scenario(reader: int) -> bytes:
+        for result in (wide(80), small):
+            for s in target.submissions(result, 60.0, {}):
+                target.offer(s, 0.0)
+        target.start()
+        try:
+            await asyncio.sleep(0.5)  # the first attempt runs into the full pipe
+            received = drain(reader)  # Nagios reads again
+            deadline = time.monotonic() + 10
+            while target.stats.sent < 2 or len(target.queue):
+                assert time.monotonic() < deadline, target.status()
+                await asyncio.sleep(0.05)
+                received += drain(reader)
+            await asyncio.sleep(0.3)  # nothing more comes
+            return received + drain(reader)
+        finally:
+            await target.close()
+
+    reader, _ = fill_pipe(fifo, 3000)  # room for the small command, not the big one
+    try:
+        data = asyncio.run(scenario(reader))
+    finally:
+        os.close(reader)
+    lines = [ln for ln in data.split(b"\n") if ln and not ln.startswith(b"#")]
+    assert [ln.count(b"PROCESS_SERVICE_CHECK_RESULT") for ln in lines] == [1, 1], lines
+    assert sorted(ln.split(b";")[2] for ln in lines) == [b"db-ok", b"web-5xx"]
+    assert all(len(ln) < select.PIPE_BUF for ln in lines)
+    assert target.stats.sent == 2 and target.stats.dropped == 0
+
+
+def test_write_commands_refuses_lines_it_cannot_write_atomically(tmp_path):
+    fifo = tmp_path / "nagios.cmd"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError):
+        write_commands(str(fifo), [b"x" * select.PIPE_BUF + b"\n"], 1.0)
+
+
+def test_failed_submissions_are_retried_in_their_original_order(tmp_path):
+    """A failed batch goes back to the front of the queue as it was: a, b, c, not c, b, a."""
+    batches: list[list[str]] = []
+
+    class FailsOnce(NagiosTarget):
+        async def deliver(self, subs):
+            batches.append([s.service for s in subs])
+            if len(batches) == 1:
+                raise DeliveryError("blocked", "pipe full")
+            return []
+
+    target = FailsOnce(nagios_target(tmp_path, backoff="10ms").config)
+
+    async def scenario() -> None:
+        for name in "abc":
+            target.offer(sub(name), now=0.0)
+        target.start()
+        try:
+            while target.stats.sent < 3:
+                await asyncio.sleep(0.01)
+        finally:
+            await target.close()
+
+    asyncio.run(scenario())
+    assert batches == [["a", "b", "c"], ["a", "b", "c"]]
 
 
 def test_per_group_services_and_names(tmp_path):

@@ -7,15 +7,25 @@ the number of services however long a target is down.
 from __future__ import annotations
 
 import asyncio
+import select
 import time
 from collections import OrderedDict
+from collections.abc import Container
 from dataclasses import dataclass, field
 
-from esbridge.nagios import MAX_OUTPUT_BYTES, format_perfdata, render
+from esbridge.nagios import format_perfdata, render
 from esbridge.result import GroupResult, Result, State
 
 NAGIOS_MAX_COMMAND = 8192
 """Nagios 4 ``MAX_EXTERNAL_COMMAND_LENGTH``: one command line, newline included."""
+
+PIPE_BUF: int = getattr(select, "PIPE_BUF", 512)
+"""Writes to a pipe up to this size are atomic (4096 on Linux, POSIX minimum 512)."""
+
+MAX_COMMAND_LINE = min(NAGIOS_MAX_COMMAND, PIPE_BUF)
+"""The longest command line esbridge writes: a non-blocking write of a line this long puts
+all of it in the pipe or none of it, so a full pipe can never leave half a command behind
+for the next one to be glued onto."""
 
 
 @dataclass
@@ -63,25 +73,32 @@ def split_perfdata(result: Result) -> tuple[str, list[str]]:
 
 
 def nagios_command(sub: Submission, now: float | None = None) -> str:
-    """``[ts] PROCESS_SERVICE_CHECK_RESULT;host;service;code;output`` + ``\\n``, ≤ 8192 bytes.
+    """``[ts] PROCESS_SERVICE_CHECK_RESULT;host;service;code;output`` + ``\\n``, at most
+    :data:`MAX_COMMAND_LINE` bytes (PIPE_BUF), so every write of it to the pipe is atomic.
 
     ``output`` is the plugin text (perfdata after ``|`` exactly as a plugin prints it) with
-    backslashes doubled and line breaks written as ``\\n``: Nagios 4 unescapes both.
+    backslashes doubled and line breaks written as ``\\n``: Nagios 4 unescapes both. A text
+    too long is rendered again with a smaller budget (the plugin's own truncation rules).
+    Raises ValueError when even the names alone do not fit.
     """
     ts = int(now if now is not None else time.time())
     head = f"[{ts}] PROCESS_SERVICE_CHECK_RESULT;{sub.host};{sub.service};{int(sub.state)};"
+    room = MAX_COMMAND_LINE - len(head.encode()) - 1
+    if room < 0:
+        raise ValueError(f"host and service names longer than {MAX_COMMAND_LINE} bytes")
     text = sub.nagios_text
-    room = NAGIOS_MAX_COMMAND - len(head.encode()) - 1
-    budget = min(room, MAX_OUTPUT_BYTES)
     while True:
         escaped = text.replace("\\", "\\\\").replace("\n", "\\n")
-        if len(escaped.encode()) <= room:
+        size = len(escaped.encode())
+        if size <= room:
             return head + escaped + "\n"
-        budget -= len(escaped.encode()) - room
-        text = _rerender_bounded(sub, budget)
+        # the escapes take (size - len(text)) bytes: leave them that much room next time
+        text = _rerender_bounded(sub, len(text.encode()) - (size - room))
 
 
 def _rerender_bounded(sub: Submission, budget: int) -> str:
+    """The plugin text within ``budget`` bytes: rendered again (the plugin's truncation
+    rules, overall perfdata kept), or cut on a character boundary when too small for that."""
     result = sub.result
     if result is None or budget < 64:
         return sub.nagios_text.encode()[: max(budget, 0)].decode(errors="ignore")
@@ -128,11 +145,23 @@ class LatestQueue:
         self._ready.set()
         return dropped
 
-    async def get_many(self, limit: int) -> list[Submission]:
-        while not self._items:
+    def wake(self) -> None:
+        """Let waiting consumers look again (a service they had to skip became free)."""
+        if self._items:
+            self._ready.set()
+
+    async def get_many(self, limit: int, skip: Container[tuple[str, str]] = ()) -> list[Submission]:
+        """Up to ``limit`` submissions, oldest first, leaving those whose key is in ``skip``
+        (in flight elsewhere) queued in their place; waits until there is one to take."""
+        while True:
+            out: list[Submission] = []
+            for key in list(self._items):
+                if key in skip:
+                    continue
+                out.append(self._items.pop(key))
+                if len(out) >= limit:
+                    break
+            if out:
+                return out
             self._ready.clear()
             await self._ready.wait()
-        out = []
-        while self._items and len(out) < limit:
-            out.append(self._items.popitem(last=False)[1])
-        return out

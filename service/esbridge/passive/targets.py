@@ -23,6 +23,7 @@ import httpx
 from esbridge.config import ConfigError, Icinga2PassiveConfig, NagiosPassiveConfig
 from esbridge.nagios import render
 from esbridge.passive.submission import (
+    PIPE_BUF,
     DeliveryError,
     LatestQueue,
     Submission,
@@ -64,7 +65,12 @@ class Target:
         self.delivered: dict[tuple[str, str], tuple[State, float]] = {}
         self._pruned = 0.0
         self.tasks: list[asyncio.Task[None]] = []
+        # (host, service) being delivered right now: never two results for one service in
+        # flight, so a slow or failing older one cannot be overtaken by a newer one and then
+        # retried after it. At most concurrency x batch entries.
+        self.in_flight: set[tuple[str, str]] = set()
         self._backoff_until = 0.0
+        self._backoff_level = 0  # backoff steps since the last success
 
     # -- intake (runs inside evaluation: must stay cheap and never raise) ---------------------
 
@@ -147,43 +153,83 @@ class Target:
 
     async def _worker(self) -> None:
         while True:
-            wait = self._backoff_until - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            subs = await self.queue.get_many(self.batch)
+            subs = await self._take()
+            keys = {s.key for s in subs}
+            self.in_flight |= keys
             try:
-                failures = await self.deliver(subs)
-            except asyncio.CancelledError:
-                raise
-            except DeliveryError as exc:
-                failures = [(s, exc) for s in subs]
-            except Exception as exc:  # never let a worker die
-                log.exception("passive target %s: unexpected error", self.name)
-                failures = [(s, DeliveryError("internal", repr(exc))) for s in subs]
-            failed_keys = {id(s) for s, _ in failures}
-            now = time.time()
-            remember = self.config.when == "change"
-            for sub in subs:
-                if id(sub) not in failed_keys:
-                    self.stats.sent += 1
-                    if remember:
-                        self.delivered[sub.key] = (sub.state, now)
-            self._forget_old(now)
-            if len(failures) < len(subs):
-                self._succeeded(now)
-            for sub, exc in failures:
-                self.fail(exc.reason, str(exc))
-                sub.attempts += 1
-                if sub.attempts <= self.config.retries:
-                    self.stats.dropped += self.queue.put(sub, front=True)
-                else:
-                    self.stats.dropped += 1
-                    self.delivered.pop(sub.key, None)  # "change" mode: send it again next time
-            if failures and len(failures) == len(subs):
-                c = self.config
-                step = c.backoff.total_seconds() * 2 ** min(self.stats.consecutive_failures - 1, 20)
-                delay = min(step, c.backoff_max.total_seconds())
-                self._backoff_until = time.monotonic() + delay
+                failures = await self._attempt(subs)
+                self._settle(subs, failures)
+            finally:
+                # released together with the retries' re-queueing (no await in between): a
+                # newer result queued meanwhile has already made the retry give way to it
+                self.in_flight -= keys
+                self.queue.wake()
+
+    async def _pause(self) -> None:
+        """Wait out the current backoff (it may be extended while we sleep)."""
+        while (wait := self._backoff_until - time.monotonic()) > 0:
+            await asyncio.sleep(wait)
+
+    async def _take(self) -> list[Submission]:
+        """The next submissions to attempt, never during a backoff, never a service that is
+        in flight in another worker.
+
+        Workers idle in ``get_many`` are woken by a failed attempt's retry put back at the
+        front, i.e. just after a backoff began: what they took goes back, untried, and they
+        wait out the backoff too. Whatever the concurrency, attempts stay that far apart.
+        """
+        while True:
+            await self._pause()
+            subs = await self.queue.get_many(self.batch, skip=self.in_flight)
+            if time.monotonic() >= self._backoff_until:
+                return subs
+            for sub in reversed(subs):  # back in their places, in their order
+                self.stats.dropped += self.queue.put(sub, front=True)
+
+    async def _attempt(self, subs: list[Submission]) -> list[tuple[Submission, DeliveryError]]:
+        """Deliver; every failure as (submission, error), never an exception but cancellation."""
+        try:
+            return await self.deliver(subs)
+        except asyncio.CancelledError:
+            raise
+        except DeliveryError as exc:
+            return [(s, exc) for s in subs]
+        except Exception as exc:  # never let a worker die
+            log.exception("passive target %s: unexpected error", self.name)
+            return [(s, DeliveryError("internal", repr(exc))) for s in subs]
+
+    def _settle(
+        self, subs: list[Submission], failures: list[tuple[Submission, DeliveryError]]
+    ) -> None:
+        """Count an attempt, queue its retries (in their original order) and set the backoff."""
+        failed_keys = {id(s) for s, _ in failures}
+        now = time.time()
+        remember = self.config.when == "change"
+        for sub in subs:
+            if id(sub) not in failed_keys:
+                self.stats.sent += 1
+                if remember:
+                    self.delivered[sub.key] = (sub.state, now)
+        self._forget_old(now)
+        if len(failures) < len(subs):
+            self._succeeded(now)
+        for _sub, exc in failures:
+            self.fail(exc.reason, str(exc))
+        # each put goes to the very front: put the last first so the first stays first
+        for sub, _exc in reversed(failures):
+            sub.attempts += 1
+            if sub.attempts <= self.config.retries:
+                self.stats.dropped += self.queue.put(sub, front=True)
+            else:
+                self.stats.dropped += 1
+                self.delivered.pop(sub.key, None)  # "change" mode: send it again next time
+        if failures and len(failures) == len(subs) and time.monotonic() >= self._backoff_until:
+            # One step per failed round, not per failed attempt: attempts that were already
+            # in flight when the backoff began (concurrency > 1) fail into the same wait.
+            c = self.config
+            step = c.backoff.total_seconds() * 2 ** min(self._backoff_level, 20)
+            self._backoff_level += 1
+            self._backoff_until = time.monotonic() + min(step, c.backoff_max.total_seconds())
 
     def _forget_old(self, now: float) -> None:
         """Drop what was delivered longer than a heartbeat ago, once per heartbeat: ``offer``
@@ -202,6 +248,7 @@ class Target:
         self.stats.last_success = now
         self.stats.consecutive_failures = 0
         self._backoff_until = 0.0
+        self._backoff_level = 0
 
     def fail(self, reason: str, message: str) -> None:
         s = self.stats
@@ -316,14 +363,25 @@ class NagiosTarget(Target):
         self.path = str(config.command_file)
 
     async def deliver(self, subs: list[Submission]) -> list[tuple[Submission, DeliveryError]]:
-        lines = [nagios_command(s).encode() for s in subs]
+        lines: list[bytes] = []
+        ready: list[Submission] = []
+        unfit: list[tuple[Submission, DeliveryError]] = []
+        for sub in subs:
+            try:
+                lines.append(nagios_command(sub).encode())
+                ready.append(sub)
+            except ValueError as exc:  # names alone longer than a command may be
+                unfit.append((sub, DeliveryError("template", f"{sub.host};{sub.service}: {exc}")))
+        if not ready:
+            raise unfit[0][1]
         written = await asyncio.to_thread(
             write_commands, self.path, lines, self.config.timeout.total_seconds()
         )
         if isinstance(written, DeliveryError):
-            raise written
+            return [(s, written) for s in ready] + unfit
         count, error = written
-        return [(s, error) for s in subs[count:]] if error is not None else []
+        rest = [(s, error) for s in ready[count:]] if error is not None else []
+        return rest + unfit
 
 
 def write_commands(
@@ -334,7 +392,16 @@ def write_commands(
     Returns (lines written, error for the rest) or a DeliveryError when nothing was written.
     ENXIO (a FIFO nobody reads: Nagios is not running) and a full pipe (Nagios not reading)
     are failures to retry later, not reasons to wait.
+
+    Every line must be at most PIPE_BUF bytes (ValueError otherwise): a non-blocking write
+    of such a line to a pipe is all or nothing, so a full pipe never holds part of a line
+    that a later write (of the retry, or of another service) would be glued onto. Should a
+    write still be partial (not a pipe), the line counts as written: sending it again would
+    put it in twice.
     """
+    too_long = [len(line) for line in lines if len(line) > PIPE_BUF]
+    if too_long:
+        raise ValueError(f"command lines of {too_long} bytes: at most {PIPE_BUF} are atomic")
     try:
         fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_APPEND)
     except OSError as exc:
@@ -349,19 +416,24 @@ def write_commands(
             view = memoryview(line)
             while view:
                 remaining = deadline - time.monotonic()
+                error: DeliveryError | None = None
                 if remaining <= 0:
                     error = DeliveryError("blocked", f"{path}: not read within {timeout:g} s")
-                    return error if done == 0 else (done, error)
-                try:
-                    n = os.write(fd, view)
-                except BlockingIOError:
-                    select.select([], [fd], [], min(remaining, 0.5))
-                    continue
-                except OSError as exc:
-                    reason = "no_reader" if exc.errno == errno.EPIPE else "io"
-                    error = DeliveryError(reason, f"{path}: {exc.strerror}")
-                    return error if done == 0 else (done, error)
-                view = view[n:]
+                else:
+                    try:
+                        n = os.write(fd, view)
+                    except BlockingIOError:
+                        select.select([], [fd], [], min(remaining, 0.5))
+                        continue
+                    except OSError as exc:
+                        reason = "no_reader" if exc.errno == errno.EPIPE else "io"
+                        error = DeliveryError(reason, f"{path}: {exc.strerror}")
+                    else:
+                        view = view[n:]
+                        continue
+                if len(view) < len(line):
+                    done += 1  # partly out: it must not be reported as unwritten
+                return error if done == 0 else (done, error)
             done += 1
     finally:
         os.close(fd)
