@@ -671,8 +671,20 @@ def test_a_sum_of_no_values_is_replayed_as_no_data(es_url: str, make_index: Any)
         "  - {name: by-host-top, kind: metric, agg: sum, field: bytes, group_by: host,"
         " critical: 1500, max_groups: 2}\n"
         "  - {name: misspelt, kind: metric, agg: sum, field: byts, critical: 1500}\n"
+        # Elasticsearch orders an empty avg (NaN) first, an empty max (-Infinity) last
+        "  - {name: avg-top, kind: metric, agg: avg, field: bytes, group_by: host,"
+        " critical: 50, max_groups: 2}\n"
+        "  - {name: max-top, kind: metric, agg: max, field: bytes, group_by: host,"
+        " critical: 50, max_groups: 2}\n"
+        "  - {name: min-low, kind: metric, agg: min, field: bytes, group_by: host,"
+        " critical: '10:', max_groups: 1}\n"
     )
     until = end - 7.7
+    for name in ("avg-top", "max-top", "min-low"):
+        check = checks.checks[name]
+        preview, _ = run_preview(es_url, check, timedelta(minutes=15), timedelta(seconds=70), until)
+        got = [render(p.result) for p in preview.points]
+        assert got == live(es_url, check, [p.at for p in preview.points]), name
     for name in ("by-host", "by-host-top", "misspelt"):
         check = checks.checks[name]
         preview, _ = run_preview(es_url, check, timedelta(minutes=15), timedelta(seconds=70), until)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from esbridge.kinds import REGISTRY
 from esbridge.kinds.base import CheckBase
@@ -73,7 +72,3 @@ def group_order(check: CheckBase) -> dict[str, str] | None:
     order: dict[str, str] | None = (groups.get("terms") or {}).get("order")
     return order
 
-
-def _group_order(check: CheckBase, aggs: dict[str, Any] | None = None) -> dict[str, str] | None:
-    """Former name of :func:`group_order` (``aggs`` is ignored: the kind knows its request)."""
-    return group_order(check)

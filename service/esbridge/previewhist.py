@@ -37,7 +37,7 @@ from esbridge.planner import (
     VALUE_AGG,
     SearchRequest,
     Window,
-    _group_order,
+    group_order,
     ratio_aggs,
     user_query,
     window_of,
@@ -378,20 +378,24 @@ def _terms_order(check: CheckDefinition) -> Callable[[dict[str, Any]], Any]:
     Elasticsearch orders by the planner's order (document count or the value, up or down)
     and breaks ties by the key, ascending; the evaluator keeps that order among equals.
     """
-    has_value = isinstance(check, MetricCheck | FreshnessCheck)
-    order = _group_order(check, {VALUE_AGG: {}} if has_value else {})
+    order = group_order(check)
     descending = order is None or next(iter(order.values())) == "desc"
     by_count = order is None or "_count" in order
+    # A group without a value sorts where Elasticsearch's empty aggregation does: max of
+    # nothing is -Infinity, min of nothing +Infinity, an average or percentile of nothing NaN,
+    # which Java orders above every number (first when descending, last when ascending).
+    agg = getattr(check, "agg", None) if isinstance(check, MetricCheck) else "max"
+    tier, empty = {"max": (0, -math.inf), "min": (0, math.inf)}.get(agg or "", (1, 0.0))
+    sign = -1 if descending else 1
 
     def key(bucket: dict[str, Any]) -> Any:
         if by_count:
-            measure: float | None = float(bucket["doc_count"])
-        else:
-            node = bucket.get(VALUE_AGG) or {}
-            # ordered by "value.sum" for a sum (stats: 0 when empty), else by "value"
-            measure = node.get("sum") if "sum" in node else node.get("value")
+            return (0, sign * float(bucket["doc_count"]), bucket["key"])
+        node = bucket.get(VALUE_AGG) or {}
+        # ordered by "value.sum" for a sum (stats: 0 when empty), else by "value"
+        measure = node.get("sum") if "sum" in node else node.get("value")
         if measure is None:
-            return (1, 0.0, bucket["key"])
-        return (0, -measure if descending else measure, bucket["key"])
+            return (sign * tier, sign * empty, bucket["key"])
+        return (0, sign * measure, bucket["key"])
 
     return key
