@@ -378,6 +378,62 @@ def test_elasticsearch_unreachable_for_all_replicas(
             group.stop_all()
 
 
+@pytest.mark.timeout(600)
+def test_a_replica_back_from_a_partition_restores_its_checks_before_writing(
+    es_url: str,
+    index20: str,
+    indices,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    """Cut off for longer than a lease, replica a owns every check alone (UNKNOWN, never
+    written) while b covers a's share, keeping since and writing history. When the partition
+    heals, a's share is a subset of what it held, so nothing counts as gained: a must still
+    restore its checks from the state index before it writes them, never its own UNKNOWN
+    and an "UNKNOWN -> OK" recovery over b's since and history."""
+    checks = checks_file(tmp_path / "c.yaml", index20, 12)
+    state = indices[0]
+
+    def doc(name: str) -> dict[str, Any]:
+        r = httpx.get(f"{es_url}/{state}/_doc/{name}", timeout=30)
+        r.raise_for_status()
+        return r.json()["_source"]
+
+    with CountingProxy(es_url) as proxy:
+        group = Replicas(es_url, checks, *indices)
+        try:
+            group.start("a", es_url=proxy.url)
+            group.start("b")
+            owners = group.until_agreed(2, timeout=60)
+            mine = sorted(c for c, owner in owners.items() if owner == "a")
+            assert mine
+            poll(lambda: all(doc(c)["state"] == expected_state(int(c[1:])) for c in mine), 60)
+            since = {c: doc(c)["since_ts"] for c in mine}
+
+            proxy.fail = {".*": 503}
+            poll(lambda: group.cluster("b")["checks_owned"] == 12, LEASE + MARGIN + 10)
+            taken = time.time()
+            # b evaluates and writes a's share; a, alone, records UNKNOWN for every check
+            poll(lambda: all(doc(c)["updated_at"] / 1000 > taken + 1 for c in mine), 30)
+            poll(lambda: group.cluster("a")["checks_owned"] == 12, LEASE + MARGIN + 10)
+            poll(lambda: all(c["state"] == "UNKNOWN" for c in group.view("a").values()), 30)
+
+            proxy.fail = {}
+            assert group.until_agreed(2, timeout=30) == owners
+            agreed = time.time()
+            # a writes its share again (b's last write in flight is at most a flush later)
+            poll(lambda: all(doc(c)["updated_at"] / 1000 > agreed + 2 for c in mine), 30)
+            for c in mine:
+                d = doc(c)
+                history = [(t["from"], t["to"]) for t in d["transitions"]]
+                assert d["state"] == expected_state(int(c[1:])), (c, d["state"])
+                assert d["since_ts"] == since[c], (c, d["since_ts"], since[c], history)
+                assert "UNKNOWN" not in {s for pair in history for s in pair}, (c, history)
+            view = group.view("a")
+            assert {c: view[c]["since_ts"] for c in mine} == since
+        finally:
+            group.stop_all()
+
+
 def test_a_replica_that_cannot_read_the_members_steps_aside(
     es_url: str,
     index20: str,

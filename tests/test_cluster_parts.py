@@ -5,6 +5,7 @@ The clock of :class:`Membership` is injected, so lease expiry is tested without 
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -165,6 +166,30 @@ async def test_a_replica_that_cannot_read_the_members_writes_no_heartbeat(
             await cut.close()
 
 
+async def test_a_replica_confirmed_again_is_returning_until_released(
+    connection: Connection, index: str
+) -> None:
+    """Back from a time alone, a replica does not count as confirmed (its runs are not
+    written) until the cluster has restored the checks it owns and released it."""
+    clock = Clock()
+    a = Membership(connection, index, "a", heartbeat=1, lease=3, clock=clock, hold_on_return=True)
+    plain = Membership(connection, index, "p", heartbeat=1, lease=3, clock=clock)
+    await a.beat()
+    await plain.beat()
+    assert a.returning and not a.confirmed()  # the first time too: it may have run alone
+    assert plain.confirmed() and not plain.returning  # without the hold: as before
+    a.release()
+    assert a.confirmed()
+    await a.beat()
+    assert a.confirmed() and not a.returning  # within the lease: nothing to restore
+    clock.now += 3.5  # a lease without a good round: not confirmed
+    assert not a.confirmed()
+    await a.beat()
+    assert a.returning and not a.confirmed()
+    a.release()
+    assert a.confirmed()
+
+
 async def test_shared_view_reads_only_changed_documents(connection: Connection, index: str) -> None:
     owner = store_with()
     owner.record(result(State.CRITICAL, T0, "bad"))
@@ -296,6 +321,57 @@ async def test_shared_view_replaces_a_result_this_replica_could_not_confirm(
     assert mine.provisional == set()
     view.ask_all()
     assert await view.refresh(["c"]) == 0 and view.documents_read == 2  # heads only again
+
+
+@pytest.mark.parametrize("ahead", [9.0, 3600.0])
+async def test_shared_view_applies_a_changed_document_whatever_its_evaluated_at(
+    connection: Connection, index: str, ahead: float
+) -> None:
+    """The owner's clock is not this replica's: a document dated ahead (within the allowed
+    age, or an hour: one bad write) must not hide the owner's later, real writes. Each
+    document written since the last read is applied; staleness judges it."""
+    now = time.time()
+    owner = store_with(interval=5.0)  # allowed age 10 s
+    writer = StatePersistence(owner, connection, index, 10.0)
+    owner.record(result(State.OK, now + ahead, "dated ahead"))
+    assert await writer.flush() == 1
+    mine = store_with(interval=5.0)
+    view = SharedView(mine, connection, index, 10.0)
+    assert await view.refresh(["c"]) == 1
+    entry = mine.get("c")
+    assert entry is not None and entry.result is not None
+    assert entry.result.summary == "dated ahead"
+    assert mine.is_stale(entry) is (ahead > 10.0)
+    owner.record(result(State.CRITICAL, now + 1, "bad, on time"))
+    assert await writer.flush() == 1
+    assert await view.refresh(["c"]) == 1
+    assert entry.result is not None and entry.result.summary == "bad, on time"
+    assert entry.state is State.CRITICAL and not mine.is_stale(entry)
+    assert await view.refresh(["c"]) == 0  # unchanged since: heads only
+
+
+async def test_takeover_replaces_a_held_result_from_the_future(
+    connection: Connection, index: str
+) -> None:
+    """A takeover keeps a newer result of this replica's own, but not one dated beyond the
+    allowed age ahead of this clock: it would never give way to the owner's state."""
+    now = time.time()
+    owner = store_with(interval=5.0)
+    owner.record(result(State.CRITICAL, now - 60, "bad since"))
+    owner.record(result(State.CRITICAL, now - 1, "still bad"))
+    await StatePersistence(owner, connection, index, 10.0).flush()
+    mine = store_with(interval=5.0)
+    mine.record(result(State.OK, now + 3600, "dated an hour ahead"))
+    mine.mark_clean(["c"])
+    view = SharedView(mine, connection, index, 10.0)
+    assert await view.load(["c"], takeover=True) == 1
+    entry = mine.get("c")
+    assert entry is not None and entry.result is not None
+    assert entry.result.summary == "still bad" and entry.since == now - 60
+    mine.record(result(State.OK, now + 9, "ahead, within the allowed age"))
+    mine.mark_clean(["c"])
+    assert await view.load(["c"], takeover=True) == 0  # newer, and may count: kept
+    assert entry.result.summary == "ahead, within the allowed age"
 
 
 async def test_state_index_shards(es_url: str, connection: Connection, index: str) -> None:

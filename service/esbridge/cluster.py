@@ -7,7 +7,9 @@ One :class:`Cluster` per service when ``cluster.enabled``. Every heartbeat it
    (:mod:`esbridge.ownership`); checks it gains are restored from the state index (real-time
    ``_mget``) *before* their first run here, so a CRITICAL that stays CRITICAL keeps its
    ``since``; the scheduler is then given only the owned checks, and gained checks whose last
-   result is older than their interval run at once;
+   result is older than their interval run at once; so are the checks it still owns when
+   its membership is confirmed again after a time alone (a partition), when another replica
+   may have covered them;
 3. reads the changed state documents of the checks owned elsewhere into the store
    (:mod:`esbridge.sharedview`), so every output answers for every check.
 
@@ -63,6 +65,7 @@ class Cluster:
             url=config.advertise_url or default_advertise_url(settings.host, settings.port),
             timeout=max(timeout, self.lease),
             owned=lambda: len(self.owned),
+            hold_on_return=True,  # released in rebalance, once the owned checks are restored
         )
         # A document is asked for from this long (plus its last run's duration) before its
         # owner's next write is due: the owner's flush, a view round and a second of slack
@@ -112,7 +115,7 @@ class Cluster:
         # Until the members were read once, this replica would think it is alone and take
         # every check; it waits, up to one lease (then it is alone as far as it can tell).
         if self.membership.formed or time.monotonic() - self._started > self.lease:
-            await self.rebalance(live, force=self._retry)
+            await self.rebalance(live, force=self._retry or self.membership.returning)
 
     async def refresh_view(self) -> None:
         """Read what the other replicas wrote for the checks they own."""
@@ -136,17 +139,30 @@ class Cluster:
             owners = assign(names, members)
             owned = {n for n, who in owners.items() if who == self.replica_id}
             gained = owned - self.owned
-            if gained and not await self._restored(gained):
-                owned -= gained  # not yet: the next round reads and takes them
-                gained = set()
+            # Confirmed again after a time alone (a partition): it owned every check then, so
+            # its share now gains nothing, but while unconfirmed another replica may have
+            # owned and written them, and what this one recorded (UNKNOWN, as a rule) was
+            # never written. Its owned checks are restored like any takeover; until then it
+            # is not confirmed, so no run finishing meanwhile is written either.
+            returning = self.membership.returning
+            taken = gained | (owned & self.owned) if returning else gained
+            if taken and not await self._restored(taken):
+                owned -= taken  # not yet: the next round reads and takes them
+                gained, taken = set(), set()
+            elif returning:
+                if owned & self.owned:
+                    log.info("ownership: confirmed again: restored %d checks", len(taken))
+                self.membership.release()
             lost = self.owned - owned
-            if owners != self.owners or checkset is not self._checkset:
-                self.view.ask_all()  # a new owner (or interval) writes on its own schedule
+            if owners != self.owners or checkset is not self._checkset or returning:
+                # a new owner (or interval) writes on its own schedule; after a time alone,
+                # what this replica recorded for checks owned elsewhere gives way at once
+                self.view.ask_all()
             self.owners, self.owned = owners, owned
             self._members, self._checkset = members, checkset
             self.rebalances += 1
             self.last_rebalance = time.time()
-            self._schedule(checks, gained)
+            self._schedule(checks, taken)
             if gained or lost:
                 log.info(
                     "ownership: %d members, this replica owns %d checks (+%d, -%d)",
@@ -162,7 +178,7 @@ class Cluster:
         the checks are taken a round later, not from an older copy (a false transition and
         a lost since). After a lease of failed reads they are taken anyway: a check run
         without its history is better than one run by nobody."""
-        if await self.view.load(sorted(gained)) >= 0:
+        if await self.view.load(sorted(gained), takeover=True) >= 0:
             self._unrestored_since = None
             return True
         now = time.monotonic()

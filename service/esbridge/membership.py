@@ -16,7 +16,10 @@ old. A replica that stops on SIGTERM deletes its document and leaves at once.
 A replica that cannot reach Elasticsearch sees no counter move, so after a lease it is alone
 and owns every check, like a single instance (each of them then reports UNKNOWN
 "unreachable" honestly); when Elasticsearch returns, the members see each other's counters
-move again within one heartbeat and ownership converges.
+move again within one heartbeat and ownership converges. With ``hold_on_return`` (a
+cluster's replica) the round that confirms it again leaves it *returning*, not yet confirmed,
+until the checks it owns are restored from the state index: what it recorded alone is never
+written over what another replica wrote meanwhile.
 """
 
 from __future__ import annotations
@@ -94,11 +97,16 @@ class Membership:
     timeout: float = 10.0
     owned: Callable[[], int] = lambda: 0
     clock: Callable[[], float] = time.monotonic
+    # A round that confirms this replica after it was not confirmed (or for the first time)
+    # leaves it *returning* (not confirmed) until :meth:`release`: what it recorded alone is
+    # restored first (see ``Cluster.rebalance``), so no run in between is written.
+    hold_on_return: bool = False
     incarnation: str = field(init=False, default_factory=lambda: uuid.uuid4().hex[:12])
     started_at: float = field(init=False, default_factory=time.time)
     counter: int = field(init=False, default=0)
     members: dict[str, Member] = field(init=False, default_factory=dict)
     formed: bool = field(init=False, default=False)  # one heartbeat written, members read back
+    returning: bool = field(init=False, default=False)  # confirmed again, not released yet
     last_ok: float | None = field(init=False, default=None)  # wall clock of the last good round
     last_error: str | None = field(init=False, default=None)
     requests: int = field(init=False, default=0)
@@ -129,7 +137,16 @@ class Membership:
 
         While it has, the others count it live and its share of the checks is its own; past
         that they may have dropped it and taken its checks, so it must not write their state.
+        While *returning* it is not confirmed yet either: its results of the time it was not
+        hold no persisted ``since`` or history until the owned checks are restored.
         """
+        return self._within_lease() and not self.returning
+
+    def release(self) -> None:
+        """End *returning*: the checks this replica owns were restored from the state index."""
+        self.returning = False
+
+    def _within_lease(self) -> bool:
         at = self._confirmed_at
         return at is not None and self.clock() - at <= self.lease
 
@@ -161,6 +178,8 @@ class Membership:
         started = time.process_time()
         if answer is not None:
             self._observe(answer)
+            if self.hold_on_return and not self._within_lease():
+                self.returning = True  # set before confirming: no await in between
             self._confirmed_at = asked_at
             self.formed = True
             self.last_ok = time.time()

@@ -71,4 +71,3 @@ def group_order(check: CheckBase) -> dict[str, str] | None:
     groups = (planned.get("aggs") or {}).get(GROUPS_AGG) or {}
     order: dict[str, str] | None = (groups.get("terms") or {}).get("order")
     return order
-

@@ -28,6 +28,11 @@ elsewhere again, the owner's document replaces it at the next round, even unchan
 (:meth:`ResultStore.adopt`), so this replica does not go on showing (and exporting) its own
 UNKNOWN until the owner's next write.
 
+A document written since this replica last read it is applied whatever its ``evaluated_at``:
+that is the owner's clock, and one document dated ahead (a clock ahead, a bad write) would
+otherwise hide the owner's later writes until this clock passed it. Only a takeover's restore
+compares it with a result of this replica's own (:meth:`SharedView.load`).
+
 Staleness stays the store's rule: a result whose owner died ages and reads UNKNOWN "stale"
 once older than its allowed age (``staleness_factor`` times the interval), never a stale OK.
 """
@@ -151,11 +156,16 @@ class SharedView:
         self.last_error = None
         return applied
 
-    async def load(self, names: Iterable[str]) -> int:
-        """Read the full documents of ``names`` (real-time) and apply the newer ones.
+    async def load(self, names: Iterable[str], takeover: bool = False) -> int:
+        """Read the full documents of ``names`` (real-time) and apply them.
 
-        Used for the changed documents of a round, and by a new owner before the first run
-        of a check it takes over (restore ``since`` and the history: no false recovery).
+        A round (``takeover=False``) applies every document written since it was last read,
+        whatever its ``evaluated_at``: that is the owner's clock, and comparing it with this
+        replica's would let one document dated ahead (a clock ahead, a bad write) hide the
+        owner's later writes until this clock passes it; staleness judges what is applied.
+        ``takeover=True``: a new owner before the first run of a check it takes over
+        (restore ``since`` and the history: no false recovery); a result of its own that is
+        newer is kept (see :meth:`ResultStore.adopt`).
         """
         wanted = list(names)
         if not wanted:
@@ -164,13 +174,17 @@ class SharedView:
         if docs is None:
             return -1
         started = time.process_time()
-        documents = []
+        documents, found = [], 0
+        versions, provisional = self._versions, self.store.provisional
         for doc in docs:
             if "_seq_no" in doc:  # found (filter_path leaves "found" out)
-                documents.append(doc.get("_source") or {})
-                self._versions[doc["_id"]] = _version(doc)
-        self.documents_read += len(documents)
-        applied = self.store.adopt(documents)
+                found += 1
+                name, version = doc["_id"], _version(doc)
+                if takeover or versions.get(name) != version or name in provisional:
+                    documents.append(doc.get("_source") or {})
+                versions[name] = version
+        self.documents_read += found
+        applied = self.store.adopt(documents, newer_only=takeover)
         self._cpu += time.process_time() - started
         self.last_ok = time.time()
         self.last_error = None

@@ -308,26 +308,41 @@ class ResultStore:
             restored += 1
         return restored
 
-    def adopt(self, documents: Iterable[dict[str, Any]]) -> int:
-        """Take over another replica's newer state of checks it owns (the shared view).
+    def adopt(
+        self,
+        documents: Iterable[dict[str, Any]],
+        newer_only: bool = True,
+        now: float | None = None,
+    ) -> int:
+        """Take over another replica's state of checks it owns (shared view, takeover).
 
-        Replaces the entry as a whole (result, since, history, counters) when the document's
-        result is newer than the one held, or when the one held is provisional: recorded
-        while this replica could not confirm it owned the check (alone during a partition,
-        UNKNOWN as a rule), so the owner's document is the shared truth, older or not (its
-        age shows, and staleness applies). Never marks dirty: the owner writes, not this one.
+        Replaces the entry as a whole (result, since, history, counters). ``newer_only``
+        (a takeover's restore): only when the document's result is newer than the one held,
+        or the one held is from the future beyond the allowed age (a clock stepped back, a
+        bad document: it would never give way). Otherwise (the shared view, documents written
+        since it last read them) whatever their ``evaluated_at``, which is the owner's clock:
+        compared with this one, a document dated ahead would hide the owner's later writes;
+        only an entry with a write of its own pending keeps it (that write is the newer
+        document). Either way a provisional entry gives way: recorded while this replica
+        could not confirm it owned the check (alone during a partition, UNKNOWN as a rule),
+        so the owner's document is the shared truth, older or not (its age shows, and
+        staleness applies). Never marks dirty: the owner writes, not this one.
         """
-        adopted, provisional = 0, self._provisional
+        adopted, provisional, dirty = 0, self._provisional, self._dirty
+        now = time.time() if now is None else now
         for entry, other in self._readable(documents, "shared", replaces=True):
             if other.result is None:
                 continue
             held = entry.result
-            if (
-                held is not None
-                and other.result.evaluated_at <= held.evaluated_at
-                and entry.name not in provisional
-            ):
-                continue
+            if held is not None and entry.name not in provisional:
+                if not newer_only:
+                    if entry.name in dirty:
+                        continue
+                elif (
+                    other.result.evaluated_at <= held.evaluated_at
+                    and held.evaluated_at <= now + self.max_age(entry)
+                ):
+                    continue
             other.apply(entry)
             provisional.discard(entry.name)
             adopted += 1
