@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from esbridge.durations import format_duration
-from esbridge.errors import ESError
+from esbridge.errors import ErrorKind, ESError
 from esbridge.esclient import Connection, ConnectionConfig
 from esbridge.evaluate import evaluate
 from esbridge.models import CheckDefinition
@@ -44,6 +44,7 @@ from esbridge.previewmodel import (
     preview_to_dict,
     range_to_dict,
 )
+from esbridge.timefields import TimeFields
 
 __all__ = [
     "Preview",
@@ -130,6 +131,13 @@ async def preview_check(
     requests = searches = 0
     notes: list[str] = []
 
+    key = (tuple(check.index), check.timestamp_field)
+    problem = (await TimeFields(connection).problems([key], seconds)).get(key)
+    if problem is not None:
+        # what a run says (runner): a time field that is not a date, every point UNKNOWN
+        failed = [ESError(ErrorKind.REJECTED, problem)] * len(nows)
+        points = _evaluate_all(check, failed, nows)
+        return Preview(check, since, step, end, points, "none", 0, 0, notes, error=problem)
     hist = histogram_plan(check, ends, timeout)
     why_not = hist if isinstance(hist, str) else None
     if not isinstance(hist, str):

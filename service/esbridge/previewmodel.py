@@ -62,7 +62,7 @@ class Preview:
     step: timedelta
     until: float
     points: list[PreviewPoint]
-    method: str  # "histogram" | "per-step"
+    method: str  # "histogram" | "per-step" | "none" (a time field that is not a date)
     requests: int  # HTTP requests sent to Elasticsearch
     searches: int  # searches inside those requests
     notes: list[str] = field(default_factory=list)

@@ -8,6 +8,7 @@ go out as ``_msearch`` batches, cluster checks share one fetch of each cluster A
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -20,6 +21,9 @@ from esbridge.models import CheckDefinition
 from esbridge.planner import ClusterFetch, SearchRequest, plan
 from esbridge.result import Result
 from esbridge.searchmerge import Search, merge, split
+from esbridge.timefields import TimeFields
+
+log = logging.getLogger(__name__)
 
 # What a merged search can fail with because of one member's query or data: its members are
 # then asked on their own (``_merged_search``). Other errors (unreachable, timeout,
@@ -40,6 +44,7 @@ class Runner:
         self.default_timeout = default_timeout
         # The check's last result (the store's), for kinds that measure since the last run.
         self.previous = previous
+        self._time_fields: dict[str, TimeFields] = {}  # per connection name
 
     def timeout_of(self, check: CheckDefinition) -> timedelta:
         return check.timeout or self.default_timeout
@@ -155,6 +160,15 @@ class Runner:
 
             await asyncio.gather(*(one_fetch(f, ps) for f, ps in fetches.items()))
 
+        not_dates: dict[int, str] = {}
+
+        async def date_fields() -> None:
+            # beside the searches, not before them: a slow cluster must not double the wait
+            try:
+                not_dates.update(await self._date_field_problems(name, connection, checks, data))
+            except Exception:  # never the runs' failure: the searches report the cluster
+                log.exception("checking the timestamp fields on %s failed", name)
+
         started = time.perf_counter()
         try:
             # The bound covers retries with backoff too; past it the run is cancelled and
@@ -164,10 +178,12 @@ class Runner:
                 + 2 * connection.config.max_retries
                 + 1
             )
-            await asyncio.wait_for(asyncio.gather(*sends, cluster_checks()), bound)
+            await asyncio.wait_for(asyncio.gather(*sends, cluster_checks(), date_fields()), bound)
         except TimeoutError:
             pass
         duration = time.perf_counter() - started
+        for i, problem in not_dates.items():  # whatever the search said: its window was wrong
+            results[i] = error_result(checks[i], ErrorKind.REJECTED, problem, now, duration)
         return [
             result
             if result is not None
@@ -215,6 +231,21 @@ class Runner:
             for k in again:
                 out[k] = [next(answers) for _ in searches[k].members]
         return out
+
+    async def _date_field_problems(
+        self, name: str, connection: Connection, checks: list[CheckDefinition], data: list[int]
+    ) -> dict[int, str]:
+        """The data checks (positions in ``checks``) whose timestamp field is not a date where
+        they search, with what to fix (:mod:`esbridge.timefields`)."""
+        if not data:
+            return {}
+        fields = self._time_fields.get(name)
+        if fields is None or fields.connection is not connection:
+            fields = self._time_fields[name] = TimeFields(connection)
+        keys = {i: (tuple(checks[i].index), checks[i].timestamp_field) for i in data}
+        timeout = min(self.timeout_of(checks[i]).total_seconds() for i in data)
+        problems = await fields.problems(set(keys.values()), timeout)
+        return {i: problems[key] for i, key in keys.items() if key in problems}
 
     @staticmethod
     async def _search(
