@@ -19,6 +19,7 @@ from conftest import BACKEND_NAME
 from esbridge.config import ConnectionConfig
 from esbridge.esclient import Connections
 from esbridge.loader import load_text
+from esbridge.nagios import render
 from esbridge.result import Result, State
 from esbridge.runner import Runner
 from kinds_support import checks_yaml
@@ -199,5 +200,42 @@ async def test_a_server_that_is_not_the_product_or_stops_answering_like_it(
             for result in later.values():
                 assert (result.state, result.error_kind) == (State.UNKNOWN, "internal")
                 assert "_msearch answered no items for 3" in result.summary
+        finally:
+            await cycles.close()
+
+
+async def test_a_cluster_answer_that_is_not_the_apis_reads_unknown_never_a_default(
+    es_url: str,
+) -> None:
+    """A 200 ``{}`` where a cluster API's answer should be (a proxy, another server; the
+    OpenSearch client checks no product header) read "0 unassigned shards", OK, and "no
+    elected master", CRITICAL: values made of defaults. Each is UNKNOWN naming the answer."""
+    text = (
+        "checks:\n"
+        "  - {name: health, kind: cluster_health}\n"
+        "  - {name: unassigned, kind: unassigned_shards, critical: 100}\n"
+        "  - {name: nodes, kind: nodes, expected_nodes: 1}\n"
+        "  - {name: heap, kind: jvm_heap}\n"
+        f"  - {{name: master, kind: master, node_urls: ['{es_url}']}}\n"
+    )
+    with CountingProxy(es_url) as proxy:
+        cycles = Cycles([proxy.url], text.replace(es_url, proxy.url))
+        try:
+            assert {r.state for r in (await cycles.run()).values()} <= {
+                State.OK,
+                State.WARNING,  # a one-node test cluster may be yellow
+            }
+            proxy.rewrite(r"_cluster/health", lambda _body: b"{}", times=5)
+            proxy.rewrite(r"_nodes/stats", lambda _body: b"{}", times=5)
+            proxy.rewrite(r"_cat/(master|cluster_manager)", lambda _body: b"{}", times=5)
+            results = await cycles.run()
+            for name in ("health", "unassigned", "nodes", "heap"):
+                result = results[name]
+                assert (result.state, result.error_kind) == (State.UNKNOWN, "internal"), result
+                assert result.summary.startswith("unexpected answer from the cluster API (no ")
+            master = results["master"]
+            assert master.state is State.UNKNOWN, master.summary
+            assert "no elected master" not in master.summary
+            assert "an unexpected answer to _cat/master" in render(master)
         finally:
             await cycles.close()

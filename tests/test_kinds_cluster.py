@@ -8,6 +8,7 @@ gives known answers for cluster_health and unassigned_shards without touching th
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -100,13 +101,29 @@ async def test_indices_that_match_nothing_are_unknown_never_green(es_url: str) -
                 "critical": 1,
             },
             {"name": "nodes", "kind": "nodes", "index": none, "expected_nodes": 1},
+            # a concrete name was waited for up to 30 s, then "HTTP 408 ... or a proxy"
+            {"name": "health-named", "kind": "cluster_health", "index": none, "timeout": "20s"},
+            {
+                "name": "unassigned-named",
+                "kind": "unassigned_shards",
+                "index": none,
+                "critical": 1,
+                "timeout": "20s",
+            },
         ]
     )
+    started = time.monotonic()
     results = await run_yaml(es_url, text)
-    for name in ("health", "unassigned"):
+    assert time.monotonic() - started < 10
+    for name, pattern in (
+        ("health", f"{none}-*"),
+        ("unassigned", f"{none}-*"),
+        ("health-named", none),
+        ("unassigned-named", none),
+    ):
         result = results[name]
         assert (result.state, result.error_kind) == (State.UNKNOWN, "no_such_index"), result
-        assert result.summary.startswith(f"no such index [{none}-*]")
+        assert result.summary.startswith(f"no such index [{pattern}]: no cluster health")
     assert results["nodes"].state is State.OK and results["nodes"].value == 1
 
 

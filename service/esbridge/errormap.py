@@ -70,6 +70,18 @@ def error_from_body(
     return ESError("internal", f"{product} error (HTTP {status}): {etype}: {reason}", status)
 
 
+def _health_of_a_missing_index(body: dict[str, Any], status: int | None) -> bool:
+    """``_cluster/health/<index>`` for an index that does not exist: the server waits for it
+    up to ``timeout`` and answers 408 with a health document (never an error object)."""
+    return status == 408 and body.get("timed_out") is True and "number_of_nodes" in body
+
+
+def _no_such_health_index() -> ESError:
+    return ESError(
+        "no_such_index", "no such index: the cluster health names one that does not exist", 408
+    )
+
+
 def _not_an_error_object(text: Any, status: int | None, product: str) -> ESError:
     """An error answer that is not the product's error object: as a rule a proxy or load
     balancer's page in front of it (502/503/504 while a node restarts). Judged by status like
@@ -144,10 +156,14 @@ def map_error(exc: BaseException, timeout: float, product: str = "Elasticsearch"
         )
     if isinstance(exc, elasticsearch.ApiError):
         body = exc.body if isinstance(exc.body, dict) else {}
+        if _health_of_a_missing_index(body, exc.meta.status):
+            return _no_such_health_index()
         return error_from_body(body.get("error", exc.message), exc.meta.status, "", product)
     if osp and isinstance(exc, osp.TransportError):
         body = exc.info if isinstance(exc.info, dict) else {}
         status = exc.status_code if isinstance(exc.status_code, int) else None
+        if _health_of_a_missing_index(body, status):
+            return _no_such_health_index()
         return error_from_body(body.get("error", exc.error), status, "", product)
     return ESError(
         "internal",

@@ -171,8 +171,11 @@ class Connection:
                 answer = await self._call(lambda _b: self._node(url).master(timeout), timeout)
             except ESError as error:
                 return url, error
-            rows = answer if isinstance(answer, list) else []
-            return url, (rows[0].get("node") or rows[0].get("id") or "?") if rows else "none"
+            if not isinstance(answer, list) or not all(isinstance(r, dict) for r in answer):
+                # never "no elected master" from an answer that is not _cat/master's
+                what = "an unexpected answer to _cat/master (a proxy?)"
+                return url, ESError("internal", what)
+            return url, (answer[0].get("node") or answer[0].get("id") or "?") if answer else "none"
 
         pairs = await asyncio.gather(*(ask(url) for url in urls))
         return {"masters": dict(pairs)}

@@ -53,6 +53,13 @@ def evaluate(
     problem = partial_problem(answer)
     if problem is not None:
         return error_result(check, "partial", problem, now, duration)
+    lacking = [key for key in kind.expects if key not in answer]
+    if lacking:
+        reason = (
+            f"unexpected answer from the cluster API (no {lacking[0]}): is something other "
+            "than Elasticsearch or OpenSearch answering for it (a proxy)?"
+        )
+        return error_result(check, "internal", reason, now, duration)
     try:
         result = kind.evaluate(check, answer, now, previous)
     except (KeyError, TypeError, ValueError, IndexError) as exc:

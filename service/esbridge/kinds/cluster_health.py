@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
-from esbridge.errors import ErrorKind
+from esbridge.errors import ErrorKind, ESError
 from esbridge.kinds.base import CheckBase, ClusterCheck
 from esbridge.kinds.kind import Kind
 from esbridge.kinds.requests import ClusterFetch, Window
@@ -32,7 +32,9 @@ def health_fetch(check: CheckBase, window: Window | None = None) -> ClusterFetch
     if not check.index:
         return CLUSTER_HEALTH
     path = "/_cluster/health/" + quote(",".join(check.index), safe=",*:")
-    return ClusterFetch(path, (("level", "indices"),))
+    # a concrete index that does not exist is waited for up to ``timeout`` (30 s by default,
+    # holding a connection slot), then answered 408: at once instead (errormap names it)
+    return ClusterFetch(path, (("level", "indices"), ("timeout", "1s")))
 
 
 def unmatched(check: CheckBase, answer: dict[str, Any]) -> Result | None:
@@ -47,6 +49,17 @@ def unmatched(check: CheckBase, answer: dict[str, Any]) -> Result | None:
         error=summary,
         error_kind=ErrorKind.NO_SUCH_INDEX,
     )
+
+
+def explain(check: CheckBase, error: ESError) -> str:
+    """A scoped health of an index that does not exist, in the words of :func:`unmatched`."""
+    if error.kind == ErrorKind.NO_SUCH_INDEX and check.index:
+        return f"no such index [{index_text(check)}]: no cluster health to judge"
+    return error.message
+
+
+HEALTH_FIELDS = ("status", "number_of_nodes", "number_of_data_nodes", "unassigned_shards")
+"""What every cluster health answer holds: one without them is not one (see ``Kind.expects``)."""
 
 
 _HEALTH_STATE = {"green": State.OK, "yellow": State.WARNING, "red": State.CRITICAL}
@@ -82,4 +95,4 @@ def evaluate(
     )
 
 
-KIND = Kind(ClusterHealthCheck, health_fetch, evaluate)
+KIND = Kind(ClusterHealthCheck, health_fetch, evaluate, explain, expects=HEALTH_FIELDS)

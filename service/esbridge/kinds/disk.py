@@ -29,4 +29,4 @@ def evaluate(
     return per_node(check, answer, _used, "disk used", "disk")
 
 
-KIND = Kind(DiskCheck, nodes_stats, evaluate)
+KIND = Kind(DiskCheck, nodes_stats, evaluate, expects=("nodes",))

@@ -28,4 +28,4 @@ def evaluate(
     return per_node(check, answer, _heap, "heap used", "heap")
 
 
-KIND = Kind(JvmHeapCheck, nodes_stats, evaluate)
+KIND = Kind(JvmHeapCheck, nodes_stats, evaluate, expects=("nodes",))

@@ -32,6 +32,10 @@ class Kind:
     #: pieces of the window (``previewhist``); any other data kind is previewed by running its
     #: own plan once per point, so a new kind needs nothing from the preview to be previewed
     histogram: bool = False
+    #: keys every answer of this kind's cluster fetch holds: an answer without one of them is
+    #: not that API's (a proxy's ``{}``, another server) and reads UNKNOWN, never a value made
+    #: of defaults (``unassigned_shards`` 0, OK)
+    expects: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:

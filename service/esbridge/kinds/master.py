@@ -85,4 +85,4 @@ def evaluate(
     )
 
 
-KIND = Kind(MasterCheck, plan, evaluate)
+KIND = Kind(MasterCheck, plan, evaluate, expects=("masters",))

@@ -127,4 +127,4 @@ def _when(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
-KIND = Kind(SnapshotCheck, plan, evaluate, explain)
+KIND = Kind(SnapshotCheck, plan, evaluate, explain, expects=("rows",))

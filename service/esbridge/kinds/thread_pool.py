@@ -123,4 +123,4 @@ def evaluate(
     return combine_groups(check, groups, omitted, headline, "", noun="pools")
 
 
-KIND = Kind(ThreadPoolCheck, plan, evaluate)
+KIND = Kind(ThreadPoolCheck, plan, evaluate, expects=("nodes",))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 
 from esbridge.kinds.base import ClusterCheck
-from esbridge.kinds.cluster_health import health_fetch, unmatched
+from esbridge.kinds.cluster_health import HEALTH_FIELDS, explain, health_fetch, unmatched
 from esbridge.kinds.judge import classify, threshold_note
 from esbridge.kinds.kind import Kind
 from esbridge.kinds.outcome import single
@@ -37,4 +37,4 @@ def evaluate(
     return single(check, state, summary, value, perf_min=0.0)
 
 
-KIND = Kind(UnassignedShardsCheck, health_fetch, evaluate)
+KIND = Kind(UnassignedShardsCheck, health_fetch, evaluate, explain, expects=HEALTH_FIELDS)
