@@ -72,7 +72,7 @@ def test_server_side_timeout_is_unknown() -> None:
     result = evaluate(COUNT, answer(total=3, timed_out=True), NOW)
     assert result.state is State.UNKNOWN
     assert result.error_kind == "partial"
-    assert "search timed out on the Elasticsearch side" in result.summary
+    assert "search timed out on the server side" in result.summary
 
 
 def test_es_error_becomes_unknown_with_its_kind() -> None:

@@ -119,7 +119,7 @@ def partial_problem(answer: dict[str, Any]) -> str | None:
             "(no primary shard available: an index is red)"
         )
     if answer.get("timed_out"):
-        return "search timed out on the Elasticsearch side, partial results ignored"
+        return "search timed out on the server side (its timeout), partial results ignored"
     return None
 
 

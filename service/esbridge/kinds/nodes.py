@@ -7,7 +7,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from esbridge.kinds.base import ClusterCheck
-from esbridge.kinds.cluster_health import CLUSTER_HEALTH, HEALTH_FIELDS
+from esbridge.kinds.cluster_health import CLUSTER_HEALTH
 from esbridge.kinds.judge import classify
 from esbridge.kinds.kind import Kind
 from esbridge.kinds.requests import ClusterFetch, Window
@@ -73,4 +73,4 @@ def plan(check: NodesCheck, window: Window) -> ClusterFetch:
     return CLUSTER_HEALTH
 
 
-KIND = Kind(NodesCheck, plan, evaluate, expects=HEALTH_FIELDS)
+KIND = Kind(NodesCheck, plan, evaluate, expects=("number_of_nodes", "number_of_data_nodes"))

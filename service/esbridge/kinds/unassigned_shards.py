@@ -37,4 +37,5 @@ def evaluate(
     return single(check, state, summary, value, perf_min=0.0)
 
 
-KIND = Kind(UnassignedShardsCheck, health_fetch, evaluate, explain, expects=HEALTH_FIELDS)
+EXPECTS = (*HEALTH_FIELDS, "unassigned_shards")
+KIND = Kind(UnassignedShardsCheck, health_fetch, evaluate, explain, expects=EXPECTS)
