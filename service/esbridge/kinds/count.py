@@ -7,7 +7,7 @@ from typing import Any, ClassVar, Literal
 from esbridge.kinds.base import DataCheck
 from esbridge.kinds.judge import classify, low_values_alert, threshold_note
 from esbridge.kinds.kind import Kind
-from esbridge.kinds.outcome import grouped_result, single, total_hits
+from esbridge.kinds.outcome import count_bounds, grouped_result, single, total_hits
 from esbridge.kinds.requests import Window
 from esbridge.kinds.search import base_query, grouped
 from esbridge.kinds.text import index_text, window_text
@@ -47,6 +47,7 @@ def evaluate(
             headline=f"{format_number(total)} {noun} in all groups",
             perf_min=0.0,
             empty=State.OK,  # no documents at all is a count of 0, not missing data
+            bounds=count_bounds,  # counted on some shards only: [count, count + error]
         )
     state = classify(total, check.warning, check.critical)
     summary = (

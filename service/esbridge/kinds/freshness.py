@@ -70,6 +70,8 @@ def evaluate(
             describe=lambda v: f"newest document {age_text(v, unit)} old",
             headline="age of the newest document per " + ", ".join(check.group_by),
             perf_min=0.0,
+            # shards that did not return the group can only hold newer documents: younger
+            bounds=lambda bucket, value, error: (0.0, value),
         )
     value = age((answer.get("aggregations") or {}).get(VALUE_AGG))
     if value is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
@@ -10,7 +11,14 @@ from esbridge.kinds.base import DataCheck
 from esbridge.kinds.fields import Agg, Name, Percentile
 from esbridge.kinds.judge import classify, threshold_note
 from esbridge.kinds.kind import Kind
-from esbridge.kinds.outcome import grouped_result, metric_value, no_data, single, total_hits
+from esbridge.kinds.outcome import (
+    Bounds,
+    grouped_result,
+    metric_value,
+    no_data,
+    single,
+    total_hits,
+)
 from esbridge.kinds.requests import Window
 from esbridge.kinds.search import (
     VALUE_AGG,
@@ -53,6 +61,24 @@ def plan(check: MetricCheck, window: Window) -> dict[str, Any]:
     )
 
 
+GROWS_WITH_DOCUMENTS = frozenset({"max", "value_count", "cardinality"})
+"""Aggregations whose value over some shards is at most the value over all (min: at least)."""
+
+
+def metric_bounds(agg: str) -> Bounds | None:
+    """The range of a group's true value when only some shards returned its bucket.
+
+    ``max``, ``value_count`` and ``cardinality`` can only grow with the missing shards' documents,
+    ``min`` only shrink; an average, a sum (values may be negative) or a percentile of some
+    shards says nothing about the whole (None: any value).
+    """
+    if agg in GROWS_WITH_DOCUMENTS:
+        return lambda bucket, value, error: (value, math.inf)
+    if agg == "min":
+        return lambda bucket, value, error: (-math.inf, value)
+    return None
+
+
 def evaluate(
     check: MetricCheck, answer: dict[str, Any], now: float, previous: Result | None
 ) -> Result:
@@ -66,6 +92,7 @@ def evaluate(
             ),
             describe=lambda v: f"{what} {with_unit(v, check.unit)}",
             headline=f"{what} per {', '.join(check.group_by)}",
+            bounds=metric_bounds(check.agg),
         )
     value = metric_value(
         (answer.get("aggregations") or {}).get(VALUE_AGG), check.agg, check.percentile

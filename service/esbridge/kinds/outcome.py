@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from itertools import pairwise
 from typing import Any
 
 from esbridge.kinds.base import CheckBase
@@ -19,6 +20,7 @@ from esbridge.kinds.search import (
     MULTI_GROUP_FETCH,
 )
 from esbridge.kinds.text import index_text, key_text, no_value_text, uom, window_text, with_unit
+from esbridge.numbers import format_number
 from esbridge.ranges import Range
 from esbridge.result import GroupResult, Perfdatum, Result, State
 
@@ -69,6 +71,20 @@ def no_data(check: CheckBase, reason: str, extra_perf: Iterable[Perfdatum] = ())
     )
 
 
+ERROR_KEY = "doc_count_error_upper_bound"
+"""Per ``terms`` bucket (``show_term_doc_count_error``): documents of the group that shards
+which did not return it may hold; -1 when Elasticsearch cannot bound them (an order other
+than the largest count first). 0 or absent (composite, "(none)", a preview's replay): exact."""
+
+Bounds = Callable[[dict[str, Any], float, int], tuple[float, float]]
+"""``(bucket, value read, error)`` → the range the group's true value lies in."""
+
+
+def count_bounds(bucket: dict[str, Any], value: float, error: int) -> tuple[float, float]:
+    """A count read on some shards only: at least what was counted, at most ``error`` more."""
+    return value, (value + error if error > 0 else math.inf)
+
+
 def grouped_result(
     check: CheckBase,
     answer: dict[str, Any],
@@ -78,8 +94,14 @@ def grouped_result(
     perf_min: float | None = None,
     perf_max: float | None = None,
     empty: State | None = None,
+    bounds: Bounds | None = None,
 ) -> Result:
-    """One group per bucket of the ``groups`` aggregation; ``empty``: state with no groups."""
+    """One group per bucket of the ``groups`` aggregation; ``empty``: state with no groups.
+
+    A bucket that not every shard returned (``doc_count_error_upper_bound`` not 0) is judged
+    on the whole range ``bounds`` gives its true value (no bounds: any value): when the
+    state could differ within it, the group is UNKNOWN, never a verdict on a partial value.
+    """
     aggs = answer.get("aggregations") or {}
     buckets = (aggs.get(GROUPS_AGG) or {}).get("buckets", [])
     listed = len(buckets)
@@ -117,7 +139,18 @@ def grouped_result(
             text = "no data"
         else:
             state = classify(value, warning, critical)
-            text = describe(value) + notes.of(state, value)
+            # error 0 or absent (exact, the usual case): one lookup, no call
+            error = bucket.get(ERROR_KEY)
+            span = (
+                _uncertain_span(bucket, value, error, state, bounds, warning, critical)
+                if error
+                else None
+            )
+            if span is None:
+                text = describe(value) + notes.of(state, value)
+            else:
+                state = State.UNKNOWN
+                text = describe(value) + _uncertain_note(span, warning, critical)
         groups.append(
             GroupResult(
                 key_pairs,
@@ -136,6 +169,61 @@ def grouped_result(
         groups = groups[: check.max_groups]
     where = f" in last {window_text(check)} on {index_text(check)}" if check.index else ""
     return combine_groups(check, groups, omitted, headline, check.unit, where=where, empty=empty)
+
+
+def _uncertain_span(
+    bucket: dict[str, Any],
+    value: float,
+    error: Any,
+    state: State,
+    bounds: Bounds | None,
+    warning: Range | None,
+    critical: Range | None,
+) -> tuple[float, float] | None:
+    """The range of the group's true value when its state could differ within it, else None.
+
+    Called only for a bucket with an error (-1: no bound, > 0: that many documents more).
+    """
+    lo, hi = bounds(bucket, value, int(error)) if bounds is not None else (-math.inf, math.inf)
+    lo, hi = min(lo, value), max(hi, value)
+    cuts = {lo, hi}
+    for limits in (warning, critical):
+        if limits is not None:
+            cuts.update(x for x in (limits.start, limits.end) if lo <= x <= hi)
+    points = sorted(cuts)
+    probes = list(points)
+    # The state is constant between two consecutive cuts: one probe inside each gap.
+    for a, b in pairwise(points):
+        if math.isinf(a) and math.isinf(b):
+            probes.append(0.0)
+        elif math.isinf(a):
+            probes.append(b - 1)
+        elif math.isinf(b):
+            probes.append(a + 1)
+        else:
+            probes.append((a + b) / 2)
+    if all(classify(p, warning, critical) is state for p in probes):
+        return None
+    return lo, hi
+
+
+def _uncertain_note(
+    span: tuple[float, float], warning: Range | None, critical: Range | None
+) -> str:
+    lo, hi = span
+    if not math.isinf(lo) and not math.isinf(hi):
+        where = f"really between {format_number(lo)} and {format_number(hi)}"
+    elif not math.isinf(lo):
+        where = f"really at least {format_number(lo)}"
+    elif not math.isinf(hi):
+        where = f"really at most {format_number(hi)}"
+    else:
+        where = "the real value is not known"
+    thresholds = threshold_note(State.OK, None, warning, critical)
+    return (
+        f" (uncertain: {where}: the group is spread over shards that did not all return it;"
+        f" {thresholds})"
+    )
 
 
 class _Notes:

@@ -65,6 +65,17 @@ def _ratio_value(node: dict[str, Any], total: float) -> tuple[float | None, floa
     return 100.0 * numerator / denominator, numerator, denominator
 
 
+def ratio_bounds(bucket: dict[str, Any], value: float, error: int) -> tuple[float, float]:
+    """The range of a group's true ratio when shards that did not return its bucket may hold
+    up to ``error`` more of its documents (-1: any number): each may or may not be in the
+    numerator (which lies within the denominator)."""
+    _, numerator, denominator = _ratio_value(bucket, float(bucket["doc_count"]))
+    if error < 0:
+        return 0.0, 100.0
+    whole = denominator + error
+    return 100.0 * numerator / whole, 100.0 * (numerator + error) / whole
+
+
 def evaluate(
     check: RatioCheck, answer: dict[str, Any], now: float, previous: Result | None
 ) -> Result:
@@ -78,6 +89,7 @@ def evaluate(
             headline="ratio per " + ", ".join(check.group_by),
             perf_min=0.0,
             perf_max=100.0,
+            bounds=ratio_bounds,
         )
     aggs = answer.get("aggregations") or {}
     value, numerator, denominator = _ratio_value(aggs, float(total_hits(answer)))

@@ -21,6 +21,18 @@ GROUP_MISSING_AGG = "group_missing"
 VALUE_AGG = "value"
 MULTI_GROUP_FETCH = 10_000
 """Value combinations fetched for a ``group_by`` over several fields (the max_groups limit)."""
+SHARD_SIZE_MIN = 1000
+SHARD_SIZE_FACTOR = 10
+"""Each shard returns ``shard_size`` terms: 10 times ``max_groups``, at least 1,000 and at most
+MULTI_GROUP_FETCH (but never fewer than ``max_groups``). A shard holding fewer distinct
+values returns all of them, so the counts are exact; beyond, Elasticsearch reports the
+possible error per group (``doc_count_error_upper_bound``) and the evaluation says so."""
+
+
+def shard_size(max_groups: int) -> int:
+    """The ``shard_size`` of a grouped check's ``terms`` aggregation (see SHARD_SIZE_MIN)."""
+    wanted = max(SHARD_SIZE_FACTOR * max_groups, SHARD_SIZE_MIN)
+    return max(max_groups, min(wanted, MULTI_GROUP_FETCH))
 
 
 def window_of(check: CheckBase, now: datetime) -> Window:
@@ -107,7 +119,18 @@ def grouped(
     fields = list(check.group_by)
     missing: dict[str, Any] = {}
     if len(fields) == 1:
-        groups: dict[str, Any] = {"terms": {"field": fields[0], "size": check.max_groups}}
+        # Each shard sends only its top ``shard_size`` values: a group spread over several
+        # shards (daily indices) can be counted only where it was in a shard's top. A generous
+        # shard_size makes that rare, and the per-group error bound makes it visible
+        # (outcome.grouped_result judges a group on its whole possible range).
+        groups: dict[str, Any] = {
+            "terms": {
+                "field": fields[0],
+                "size": check.max_groups,
+                "shard_size": shard_size(check.max_groups),
+                "show_term_doc_count_error": True,
+            }
+        }
         count_agg: dict[str, Any] = {
             "cardinality": {"field": fields[0], "precision_threshold": 40000}
         }
