@@ -301,3 +301,20 @@ def test_uncertain_span_is_never_narrower_than_the_value() -> None:
     assert group is not None and group.state is State.UNKNOWN
     assert "the real value is not known" in group.summary
     assert not math.isnan(group.value or 0.0)
+
+
+def test_freshness_of_some_shards_is_an_upper_bound_of_the_age() -> None:
+    """The shards that did not return a host can only hold newer documents: a host read
+    fresh is fresh; one read stale may not be (UNKNOWN, never a stale alarm or OK on it)."""
+    ms = (NOW - 30) * 1000  # 30 s old
+    old = (NOW - 900) * 1000  # 15 min old
+    result = _run(
+        "{name: f, kind: freshness, index: x, group_by: host, critical: 300}",
+        [
+            {"key": k, "doc_count": 5, "doc_count_error_upper_bound": e, "value": {"value": at}}
+            for k, e, at in (("fresh", 7, ms), ("stale", 7, old), ("exact", 0, old))
+        ],
+    )
+    assert _state(result, "fresh") is State.OK
+    assert _state(result, "stale") is State.UNKNOWN
+    assert _state(result, "exact") is State.CRITICAL
