@@ -167,7 +167,12 @@ class _Static(StaticFiles):
 
 
 def create_app(control: Control) -> FastAPI:
-    """The app around a service (anything offering its view, run now and reload)."""
+    """The app around a service (anything offering its view, run now and reload).
+
+    The API token is resolved here, once (``ConfigError`` naming the file when it cannot be
+    read): requests compare against the token in memory and never read ``api.token_file``.
+    """
+    control.view.api.resolved_token()
     app = FastAPI(
         title="esbridge",
         version=__version__,

@@ -2,8 +2,12 @@
 
 The token is FastAPI's ``HTTPBearer`` security scheme, so ``/openapi.json`` declares it; the
 comparison stays constant-time (``hmac.compare_digest``): the token must not leak through
-timing. Every dependency is ``async``: FastAPI runs a plain ``def`` dependency in a worker
-thread, and those hops were most of the time of a ``check_esbridge`` request.
+timing. The token is read once, when the app is built (``ApiConfig.resolved_token``, called
+by ``create_app``); a request compares against the copy in memory and never reads
+``api.token_file``, so a file that became unreadable cannot turn requests into 500s (a
+rotated token takes effect at the next restart). Every dependency is ``async``: FastAPI runs
+a plain ``def`` dependency in a worker thread, and those hops were most of the time of a
+``check_esbridge`` request.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ def _given(request: Request, credentials: HTTPAuthorizationCredentials | None) -
 def check_bearer(
     request: Request, view: ServiceView, credentials: HTTPAuthorizationCredentials | None = None
 ) -> None:
-    expected = view.api.resolved_token()
+    expected = view.api.resolved_token()  # from memory: resolved when the app was built
     if expected is None:
         return
     given = _given(request, credentials)

@@ -232,7 +232,8 @@ def validate_references(
 ) -> list[Issue]:
     """Problems between settings and checks: a check's ``cluster`` must be a connection.
 
-    ``passive``: also the passive targets (at start; a reload of the check files skips them).
+    ``passive``: also the passive targets and the API token file (at start; a reload of the
+    check files skips them).
     """
     issues = []
     for check in checkset:
@@ -246,7 +247,19 @@ def validate_references(
         issues.extend(_clear_text_credentials(settings, check))
     if passive:
         issues.extend(_passive_problems(settings, checkset))
+        issues.extend(_api_token_problems(settings))
     return issues
+
+
+def _api_token_problems(settings: Settings) -> list[Issue]:
+    """At start: the API token file must be readable. This reads it, once: the service keeps
+    the token in memory (``ApiConfig.resolved_token``) and never reads the file again."""
+    try:
+        settings.api.resolved_token()
+    except ConfigError as exc:
+        file, line = settings.where("api", "token_file")
+        return [Issue(file, None, "api.token_file", line, str(exc))]
+    return []
 
 
 def _clear_text_credentials(settings: Settings, check: CheckRef) -> list[Issue]:

@@ -16,6 +16,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     field_validator,
     model_validator,
@@ -224,8 +225,17 @@ class ApiConfig(Section):
             raise ValueError("require_token_for_reads needs token or token_file")
         return self
 
+    # the token as read by the first resolved_token(): (token,) once read, None before
+    _resolved: tuple[str | None] | None = PrivateAttr(default=None)
+
     def resolved_token(self) -> str | None:
-        return resolve_secret(self.token, self.token_file, "token")
+        """The API token, read once: the first call reads ``token_file`` (``ConfigError``,
+        naming the file, when it cannot), every later call answers from memory. The app
+        calls it when it is built (at start), so requests never touch the file: a rotated
+        token file takes effect at the next restart."""
+        if self._resolved is None:
+            self._resolved = (resolve_secret(self.token, self.token_file, "token"),)
+        return self._resolved[0]
 
 
 class PreviewConfig(Section):

@@ -92,6 +92,9 @@ class RequestLimits:
     A request with both ``Transfer-Encoding`` and ``Content-Length`` is answered 400 and the
     connection closed (RFC 9112 section 6.3: the server must close after such a request; a
     proxy in front might have framed it differently - request smuggling).
+
+    A body over ``max_body`` is a 413: refused from ``Content-Length`` before it is read, and
+    a chunked one (no length) read here up to the bound before the app sees it.
     """
 
     def __init__(self, app: Any, max_body: int = limits.MAX_REQUEST_BODY_BYTES) -> None:
@@ -118,6 +121,15 @@ class RequestLimits:
         if length is not None and (not length.isdigit() or int(length) > self.max_body):
             await _refuse(send, 413, f"request body larger than {self.max_body} bytes")
             return
+        if b"transfer-encoding" in headers:
+            # A chunked body announces no size: read it here, up to the bound, before the app
+            # runs. Raised inside the app, the overflow would reach FastAPI's body parsing,
+            # which turns any error into its own 400 before this middleware could answer 413.
+            messages = await _read_bounded(receive, self.max_body)
+            if messages is None:
+                await _refuse(send, 413, f"request body larger than {self.max_body} bytes")
+                return
+            receive = _replaying(messages, receive)
         received = 0
         started = False
 
@@ -145,6 +157,38 @@ class RequestLimits:
 
 class _TooLarge(Exception):
     pass
+
+
+async def _read_bounded(receive: Any, max_body: int) -> list[Message] | None:
+    """The request's messages with the body in one piece, or None past ``max_body``.
+
+    Reading stops at the first chunk over the bound, so memory stays under ``max_body``
+    plus one chunk. A client gone while sending leaves just its disconnect message."""
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message: Message = await receive()
+        if message["type"] != "http.request":
+            return [message]  # http.disconnect: the app sees the client left
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > max_body:
+            return None
+        parts.append(chunk)
+        if not message.get("more_body", False):
+            return [{"type": "http.request", "body": b"".join(parts), "more_body": False}]
+
+
+def _replaying(messages: list[Message], receive: Any) -> Any:
+    """A ``receive`` that gives the app the messages read already, then the server's."""
+    pending = list(messages)
+
+    async def replay() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replay
 
 
 async def _refuse(send: Any, status: int, reason: str) -> None:
