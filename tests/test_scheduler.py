@@ -203,3 +203,16 @@ def test_same_definition_ignores_the_source_position(tmp_path) -> None:  # type:
     assert same_definition(one, two)
     other = make_checks(tmp_path, count_checks(1, "2s"), "c.yaml")["c0"]
     assert not same_definition(one, other)
+
+
+async def test_next_run_before_the_scheduler_starts_is_unknown_not_an_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """APScheduler's pending jobs have no ``next_run_time`` until it starts: a reload (or an
+    API read) before the start asked for it and raised AttributeError."""
+
+    async def run_batch(checks: Sequence[CheckDefinition]) -> list[Result]:
+        return []
+
+    scheduler = Scheduler(run_batch, timedelta(seconds=30))
+    scheduler.set_checks(make_checks(tmp_path, count_checks(2)))
+    assert scheduler.next_run("c0") is None
+    assert scheduler.next_run("nope") is None

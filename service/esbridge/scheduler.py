@@ -321,7 +321,8 @@ class Scheduler:
         return name in self._in_flight
 
     def next_run(self, name: str) -> float | None:
+        """When ``name`` runs next (None: not scheduled, or the scheduler not started yet:
+        APScheduler's pending jobs have no ``next_run_time`` attribute until it starts)."""
         job = self._aps.get_job(name)
-        if job is None or job.next_run_time is None:
-            return None
-        return job.next_run_time.timestamp()
+        when = getattr(job, "next_run_time", None)
+        return None if when is None else float(when.timestamp())
