@@ -13,11 +13,13 @@ One ``esbridge serve`` process for the module, checks every 1 s:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -202,6 +204,142 @@ def test_bad_selections_are_errors_never_a_pass(gate_env: dict) -> None:
     for since, period in (("1e12", "1s"), ("nan", "1s"), ("inf", "1s"), ("-1s", "9999999w")):
         beyond = gate(svc, tag="shop", since=since, **{"for": period})  # was a 500
         assert beyond.status_code == 422 and "9999" in beyond.json()["error"], beyond.text
+
+
+def raw_get(port: int, target: str, timeout: float) -> tuple[bytes, float]:
+    """One GET on a fresh connection (``Connection: close``): the answer (b"" when closed
+    without one) and how long it took."""
+
+    async def ask() -> tuple[bytes, float]:
+        started = time.monotonic()
+        try:
+            r, w = await asyncio.open_connection("127.0.0.1", port)
+            w.write(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            data = await asyncio.wait_for(r.read(), timeout)
+            w.close()
+        except (TimeoutError, OSError):
+            data = b""
+        return data, time.monotonic() - started
+
+    return asyncio.run(ask())
+
+
+@pytest.mark.version_independent  # gate logic over the store: once, in main
+def test_waiting_gate_requests_are_bounded_and_healthz_keeps_answering(gate_env: dict) -> None:
+    """520 gate waits (more than the 512 connections): the first 32 are held, the rest get a
+    429 with Retry-After at once, so /healthz still finds a connection (it used to be closed
+    without an answer: a failed liveness probe, a restarted pod)."""
+    svc = gate_env["svc"]
+    flood = 520
+    held_request = b"GET /api/v1/gate?tag=shop&for=1h&wait=10s HTTP/1.1\r\nHost: x\r\n\r\n"
+
+    async def scenario() -> tuple[list[bytes], list[bytes]]:
+        conns = []
+        for _ in range(flood):
+            r, w = await asyncio.open_connection("127.0.0.1", svc.port)
+            w.write(held_request)
+            await w.drain()
+            conns.append((r, w))
+        await asyncio.sleep(1.0)
+
+        async def first_answer(r: asyncio.StreamReader) -> bytes:
+            try:
+                return await asyncio.wait_for(r.read(4096), 2.0)
+            except TimeoutError:
+                return b""  # still held
+            except OSError:
+                return b"reset"  # closed by the server
+
+        answers = await asyncio.gather(*(first_answer(r) for r, _ in conns))
+        probes = []
+        for _ in range(3):
+            r, w = await asyncio.open_connection("127.0.0.1", svc.port)
+            w.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            try:
+                probes.append(await asyncio.wait_for(r.read(), 5.0))
+            except (TimeoutError, OSError):  # closed without an answer (reset)
+                probes.append(b"")
+            w.close()
+        for _, w in conns:
+            w.close()
+        return answers, probes
+
+    answers, probes = asyncio.run(scenario())
+    assert all(p.startswith(b"HTTP/1.1 200") for p in probes), probes
+    refused = [a for a in answers if a.startswith(b"HTTP/1.1 429")]
+    held = [a for a in answers if not a]
+    assert len(held) == 32 and len(refused) == flood - 32, (len(held), len(refused), answers[:3])
+    head, _, body = refused[0].partition(b"\r\n\r\n")
+    assert b"retry-after: 10" in head.lower(), head
+    error = json.loads(body)["error"]
+    assert "already waiting" in error and "without wait" in error, error
+
+    # the held ones are let go when their clients leave: waiting works again at once
+    def waits() -> httpx.Response | None:
+        r = gate(svc, tag="shop", wait="0.5s", **{"for": "1h"})
+        return r if r.status_code == 200 else None
+
+    assert poll(waits, timeout=10).json()["verdict"] == "pending"
+
+
+@pytest.mark.version_independent  # gate logic over the store: once, in main
+def test_selection_parameters_are_bounded_and_deduplicated(gate_env: dict) -> None:
+    svc = gate_env["svc"]
+    many = [f"gate-shop-{i}*" for i in range(101)]
+    r = httpx.get(svc.url + "/api/v1/gate", params={"check": many, "for": "1s"}, timeout=10)
+    assert r.status_code == 422, r.text
+    assert "at most 100" in r.json()["error"] and "glob" in r.json()["error"], r.text
+    both = {"check": many[:60], "tag": [f"t{i}" for i in range(41)], "for": "1s"}
+    assert httpx.get(svc.url + "/api/v1/gate", params=both, timeout=10).status_code == 422
+    # repeats count once: 700 times the same glob is one pattern
+    same = {"check": ["gate-sh*"] * 700, "for": "1s"}
+    r = httpx.get(svc.url + "/api/v1/gate", params=same, timeout=10)
+    assert r.status_code == 200, r.text
+    assert {c["name"] for c in r.json()["checks"]} == {"gate-shop-errors", "gate-shop-traffic"}
+    # did-you-mean for the first few patterns only (a similarity search each)
+    for typos, suggested in (
+        (["zzz", "zzz", "gate-shop-erors"], ["gate-shop-errors"]),  # repeats count once
+        (["zzz", "qqq", "xxx", "gate-shop-erors"], []),  # the 4th pattern is not searched
+    ):
+        r = httpx.get(svc.url + "/api/v1/gate", params={"check": typos, "for": "1s"}, timeout=10)
+        assert r.status_code == 404, r.text
+        assert suggested == [n for n in r.json()["did_you_mean"] if n == "gate-shop-errors"]
+
+
+@pytest.mark.version_independent  # gate logic over the store: once, in main
+def test_many_patterns_over_thousands_of_checks_never_stall_healthz(
+    es_url: str, tmp_path: Path
+) -> None:
+    """1,500 check=z* over 5,000 checks took 7.6 s on the event loop, /healthz stalled as long."""
+    checks = tmp_path / "checks.yaml"
+    index = f"gate-many-{uuid.uuid4().hex[:8]}"  # never created: the checks read UNKNOWN
+    checks.write_text(
+        f"defaults: {{interval: 1h, timeout: 10s, index: {index}, window: 1h}}\n"
+        "checks:\n"
+        + "".join(
+            f"  - {{name: bulk-check-{i:05d}, kind: count, critical: 9}}\n" for i in range(5000)
+        )
+    )
+    env = {"ESBRIDGE_STATE__ENABLED": "false", "ESBRIDGE_EVENTS__ENABLED": "false"}
+    with EsbridgeProcess(es_url, [checks], env=env) as svc:
+        for patterns in (["z*"] * 1500, [f"*{'a*' * 50}b{i}" for i in range(100)]):
+            target = "/api/v1/gate?for=1m&" + "&".join(f"check={p}" for p in patterns)
+            worst = 0.0
+            answer: list[bytes] = []
+
+            def ask(target: str = target, answer: list[bytes] = answer) -> None:
+                answer.append(raw_get(svc.port, target, 30)[0])
+
+            asker = threading.Thread(target=ask)
+            asker.start()
+            while asker.is_alive():
+                data, took = raw_get(svc.port, "/healthz", 30)
+                assert data.startswith(b"HTTP/1.1 200"), data
+                worst = max(worst, took)
+                time.sleep(0.02)
+            asker.join()
+            assert answer[0].startswith(b"HTTP/1.1 404"), answer[0][:300]
+            assert worst < 1.0, (len(patterns), worst)
 
 
 @pytest.mark.version_independent  # gate logic over the store: once, in main

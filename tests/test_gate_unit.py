@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import fnmatch
+import time
+from types import SimpleNamespace
+
 import pytest
 
 from esbridge.events import DeployEvent, after_deploy, after_text, event_from_source
 from esbridge.gate import CheckHistory, judge, judge_check
+from esbridge.gate_api import matcher, select
 from esbridge.result import State
 from esbridge.statedoc import Transition
 
@@ -222,3 +227,48 @@ def test_event_store_keeps_each_event_once_across_record_and_refresh() -> None:
     store._merge([e])
     store._merge([e, e])
     assert store.events == [e]
+
+
+# -- selecting checks by name globs and tags (gate_api.select) ------------------------------
+
+
+def test_selection_matches_exactly_as_fnmatchcase() -> None:
+    names = ["web-5xx", "web-latency", "db-lag", "Web-5xx", "a[b]", "x?y", "web-", "web"]
+    for patterns in (
+        ["web-*"],
+        ["web-?xx", "db-*"],
+        ["*[0-9]*", "a[[]b]"],
+        ["x[?]y", "web"],
+        ["*", "web-5xx"],
+        ["w*b*5*"],
+        ["[!w]*"],
+    ):
+        match = matcher(patterns)
+        assert match is not None
+        expected = {n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)}
+        assert {n for n in names if match(n)} == expected, patterns
+    assert matcher([]) is None
+
+
+def test_selection_needs_every_tag_and_sorts() -> None:
+    checks = {
+        "web-b": SimpleNamespace(tags=["web", "prod"]),
+        "web-a": SimpleNamespace(tags=["web"]),
+        "db": SimpleNamespace(tags=["prod"]),
+    }
+    items = list(checks.items())
+    assert select(items, ["web-*"], []) == ["web-a", "web-b"]
+    assert select(items, ["web-*"], ["prod"]) == ["web-b"]
+    assert select(items, [], ["prod"]) == ["db", "web-b"]
+    assert select(items, ["nothing"], []) == []
+
+
+def test_selection_cost_does_not_grow_with_repeated_patterns() -> None:
+    """1,500 times check=z* over 5,000 checks took 7.6 s (a fnmatch per pattern and name)."""
+    items = [(f"bulk-check-{i:05d}", SimpleNamespace(tags=[])) for i in range(5000)]
+    started = time.perf_counter()
+    assert select(items, ["z*"] * 1500, []) == []
+    assert select(items, [f"bulk-check-{i:05d}" for i in range(100)], []) == [
+        f"bulk-check-{i:05d}" for i in range(100)
+    ]
+    assert time.perf_counter() - started < 0.5

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -21,10 +22,23 @@ from esbridge.durations import format_duration, parse_duration
 from esbridge.errors import ESError
 from esbridge.events import DeployEvent, DeployEventIn, iso
 from esbridge.gate import LATEST, CheckHistory, GateVerdict, judge, parse_time
+from esbridge.models import CheckDefinition
 from esbridge.view import ServiceView
 
 MAX_WAIT = 1800.0  # seconds: the longest a gate request is held (wait=30m)
 POLL = 0.25  # seconds between looks at the store while a request waits
+MAX_WAITING = 32
+"""Gate requests held by ``wait`` at once. Each holds a connection (of
+``limits.MAX_CONNECTIONS``, which can only evict idle ones): more get a 429 at once, so
+``/healthz``, ``/metrics`` and the Nagios plugin always find a connection."""
+POLL_SHARE = 2 * MAX_WAITING
+"""A waiting request looks again after at least this many times what its last look cost:
+with every waiting slot taken, the looks use at most half of the event loop (a wait over
+5,000 checks costs ~0.1 s a look; polled every 0.25 s by 32 requests, /healthz stalled)."""
+WAITING_RETRY_AFTER = 10  # seconds, the Retry-After of that 429
+MAX_SELECTORS = 100  # check= plus tag= parameters of one request (422 beyond)
+MAX_SUGGESTED = 3  # patterns of a 404 given "did you mean" suggestions (a similarity search)
+GLOB_CHARS = frozenset("*?[")
 
 router = APIRouter()
 errors: dict[int | str, dict[str, object]] = {
@@ -32,6 +46,7 @@ errors: dict[int | str, dict[str, object]] = {
     403: {"model": ErrorBody},
     404: {"model": ErrorBody, "description": "No check matches the selection"},
     422: {"model": ErrorBody},
+    429: {"model": ErrorBody, "description": f"{MAX_WAITING} gate requests are already waiting"},
     503: {"model": ErrorBody, "description": "Deploy events are disabled or unreachable"},
 }
 
@@ -77,16 +92,66 @@ class EventList(BaseModel):
     error: str | None = Field(description="why reading the events index failed, if it did")
 
 
-def select(view: ServiceView, patterns: list[str], tags: list[str]) -> list[str]:
+class WaitSlots:
+    """At most ``limit`` gate requests waiting at once; one over it is refused, not queued."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.waiting = 0
+
+    def try_enter(self) -> bool:
+        if self.waiting >= self.limit:
+            return False
+        self.waiting += 1
+        return True
+
+    def leave(self) -> None:
+        self.waiting -= 1
+
+
+def _wait_slots(request: Request) -> WaitSlots:
+    slots = getattr(request.app.state, "gate_wait_slots", None)
+    if slots is None:
+        slots = WaitSlots(MAX_WAITING)
+        request.app.state.gate_wait_slots = slots
+    return slots
+
+
+def matcher(patterns: list[str]) -> Callable[[str], bool] | None:
+    """One test for "matches any of these names or globs" (None: no patterns, all match).
+
+    Plain names are a set lookup; the globs are compiled once into one regex (``fnmatch``'s
+    own translation, case-sensitive as ``fnmatchcase``), so the cost per check is one match
+    however many patterns there are.
+    """
+    if not patterns:
+        return None
+    unique = list(dict.fromkeys(patterns))
+    exact = {p for p in unique if GLOB_CHARS.isdisjoint(p)}
+    globs = [p for p in unique if p not in exact]
+    if not globs:
+        return exact.__contains__
+    regex = re.compile("|".join(fnmatch.translate(p) for p in globs))
+    return lambda name: name in exact or regex.match(name) is not None
+
+
+def select(
+    checks: Iterable[tuple[str, CheckDefinition]], patterns: list[str], tags: list[str]
+) -> list[str]:
     """Checks matching any name glob (all checks when none) and carrying every tag."""
-    names = []
-    for name, check in view.checks.items():
-        if patterns and not any(fnmatch.fnmatchcase(name, p) for p in patterns):
-            continue
-        if any(t not in check.tags for t in tags):
-            continue
-        names.append(name)
+    match = matcher(patterns)
+    wanted = set(tags)
+    names = [
+        name
+        for name, check in checks
+        if (match is None or match(name)) and wanted.issubset(check.tags)
+    ]
     return sorted(names)
+
+
+def suggest(view: ServiceView, patterns: list[str]) -> list[str]:
+    """Loaded names close to the first few patterns (a similarity search over every name)."""
+    return sorted({n for p in patterns[:MAX_SUGGESTED] for n in view.close_names(p)})
 
 
 def histories(view: ServiceView, names: list[str], now: float) -> list[CheckHistory]:
@@ -180,26 +245,68 @@ async def gate(
         )
     if not check and not tag:
         raise HTTPException(422, "bad request: select checks with check=NAME_OR_GLOB or tag=TAG")
-    names = select(view, check or [], tag or [])
+    patterns = list(dict.fromkeys(check or []))
+    tags = list(dict.fromkeys(tag or []))
+    if len(patterns) + len(tags) > MAX_SELECTORS:
+        raise HTTPException(
+            422,
+            f"bad request: {len(patterns)} check and {len(tags)} tag parameters, at most "
+            f"{MAX_SELECTORS} together: select with globs (check=web-*) or a tag instead",
+        )
+    slots = _wait_slots(request)
+    if held > 0 and not slots.try_enter():  # refused before any work: cheap under a flood
+        raise HTTPException(
+            429,
+            f"{slots.waiting} gate requests are already waiting (at most {slots.limit}): "
+            f"ask again in {WAITING_RETRY_AFTER} s with the same since, or ask without wait "
+            "and poll",
+            {"Retry-After": str(WAITING_RETRY_AFTER)},
+        )
+    try:
+        return await _judge(view, request, patterns, tags, start, duration, received + held, allow)
+    finally:
+        if held > 0:
+            slots.leave()
+
+
+async def _judge(
+    view: ServiceView,
+    request: Request,
+    patterns: list[str],
+    tags: list[str],
+    start: float,
+    duration: float,
+    deadline: float,
+    allow: str,
+) -> GateAnswer:
+    """The verdict over the selection, looked at again until final or ``deadline``."""
+    # In a worker thread over a snapshot: with thousands of checks and a hundred globs,
+    # matching (and the similarity search of a 404) takes tens of milliseconds.
+    names = await asyncio.to_thread(select, list(view.checks.items()), patterns, tags)
     if not names:
-        close = [n for p in check or [] for n in view.close_names(p)]
         raise HTTPException(
             404,
             {
-                "error": f"no check matches check={check or []} tag={tag or []}",
-                "did_you_mean": sorted(set(close)),
+                "error": f"no check matches check={patterns} tag={tags}",
+                "did_you_mean": await asyncio.to_thread(suggest, view, patterns),
             },
         )
     allow_warning = allow == "warning"
-    deadline = received + held
-    while True:
+
+    def look() -> tuple[GateVerdict, float, float]:
+        """The verdict now, the time, and what working it out cost (seconds)."""
+        began = time.perf_counter()
         now = time.time()
         verdict = judge(histories(view, names, now), start, duration, now, allow_warning)
+        return verdict, now, time.perf_counter() - began
+
+    while True:
+        verdict, now, cost = look()
         if verdict.verdict != "pending" or now >= deadline or view.stopping:
             return answer(verdict, duration, allow_warning, now)
         if await request.is_disconnected():
             return answer(verdict, duration, allow_warning, now)
-        await asyncio.sleep(min(POLL, max(0.0, deadline - now)))
+        await asyncio.sleep(min(max(POLL, cost * POLL_SHARE), max(0.0, deadline - now)))
 
 
 @_route(
