@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import time
+from typing import Any
 from types import SimpleNamespace
 
 import pytest
@@ -272,3 +273,48 @@ def test_selection_cost_does_not_grow_with_repeated_patterns() -> None:
         f"bulk-check-{i:05d}" for i in range(100)
     ]
     assert time.perf_counter() - started < 0.5
+
+
+def test_the_gate_command_waits_out_a_429_and_asks_again(capsys: Any) -> None:
+    """Too many gates waiting (429, Retry-After): `esbridge gate` asks again when told to,
+    instead of failing the deploy pipeline with an HTTP error."""
+    import argparse
+    import json as jsonlib
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from esbridge.gateclient import add_arguments, run
+
+    asked: list[float] = []
+    verdict = {"verdict": "pass", "reason": "all 1 checks OK", "checks": []}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            asked.append(time.monotonic())
+            if len(asked) == 1:
+                body, status = b'{"error": "32 gate requests are already waiting"}', 429
+            else:
+                body, status = jsonlib.dumps(verdict).encode(), 200
+            self.send_response(status)
+            if status == 429:
+                self.send_header("Retry-After", "1")
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        parser = argparse.ArgumentParser()
+        add_arguments(parser)
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        args = parser.parse_args(["--url", url, "--check", "c", "--for", "1s"])
+        assert run(args) == 0
+    finally:
+        server.shutdown()
+    assert len(asked) == 2 and asked[1] - asked[0] >= 0.9
+    assert "gate pass" in capsys.readouterr().out

@@ -118,6 +118,14 @@ def run(args: argparse.Namespace) -> int:
                     return ERROR
                 time.sleep(2.0)
                 continue
+            if r.status_code == 429:  # too many gates waiting: ask again when told to
+                last_error = "esbridge has too many gate requests waiting (HTTP 429)"
+                pause = _retry_after(r.headers.get("retry-after"))
+                if time.monotonic() + pause >= deadline:
+                    print(f"esbridge gate: {last_error}", file=sys.stderr)
+                    return ERROR
+                time.sleep(pause)
+                continue
             if r.status_code != 200:
                 try:
                     message = r.json().get("error", r.text)
@@ -139,3 +147,11 @@ def run(args: argparse.Namespace) -> int:
             print(_line(check))
         print(f"gate {verdict}: {body['reason']}")
     return EXIT[verdict]
+
+
+def _retry_after(header: str | None) -> float:
+    """Seconds a 429's ``Retry-After`` asks for (1 to 60; 10 when missing or a date)."""
+    try:
+        return min(60.0, max(1.0, float(header or "")))
+    except ValueError:
+        return 10.0
