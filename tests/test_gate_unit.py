@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import fnmatch
 import time
-from typing import Any
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -289,7 +289,7 @@ def test_the_gate_command_waits_out_a_429_and_asks_again(capsys: Any) -> None:
     verdict = {"verdict": "pass", "reason": "all 1 checks OK", "checks": []}
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:
             asked.append(time.monotonic())
             if len(asked) == 1:
                 body, status = b'{"error": "32 gate requests are already waiting"}', 429
