@@ -21,6 +21,7 @@ import pytest
 from esbridge.evaluate import evaluate
 from esbridge.loader import load_text
 from esbridge.models import CheckDefinition
+from esbridge.nagios import render
 from esbridge.planner import GROUP_COUNT_AGG, GROUPS_AGG, VALUE_AGG, plan
 from esbridge.result import Result, State
 from kinds_support import checks_yaml, run_yaml
@@ -208,10 +209,11 @@ def test_exact_buckets_are_judged_as_before() -> None:
     assert "uncertain" not in result.summary
 
 
-def test_count_ordered_smallest_first_is_a_lower_bound() -> None:
+def test_an_unbounded_error_is_judged_on_the_value_read() -> None:
     """``critical: "10:"`` orders groups smallest first; a shard with more values than its
-    shard_size makes Elasticsearch's error -1 (no bound): a low count may be higher for real
-    (UNKNOWN), a count already above the floor stays OK."""
+    shard_size makes Elasticsearch's error -1 ("cannot bound"): routine for an order other
+    than the largest counts, so the group is judged on what was read, as without bounds
+    (UNKNOWN for every group of every large freshness check would hide the stale ones)."""
     spec = "{name: c, kind: count, index: x, group_by: host, critical: '10:'}"
     result = _run(
         spec,
@@ -220,10 +222,28 @@ def test_count_ordered_smallest_first_is_a_lower_bound() -> None:
             {"key": "fine", "doc_count": 12, "doc_count_error_upper_bound": -1},
         ],
     )
-    assert _state(result, "low") is State.UNKNOWN
+    assert _state(result, "low") is State.CRITICAL
     assert _state(result, "fine") is State.OK
-    low = result.group("host=low")
-    assert low is not None and "really at least 3" in low.summary
+    assert "uncertain" not in result.summary
+
+
+def test_one_shard_searched_is_exact_whatever_the_error_says() -> None:
+    """One shard (a one-shard index: the default) counts every group exactly, yet
+    Elasticsearch still reports -1 once it holds more values than ``shard_size``."""
+    answer = _answer(
+        [
+            {"key": "a", "doc_count": 199, "doc_count_error_upper_bound": 5},
+            {"key": "b", "doc_count": 3, "doc_count_error_upper_bound": -1},
+        ]
+    )
+    answer["_shards"] = {"total": 3, "successful": 3, "skipped": 2, "failed": 0}
+    result = evaluate(
+        _check("{name: c, kind: count, index: x, group_by: host, critical: '10:199'}"),
+        answer,
+        NOW,
+        None,
+    )
+    assert (_state(result, "a"), _state(result, "b")) == (State.OK, State.CRITICAL)
 
 
 def test_inside_range_crossed_between_the_bounds_is_unknown() -> None:
@@ -256,7 +276,7 @@ def test_metric_of_some_shards_is_judged_only_where_it_bounds_the_value(
     )
     node = {"value": value}
     result = _run(
-        spec, [{"key": "a", "doc_count": 4, "doc_count_error_upper_bound": -1, VALUE_AGG: node}]
+        spec, [{"key": "a", "doc_count": 4, "doc_count_error_upper_bound": 3, VALUE_AGG: node}]
     )
     assert _state(result, "a") is want, result.summary
 
@@ -292,7 +312,7 @@ def test_uncertain_span_is_never_narrower_than_the_value() -> None:
             {
                 "key": "a",
                 "doc_count": 4,
-                "doc_count_error_upper_bound": -1,
+                "doc_count_error_upper_bound": 2,
                 VALUE_AGG: {"values": {"99.0": 100.0}},
             }
         ],
@@ -318,3 +338,24 @@ def test_freshness_of_some_shards_is_an_upper_bound_of_the_age() -> None:
     assert _state(result, "fresh") is State.OK
     assert _state(result, "stale") is State.UNKNOWN
     assert _state(result, "exact") is State.CRITICAL
+
+
+@pytest.mark.es
+async def test_a_one_shard_index_with_many_hosts_is_judged_as_counted(
+    es_url: str, make_index: Callable[..., str], now: datetime
+) -> None:
+    """One shard holding more hosts than it sends: Elasticsearch reports -1 for every group
+    of a check ordered other than by the largest counts, though one shard counts exactly.
+    The quiet host is CRITICAL, never "UNKNOWN: spread over shards" (a regression once)."""
+    index = make_index("acc-one", mappings=MAPPINGS, settings={"number_of_shards": 1})
+    at = now - timedelta(seconds=20)
+    _bulk(es_url, index, [(f"h{i:04d}", 3) for i in range(1100)] + [("quiet", 1)], at)
+    checks = [
+        {"name": "low", "kind": "count", "group_by": "host", "critical": "2:", "max_groups": 3},
+        {"name": "fresh", "kind": "freshness", "group_by": "host", "critical": 5, "window": "1h"},
+    ]
+    results = await run_yaml(es_url, checks_yaml(index, checks), now)
+    low = results["low"]
+    assert [(g.label, g.state) for g in low.groups][:1] == [("quiet", State.CRITICAL)], low.summary
+    assert "uncertain" not in low.summary and "uncertain" not in render(results["fresh"])
+    assert results["fresh"].state is State.CRITICAL  # every host 20 s old, critical 5 s

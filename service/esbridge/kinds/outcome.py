@@ -74,7 +74,8 @@ def no_data(check: CheckBase, reason: str, extra_perf: Iterable[Perfdatum] = ())
 ERROR_KEY = "doc_count_error_upper_bound"
 """Per ``terms`` bucket (``show_term_doc_count_error``): documents of the group that shards
 which did not return it may hold; -1 when Elasticsearch cannot bound them (an order other
-than the largest count first). 0 or absent (composite, "(none)", a preview's replay): exact."""
+than the largest count first: judged on the value read, as without bounds). 0 or absent
+(composite, "(none)", a preview's replay, one shard searched): exact."""
 
 Bounds = Callable[[dict[str, Any], float, int], tuple[float, float]]
 """``(bucket, value read, error)`` → the range the group's true value lies in."""
@@ -114,6 +115,9 @@ def grouped_result(
     no_data_state = check.effective_no_data
     notes = _Notes(warning, critical)
     single_field = fields[0] if len(fields) == 1 else None
+    # one shard searched: every count is exact, whatever Elasticsearch says it cannot bound
+    shards = answer.get("_shards") or {}
+    several_shards = int(shards.get("total", 2) or 0) - int(shards.get("skipped", 0) or 0) > 1
     nones = {f: no_value_text(buckets, f) for f in fields}
     for bucket in buckets:
         key = bucket["key"]
@@ -139,11 +143,14 @@ def grouped_result(
             text = "no data"
         else:
             state = classify(value, warning, critical)
-            # error 0 or absent (exact, the usual case): one lookup, no call
-            error = bucket.get(ERROR_KEY)
+            # error 0 or absent (exact, the usual case): one lookup, no call. -1 ("cannot
+            # bound": an order other than the largest counts first, once a shard holds more
+            # values than it sends) is judged on the value read, as before bounds existed:
+            # routine for freshness over many hosts, and no worse than that.
+            error = bucket.get(ERROR_KEY) if several_shards else None
             span = (
                 _uncertain_span(bucket, value, error, state, bounds, warning, critical)
-                if error
+                if error is not None and error > 0
                 else None
             )
             if span is None:
@@ -182,7 +189,8 @@ def _uncertain_span(
 ) -> tuple[float, float] | None:
     """The range of the group's true value when its state could differ within it, else None.
 
-    Called only for a bucket with an error (-1: no bound, > 0: that many documents more).
+    Called only for a bucket with an error: that many documents more may lie on shards that
+    did not return it.
     """
     lo, hi = bounds(bucket, value, int(error)) if bounds is not None else (-math.inf, math.inf)
     lo, hi = min(lo, value), max(hi, value)
