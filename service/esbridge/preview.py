@@ -132,12 +132,15 @@ async def preview_check(
     notes: list[str] = []
 
     key = (tuple(check.index), check.timestamp_field)
-    problem = (await TimeFields(connection).problems([key], seconds)).get(key)
-    if problem is not None:
+    verdict = (await TimeFields(connection).problems([key], seconds)).get(key)
+    if verdict is not None and verdict.fatal:
+        problem = verdict.text
         # what a run says (runner): a time field that is not a date, every point UNKNOWN
         failed = [ESError(ErrorKind.REJECTED, problem)] * len(nows)
         points = _evaluate_all(check, failed, nows)
         return Preview(check, since, step, end, points, "none", 0, 0, notes, error=problem)
+    if verdict is not None:  # a date in some of the indices only: counted there, as a run
+        notes.append(verdict.text)
     hist = histogram_plan(check, ends, timeout)
     why_not = hist if isinstance(hist, str) else None
     if not isinstance(hist, str):

@@ -21,7 +21,7 @@ from esbridge.models import CheckDefinition
 from esbridge.planner import ClusterFetch, SearchRequest, plan
 from esbridge.result import Result
 from esbridge.searchmerge import Search, merge, split
-from esbridge.timefields import TimeFields
+from esbridge.timefields import TimeFields, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ class Runner:
 
             await asyncio.gather(*(one_fetch(f, ps) for f, ps in fetches.items()))
 
-        not_dates: dict[int, str] = {}
+        not_dates: dict[int, Verdict] = {}
 
         async def date_fields() -> None:
             # beside the searches, not before them: a slow cluster must not double the wait
@@ -182,8 +182,13 @@ class Runner:
         except TimeoutError:
             pass
         duration = time.perf_counter() - started
-        for i, problem in not_dates.items():  # whatever the search said: its window was wrong
-            results[i] = error_result(checks[i], ErrorKind.REJECTED, problem, now, duration)
+        for i, verdict in not_dates.items():
+            if verdict.fatal:  # whatever the search said: its window held the wrong documents
+                results[i] = error_result(
+                    checks[i], ErrorKind.REJECTED, verdict.text, now, duration
+                )
+            elif (result := results[i]) is not None:  # judged; the long output says what it lacks
+                results[i] = result.with_(long_output=(verdict.text, *result.long_output))
         return [
             result
             if result is not None
@@ -234,9 +239,9 @@ class Runner:
 
     async def _date_field_problems(
         self, name: str, connection: Connection, checks: list[CheckDefinition], data: list[int]
-    ) -> dict[int, str]:
-        """The data checks (positions in ``checks``) whose timestamp field is not a date where
-        they search, with what to fix (:mod:`esbridge.timefields`)."""
+    ) -> dict[int, Verdict]:
+        """The data checks (positions in ``checks``) whose timestamp field is not a date
+        everywhere they search, with what to fix (:mod:`esbridge.timefields`)."""
         if not data:
             return {}
         fields = self._time_fields.get(name)

@@ -4,16 +4,20 @@ A ``range`` on a field that is not mapped matches nothing, and on a ``keyword`` 
 text: either way the window silently holds fewer documents (a misspelt ``@timestmap`` read
 "0 matching documents", OK, for ever; an index of the pattern whose documents carry their
 time under another name was left out of the count). Elasticsearch says nothing about it, so
-the runner asks ``_field_caps`` before planning, once per index pattern and field per
-:data:`TTL`, and a check whose field is not a date is UNKNOWN with what to fix:
+the runner asks ``_field_caps`` beside the searches, once per index pattern and field per
+:data:`TTL`:
 
-- mapped with another type in some index (``keyword``, ``long``...): always a problem;
-- not mapped in some (or all) indices: a problem when those indices hold documents (asked
-  with ``_count``), never for a new daily index that is still empty.
+- a date in no index it searches (misspelt; ``keyword``, ``long``... everywhere; not mapped
+  where documents are): the check is UNKNOWN with what to fix;
+- a date in some indices only (a broad pattern that also matches a lookup index, or the
+  indices of a renamed field not yet expired): the check is judged as usual, and its long
+  output says which indices it cannot count (a not-mapped index only when it holds
+  documents, asked with ``_count``: never a new daily index that is still empty).
 
 The answer costs one or two small requests per pattern and minute, whatever the number of
-checks. When ``_field_caps`` itself fails (Elasticsearch down, a privilege missing) nothing
-is concluded: the check's own search reports the fault as before.
+checks. When ``_field_caps`` itself fails nothing is concluded (the check's own search
+reports the fault as before); a refusal (a privilege missing) is asked again a minute
+later, an unreachable cluster at the next run.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -32,7 +37,20 @@ TTL = 60.0
 
 DATE_TYPES = frozenset({"date", "date_nanos"})
 
+# Errors worth asking about again at the next run (the cluster may be back); any other
+# failure (a refusal: a privilege missing) is asked about again after TTL.
+_TRANSIENT = frozenset({"unreachable", "timeout", "throttled"})
+
 Key = tuple[tuple[str, ...], str]  # (index patterns, timestamp field)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What is wrong with a check's time field: ``fatal`` (a date nowhere: the check is
+    UNKNOWN with ``text``) or not (a date in some indices: ``text`` goes in its long output)."""
+
+    fatal: bool
+    text: str
 
 
 class TimeFields:
@@ -41,25 +59,26 @@ class TimeFields:
     def __init__(self, connection: Connection, clock: Callable[[], float] = time.monotonic) -> None:
         self.connection = connection
         self.clock = clock
-        self._known: dict[Key, tuple[float, str | None]] = {}  # key -> (until, problem)
+        self._known: dict[Key, tuple[float, Verdict | None]] = {}  # key -> (until, verdict)
 
-    async def problems(self, keys: Iterable[Key], timeout: float) -> dict[Key, str]:
+    async def problems(self, keys: Iterable[Key], timeout: float) -> dict[Key, Verdict]:
         """What is wrong with the time field of each of ``keys`` (only those with a problem)."""
+        keys = set(keys)
         now = self.clock()
-        wanted = {k for k in keys if self._known.get(k, (0.0, None))[0] <= now}
+        wanted = [k for k in keys if self._known.get(k, (0.0, None))[0] <= now]
         if wanted:
             found = await asyncio.gather(*(self._ask(k, timeout) for k in wanted))
-            for key, problem in zip(wanted, found, strict=True):
-                if problem is not False:  # False: nothing concluded, ask again next time
-                    self._known[key] = (now + TTL, problem)
-        out: dict[Key, str] = {}
+            for key, verdict in zip(wanted, found, strict=True):
+                if verdict is not False:  # False: the cluster did not answer, ask next run
+                    self._known[key] = (now + TTL, verdict)
+        out: dict[Key, Verdict] = {}
         for key in keys:
-            problem = self._known.get(key, (0.0, None))[1]
-            if problem is not None:
-                out[key] = problem
+            verdict = self._known.get(key, (0.0, None))[1]
+            if verdict is not None:
+                out[key] = verdict
         return out
 
-    async def _ask(self, key: Key, timeout: float) -> str | bool | None:
+    async def _ask(self, key: Key, timeout: float) -> Verdict | bool | None:
         indices, field = key
         target = quote(",".join(indices), safe=",*")
         path = (
@@ -68,20 +87,22 @@ class TimeFields:
         )
         try:
             answer = await self.connection.raw("GET", path, None, timeout)
-            verdict = field_problem(answer, field)
-            if verdict is None or isinstance(verdict, str):
-                return verdict
-            documents = await self._documents(verdict, timeout)
-        except ESError:
-            return False
+            found = judge(answer, field)
+            if found is None or isinstance(found, Verdict):
+                return found
+            unmapped, anywhere = found
+            documents = await self._documents(unmapped, timeout)
+        except ESError as error:
+            return False if error.kind in _TRANSIENT else None
         if documents == 0:
             return None
-        where = _some(verdict)
-        return (
-            f"timestamp_field '{field}' is not mapped in {where} ({documents} documents "
-            f"there are never in the window): set timestamp_field to their time field, or "
-            f"narrow index"
+        text = (
+            f"timestamp_field '{field}' is not mapped in {_some(unmapped)} ({documents} "
+            "documents there are never in the window)"
         )
+        if anywhere:
+            return Verdict(False, text + ": only the indices where it is a date are counted")
+        return Verdict(True, text + ": set timestamp_field to their time field, or narrow index")
 
     async def _documents(self, indices: list[str], timeout: float) -> int:
         target = quote(",".join(indices[:50]), safe=",")
@@ -91,27 +112,30 @@ class TimeFields:
         return int(answer.get("count") or 0)
 
 
-def field_problem(answer: dict[str, Any], field: str) -> str | list[str] | None:
-    """A ``_field_caps`` answer judged: a problem (text), the indices where the field is not
-    mapped (to count their documents), or None (a date everywhere, or no index at all)."""
+def judge(answer: dict[str, Any], field: str) -> Verdict | tuple[list[str], bool] | None:
+    """A ``_field_caps`` answer judged: a verdict, or (the indices where the field is not
+    mapped, whether it is a date anywhere) to count their documents first, or None (a date
+    everywhere, or no index at all)."""
     indices = [str(i) for i in answer.get("indices") or []]
     if not indices:
         return None  # nothing matches: the search says so (or counts 0), as before
     types: dict[str, Any] = (answer.get("fields") or {}).get(field) or {}
     if not types:
-        return indices  # not mapped anywhere
+        return indices, False  # not mapped anywhere
+    dated = any(t in DATE_TYPES for t in types)
     wrong = {t: caps for t, caps in types.items() if t not in DATE_TYPES and t != "unmapped"}
     if wrong:
         kind, caps = sorted(wrong.items())[0]
         where = _some(caps.get("indices") or indices)
-        return (
+        text = (
             f"timestamp_field '{field}' is {kind} in {where}, not a date: the window compares "
             f"it as {kind}, so it holds the wrong documents (map it as date, or name the date "
             f"field in timestamp_field)"
         )
+        return Verdict(not dated, text)
     unmapped = types.get("unmapped")
     if unmapped:
-        return [str(i) for i in unmapped.get("indices") or indices]
+        return [str(i) for i in unmapped.get("indices") or indices], dated
     return None
 
 
