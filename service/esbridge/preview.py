@@ -163,7 +163,9 @@ async def preview_check(
                 notes,
                 error=answer.message,
             )
-        answers = await asyncio.to_thread(answers_from_histogram, check, answer, hist)
+        answers = await asyncio.to_thread(
+            answers_from_histogram, check, answer, hist, connection.product
+        )
         if isinstance(answers, str):
             why_not = answers
         else:

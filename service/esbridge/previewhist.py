@@ -130,14 +130,17 @@ def histogram_plan(
 
 
 def answers_from_histogram(
-    check: CheckDefinition, response: dict[str, Any], hist: HistogramPlan
+    check: CheckDefinition,
+    response: dict[str, Any],
+    hist: HistogramPlan,
+    product: str = "Elasticsearch",
 ) -> list[dict[str, Any]] | str:
     """For each point, the answer the check's own request would have got; or why the
     histogram's answer cannot give them (groups left out)."""
     cut = (response.get("aggregations") or {}).get(GROUPS_AGG, {}).get("sum_other_doc_count")
     if cut:
         return "more groups than one histogram search returns"
-    return _answers(check, response, hist.spans, hist.lo, hist.grain)
+    return _answers(check, response, hist.spans, hist.lo, hist.grain, product)
 
 
 def _sub_aggs(check: CheckDefinition) -> dict[str, Any]:
@@ -292,6 +295,7 @@ def _answers(
     spans: _Spans,
     lo: int,
     grain: int,
+    product: str = "Elasticsearch",
 ) -> list[dict[str, Any]]:
     """For each point, the answer the check's own request would have got."""
     size = (max(b for _, b in spans.current) - lo) // grain
@@ -337,7 +341,7 @@ def _answers(
         series = _Series(aggs[GROUP_MISSING_AGG], lo, grain, size)
         newest = newest_of(series) if isinstance(check, FreshnessCheck) else [None] * len(index)
         missing = (series, newest)
-    order = _terms_order(check)
+    order = _terms_order(check, product)
     for k, (a, b) in enumerate(index):
         answer: dict[str, Any] = {**shell, "hits": {"total": {"value": top.docs(a, b)}}}
         if not check.group_by:
@@ -372,7 +376,9 @@ def _answers(
     return answers
 
 
-def _terms_order(check: CheckDefinition) -> Callable[[dict[str, Any]], Any]:
+def _terms_order(
+    check: CheckDefinition, product: str = "Elasticsearch"
+) -> Callable[[dict[str, Any]], Any]:
     """Sort key giving the bucket order of the check's own ``terms`` aggregation.
 
     Elasticsearch orders by the planner's order (document count or the value, up or down)
@@ -381,12 +387,14 @@ def _terms_order(check: CheckDefinition) -> Callable[[dict[str, Any]], Any]:
     order = group_order(check)
     descending = order is None or next(iter(order.values())) == "desc"
     by_count = order is None or "_count" in order
-    # A group without a value sorts where Elasticsearch's empty aggregation does: max of
-    # nothing is -Infinity, min of nothing +Infinity, an average or percentile of nothing NaN,
-    # which Java orders above every number (first when descending, last when ascending).
+    # A group without a value sorts where the server's empty aggregation does: max of
+    # nothing is -Infinity, min of nothing +Infinity; an average or percentile of nothing is
+    # NaN, which Elasticsearch orders above every number (first when descending, last when
+    # ascending) and OpenSearch last either way.
     agg = getattr(check, "agg", None) if isinstance(check, MetricCheck) else "max"
     tier, empty = {"max": (0, -math.inf), "min": (0, math.inf)}.get(agg or "", (1, 0.0))
     sign = -1 if descending else 1
+    nan_last = tier == 1 and product == "OpenSearch"
 
     def key(bucket: dict[str, Any]) -> Any:
         if by_count:
@@ -395,7 +403,9 @@ def _terms_order(check: CheckDefinition) -> Callable[[dict[str, Any]], Any]:
         # ordered by "value.sum" for a sum (stats: 0 when empty), else by "value"
         measure = node.get("sum") if "sum" in node else node.get("value")
         if measure is None:
-            return (sign * tier, sign * empty, bucket["key"])
+            return (
+                (1, 0.0, bucket["key"]) if nan_last else (sign * tier, sign * empty, bucket["key"])
+            )
         return (0, sign * measure, bucket["key"])
 
     return key

@@ -16,8 +16,8 @@ the runner asks ``_field_caps`` beside the searches, once per index pattern and 
 
 The answer costs one or two small requests per pattern and minute, whatever the number of
 checks. When ``_field_caps`` itself fails nothing is concluded (the check's own search
-reports the fault as before); a refusal (a privilege missing) is asked again a minute
-later, an unreachable cluster at the next run.
+reports the fault as before) and it is asked again a minute later: never a second request
+held by a black-holed or refusing cluster at every run.
 """
 
 from __future__ import annotations
@@ -36,10 +36,6 @@ TTL = 60.0
 """Seconds a verdict is kept: a new index (daily rollover) is looked at within a minute."""
 
 DATE_TYPES = frozenset({"date", "date_nanos"})
-
-# Errors worth asking about again at the next run (the cluster may be back); any other
-# failure (a refusal: a privilege missing) is asked about again after TTL.
-_TRANSIENT = frozenset({"unreachable", "timeout", "throttled"})
 
 Key = tuple[tuple[str, ...], str]  # (index patterns, timestamp field)
 
@@ -69,8 +65,7 @@ class TimeFields:
         if wanted:
             found = await asyncio.gather(*(self._ask(k, timeout) for k in wanted))
             for key, verdict in zip(wanted, found, strict=True):
-                if verdict is not False:  # False: the cluster did not answer, ask next run
-                    self._known[key] = (now + TTL, verdict)
+                self._known[key] = (now + TTL, verdict)
         out: dict[Key, Verdict] = {}
         for key in keys:
             verdict = self._known.get(key, (0.0, None))[1]
@@ -78,7 +73,7 @@ class TimeFields:
                 out[key] = verdict
         return out
 
-    async def _ask(self, key: Key, timeout: float) -> Verdict | bool | None:
+    async def _ask(self, key: Key, timeout: float) -> Verdict | None:
         indices, field = key
         target = quote(",".join(indices), safe=",*")
         path = (
@@ -92,8 +87,8 @@ class TimeFields:
                 return found
             unmapped, anywhere = found
             documents = await self._documents(unmapped, timeout)
-        except ESError as error:
-            return False if error.kind in _TRANSIENT else None
+        except ESError:
+            return None  # nothing concluded: the check's own search says what is wrong
         if documents == 0:
             return None
         text = (
