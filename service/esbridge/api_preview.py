@@ -19,6 +19,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
 from esbridge.durations import parse_duration
+from esbridge.limits import Slots
 from esbridge.nagios import render
 from esbridge.preview import (
     PreviewError,
@@ -31,28 +32,11 @@ from esbridge.view import Control
 router = APIRouter()
 
 
-class PreviewGate:
-    """At most ``limit`` previews at once; a caller over the limit is refused, not queued."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.running = 0
-
-    def try_enter(self) -> bool:
-        if self.running >= self.limit:
-            return False
-        self.running += 1
-        return True
-
-    def leave(self) -> None:
-        self.running -= 1
-
-
-def _gate(request: Request) -> PreviewGate:
+def _gate(request: Request) -> Slots:
     control: Control = request.app.state.control
     gate = getattr(request.app.state, "preview_gate", None)
     if gate is None or gate.limit != control.settings.preview.max_concurrent:
-        gate = PreviewGate(control.settings.preview.max_concurrent)
+        gate = Slots(control.settings.preview.max_concurrent)
         request.app.state.preview_gate = gate
     return gate
 
@@ -112,7 +96,7 @@ async def check_preview(
     if not gate.try_enter():
         raise HTTPException(
             429,
-            f"{gate.running} previews are already running (preview.max_concurrent "
+            f"{gate.taken} previews are already running (preview.max_concurrent "
             f"{gate.limit}): try again in a few seconds",
             {"Retry-After": "5"},
         )

@@ -22,6 +22,7 @@ from esbridge.durations import format_duration, parse_duration
 from esbridge.errors import ESError
 from esbridge.events import DeployEvent, DeployEventIn, iso
 from esbridge.gate import LATEST, CheckHistory, GateVerdict, judge, parse_time
+from esbridge.limits import Slots
 from esbridge.models import CheckDefinition
 from esbridge.view import ServiceView
 
@@ -92,27 +93,10 @@ class EventList(BaseModel):
     error: str | None = Field(description="why reading the events index failed, if it did")
 
 
-class WaitSlots:
-    """At most ``limit`` gate requests waiting at once; one over it is refused, not queued."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.waiting = 0
-
-    def try_enter(self) -> bool:
-        if self.waiting >= self.limit:
-            return False
-        self.waiting += 1
-        return True
-
-    def leave(self) -> None:
-        self.waiting -= 1
-
-
-def _wait_slots(request: Request) -> WaitSlots:
+def _wait_slots(request: Request) -> Slots:
     slots = getattr(request.app.state, "gate_wait_slots", None)
     if slots is None:
-        slots = WaitSlots(MAX_WAITING)
+        slots = Slots(MAX_WAITING)
         request.app.state.gate_wait_slots = slots
     return slots
 
@@ -257,7 +241,7 @@ async def gate(
     if held > 0 and not slots.try_enter():  # refused before any work: cheap under a flood
         raise HTTPException(
             429,
-            f"{slots.waiting} gate requests are already waiting (at most {slots.limit}): "
+            f"{slots.taken} gate requests are already waiting (at most {slots.limit}): "
             f"ask again in {WAITING_RETRY_AFTER} s with the same since, or ask without wait "
             "and poll",
             {"Retry-After": str(WAITING_RETRY_AFTER)},

@@ -145,3 +145,21 @@ def shown_url(url: str) -> str:
     if "@" not in parts.netloc:
         return url
     return parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl()
+
+
+class Slots:
+    """At most ``limit`` of something at once (previews, waiting gate requests); one over it
+    is refused, not queued, so a flood is answered at once instead of piling up."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.taken = 0
+
+    def try_enter(self) -> bool:
+        if self.taken >= self.limit:
+            return False
+        self.taken += 1
+        return True
+
+    def leave(self) -> None:
+        self.taken -= 1
