@@ -83,6 +83,13 @@ def test_es_error_becomes_unknown_with_its_kind() -> None:
     assert result.evaluated_at == NOW
 
 
+def test_an_error_without_a_reason_still_says_what_happened() -> None:
+    """A blank reason (a proxy's ``{"error": {"reason": " "}}``) never makes a blank summary."""
+    result = evaluate(COUNT, ESError("timeout", "  "), NOW, duration=0.5)
+    assert result.summary == "timeout error, no reason given (count check on logs-*)"
+    assert result.error == "timeout error, no reason given"
+
+
 def test_malformed_answer_is_internal_not_a_crash() -> None:
     ratio = check("{name: r, kind: ratio, index: x, numerator: 'a:b', critical: 5}")
     result = evaluate(ratio, answer(total=5, aggs={}), NOW)

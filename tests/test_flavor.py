@@ -6,6 +6,7 @@ the "neither" case uses a plain HTTP server, which is exactly what it is about.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -19,8 +20,10 @@ import pytest
 
 from conftest import BACKEND, BACKEND_NAME
 from esbridge.config import ConfigError, ConnectionConfig, load_settings
+from esbridge.errors import ESError
 from esbridge.esclient import Connection, Connections, DecodeMeter
 from esbridge.loader import load_text
+from esbridge.planner import ClusterFetch
 from esbridge.result import State
 from esbridge.runner import Runner
 from faultproxy import FaultProxy
@@ -178,3 +181,37 @@ async def test_decoding_is_metered_only_for_the_requests_that_ask(es_url: str) -
     finally:
         await connection.close()
         httpx.delete(f"{es_url}/{index}", timeout=30)
+
+
+async def test_requests_waiting_for_the_product_share_one_detection() -> None:
+    """A black-holed server costs one timeout, not one per concurrent request in turn: a
+    run's search, its ``_field_caps`` and a cluster check each waited their own detection
+    behind the others', long enough for the run's results to be born stale."""
+    with FaultProxy("127.0.0.1", 9) as proxy:
+        proxy.blackhole = True
+        connection = Connection("default", ConnectionConfig(urls=(proxy.url,)))
+        try:
+            got = await asyncio.gather(
+                connection.raw("GET", "/logs/_field_caps?fields=t", None, 1.0),
+                connection.cluster(ClusterFetch("/_cluster/health"), 1.0),
+                connection.ping(1.0),
+                return_exceptions=True,
+            )
+            assert proxy.paths["/"] == 1, proxy.paths  # one GET / for the three
+            assert isinstance(got[0], ESError) and got[0].kind == "timeout", got[0]
+            assert isinstance(got[1], ESError) and got[1].kind == "timeout", got[1]
+            assert got[2] is False and connection.up is False
+            # a failed detection is tried again by the next request
+            assert await connection.ping(1.0) is False
+            assert proxy.paths["/"] == 2, proxy.paths
+            # each waits its own timeout: the longer one tries again when the shorter ends
+            short, long = await asyncio.gather(
+                connection.raw("GET", "/_cluster/health", None, 0.5),
+                connection.raw("GET", "/_cluster/health", None, 1.5),
+                return_exceptions=True,
+            )
+            assert str(short) == "Elasticsearch timed out after 0.5 s", short
+            assert str(long) == "Elasticsearch timed out after 1.5 s", long
+            assert proxy.paths["/"] == 4, proxy.paths
+        finally:
+            await connection.close()

@@ -39,8 +39,11 @@ class ESError(Exception):
     """A failure to get an answer, classified for the operator; never carries a credential."""
 
     def __init__(self, kind: ErrorKind | str, message: str, status: int | None = None) -> None:
+        kind = ErrorKind(kind)
+        if not message.strip():  # an answer without a reason still says what happened
+            message = f"{kind.value} error, no reason given"
         super().__init__(message)
-        self.kind = ErrorKind(kind)
+        self.kind = kind
         self.message = message
         self.status = status
 

@@ -67,7 +67,7 @@ class Connection:
         self.flavor: str | None = None if config.flavor == "auto" else config.flavor
         self.server_version: str | None = None
         self._semaphore = asyncio.Semaphore(max(1, config.max_in_flight))
-        self._detect_lock = asyncio.Lock()
+        self._detecting: asyncio.Task[Backend] | None = None
         self._backend: Backend | None = None
         self._node_backends: dict[str, Backend] = {}
 
@@ -81,6 +81,9 @@ class Connection:
         return PRODUCTS.get(self.flavor or "", "Elasticsearch")
 
     async def close(self) -> None:
+        if self._detecting is not None and not self._detecting.done():
+            self._detecting.cancel()
+            await asyncio.wait([self._detecting])
         if self._backend is not None:
             await self._backend.close()
         for backend in self._node_backends.values():
@@ -218,9 +221,64 @@ class Connection:
     # -- which product answers ------------------------------------------------------------
 
     async def _ready(self, timeout: float) -> Backend:
-        """The client for the product that answers, found out once per connection."""
-        if self._backend is not None:
-            return self._backend
+        """The client for the product that answers, found out once per connection.
+
+        One detection at a time, its outcome shared by every request waiting for it: a
+        black-holed server must cost one timeout, not one per concurrent request in turn
+        (a run's search, its ``_field_caps`` and a cluster check waited three timeouts in a
+        row, long enough for their results to be born stale). Each request still waits no
+        longer than its own timeout, and one whose time is not up when a shorter detection
+        timed out tries again. A failed detection is tried again by the next request.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._backend is None:
+            left = deadline - loop.time()
+            mine = self._detecting is None or self._detecting.done()
+            if mine:
+                self._detecting = loop.create_task(self._detect(max(left, 0.001)))
+                self._detecting.add_done_callback(_consume)
+            detecting = self._detecting
+            assert detecting is not None
+            try:
+                # shielded: a request cancelled by its run's bound leaves the others an answer
+                return await asyncio.wait_for(asyncio.shield(detecting), max(left, 0.001))
+            except TimeoutError:
+                raise ESError("timeout", f"{self.product} timed out after {timeout:g} s") from None
+            except ESError as error:
+                if error.kind != "timeout":
+                    raise
+                if mine or loop.time() >= deadline:
+                    raise ESError(
+                        "timeout", f"{self.product} timed out after {timeout:g} s"
+                    ) from None
+        return self._backend
+
+    async def _detect(self, timeout: float) -> Backend:
+        flavor, version = await detect_flavor(self.config, timeout, self.product)
+        wanted = self.config.flavor
+        if wanted != "auto" and wanted != flavor:
+            raise ESError(
+                "unsupported",
+                f"connection {self.name!r} is configured with flavor {wanted} but "
+                f"the server is {PRODUCTS[flavor]} {version}: set flavor: {flavor} (or auto)",
+            )
+        if flavor == "opensearch" and self.config.resolved_api_key():
+            raise ESError(
+                "unsupported",
+                f"connection {self.name!r}: OpenSearch {version} has no API keys; "
+                "use username and password",
+            )
+        self.flavor, self.server_version = flavor, version
+        log.info(
+            "connection %s: %s %s (%s)",
+            self.name,
+            PRODUCTS[flavor],
+            version,
+            "configured" if wanted != "auto" else "detected",
+        )
+        self._backend = make_backend(flavor, self.config, list(self.urls))
+        return self._backend
         async with self._detect_lock:
             if self._backend is None:
                 flavor, version = await detect_flavor(self.config, timeout, self.product)
@@ -310,6 +368,12 @@ class Connections:
     async def close(self) -> None:
         for connection in self._by_name.values():
             await connection.close()
+
+
+def _consume(task: asyncio.Task[Backend]) -> None:
+    """Retrieve a detection's failure even when every request waiting for it was cancelled."""
+    if not task.cancelled():
+        task.exception()
 
 
 def backoff(attempt: int) -> float:
