@@ -48,6 +48,19 @@ def state_doc(es_url: str, index: str, check: str) -> dict | None:
     return r.json()["_source"] if r.status_code == 200 else None
 
 
+def all_written(service: EsbridgeProcess) -> None:
+    """Wait until the periodic flush has written every result. For tests about reading state
+    back: the shutdown flush is bounded by its grace, which a loaded machine can spend
+    creating the state index (the shutdown flush has its own test, the first one below)."""
+    service.wait_for(
+        lambda: (
+            (s := service.get("/readyz").json()["state_store"])["writable"] is True
+            and s["pending_writes"] == 0
+        ),
+        timeout=60,
+    )
+
+
 def detail(service: EsbridgeProcess, name: str) -> dict:
     r = service.get(f"/api/v1/checks/{name}")
     assert r.status_code == 200, r.text
@@ -405,6 +418,7 @@ def test_new_check_runs_early_a_restored_one_waits_for_its_slot(
         assert ran["state"] == "CRITICAL" and ran["runs"] == 1
         assert ran["evaluated_at_ts"] - started < 10, ran["evaluated_at_ts"] - started
         assert ran["next_run_ts"] - time.time() > 500  # the regular slot, far away
+        all_written(first)
     doc = state_doc(es_url, state_index, name)
     assert doc is not None and doc["runs"] == 1
     with EsbridgeProcess(es_url, [checks], state_index=state_index) as second:
@@ -431,6 +445,7 @@ def test_corrupt_state_document_is_ignored_and_rewritten(
     with EsbridgeProcess(es_url, [checks], state_index=state_index) as first:
         first.wait_for(lambda: all(detail(first, n)["runs"] >= 1 for n in (good, bad)), timeout=60)
         good_before = detail(first, good)
+        all_written(first)
     bad_doc = state_doc(es_url, state_index, bad)
     assert bad_doc is not None
     bad_doc["previous_state"] = "NOT-A-STATE"  # a keyword the mapping accepts, State[] does not
