@@ -279,33 +279,6 @@ class Connection:
         )
         self._backend = make_backend(flavor, self.config, list(self.urls))
         return self._backend
-        async with self._detect_lock:
-            if self._backend is None:
-                flavor, version = await detect_flavor(self.config, timeout, self.product)
-                wanted = self.config.flavor
-                if wanted != "auto" and wanted != flavor:
-                    raise ESError(
-                        "unsupported",
-                        f"connection {self.name!r} is configured with flavor {wanted} but "
-                        f"the server is {PRODUCTS[flavor]} {version}: set flavor: {flavor} "
-                        "(or auto)",
-                    )
-                if flavor == "opensearch" and self.config.resolved_api_key():
-                    raise ESError(
-                        "unsupported",
-                        f"connection {self.name!r}: OpenSearch {version} has no API keys; "
-                        "use username and password",
-                    )
-                self.flavor, self.server_version = flavor, version
-                log.info(
-                    "connection %s: %s %s (%s)",
-                    self.name,
-                    PRODUCTS[flavor],
-                    version,
-                    "configured" if wanted != "auto" else "detected",
-                )
-                self._backend = make_backend(flavor, self.config, list(self.urls))
-        return self._backend
 
     # -- the one place requests go through ------------------------------------------------
 
