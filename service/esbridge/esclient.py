@@ -230,28 +230,32 @@ class Connection:
         longer than its own timeout, and one whose time is not up when a shorter detection
         timed out tries again. A failed detection is tried again by the next request.
         """
+        if self._backend is not None:
+            return self._backend
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        expired = f"{self.product} timed out after {timeout:g} s"
         while self._backend is None:
             left = deadline - loop.time()
-            mine = self._detecting is None or self._detecting.done()
+            if left <= 0:
+                raise ESError("timeout", expired)
+            mine = self._detecting is None or self._detecting.done()  # none running: start one
             if mine:
-                self._detecting = loop.create_task(self._detect(max(left, 0.001)))
+                self._detecting = loop.create_task(self._detect(left))
                 self._detecting.add_done_callback(_consume)
             detecting = self._detecting
-            assert detecting is not None
+            assert detecting is not None  # started above if none was running
             try:
                 # shielded: a request cancelled by its run's bound leaves the others an answer
-                return await asyncio.wait_for(asyncio.shield(detecting), max(left, 0.001))
+                return await asyncio.wait_for(asyncio.shield(detecting), left)
             except TimeoutError:
-                raise ESError("timeout", f"{self.product} timed out after {timeout:g} s") from None
+                raise ESError("timeout", expired) from None
             except ESError as error:
                 if error.kind != "timeout":
                     raise
-                if mine or loop.time() >= deadline:
-                    raise ESError(
-                        "timeout", f"{self.product} timed out after {timeout:g} s"
-                    ) from None
+                if mine:  # said in this request's own terms
+                    raise ESError("timeout", expired) from None
+                # another request's shorter detection timed out: try again in the time left
         return self._backend
 
     async def _detect(self, timeout: float) -> Backend:
