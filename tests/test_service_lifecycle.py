@@ -469,3 +469,32 @@ def test_corrupt_state_document_is_ignored_and_rewritten(
             ),
             timeout=30,
         )
+
+
+def test_the_state_index_is_created_at_start_not_at_the_first_flush(
+    es_url: str, errors_index: str, state_index: str, tmp_path: Path
+) -> None:
+    """Creating an index can take seconds on a loaded cluster: done at start, beside the
+    restore, a service stopped in its first seconds does not spend its shutdown grace on it.
+    With the periodic flush an hour away, the index exists, strict mapping and all, within
+    seconds of start; a stop then writes the first result."""
+    name = _name_with_early_slot("prepared", 3600.0, margin=300.0)
+    checks = write(
+        tmp_path / "prepared.yaml",
+        f"checks:\n  - {{name: {name}, kind: count, index: {errors_index}, window: 1h,"
+        " critical: 5, interval: 1h}\n",
+    )
+    env = {"ESBRIDGE_STATE__FLUSH_INTERVAL": "1h"}
+    with EsbridgeProcess(es_url, [checks], state_index=state_index, env=env) as service:
+        mapping = poll(
+            lambda: (
+                (r := httpx.get(f"{es_url}/{state_index}/_mapping", timeout=10)).status_code == 200
+                and r.json()
+            ),
+            timeout=20,
+        )
+        assert mapping[state_index]["mappings"]["dynamic"] == "strict", mapping
+        service.wait_for(lambda: detail(service, name)["runs"] >= 1, timeout=30)
+        assert state_doc(es_url, state_index, name) is None  # no flush has run yet
+    doc = state_doc(es_url, state_index, name)
+    assert doc is not None and doc["runs"] == 1 and doc["state"] == "CRITICAL"

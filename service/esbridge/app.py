@@ -152,6 +152,7 @@ class Service:
             await listener.start()
         self._background.append(asyncio.create_task(self._health_loop()))
         if self.persistence is not None:
+            self._background.append(asyncio.create_task(self.persistence.prepare()))
             self._background.append(asyncio.create_task(self._flush_loop()))
         if self.events is not None:
             self._background.append(asyncio.create_task(self._events_loop()))

@@ -7,6 +7,7 @@ lives there: one document per check in an index with an explicit mapping, writte
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -39,6 +40,16 @@ class StatePersistence:
             self.index, STATE_MAPPING, self.timeout, number_of_shards=self.shards
         )
         self._index_ready = True
+
+    async def prepare(self) -> None:
+        """Create the state index at start, beside the restore, instead of at the first flush.
+
+        Creating an index can take seconds on a loaded cluster; left to the first flush, a
+        service stopped in its first seconds spent its shutdown grace there and exited
+        without writing its first results. A failure here is the flush's to report and retry.
+        """
+        with contextlib.suppress(ESError):
+            await self.ensure_index()
 
     async def verify_index(self) -> None:
         """Re-create the index with its explicit mapping when it has gone missing.
