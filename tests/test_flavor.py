@@ -215,3 +215,28 @@ async def test_requests_waiting_for_the_product_share_one_detection() -> None:
             assert proxy.paths["/"] == 4, proxy.paths
         finally:
             await connection.close()
+
+
+async def test_a_request_cancelled_as_the_detection_ends_is_cancelled() -> None:
+    """A cancellation that arrives in the same turn as the shared detection's answer must
+    not be lost (``asyncio.wait_for`` in Python 3.11 returned the answer instead): the
+    request's task went on, and the service's stop, awaiting it, hung (CI, OpenSearch 3)."""
+    connection = Connection("default", ConnectionConfig(urls=("http://127.0.0.1:9",)))
+    answered = asyncio.get_running_loop().create_future()
+    backend = object()
+
+    async def detect(timeout: float) -> object:
+        await answered
+        return backend
+
+    connection._detect = detect  # type: ignore[method-assign]
+    request = asyncio.get_running_loop().create_task(connection._ready(5.0))
+    await asyncio.sleep(0)  # the request started the detection and waits for it
+    detecting = connection._detecting
+    assert detecting is not None
+    # runs right after the detection's own callbacks: its answer is there, then the cancel
+    detecting.add_done_callback(lambda _: request.cancel())
+    answered.set_result(None)
+    with pytest.raises(asyncio.CancelledError):
+        await request
+    assert request.cancelled()

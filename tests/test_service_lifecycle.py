@@ -491,7 +491,7 @@ def test_the_state_index_is_created_at_start_not_at_the_first_flush(
                 (r := httpx.get(f"{es_url}/{state_index}/_mapping", timeout=10)).status_code == 200
                 and r.json()
             ),
-            timeout=20,
+            timeout=60,  # a loaded cluster can take seconds; the flush is an hour away
         )
         assert mapping[state_index]["mappings"]["dynamic"] == "strict", mapping
         service.wait_for(lambda: detail(service, name)["runs"] >= 1, timeout=30)

@@ -382,3 +382,25 @@ async def test_a_restored_result_older_than_its_interval_runs_at_start(
     finally:
         await service.connections.close()
         httpx.delete(f"{es_url}/{state}", params={"ignore_unavailable": "true"}, timeout=60)
+
+
+async def test_a_service_stopped_right_after_start_stops_at_once(
+    es_url: str, make_index: Any, seed: Any, tmp_path: Path
+) -> None:
+    """Stopped while its first requests (the product detection, the deploy events) are in
+    flight, the service must still stop: a cancellation lost in that race (Python 3.11's
+    ``asyncio.wait_for``) left the events loop running and the stop waiting for it for good
+    (CI, OpenSearch 3: within two tries). Twenty starts and stops, each bounded."""
+    index = make_index("wiring-stop")
+    seed(index, [{"ago": "1m", "status": 500}])
+    loop = asyncio.get_running_loop()
+    for attempt in range(20):
+        folder = tmp_path / f"start-{attempt}"
+        folder.mkdir()
+        service = _service(folder, es_url, _checks(folder / "c.yaml", index, ["first"]))
+        await service.start()
+        assert (await service.reload()).successful
+        assert (await service.reload()).successful
+        stopping = loop.create_task(service.stop(5))
+        done, _ = await asyncio.wait([stopping], timeout=20)  # the grace is 5 s
+        assert stopping in done, f"stop still waiting after 20 s (start {attempt + 1})"

@@ -246,8 +246,11 @@ class Connection:
             detecting = self._detecting
             assert detecting is not None  # started above if none was running
             try:
-                # shielded: a request cancelled by its run's bound leaves the others an answer
-                return await asyncio.wait_for(asyncio.shield(detecting), left)
+                # shielded: a request cancelled by its run's bound leaves the others an answer;
+                # asyncio.timeout, not wait_for: in 3.11 wait_for drops a cancellation that
+                # arrives as the detection ends (a stop then waited for a task gone on)
+                async with asyncio.timeout(left):
+                    return await asyncio.shield(detecting)
             except TimeoutError:
                 raise ESError("timeout", expired) from None
             except ESError as error:

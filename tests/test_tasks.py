@@ -1,0 +1,47 @@
+"""Ending background tasks: a stop must end even when a cancellation is lost on the way."""
+
+from __future__ import annotations
+
+import asyncio
+
+from esbridge.tasks import cancel_all
+
+
+async def test_a_task_that_swallowed_its_cancellation_is_cancelled_again() -> None:
+    """Python 3.11's ``asyncio.wait_for`` returns its result instead of raising when a
+    cancellation arrives as its awaitable ends; the task then goes on into its next sleep,
+    and awaiting it once hung the service's stop for good (seen in CI, on OpenSearch 3)."""
+    swallowed = 0
+
+    async def loop_that_loses_one_cancellation() -> None:
+        nonlocal swallowed
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            swallowed += 1  # what wait_for does in that race: carry on as if not cancelled
+        await asyncio.sleep(3600)  # the loop's next interval
+
+    loop = asyncio.get_running_loop()
+    task = loop.create_task(loop_that_loses_one_cancellation())
+    await asyncio.sleep(0)
+    stopping = loop.create_task(cancel_all([task]))
+    done, _ = await asyncio.wait([stopping], timeout=5)  # wait() cancels nothing itself
+    task.cancel()  # whatever happened, nothing is left running
+    await asyncio.wait([stopping])
+    assert stopping in done, "cancel_all waited for good for a task that went on"
+    assert swallowed == 1 and task.cancelled()
+
+
+async def test_failures_and_finished_tasks_do_not_stop_the_others() -> None:
+    async def fails() -> None:
+        raise RuntimeError("boom")
+
+    async def sleeps() -> None:
+        await asyncio.sleep(3600)
+
+    loop = asyncio.get_running_loop()
+    failed, sleeping = loop.create_task(fails()), loop.create_task(sleeps())
+    await asyncio.sleep(0)
+    assert failed.done()
+    await cancel_all([failed, sleeping])
+    assert sleeping.cancelled()
