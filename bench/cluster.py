@@ -128,22 +128,21 @@ class Group:
 
 
 def steady_cost(group: Group, window: float) -> dict[str, Any]:
-    def snap() -> dict[str, tuple[int, float, float, int, int, float, float, int]]:
+    def snap() -> dict[str, dict[str, float]]:
         out = {}
         for name in group.live():
             body = group.cluster(name)
             c, view = body["coordination"], body["shared_view"]
-            pid = group.procs[name].proc.pid
-            out[name] = (
-                c["requests"],
-                c["cpu_seconds"],
-                cpu_seconds(pid),
-                view["heads_read"],
-                view["documents_read"],
-                c["membership_cpu_seconds"],
-                c["view_decode_cpu_seconds"],
-                body["checks_owned"],
-            )
+            out[name] = {
+                "requests": c["requests"],
+                "coordination": c["cpu_seconds"],
+                "membership": c["membership_cpu_seconds"],
+                "decoding": c["view_decode_cpu_seconds"],
+                "process": cpu_seconds(group.procs[name].proc.pid),
+                "heads": view["heads_read"],
+                "documents": view["documents_read"],
+                "owned": body["checks_owned"],
+            }
         return out
 
     def indexed() -> int:
@@ -155,29 +154,24 @@ def steady_cost(group: Group, window: float) -> dict[str, Any]:
     after, docs_after, t1 = snap(), indexed(), time.monotonic()
     span = t1 - t0
     rows = {}
-    for name in after:
-        req = (after[name][0] - before[name][0]) / span
-        coord = (after[name][1] - before[name][1]) / span
-        total = (after[name][2] - before[name][2]) / span
-        heads = after[name][3] - before[name][3]
-        documents = after[name][4] - before[name][4]
-        membership = after[name][5] - before[name][5]
-        decoding = after[name][6] - before[name][6]
+    for name, now in after.items():
+        d = {key: value - before[name][key] for key, value in now.items()}
+        coord, total, documents = d["coordination"], d["process"], d["documents"]
         rows[name] = {
-            "requests_per_s": round(req, 2),
-            "coordination_cpu_s_per_s": round(coord, 5),
-            "process_cpu_s_per_s": round(total, 4),
+            "requests_per_s": round(d["requests"] / span, 2),
+            "coordination_cpu_s_per_s": round(coord / span, 5),
+            "process_cpu_s_per_s": round(total / span, 4),
             "coordination_share": round(coord / total, 4) if total else None,
             "documents_per_s": round(documents / span, 1),
-            "heads_per_document": round(heads / documents, 2) if documents else None,
-            "coordination_us_per_document": round(coord * span / documents * 1e6, 1)
+            "heads_per_document": round(d["heads"] / documents, 2) if documents else None,
+            "coordination_us_per_document": round(coord / documents * 1e6, 1)
             if documents
             else None,
             # where it goes: membership (heartbeats), parsing the view's answers, the rest
             # (choosing the documents due and applying them to the store)
-            "membership_share": round(membership / (coord * span), 3) if coord else None,
-            "decode_share": round(decoding / (coord * span), 3) if coord else None,
-            "owned": after[name][7],
+            "membership_share": round(d["membership"] / coord, 3) if coord else None,
+            "decode_share": round(d["decoding"] / coord, 3) if coord else None,
+            "owned": int(now["owned"]),
         }
     writes = (docs_after - docs_before) / span
     return {

@@ -107,6 +107,7 @@ class StatePersistence:
                 self._fail(error)
                 raise error
         restored = self.store.restore(documents)
+        self._index_ready = True  # it answered: prepare() need not create it
         self.restored = True
         log.info("restored state of %d checks from index %s", restored, self.index)
         return restored

@@ -17,7 +17,7 @@ RECANCEL_FOR = 10.0
 
 
 async def cancel_all(tasks: Iterable[asyncio.Task[Any]]) -> None:
-    """Cancel every task, then await each; a task's own failure never stops the shutdown.
+    """Cancel every task, then wait for each; a task's own failure never stops the shutdown.
 
     A cancellation can be lost: Python 3.11's ``asyncio.wait_for`` returns its awaitable's
     result instead of raising ``CancelledError`` when both happen in the same turn of the
