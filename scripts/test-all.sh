@@ -39,6 +39,7 @@ for target in $BACKENDS; do
     printf '%s\n' "${PLAN[@]}" | cut -d'|' -f2 | grep -qx "$target" || PLAN+=("3|$target|first")
 done
 LANES=${CI_LANES:-4}
+[[ "$LANES" =~ ^[1-9][0-9]*$ ]] || { echo "CI_LANES must be a whole number from 1: $LANES" >&2; exit 2; }
 PHASES=()
 for entry in "${PLAN[@]}"; do
     IFS='|' read -r lane target order <<<"$entry"
@@ -50,6 +51,12 @@ for entry in "${PLAN[@]}"; do
     [ "$target" = main ] && make_target=test-main
     PHASES+=("$(((lane - 1) % LANES + 1))|$target|env ESBRIDGE_TEST_HEAVY_ORDER=$order make $make_target DEPS= $DURATIONS")
 done
+
+# CI_PLAN=1: print the phases as lane|phase|command and stop (tests/test_ci_plan.py).
+if [ -n "${CI_PLAN:-}" ]; then
+    printf '%s\n' "${PHASES[@]}"
+    exit 0
+fi
 
 LOGS=$(mktemp -d "${TMPDIR:-/tmp}/esbridge-ci-XXXXXX")
 trap 'rm -rf "$LOGS"' EXIT

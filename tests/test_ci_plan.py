@@ -1,0 +1,114 @@
+"""The plan of ``make test-all`` (scripts/test-all.sh): every phase runs, once, in a lane.
+
+The lanes are packed by hand from measured phase times, and ``test-once`` runs as two
+phases; a phase left out of the plan, or a test left out of both parts, would pass CI
+unseen. No server involved: the script prints its plan under ``CI_PLAN=1``, and the parts'
+marker expressions are read from ``make -n``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+from _pytest.mark.expression import Expression
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    """This environment without the make that may run pytest (its flags, its level) and
+    without a lane count of the caller's."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("MAKE", "MFLAGS")) and k not in ("CI_LANES", "CI_PLAN")
+    }
+    return {**env, **extra}
+
+
+def _make(*args: str) -> str:
+    done = subprocess.run(
+        ["make", "-s", *args], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def _plan(lanes: str | None = None) -> list[tuple[int, str, str]]:
+    env = _env(CI_PLAN="1", **({"CI_LANES": lanes} if lanes is not None else {}))
+    done = subprocess.run(
+        ["bash", "scripts/test-all.sh"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = []
+    for line in done.stdout.splitlines():
+        lane, phase, command = line.split("|", 2)
+        rows.append((int(lane), phase, command))
+    return rows
+
+
+def test_every_phase_runs_once_in_one_of_four_lanes() -> None:
+    backends = _make("backend-phases").split()
+    assert backends, "make backend-phases lists no backend"
+    plan = _plan()
+    phases = [phase for _, phase, _ in plan]
+    assert sorted(phases) == sorted(["main", "once-heavy", "once-light", *backends])
+    assert {lane for lane, _, _ in plan} <= {1, 2, 3, 4}
+    for _, phase, command in plan:
+        target = "test-main" if phase == "main" else f"test-{phase}"
+        assert f"make {target} DEPS=" in command, command
+    # test-main has a lane of its own: it is the longest phase
+    assert [phase for lane, phase, _ in plan if lane == 1] == ["main"]
+
+
+def test_one_lane_runs_every_phase_one_after_the_other() -> None:
+    plan = _plan("1")
+    assert {lane for lane, _, _ in plan} == {1}
+    assert len(plan) == len(_plan())
+
+
+def test_a_lane_count_that_is_not_a_number_is_refused() -> None:
+    done = subprocess.run(
+        ["bash", "scripts/test-all.sh"],
+        cwd=ROOT,
+        env=_env(CI_PLAN="1", CI_LANES="0"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "CI_LANES" in done.stderr
+
+
+def _marker_expression(target: str) -> Expression:
+    """The ``-m`` expression of a Makefile test target, as ``make -n`` would run it."""
+    command = next(line for line in _make("-n", target, "DEPS=").splitlines() if "pytest" in line)
+    words = shlex.split(command)
+    expression = words[words.index("-m") + 1]
+    assert re.fullmatch(r"[\w ]+", expression), expression
+    return Expression.compile(expression)
+
+
+@pytest.mark.parametrize("marks", itertools.product((False, True), repeat=2))
+def test_the_two_parts_of_test_once_select_each_of_its_tests_exactly_once(
+    marks: tuple[bool, bool],
+) -> None:
+    independent, heavy = marks
+    present = {"version_independent": independent, "heavy": heavy}
+
+    def matches(target: str) -> bool:
+        return _marker_expression(target).evaluate(lambda name, **_: present.get(name, False))
+
+    in_parts = [matches("test-once-heavy"), matches("test-once-light")]
+    assert sum(in_parts) == (1 if matches("test-once") else 0)
