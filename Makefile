@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 # run at the same time) with DEPS= so that they never race for the package manager.
 DEPS ?= venv test-deps
 
-.PHONY: venv test-deps es-fetch test test-main test-once test-once-heavy test-once-light test-compat test-opensearch test-all backend-phases demo lint \
+.PHONY: venv test-deps es-fetch test test-main test-once test-once-heavy test-once-clients test-once-rest test-compat test-opensearch test-all backend-phases demo lint \
 	bench bench-cluster bench-smoke bench-check es-start es-stop es-status
 
 venv: $(STAMP)
@@ -49,13 +49,17 @@ test-main: $(DEPS) es-fetch
 test-once: $(DEPS) es-fetch
 	$(VENV)/bin/pytest -ra -m "version_independent" $(PYTEST_ARGS)
 
-# `test-once` in two parts that `make test-all` puts in different lanes: its `heavy` tests
-# (the bench smoke run, three replicas under Prometheus: minutes of both cores) and the rest.
+# `test-once` in three parts that `make test-all` puts in different lanes: its `heavy` tests
+# (the bench smoke run, three replicas under Prometheus: minutes of both cores), those that
+# drive real Nagios, Icinga 2, Prometheus or Chromium programs (`clients`), and the rest.
 test-once-heavy: $(DEPS) es-fetch
 	$(VENV)/bin/pytest -ra -m "version_independent and heavy" $(PYTEST_ARGS)
 
-test-once-light: $(DEPS) es-fetch
-	$(VENV)/bin/pytest -ra -m "version_independent and not heavy" $(PYTEST_ARGS)
+test-once-clients: $(DEPS) es-fetch
+	$(VENV)/bin/pytest -ra -m "version_independent and not heavy and clients" $(PYTEST_ARGS)
+
+test-once-rest: $(DEPS) es-fetch
+	$(VENV)/bin/pytest -ra -m "version_independent and not heavy and not clients" $(PYTEST_ARGS)
 
 # Backend phases: re-run the tests whose outcome depends on the search server against another
 # backend (never reuse a URL from the shell). Tests marked version_independent (Chromium,

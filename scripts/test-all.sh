@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: `make test` on the default backend (as `test-main` and `test-once`,
-# the latter in two parts, `test-once-heavy` and `test-once-light`) and every backend phase of the Makefile (`make -s backend-phases`), run in
-# lanes with a table of phase wall times.
+# the latter in three parts: `test-once-heavy`, `-clients` and `-rest`) and every backend
+# phase of the Makefile (`make -s backend-phases`), run in lanes with a table of phase wall
+# times.
 # Works from a clean clone in any folder. Any failure exits non-zero;
 # pytest's "no tests collected" (exit 5) is a failure too (make propagates it).
 #
@@ -23,17 +24,18 @@ unset ESBRIDGE_TEST_ES_URL ESBRIDGE_TEST_ES_VERSION ESBRIDGE_TEST_BACKEND ESBRID
 DURATIONS="PYTEST_ARGS=--durations=25"
 
 # The plan: lane|phase|order of its heavy tests. The run takes as long as its longest lane, so
-# the phases are packed by their times in the last CI runs (test-main ~1,200 s alone; es9 and
-# os2 ~950 s; os3 ~750 s; test-once ~880 s, split in two: its heavy tests ~350 s, the rest
-# ~530 s): test-once whole in front of os3 made that lane ~1,630 s, the whole run's length.
-# Tests marked `heavy` take turns on a lock (tests/conftest.py); a phase waiting for it does
-# nothing else, so the plan spreads them in time: once-heavy's at the start of lane 2, es9's
-# right after them and os3's after once-light (ESBRIDGE_TEST_HEAVY_ORDER=first), os2's and
-# main's at the end of their phases (last). A backend phase that the plan does not name (a
-# new backend_phase line in the Makefile) joins lane 3, heavy tests first.
-# A backend phase named here but gone from the Makefile is left out.
-PLAN=("1|main|last" "2|once-heavy|first" "2|es9|first" "3|os2|last" "4|once-light|first"
-    "4|os3|first")
+# the phases are packed by their times in the last CI runs: test-main ~1,050 s alone; es9
+# ~920 s, os2 ~790 s, os3 ~780 s, each after a part of test-once (~880 s whole; test-once whole
+# in front of os3 made that lane ~1,630 s, the whole run's length): its heavy tests (~270 s),
+# its tests of real Nagios, Icinga 2, Prometheus or Chromium programs (`clients`, ~220 s), the rest
+# (~330 s). Tests marked `heavy` take turns on a lock (tests/conftest.py); a phase waiting for
+# it does nothing else, so the plan spreads them in time: once-heavy's at the start of lane 2,
+# es9's right after them and os3's after once-rest (ESBRIDGE_TEST_HEAVY_ORDER=first), os2's
+# and main's at the end of their phases (last). A backend phase that the plan does not name (a
+# new backend_phase line in the Makefile) joins lane 3, heavy tests first; one named here but
+# gone from the Makefile is left out.
+PLAN=("1|main|last" "2|once-heavy|first" "2|es9|first" "3|once-clients|first" "3|os2|last"
+    "4|once-rest|first" "4|os3|first")
 BACKENDS=" $(make -s backend-phases) "
 for target in $BACKENDS; do
     printf '%s\n' "${PLAN[@]}" | cut -d'|' -f2 | grep -qx "$target" || PLAN+=("3|$target|first")

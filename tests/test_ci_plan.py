@@ -1,7 +1,7 @@
 """The plan of ``make test-all`` (scripts/test-all.sh): every phase runs, once, in a lane.
 
-The lanes are packed by hand from measured phase times, and ``test-once`` runs as two
-phases; a phase left out of the plan, or a test left out of both parts, would pass CI
+The lanes are packed by hand from measured phase times, and ``test-once`` runs as three
+phases; a phase left out of the plan, or a test left out of every part, would pass CI
 unseen. No server involved: the script prints its plan under ``CI_PLAN=1``, and the parts'
 marker expressions are read from ``make -n``.
 """
@@ -19,6 +19,7 @@ import pytest
 from _pytest.mark.expression import Expression
 
 ROOT = Path(__file__).resolve().parents[1]
+ONCE_PARTS = ("once-heavy", "once-clients", "once-rest")
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -63,7 +64,7 @@ def test_every_phase_runs_once_in_one_of_four_lanes() -> None:
     assert backends, "make backend-phases lists no backend"
     plan = _plan()
     phases = [phase for _, phase, _ in plan]
-    assert sorted(phases) == sorted(["main", "once-heavy", "once-light", *backends])
+    assert sorted(phases) == sorted(["main", *ONCE_PARTS, *backends])
     assert {lane for lane, _, _ in plan} <= {1, 2, 3, 4}
     for _, phase, command in plan:
         target = "test-main" if phase == "main" else f"test-{phase}"
@@ -100,15 +101,14 @@ def _marker_expression(target: str) -> Expression:
     return Expression.compile(expression)
 
 
-@pytest.mark.parametrize("marks", itertools.product((False, True), repeat=2))
-def test_the_two_parts_of_test_once_select_each_of_its_tests_exactly_once(
-    marks: tuple[bool, bool],
+@pytest.mark.parametrize("marks", itertools.product((False, True), repeat=3))
+def test_the_parts_of_test_once_select_each_of_its_tests_exactly_once(
+    marks: tuple[bool, bool, bool],
 ) -> None:
-    independent, heavy = marks
-    present = {"version_independent": independent, "heavy": heavy}
+    present = dict(zip(("version_independent", "heavy", "clients"), marks, strict=True))
 
     def matches(target: str) -> bool:
         return _marker_expression(target).evaluate(lambda name, **_: present.get(name, False))
 
-    in_parts = [matches("test-once-heavy"), matches("test-once-light")]
+    in_parts = [matches(f"test-{part}") for part in ONCE_PARTS]
     assert sum(in_parts) == (1 if matches("test-once") else 0)
