@@ -27,8 +27,8 @@ DURATIONS="PYTEST_ARGS=--durations=25"
 # the phases are packed by their times in the last CI runs: test-main ~1,050 s alone; es9
 # ~920 s, os2 ~790 s, os3 ~780 s, each after a part of test-once (~880 s whole; test-once whole
 # in front of os3 made that lane ~1,630 s, the whole run's length): its heavy tests (~270 s),
-# its tests of real Nagios, Icinga 2, Prometheus or Chromium programs (`clients`, ~220 s), the rest
-# (~330 s). Tests marked `heavy` take turns on a lock (tests/conftest.py); a phase waiting for
+# its tests of real Nagios, Icinga 2, Prometheus or Chromium programs (`clients`, ~270 s), the rest
+# (~280 s). Tests marked `heavy` take turns on a lock (tests/conftest.py); a phase waiting for
 # it does nothing else, so the plan spreads them in time: once-heavy's at the start of lane 2,
 # es9's right after them and os3's after once-rest (ESBRIDGE_TEST_HEAVY_ORDER=first), os2's
 # and main's at the end of their phases (last). A backend phase that the plan does not name (a

@@ -21,7 +21,7 @@ import pytest
 from esbridge_dev.service import EsbridgeProcess
 
 # Chromium renders what the API says: the search server's version plays no part.
-pytestmark = pytest.mark.version_independent
+pytestmark = [pytest.mark.clients, pytest.mark.version_independent]
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 RANK = {"CRITICAL": 0, "UNKNOWN": 1, "WARNING": 2, "PENDING": 3, "OK": 4}
