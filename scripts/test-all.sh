@@ -11,9 +11,9 @@
 # runs even after another fails; its output lines are prefixed with its name, and a table of
 # wall times ends the run. CI_LANES=N (1 to 4, default 4) folds the four lanes of the plan
 # below onto N (1: one phase at a time). CI_REPORTS=DIR keeps each phase's JUnit XML there.
-# All six phases at once were tried (an earlier five at once: 24 min against 27) but left the
-# timing bounds of the replica scenarios too little CPU: a CI run failed on them, so four
-# lanes it is.
+# More lanes were tried with the phases of an earlier plan (all five at once: 24 min against
+# 27) but left the timing bounds of the replica scenarios too little CPU: a CI run failed on
+# them, so four lanes it is.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
