@@ -49,9 +49,7 @@ for entry in "${PLAN[@]}"; do
     main | once-*) ;;
     *) [[ "$BACKENDS" == *" $target "* ]] || continue ;;
     esac
-    make_target=test-$target
-    [ "$target" = main ] && make_target=test-main
-    PHASES+=("$(((lane - 1) % LANES + 1))|$target|env ESBRIDGE_TEST_HEAVY_ORDER=$order make $make_target DEPS= $DURATIONS")
+    PHASES+=("$(((lane - 1) % LANES + 1))|$target|env ESBRIDGE_TEST_HEAVY_ORDER=$order make test-$target DEPS= $DURATIONS")
 done
 
 # CI_PLAN=1: print the phases as lane|phase|command and stop (tests/test_ci_plan.py).
