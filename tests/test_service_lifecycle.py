@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from esbridge_dev.service import EsbridgeProcess
+from scheduling_support import name_with_early_slot
 from test_service_support import (
     CountingProxy,
     delete_index,
@@ -385,28 +386,12 @@ def test_a_run_past_its_timeout_is_cancelled_and_unknown(
             assert [t["to"] for t in back["transitions"]][:2] == ["CRITICAL", "UNKNOWN"]
 
 
-def _name_with_early_slot(prefix: str, interval: float, margin: float) -> str:
-    """A check name whose early first run comes 1 s after start (offset 0 within the
-    EAGER_SPREAD) and whose regular slot is more than ``margin`` seconds away."""
-    from esbridge.scheduler import EAGER_SPREAD, first_offset
-
-    now = time.time()
-    for i in range(10_000):
-        name = f"{prefix}-{i}"
-        first = now - now % interval + first_offset(name, interval)
-        if first <= now:
-            first += interval
-        if first_offset(name, EAGER_SPREAD) == 0 and first - now > margin:
-            return name
-    raise AssertionError("no suitable name")
-
-
 def test_new_check_runs_early_a_restored_one_waits_for_its_slot(
     es_url: str, errors_index: str, state_index: str, tmp_path: Path
 ) -> None:
     """interval 1d: a check with no result runs about 1 s after start, not a day later; after a
     restart its restored result is shown and no early run is added."""
-    name = _name_with_early_slot("early", 86400.0, margin=600.0)
+    name = name_with_early_slot("early", 86400.0, margin=600.0)
     checks = write(
         tmp_path / "early.yaml",
         f"checks:\n  - {{name: {name}, kind: count, index: {errors_index}, window: 1h,"
@@ -435,7 +420,7 @@ def test_corrupt_state_document_is_ignored_and_rewritten(
     """One unreadable persisted document: a warning naming the check, that check starts
     afresh (and runs early), the other is restored; the bad document is replaced."""
     # names whose early first run is 1 s after start: no waiting for a spread slot
-    good, bad = (_name_with_early_slot(p, 3600.0, margin=300.0) for p in ("good", "bad"))
+    good, bad = (name_with_early_slot(p, 3600.0, margin=300.0) for p in ("good", "bad"))
     checks = write(
         tmp_path / "corrupt.yaml",
         "defaults:\n  interval: 1h\nchecks:\n"
@@ -478,7 +463,7 @@ def test_the_state_index_is_created_at_start_not_at_the_first_flush(
     restore, a service stopped in its first seconds does not spend its shutdown grace on it.
     With the periodic flush an hour away, the index exists, strict mapping and all, within
     seconds of start; a stop then writes the first result."""
-    name = _name_with_early_slot("prepared", 3600.0, margin=300.0)
+    name = name_with_early_slot("prepared", 3600.0, margin=300.0)
     checks = write(
         tmp_path / "prepared.yaml",
         f"checks:\n  - {{name: {name}, kind: count, index: {errors_index}, window: 1h,"

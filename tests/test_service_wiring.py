@@ -33,6 +33,7 @@ from esbridge.loader import load_checks
 from esbridge.result import Result
 from esbridge.store import Transition
 from faultproxy import FaultProxy
+from scheduling_support import name_with_early_slot
 
 pytestmark = pytest.mark.es
 
@@ -290,15 +291,6 @@ async def test_a_check_regained_while_its_run_is_in_flight_is_not_run_twice(
             httpx.delete(f"{es_url}/{name}", params={"ignore_unavailable": "true"}, timeout=60)
 
 
-def _early(prefix: str) -> str:
-    """A check name whose early run (``EAGER_SPREAD``) comes in its first slot: ~1 s."""
-    from esbridge.scheduler import EAGER_SPREAD, first_offset
-
-    return next(
-        f"{prefix}-{i}" for i in range(1000) if first_offset(f"{prefix}-{i}", EAGER_SPREAD) == 0
-    )
-
-
 def _threshold_checks(path: Path, index: str, name: str, critical: int) -> Path:
     path.write_text(
         f"checks:\n  - {{name: {name}, kind: count, index: {index}, interval: 1h, window: 1h,"
@@ -314,7 +306,7 @@ async def test_a_reload_that_changes_a_running_check_drops_the_old_verdict(
     old threshold, is dropped, and the changed check runs again at once, not an hour later."""
     index = make_index("wiring-e")
     seed(index, [{"ago": "1m", "status": 500}] * 5)
-    name = _early("thr")
+    name = name_with_early_slot("thr", 3600.0, margin=300.0)
     checks = _threshold_checks(tmp_path / "c.yaml", index, name, critical=1)
     service = _service(tmp_path, proxy.url, checks)
     active = count_runs(service, monkeypatch)
@@ -351,7 +343,7 @@ async def test_a_restored_result_older_than_its_interval_runs_at_start(
 
     index = make_index("wiring-f")
     seed(index, [{"ago": "1m", "status": 500}] * 2)
-    name = _early("late")
+    name = name_with_early_slot("late", 3600.0, margin=300.0)
     state = f"esbridge-test-wiring-state-{uuid.uuid4().hex[:8]}"
     config = tmp_path / "esbridge.yaml"
     config.write_text(
