@@ -34,6 +34,8 @@ from typing import Any
 import httpx
 import pytest
 
+from esbridge_dev import httpcalls
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _require import require
@@ -153,7 +155,7 @@ def new_server(**kwargs: Any) -> esdev.ElasticsearchServer:
 
 def server_product(url: str) -> str:
     """``elasticsearch`` or ``opensearch``, the way esbridge tells them apart."""
-    r = httpx.get(url, timeout=10)
+    r = httpcalls.get(url, timeout=10)
     if r.headers.get("x-elastic-product") == "Elasticsearch":
         return "elasticsearch"
     return str(r.json().get("version", {}).get("distribution", "?"))
@@ -161,7 +163,7 @@ def server_product(url: str) -> str:
 
 def server_version(url: str) -> str:
     # integ-test-zip has no rest-root module: GET / is 405 there, so ask the nodes API.
-    r = httpx.get(f"{url}/_nodes/_local/version", timeout=10)
+    r = httpcalls.get(f"{url}/_nodes/_local/version", timeout=10)
     r.raise_for_status()
     return next(iter(r.json()["nodes"].values()))["version"]
 
@@ -259,7 +261,7 @@ def index_maker(es_url: str) -> Iterator[Callable[..., str]]:
         }
         if mappings:
             body["mappings"] = mappings
-        r = httpx.put(f"{es_url}/{name}", json=body, timeout=60)
+        r = httpcalls.put(f"{es_url}/{name}", json=body, timeout=60)
         assert r.status_code == 200, f"create index {name}: {r.status_code} {r.text}"
         created.append(name)
         return name
@@ -268,7 +270,7 @@ def index_maker(es_url: str) -> Iterator[Callable[..., str]]:
         yield make
     finally:
         for name in created:
-            httpx.delete(f"{es_url}/{name}", params={"ignore_unavailable": "true"}, timeout=60)
+            httpcalls.delete(f"{es_url}/{name}", params={"ignore_unavailable": "true"}, timeout=60)
 
 
 @pytest.fixture

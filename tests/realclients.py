@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 import httpx
 
 from _require import require
-from esbridge_dev import procgroup
+from esbridge_dev import httpcalls, procgroup
 from esbridge_dev.seeding import seed
 from esbridge_dev.service import EsbridgeProcess
 
@@ -239,7 +239,7 @@ def running_scenario(
     """Seed, start esbridge on the scenario's checks, wait until every state is reached."""
     index = f"rc-logs-{uuid.uuid4().hex[:8]}"
     state_index = f"rc-state-{uuid.uuid4().hex[:8]}"
-    r = httpx.put(
+    r = httpcalls.put(
         f"{es_url}/{index}",
         json={
             "settings": {"number_of_shards": 1, "number_of_replicas": 0},
@@ -275,7 +275,7 @@ def running_scenario(
             service.stop()
             service.log_path.unlink(missing_ok=True)
         for name in (index, state_index):
-            httpx.delete(f"{es_url}/{name}", params={"ignore_unavailable": "true"}, timeout=60)
+            httpcalls.delete(f"{es_url}/{name}", params={"ignore_unavailable": "true"}, timeout=60)
 
 
 STALE_RE = re.compile(

@@ -36,6 +36,7 @@ from typing import Any
 import httpx
 
 from esbridge_dev import elasticsearch as esdev
+from esbridge_dev import httpcalls
 
 
 @dataclass
@@ -191,7 +192,7 @@ class SecureES:
 
     def client(self, auth: tuple[str, str] | None = None, **kwargs: Any) -> httpx.Client:
         """An HTTPS client verifying against the generated CA (as ``elastic`` by default)."""
-        return httpx.Client(
+        return httpcalls.client(
             base_url=self.url,
             auth=auth or ("elastic", self.password),
             verify=ssl.create_default_context(cafile=str(self.ca_path)),

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from esbridge_dev import httpcalls
 from esbridge_dev.seeding import seed as seed_docs
 from esbridge_dev.service import EsbridgeProcess
 from test_service_support import delete_index, json_lines, poll, write
@@ -93,7 +94,7 @@ class Api:
 @pytest.fixture(scope="module")
 def api(es_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     index = f"api-logs-{uuid.uuid4().hex[:8]}"
-    httpx.put(
+    httpcalls.put(
         f"{es_url}/{index}",
         json={
             "settings": {"number_of_shards": 1, "number_of_replicas": 0},

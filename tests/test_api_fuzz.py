@@ -12,7 +12,6 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -22,6 +21,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
+from esbridge_dev import httpcalls
 from esbridge_dev.service import EsbridgeProcess
 
 # The API's contract, not the searches: once, in main.
@@ -78,7 +78,7 @@ def fuzz_service(
 ) -> Iterator[EsbridgeProcess]:
     folder = tmp_path_factory.mktemp("fuzz")
     index = f"fuzz-logs-{uuid.uuid4().hex[:8]}"
-    httpx.put(
+    httpcalls.put(
         f"{es_url}/{index}",
         json={
             "settings": {"number_of_shards": 1, "number_of_replicas": 0},
@@ -108,7 +108,7 @@ def fuzz_service(
         )
         yield proc
     for name in (index, state, events):
-        httpx.delete(f"{es_url}/{name}", params={"ignore_unavailable": "true"}, timeout=30)
+        httpcalls.delete(f"{es_url}/{name}", params={"ignore_unavailable": "true"}, timeout=30)
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
+from esbridge_dev import httpcalls
 from esbridge_dev.service import EsbridgeProcess, poll
 from test_service_support import CountingProxy, delete_index, write
 
@@ -192,7 +192,7 @@ def plugin_codes(url: str) -> dict[str, int]:
     """Exit codes as Nagios gets them: the plugin itself for every 30th check (a process each,
     slow on a loaded machine), ``status_code`` of the same store read for all of them."""
     codes = {
-        c["name"]: c["status_code"] for c in httpx.get(f"{url}/api/v1/checks").json()["checks"]
+        c["name"]: c["status_code"] for c in httpcalls.get(f"{url}/api/v1/checks").json()["checks"]
     }
     for i in range(0, CHECKS, 30):
         name = f"c{i:04d}"
@@ -394,7 +394,7 @@ def test_a_replica_back_from_a_partition_restores_its_checks_before_writing(
     state = indices[0]
 
     def doc(name: str) -> dict[str, Any]:
-        r = httpx.get(f"{es_url}/{state}/_doc/{name}", timeout=30)
+        r = httpcalls.get(f"{es_url}/{state}/_doc/{name}", timeout=30)
         r.raise_for_status()
         return r.json()["_source"]
 

@@ -9,7 +9,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 
-import httpx
 import pytest
 
 from esbridge.config import ConnectionConfig
@@ -18,6 +17,7 @@ from esbridge.membership import Membership
 from esbridge.persistence import StatePersistence
 from esbridge.result import State
 from esbridge.sharedview import SharedView
+from esbridge_dev import httpcalls
 from test_service_support import CountingProxy
 from test_store import T0, result, store_with
 
@@ -35,7 +35,7 @@ async def connection(es_url: str) -> AsyncIterator[Connection]:
 def index(es_url: str):  # type: ignore[no-untyped-def]
     name = f"esbridge-test-parts-{uuid.uuid4().hex[:8]}"
     yield name
-    httpx.delete(f"{es_url}/{name}", params={"ignore_unavailable": "true"}, timeout=30)
+    httpcalls.delete(f"{es_url}/{name}", params={"ignore_unavailable": "true"}, timeout=30)
 
 
 class Clock:
@@ -76,7 +76,7 @@ async def test_a_changed_wall_clock_does_not_matter(connection: Connection, inde
     b = Membership(connection, index, "b", heartbeat=1, lease=3, clock=clock)
     await a.beat()
     await b.beat()
-    httpx.post(
+    httpcalls.post(
         f"{connection.config.urls[0]}/{index}/_update/b?refresh=true",
         json={"doc": {"heartbeat_at": 0.0}},
         timeout=30,
@@ -96,7 +96,7 @@ async def test_a_member_document_of_the_wrong_shape_is_skipped_not_fatal(
     await b.beat()
     url = connection.config.urls[0]
     for member, counter in (("x", "5.5"), ("y", [1, 2]), ("z", {"n": 1})):
-        httpx.put(
+        httpcalls.put(
             f"{url}/{index}/_doc/{member}?refresh=true",
             json={"replica": member, "incarnation": "i", "counter": counter},
             timeout=30,
@@ -121,13 +121,13 @@ async def test_a_dead_member_whose_delete_fails_is_not_revived(
     clock.now += 3 * 20 + 1  # b dead for more than FORGET_AFTER_LEASES leases
     url = connection.config.urls[0]
     block = {"index.blocks.write": True}
-    httpx.put(f"{url}/{index}/_settings", json=block, timeout=30).raise_for_status()
+    httpcalls.put(f"{url}/{index}/_settings", json=block, timeout=30).raise_for_status()
     try:
         await a._forget_dead()  # the DELETE is refused (a real write block)
         assert "b" in a.members  # kept: tried again next round
     finally:
         block = {"index.blocks.write": None}
-        httpx.put(f"{url}/{index}/_settings", json=block, timeout=30).raise_for_status()
+        httpcalls.put(f"{url}/{index}/_settings", json=block, timeout=30).raise_for_status()
     assert await a.beat() == ["a"]  # not live again: its counter never moved
     assert "b" not in a.members  # the next round's delete worked
     assert await a.beat() == ["a"]
@@ -378,5 +378,5 @@ async def test_state_index_shards(es_url: str, connection: Connection, index: st
     store = store_with()
     store.record(result(State.OK, T0))
     assert await StatePersistence(store, connection, index, 10.0, shards=3).flush() == 1
-    settings = httpx.get(f"{es_url}/{index}/_settings", timeout=30).json()
+    settings = httpcalls.get(f"{es_url}/{index}/_settings", timeout=30).json()
     assert settings[index]["settings"]["index"]["number_of_shards"] == "3"

@@ -11,9 +11,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
+from esbridge_dev import httpcalls
 from esbridge_dev.procgroup import start_group
 from esbridge_dev.service import free_port, poll
 from realclients import open_dir, stop_group, tool
@@ -55,7 +55,7 @@ def group(es_url: str, index20: str, indices, tmp_path: Path) -> Iterator[Replic
 
 
 def critical_alert(api: str) -> dict | None:
-    alerts = httpx.get(f"{api}/api/v1/alerts", timeout=10).json()["data"]["alerts"]
+    alerts = httpcalls.get(f"{api}/api/v1/alerts", timeout=10).json()["data"]["alerts"]
     found = [
         a
         for a in alerts

@@ -16,13 +16,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 import pytest
 
 from _require import require
 from conftest import BACKEND
 from esbridge.nagios import exit_code, render
 from esbridge_dev import elasticsearch as esdev
+from esbridge_dev import httpcalls
 from esbridge_dev.opensearch import OPENSEARCH
 from esbridge_dev.seeding import seed
 from kinds_support import checks_yaml, run_yaml
@@ -154,17 +154,17 @@ def other_url() -> Iterator[str]:
 def prepare(url: str, now: datetime) -> None:
     cleanup(url)  # what an interrupted run may have left
     body = {"settings": {"number_of_shards": 1, "number_of_replicas": 0}, "mappings": MAPPINGS}
-    r = httpx.put(f"{url}/{INDEX}", json=body, timeout=60)
+    r = httpcalls.put(f"{url}/{INDEX}", json=body, timeout=60)
     assert r.status_code == 200, r.text
     seed(url, INDEX, documents(), now=now)
     # A filesystem repository under the cluster's path.repo, with one snapshot of the index.
-    nodes = httpx.get(f"{url}/_nodes/settings", timeout=30).json()["nodes"]
+    nodes = httpcalls.get(f"{url}/_nodes/settings", timeout=30).json()["nodes"]
     root = next(iter(nodes.values()))["settings"]["path"]["repo"]
     root = root[0] if isinstance(root, list) else root
     repository = {"type": "fs", "settings": {"location": f"{root}/{REPOSITORY}"}}
-    r = httpx.put(f"{url}/_snapshot/{REPOSITORY}", json=repository, timeout=60)
+    r = httpcalls.put(f"{url}/_snapshot/{REPOSITORY}", json=repository, timeout=60)
     assert r.status_code == 200, r.text
-    r = httpx.put(
+    r = httpcalls.put(
         f"{url}/_snapshot/{REPOSITORY}/xb-1",
         params={"wait_for_completion": "true"},
         json={"indices": INDEX, "include_global_state": False},
@@ -174,14 +174,14 @@ def prepare(url: str, now: datetime) -> None:
 
 
 def cleanup(url: str) -> None:
-    httpx.delete(f"{url}/_snapshot/{REPOSITORY}/xb-1", timeout=120)
-    httpx.delete(f"{url}/_snapshot/{REPOSITORY}", timeout=60)
-    httpx.delete(f"{url}/{INDEX}", params={"ignore_unavailable": "true"}, timeout=60)
+    httpcalls.delete(f"{url}/_snapshot/{REPOSITORY}/xb-1", timeout=120)
+    httpcalls.delete(f"{url}/_snapshot/{REPOSITORY}", timeout=60)
+    httpcalls.delete(f"{url}/{INDEX}", params={"ignore_unavailable": "true"}, timeout=60)
 
 
 def identity(url: str) -> dict[str, str]:
     """What names this server in an output line: URL, node name, cluster name."""
-    nodes = httpx.get(f"{url}/_nodes/_local", timeout=10).json()
+    nodes = httpcalls.get(f"{url}/_nodes/_local", timeout=10).json()
     node = next(iter(nodes["nodes"].values()))
     return {url: "<url>", node["name"]: "<node>", nodes["cluster_name"]: "<cluster>"}
 

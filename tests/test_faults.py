@@ -20,11 +20,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from conftest import BACKEND_NAME
 from esbridge_dev import elasticsearch as esdev
+from esbridge_dev import httpcalls
 from esbridge_dev.seeding import seed
 from esbridge_dev.service import EsbridgeProcess
 from faultproxy import FaultProxy
@@ -87,7 +87,7 @@ def wait_all(
 
 
 def delete_index(url: str, index: str) -> None:
-    httpx.delete(f"{url}/{index}", params={"ignore_unavailable": "true"}, timeout=30)
+    httpcalls.delete(f"{url}/{index}", params={"ignore_unavailable": "true"}, timeout=30)
 
 
 def unique(prefix: str) -> str:
@@ -105,7 +105,7 @@ def own_es(spare_es: esdev.ElasticsearchServer) -> Iterator[esdev.ElasticsearchS
     if server.proc is None or server.proc.poll() is not None:
         server.restart()  # a previous failure left it down
     settings = {"settings": {"number_of_shards": 1, "number_of_replicas": 0}}
-    httpx.put(f"{server.url}/flt-logs", json=settings, timeout=60).raise_for_status()
+    httpcalls.put(f"{server.url}/flt-logs", json=settings, timeout=60).raise_for_status()
     seed(server.url, "flt-logs", [{"ago": f"{i}m", "status": 200} for i in range(5)])
     yield server
     if server.proc is not None and server.proc.poll() is None:
@@ -411,8 +411,8 @@ def test_esbridge_sigkill_restores_state_without_false_recovery(
         before = detail(first, "crash-count")
 
         def persisted() -> bool:
-            httpx.post(f"{es_url}/{state_index}/_refresh", timeout=10)
-            r = httpx.get(f"{es_url}/{state_index}/_doc/crash-count", timeout=10)
+            httpcalls.post(f"{es_url}/{state_index}/_refresh", timeout=10)
+            r = httpcalls.get(f"{es_url}/{state_index}/_doc/crash-count", timeout=10)
             if r.status_code != 200:
                 return False
             doc = r.json()["_source"]
@@ -473,7 +473,7 @@ def test_state_store_blocked_then_unblocked(
     settings_url = f"{es_url}/{state_index}/_settings"
     with EsbridgeProcess(es_url, [checks], state_index=state_index) as proc:
         proc.wait_for(lambda: proc.get("/readyz").json()["state_store"]["writable"] is True, 20)
-        r = httpx.put(settings_url, json={"index.blocks.write": True}, timeout=10)
+        r = httpcalls.put(settings_url, json={"index.blocks.write": True}, timeout=10)
         assert r.status_code == 200, r.text
         try:
             ready = proc.wait_for(
@@ -490,7 +490,7 @@ def test_state_store_blocked_then_unblocked(
             assert states(proc)["store-count"]["state"] == "OK"
             assert proc.get("/readyz").json()["state_store"]["pending_writes"] >= 1
         finally:
-            httpx.put(settings_url, json={"index.blocks.write": False}, timeout=10)
+            httpcalls.put(settings_url, json={"index.blocks.write": False}, timeout=10)
         proc.wait_for(lambda: proc.get("/readyz").status_code == 200, timeout=20)
         proc.wait_for(
             lambda: proc.get("/readyz").json()["state_store"]["pending_writes"] == 0, 20, 0.05
@@ -499,8 +499,8 @@ def test_state_store_blocked_then_unblocked(
         latest = detail(proc, "store-count")
 
         def reflected() -> bool:
-            httpx.post(f"{es_url}/{state_index}/_refresh", timeout=10)
-            doc = httpx.get(f"{es_url}/{state_index}/_doc/store-count", timeout=10).json()
+            httpcalls.post(f"{es_url}/{state_index}/_refresh", timeout=10)
+            doc = httpcalls.get(f"{es_url}/{state_index}/_doc/store-count", timeout=10).json()
             return doc["_source"]["runs"] >= latest["runs"]
 
         proc.wait_for(reflected, timeout=20)

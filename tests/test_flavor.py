@@ -15,7 +15,6 @@ import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import httpx
 import pytest
 
 from conftest import BACKEND, BACKEND_NAME
@@ -26,6 +25,7 @@ from esbridge.loader import load_text
 from esbridge.planner import ClusterFetch
 from esbridge.result import State
 from esbridge.runner import Runner
+from esbridge_dev import httpcalls
 from faultproxy import FaultProxy
 
 OTHER = "elasticsearch" if BACKEND == "opensearch" else "opensearch"
@@ -44,7 +44,7 @@ async def _one_result(config: ConnectionConfig):  # type: ignore[no-untyped-def]
 async def test_auto_detects_the_backend_once_and_logs_it(
     es_url: str, es_version: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    root = httpx.get(es_url, timeout=10)
+    root = httpcalls.get(es_url, timeout=10)
     if BACKEND == "elasticsearch":
         # The test distribution has no root endpoint: detection must not depend on it.
         assert root.status_code == 405
@@ -159,7 +159,7 @@ async def test_decoding_is_metered_only_for_the_requests_that_ask(es_url: str) -
         json.dumps({"index": {"_id": str(i)}}) + "\n" + json.dumps({"text": "x" * 200}) + "\n"
         for i in range(300)
     )
-    httpx.post(
+    httpcalls.post(
         f"{es_url}/{index}/_bulk?refresh=true",
         content=docs,
         headers={"content-type": "application/x-ndjson"},
@@ -180,7 +180,7 @@ async def test_decoding_is_metered_only_for_the_requests_that_ask(es_url: str) -
         assert meter.cpu_seconds == measured
     finally:
         await connection.close()
-        httpx.delete(f"{es_url}/{index}", timeout=30)
+        httpcalls.delete(f"{es_url}/{index}", timeout=30)
 
 
 async def test_requests_waiting_for_the_product_share_one_detection() -> None:

@@ -31,7 +31,7 @@ import httpx
 import pytest
 from ruamel.yaml import YAML
 
-from esbridge_dev import sampledata
+from esbridge_dev import httpcalls, sampledata
 from esbridge_dev.seeding import seed
 from esbridge_dev.service import EsbridgeProcess, poll
 from test_service_support import CountingProxy, delete_index, json_lines
@@ -100,7 +100,7 @@ def gate_env(es_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         ],
     )
     for index in (web, shop):
-        r = httpx.put(f"{es_url}/{index}", json={"mappings": MAPPINGS}, timeout=60)
+        r = httpcalls.put(f"{es_url}/{index}", json={"mappings": MAPPINGS}, timeout=60)
         assert r.status_code == 200, r.text
     now = time.time()  # a minute of healthy sample traffic on the web index
     seed(es_url, web, sample_logs(now - 60, now, 10.0, sampledata.NO_INCIDENTS))
@@ -146,7 +146,7 @@ def gate_env(es_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 
 def gate(svc: EsbridgeProcess, timeout: float = 10.0, **params: Any) -> httpx.Response:
-    return httpx.get(svc.url + "/api/v1/gate", params=params, timeout=timeout)
+    return httpcalls.get(svc.url + "/api/v1/gate", params=params, timeout=timeout)
 
 
 def run_gate_cli(svc: EsbridgeProcess, *args: str, timeout: float = 60) -> tuple[int, str]:
@@ -286,14 +286,14 @@ def test_waiting_gate_requests_are_bounded_and_healthz_keeps_answering(gate_env:
 def test_selection_parameters_are_bounded_and_deduplicated(gate_env: dict) -> None:
     svc = gate_env["svc"]
     many = [f"gate-shop-{i}*" for i in range(101)]
-    r = httpx.get(svc.url + "/api/v1/gate", params={"check": many, "for": "1s"}, timeout=10)
+    r = httpcalls.get(svc.url + "/api/v1/gate", params={"check": many, "for": "1s"}, timeout=10)
     assert r.status_code == 422, r.text
     assert "at most 100" in r.json()["error"] and "glob" in r.json()["error"], r.text
     both = {"check": many[:60], "tag": [f"t{i}" for i in range(41)], "for": "1s"}
-    assert httpx.get(svc.url + "/api/v1/gate", params=both, timeout=10).status_code == 422
+    assert httpcalls.get(svc.url + "/api/v1/gate", params=both, timeout=10).status_code == 422
     # repeats count once: 700 times the same glob is one pattern
     same = {"check": ["gate-sh*"] * 700, "for": "1s"}
-    r = httpx.get(svc.url + "/api/v1/gate", params=same, timeout=10)
+    r = httpcalls.get(svc.url + "/api/v1/gate", params=same, timeout=10)
     assert r.status_code == 200, r.text
     assert {c["name"] for c in r.json()["checks"]} == {"gate-shop-errors", "gate-shop-traffic"}
     # did-you-mean for the first few patterns only (a similarity search each)
@@ -301,7 +301,9 @@ def test_selection_parameters_are_bounded_and_deduplicated(gate_env: dict) -> No
         (["zzz", "zzz", "gate-shop-erors"], ["gate-shop-errors"]),  # repeats count once
         (["zzz", "qqq", "xxx", "gate-shop-erors"], []),  # the 4th pattern is not searched
     ):
-        r = httpx.get(svc.url + "/api/v1/gate", params={"check": typos, "for": "1s"}, timeout=10)
+        r = httpcalls.get(
+            svc.url + "/api/v1/gate", params={"check": typos, "for": "1s"}, timeout=10
+        )
         assert r.status_code == 404, r.text
         assert suggested == [n for n in r.json()["did_you_mean"] if n == "gate-shop-errors"]
 
@@ -515,11 +517,11 @@ def test_events_are_stored_in_elasticsearch_with_an_explicit_mapping(
     gate_env: dict, incident: dict
 ) -> None:
     es_url, index = gate_env["es_url"], gate_env["events"]
-    mapping = httpx.get(f"{es_url}/{index}/_mapping", timeout=10).json()[index]["mappings"]
+    mapping = httpcalls.get(f"{es_url}/{index}/_mapping", timeout=10).json()[index]["mappings"]
     assert mapping["dynamic"] == "strict"
     assert mapping["properties"]["tags"]["type"] == "keyword"
     assert mapping["properties"]["at"]["type"] == "date"
-    doc = httpx.get(f"{es_url}/{index}/_doc/{incident['event']['id']}", timeout=10).json()
+    doc = httpcalls.get(f"{es_url}/{index}/_doc/{incident['event']['id']}", timeout=10).json()
     assert doc["_source"]["version"] == "1.4.2" and doc["_source"]["tags"] == ["web"]
     listed = gate_env["svc"].get("/api/v1/events", params={"check": "gate-web-errors"}).json()
     assert [e["id"] for e in listed["events"]] == [incident["event"]["id"]]
@@ -751,12 +753,14 @@ def test_argo_analysis_template_asks_the_gate(gate_env: dict) -> None:
     wait = float(args["wait"].rstrip("m")) * 60
     assert web["timeoutSeconds"] > wait  # the gate answers before Argo gives up
 
-    ok = httpx.get(url(tag="shop", **{"for": "2s", "wait": "20s"}), timeout=30).json()["verdict"]
+    ok = httpcalls.get(url(tag="shop", **{"for": "2s", "wait": "20s"}), timeout=30).json()[
+        "verdict"
+    ]
     assert ok == "pass"
     assert argo_condition(metric["successCondition"], ok)
     assert not argo_condition(metric["failureCondition"], ok)
 
-    bad = httpx.get(url(tag="web", **{"for": "1m", "wait": "20s"}), timeout=30).json()
+    bad = httpcalls.get(url(tag="web", **{"for": "1m", "wait": "20s"}), timeout=30).json()
     if bad["verdict"] == "fail":  # the web incident (tests above) is still on
         assert argo_condition(metric["failureCondition"], "fail")
     assert argo_condition(metric["failureCondition"], "unknown")
@@ -774,5 +778,5 @@ def test_events_index_is_recreated_with_its_mapping_when_deleted(gate_env: dict)
     event = {"service": "shop", "version": "9", "by": "test", "tags": ["none-such"]}
     r = svc.post("/api/v1/events", json=event, headers=AUTH)
     assert r.status_code == 201, r.text
-    mapping = httpx.get(f"{es_url}/{index}/_mapping", timeout=10).json()[index]["mappings"]
+    mapping = httpcalls.get(f"{es_url}/{index}/_mapping", timeout=10).json()[index]["mappings"]
     assert mapping["dynamic"] == "strict"

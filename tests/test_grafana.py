@@ -17,10 +17,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from ruamel.yaml import YAML
 
+from esbridge_dev import httpcalls
 from esbridge_dev.service import EsbridgeProcess, free_port
 from realclients import tool
 
@@ -253,7 +253,7 @@ def test_every_metric_name_is_in_a_real_scrape(es_url: str, tmp_path: Path) -> N
         svc.stop()
         svc.log_path.unlink(missing_ok=True)
         for name in (index, state_index):
-            httpx.delete(f"{es_url}/{name}", params={"ignore_unavailable": "true"}, timeout=60)
+            httpcalls.delete(f"{es_url}/{name}", params={"ignore_unavailable": "true"}, timeout=60)
     exported = scraped_names(text)
     used = {n for _, e in expressions(load()) for n in re.findall(r"\besbridge_[a-z_]+", e)}
     assert len(used) >= 20

@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import pytest
 
 from esbridge.evaluate import evaluate
@@ -24,6 +23,7 @@ from esbridge.models import CheckDefinition
 from esbridge.nagios import render
 from esbridge.planner import GROUP_COUNT_AGG, GROUPS_AGG, VALUE_AGG, plan
 from esbridge.result import Result, State
+from esbridge_dev import httpcalls
 from kinds_support import checks_yaml, run_yaml
 
 MAPPINGS = {
@@ -43,7 +43,7 @@ def _bulk(es_url: str, index: str, counts: list[tuple[str, int]], at: datetime) 
     for host, n in counts:
         doc = json.dumps({"@timestamp": stamp, "host": host, "status": 200})
         lines += ['{"index":{}}', doc] * n
-    r = httpx.post(
+    r = httpcalls.post(
         f"{es_url}/{index}/_bulk",
         params={"refresh": "true"},
         content="\n".join(lines) + "\n",
@@ -71,14 +71,14 @@ def daily(make_index: Callable[..., str]) -> Iterator[Callable[[], str]]:
 
 
 def _count(es_url: str, pattern: str, host: str) -> int:
-    r = httpx.post(
+    r = httpcalls.post(
         f"{es_url}/{pattern}/_count", json={"query": {"term": {"host": host}}}, timeout=30
     )
     return int(r.json()["count"])
 
 
 def _indices(es_url: str, pattern: str) -> list[str]:
-    r = httpx.get(f"{es_url}/_cat/indices/{pattern}", params={"h": "index"}, timeout=30)
+    r = httpcalls.get(f"{es_url}/_cat/indices/{pattern}", params={"h": "index"}, timeout=30)
     return sorted(r.text.split())
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from conftest import BACKEND, expected_es_version, index_maker, new_server
 from esbridge_dev import elasticsearch as esdev
-from esbridge_dev import ports
+from esbridge_dev import httpcalls, ports
 from esbridge_dev.seeding import iso, parse_ago, prepare_docs
 from esbridge_dev.service import EsbridgeProcess, listens_on
 
@@ -25,14 +25,14 @@ def test_server_reachable_with_expected_version(es_url, es_version):
     want = expected_es_version()
     if want:
         assert es_version.split(".")[0] == want.split(".")[0], (es_version, want)
-    health = httpx.get(f"{es_url}/_cluster/health", timeout=10).json()
+    health = httpcalls.get(f"{es_url}/_cluster/health", timeout=10).json()
     assert health["number_of_nodes"] == 1
     assert health["status"] in ("green", "yellow")
 
 
 @pytest.mark.es
 def test_single_node_on_loopback_only(es_url):
-    nodes = httpx.get(f"{es_url}/_nodes/http,settings", timeout=10).json()["nodes"]
+    nodes = httpcalls.get(f"{es_url}/_nodes/http,settings", timeout=10).json()["nodes"]
     assert len(nodes) == 1
     node = next(iter(nodes.values()))
     http = node["http"]
@@ -46,10 +46,10 @@ def test_single_node_on_loopback_only(es_url):
 @pytest.mark.es
 def test_security_off(es_url):
     # No credentials and still allowed: security is disabled.
-    r = httpx.get(f"{es_url}/_cluster/health", timeout=10)
+    r = httpcalls.get(f"{es_url}/_cluster/health", timeout=10)
     assert r.status_code == 200
     if BACKEND == "opensearch":
-        assert httpx.get(es_url, timeout=10).json()["version"]["distribution"] == "opensearch"
+        assert httpcalls.get(es_url, timeout=10).json()["version"]["distribution"] == "opensearch"
     else:
         assert r.headers.get("x-elastic-product") == "Elasticsearch"
 
@@ -81,7 +81,7 @@ def test_make_index_and_seed_round_trip(es_url, make_index, seed):
         "query": {"range": {"@timestamp": {"gte": iso(now - timedelta(minutes=5))}}},
         "sort": [{"@timestamp": "asc"}],
     }
-    hits = httpx.post(f"{es_url}/{index}/_search", json=body, timeout=10).json()["hits"]["hits"]
+    hits = httpcalls.post(f"{es_url}/{index}/_search", json=body, timeout=10).json()["hits"]["hits"]
     assert [h["_source"]["status"] for h in hits] == [500, 200]
     assert hits[0]["_source"]["@timestamp"] == "2024-05-01T11:57:00.000Z"
     assert hits[1]["_source"]["@timestamp"] == "2024-05-01T11:58:29.500Z"
@@ -105,13 +105,13 @@ def test_make_index_deletes_its_indices(es_url):
 def test_second_instance_stops_cleanly():
     server = new_server()
     with server:
-        assert httpx.get(f"{server.url}/_cluster/health", timeout=10).status_code == 200
+        assert httpcalls.get(f"{server.url}/_cluster/health", timeout=10).status_code == 200
         pid = server.pid
         workdir = server.workdir
         assert pid and workdir and (workdir / "data").is_dir()
         # fault helpers: kill keeps data, restart reuses port + data
         port = server.port
-        r = httpx.put(
+        r = httpcalls.put(
             f"{server.url}/keep", json={"settings": {"number_of_replicas": 0}}, timeout=30
         )
         assert r.status_code == 200, r.text
@@ -119,7 +119,7 @@ def test_second_instance_stops_cleanly():
         assert not esdev.group_alive(pid)
         server.restart()
         assert server.port == port
-        health = httpx.get(
+        health = httpcalls.get(
             f"{server.url}/_cluster/health/keep",
             params={"wait_for_status": "green", "timeout": "30s"},
             timeout=40,
@@ -140,7 +140,7 @@ def test_service_harness_ignores_a_foreign_listener_and_moves_off_its_port(tmp_p
     foreign = _HealthzServer(("127.0.0.1", 0), _AlwaysHealthy)
     threading.Thread(target=foreign.serve_forever, daemon=True).start()
     taken = foreign.server_address[1]
-    assert httpx.get(f"http://127.0.0.1:{taken}/healthz", timeout=5).status_code == 200
+    assert httpcalls.get(f"http://127.0.0.1:{taken}/healthz", timeout=5).status_code == 200
     assert not listens_on(os.getpid() + 10**7, taken)  # no such process: not its socket
     assert listens_on(os.getpid(), taken)
     checks = tmp_path / "checks.yaml"

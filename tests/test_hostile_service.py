@@ -18,7 +18,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from _require import require
@@ -27,6 +26,7 @@ from esbridge.esclient import Connections
 from esbridge.loader import load_text
 from esbridge.result import State
 from esbridge.runner import Runner
+from esbridge_dev import httpcalls
 from esbridge_dev.service import EsbridgeProcess, free_port
 from test_service_support import delete_index, metric_samples
 
@@ -158,7 +158,7 @@ def _index(es_url: str, name: str, settings: dict[str, Any] | None = None) -> No
         "mappings": {"properties": {"host": {"type": "keyword"}}},
     }
     params = {"wait_for_active_shards": "0"} if settings else {}
-    r = httpx.put(f"{es_url}/{name}", params=params, json=body, timeout=60)
+    r = httpcalls.put(f"{es_url}/{name}", params=params, json=body, timeout=60)
     assert r.status_code == 200, r.text
 
 
@@ -173,7 +173,7 @@ async def test_closed_index_in_pattern_is_unknown_naming_it(es_url: str, seed: A
         for name in (a, b):
             _index(es_url, name)
             _seed(es_url, seed, name)
-        assert httpx.post(f"{es_url}/{b}/_close", timeout=30).status_code == 200
+        assert httpcalls.post(f"{es_url}/{b}/_close", timeout=30).status_code == 200
         results = await _run(es_url, f"{prefix}-*")
         for check in ("count", "fresh"):
             result = results[check]
@@ -230,13 +230,15 @@ def test_state_index_deleted_while_running_is_recreated(es_url: str, checks_dir:
     try:
         with EsbridgeProcess(es_url, [checks_dir], env=env, state_index=state) as proc:
             proc.wait_for(lambda: proc.get("/readyz").status_code == 200)
-            proc.wait_for(lambda: httpx.get(f"{es_url}/{state}/_doc/health").status_code == 200)
-            assert httpx.delete(f"{es_url}/{state}", timeout=30).status_code == 200
+            proc.wait_for(lambda: httpcalls.get(f"{es_url}/{state}/_doc/health").status_code == 200)
+            assert httpcalls.delete(f"{es_url}/{state}", timeout=30).status_code == 200
             proc.post("/api/v1/checks/health/run")  # a new result makes the store dirty
-            proc.wait_for(lambda: httpx.get(f"{es_url}/{state}/_doc/health").status_code == 200, 30)
-            mapping = httpx.get(f"{es_url}/{state}/_mapping", timeout=10).json()
+            proc.wait_for(
+                lambda: httpcalls.get(f"{es_url}/{state}/_doc/health").status_code == 200, 30
+            )
+            mapping = httpcalls.get(f"{es_url}/{state}/_mapping", timeout=10).json()
             assert mapping[state]["mappings"]["dynamic"] == "strict"
-            settings = httpx.get(f"{es_url}/{state}/_settings", timeout=10).json()
+            settings = httpcalls.get(f"{es_url}/{state}/_settings", timeout=10).json()
             assert settings[state]["settings"]["index"]["auto_expand_replicas"] == "0-1"
             proc.wait_for(lambda: proc.get("/readyz").status_code == 200, 30)
             assert proc.get("/readyz").json()["state_store"]["writable"] is True
@@ -257,7 +259,7 @@ def test_metrics_stay_parseable_with_hostile_group_values(
     assert promtool is not None
     index = f"hostile-metrics-{uuid.uuid4().hex[:6]}"
     try:
-        httpx.put(
+        httpcalls.put(
             f"{es_url}/{index}",
             json={
                 "settings": {"number_of_shards": 1, "number_of_replicas": 0},

@@ -13,12 +13,12 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import httpx
 import pytest
 
 from conftest import BACKEND_NAME
 from esbridge.nagios import render
 from esbridge.result import State
+from esbridge_dev import httpcalls
 from kinds_support import run_yaml
 
 pytestmark = pytest.mark.es
@@ -30,7 +30,7 @@ def checks_yaml(checks: list[dict[str, Any]]) -> str:
 
 @pytest.fixture
 def node_name(es_url: str) -> str:
-    nodes = httpx.get(f"{es_url}/_nodes/_local", timeout=10).json()["nodes"]
+    nodes = httpcalls.get(f"{es_url}/_nodes/_local", timeout=10).json()["nodes"]
     return next(iter(nodes.values()))["name"]
 
 
@@ -43,7 +43,7 @@ def red_index(es_url: str) -> Iterator[str]:
         "number_of_replicas": 0,
         "routing.allocation.require._name": "no-such-node",
     }
-    r = httpx.put(
+    r = httpcalls.put(
         f"{es_url}/{name}",
         params={"wait_for_active_shards": "0"},
         json={"settings": {"index": settings}},
@@ -53,7 +53,7 @@ def red_index(es_url: str) -> Iterator[str]:
     try:
         yield name
     finally:
-        httpx.delete(f"{es_url}/{name}", timeout=60)
+        httpcalls.delete(f"{es_url}/{name}", timeout=60)
 
 
 async def test_cluster_health_scoped_to_an_index(
@@ -188,7 +188,7 @@ async def test_jvm_heap_and_disk_per_node(es_url: str, node_name: str) -> None:
         ]
     )
     results = await run_yaml(es_url, text)
-    stats = httpx.get(f"{es_url}/_nodes/_local/stats/fs", timeout=10).json()
+    stats = httpcalls.get(f"{es_url}/_nodes/_local/stats/fs", timeout=10).json()
     fs = next(iter(stats["nodes"].values()))["fs"]["total"]
     disk_now = 100 * (fs["total_in_bytes"] - fs["available_in_bytes"]) / fs["total_in_bytes"]
     for name, label in (("heap-crit", "heap"), ("disk-crit", "disk")):
@@ -237,7 +237,7 @@ async def test_master_agreement_and_unreachable_node(es_url: str, node_name: str
 async def test_master_split_brain_two_clusters(es_url: str, node_name: str, spare_es) -> None:
     """Two different single-node clusters listed as one: they disagree, CRITICAL split brain."""
     server = spare_es  # the session's second cluster
-    other = httpx.get(f"{server.url}/_nodes/_local", timeout=10).json()["nodes"]
+    other = httpcalls.get(f"{server.url}/_nodes/_local", timeout=10).json()["nodes"]
     other_name = next(iter(other.values()))["name"]
     assert other_name != node_name
     text = checks_yaml([{"name": "brain", "kind": "master", "node_urls": [es_url, server.url]}])

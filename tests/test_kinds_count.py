@@ -13,12 +13,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 import pytest
 
 from conftest import BACKEND_NAME
 from esbridge.nagios import exit_code, render
 from esbridge.result import State
+from esbridge_dev import httpcalls
 from kinds_support import checks_yaml, run_yaml
 
 pytestmark = pytest.mark.es
@@ -278,7 +278,7 @@ async def test_count_exact_above_10000(
     index = make_index("big", mappings=MAPPINGS)
     seed(index, [{"host": "h", "ago": "1m"}] * 10_050, now=now)
     # Without track_total_hits Elasticsearch stops counting at 10,000: the trap is real.
-    plain = httpx.post(f"{es_url}/{index}/_search", json={"size": 0}, timeout=30).json()
+    plain = httpcalls.post(f"{es_url}/{index}/_search", json={"size": 0}, timeout=30).json()
     assert plain["hits"]["total"] == {"value": 10_000, "relation": "gte"}
     text = checks_yaml(
         index,

@@ -16,13 +16,13 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import pytest
 
 from esbridge.evaluate import evaluate
 from esbridge.models import SnapshotCheck
 from esbridge.nagios import render
 from esbridge.result import State
+from esbridge_dev import httpcalls
 from kinds_support import run_yaml
 
 
@@ -31,7 +31,7 @@ def _yaml(*checks: dict[str, Any]) -> str:
 
 
 def _repo_root(es_url: str) -> str:
-    nodes = httpx.get(f"{es_url}/_nodes/settings", timeout=30).json()["nodes"]
+    nodes = httpcalls.get(f"{es_url}/_nodes/settings", timeout=30).json()["nodes"]
     repo = next(iter(nodes.values()))["settings"]["path"]["repo"]
     return repo[0] if isinstance(repo, list) else repo
 
@@ -47,11 +47,11 @@ class Repo:
 
     def register(self, **settings: Any) -> None:
         body = {"type": "fs", "settings": {"location": self.location, **settings}}
-        r = httpx.put(f"{self.url}/_snapshot/{self.name}", json=body, timeout=60)
+        r = httpcalls.put(f"{self.url}/_snapshot/{self.name}", json=body, timeout=60)
         assert r.status_code == 200, r.text
 
     def snapshot(self, name: str, indices: str, wait: bool = True, partial: bool = False) -> str:
-        r = httpx.put(
+        r = httpcalls.put(
             f"{self.url}/_snapshot/{self.name}/{name}",
             params={"wait_for_completion": str(wait).lower()},
             json={"indices": indices, "partial": partial, "include_global_state": False},
@@ -63,7 +63,7 @@ class Repo:
     def wait_done(self, name: str) -> None:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            rows = httpx.get(
+            rows = httpcalls.get(
                 f"{self.url}/_cat/snapshots/{self.name}", params={"format": "json"}, timeout=30
             ).json()
             if all(r["status"] != "IN_PROGRESS" for r in rows if r["id"] == name):
@@ -72,12 +72,12 @@ class Repo:
         raise AssertionError(f"snapshot {name} still running")
 
     def remove(self) -> None:
-        rows = httpx.get(
+        rows = httpcalls.get(
             f"{self.url}/_cat/snapshots/{self.name}", params={"format": "json"}, timeout=30
         ).json()
         for row in rows if isinstance(rows, list) else []:
-            httpx.delete(f"{self.url}/_snapshot/{self.name}/{row['id']}", timeout=120)
-        httpx.delete(f"{self.url}/_snapshot/{self.name}", timeout=60)
+            httpcalls.delete(f"{self.url}/_snapshot/{self.name}/{row['id']}", timeout=120)
+        httpcalls.delete(f"{self.url}/_snapshot/{self.name}", timeout=60)
 
 
 @pytest.fixture
@@ -142,7 +142,7 @@ async def test_partial_newest_is_warning_and_failed_shards_named(
     green = make_index("snapg")
     assert repo.snapshot("ok-1", green) == "SUCCESS"
     red = f"snapred-{uuid.uuid4().hex[:8]}"
-    r = httpx.put(
+    r = httpcalls.put(
         f"{es_url}/{red}",
         params={"wait_for_active_shards": "0"},
         json={
@@ -163,7 +163,7 @@ async def test_partial_newest_is_warning_and_failed_shards_named(
         text = _yaml({"name": "s", "kind": "snapshot", "repository": repo.name})
         result = (await run_yaml(es_url, text))["s"]
     finally:
-        httpx.delete(f"{es_url}/{red}", timeout=60)
+        httpcalls.delete(f"{es_url}/{red}", timeout=60)
     assert result.state is State.WARNING, result.summary
     assert f"newest snapshot partial-1 in repository {repo.name} is PARTIAL" in result.summary
     assert "1 of 1 shards failed" in result.summary

@@ -24,6 +24,7 @@ from esbridge.evaluate import evaluate
 from esbridge.models import ThreadPoolCheck
 from esbridge.nagios import render
 from esbridge.result import Result, State
+from esbridge_dev import httpcalls
 from kinds_support import run_yaml
 
 TEXT = json.dumps(
@@ -51,7 +52,7 @@ def tiny_queue() -> Iterator[Any]:
 
 
 def _rejected(url: str) -> tuple[str, int]:
-    nodes = httpx.get(f"{url}/_nodes/stats/thread_pool", timeout=30).json()["nodes"]
+    nodes = httpcalls.get(f"{url}/_nodes/stats/thread_pool", timeout=30).json()["nodes"]
     node = next(iter(nodes.values()))
     return node["name"], int(node["thread_pool"]["write"]["rejected"])
 
@@ -84,7 +85,7 @@ async def _flood(url: str, index: str) -> int:
 @pytest.mark.es
 async def test_real_write_rejections_counted_per_run(tiny_queue: Any) -> None:
     url = tiny_queue.url
-    httpx.put(f"{url}/flood", json={"settings": {"number_of_replicas": 0}}, timeout=60)
+    httpcalls.put(f"{url}/flood", json={"settings": {"number_of_replicas": 0}}, timeout=60)
     node, before = _rejected(url)
 
     first = await run_yaml(url, TEXT)

@@ -19,10 +19,10 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from esbridge_dev import httpcalls
 from esbridge_dev.service import EsbridgeProcess, free_port
 from test_passive_icinga import seeded_checks
 
@@ -180,7 +180,7 @@ def test_http_target_refused_then_hanging_then_recovering(es_url, make_index, se
             stub.close()
         if hanging is not None:
             hanging.close()
-        httpx.delete(f"{es_url}/{state_index}", timeout=30)
+        httpcalls.delete(f"{es_url}/{state_index}", timeout=30)
 
 
 def test_command_file_without_reader_then_full_then_drained(es_url, make_index, seed, tmp_path):
@@ -250,7 +250,7 @@ def test_command_file_without_reader_then_full_then_drained(es_url, make_index, 
     finally:
         if reader >= 0:
             os.close(reader)
-        httpx.delete(f"{es_url}/{state_index}", timeout=30)
+        httpcalls.delete(f"{es_url}/{state_index}", timeout=30)
 
 
 def test_wrong_fifo_path_is_reported(tmp_path: Path) -> None:

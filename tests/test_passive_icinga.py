@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from _require import require
+from esbridge_dev import httpcalls
 from esbridge_dev.icinga import ICINGA2, Icinga2
 from esbridge_dev.service import EsbridgeProcess, free_port
 from realclients import open_dir
@@ -131,7 +132,7 @@ class Icinga:
         return self.daemon.log()
 
     def get(self, path: str, **kw: object) -> httpx.Response:
-        return httpx.get(
+        return httpcalls.get(
             self.url + path,
             auth=self.reader,
             verify=ssl.create_default_context(cafile=str(self.ca)),
@@ -263,12 +264,12 @@ def test_icinga_takes_results_and_turns_stale_by_itself(
             assert "no result from esbridge" in cr["output"], cr
             assert cr["execution_start"] >= stopped_at - 1
     finally:
-        httpx.delete(f"{es_url}/{state_index}", timeout=30)
+        httpcalls.delete(f"{es_url}/{state_index}", timeout=30)
 
 
 def test_api_user_may_only_submit_results(icinga: Icinga):
     """The shipped ApiUser cannot read objects: a leaked esbridge secret exposes nothing."""
-    r = httpx.get(
+    r = httpcalls.get(
         icinga.url + "/v1/objects/services",
         auth=("esbridge", icinga.password),
         verify=ssl.create_default_context(cafile=str(icinga.ca)),
@@ -278,7 +279,7 @@ def test_api_user_may_only_submit_results(icinga: Icinga):
     # Icinga answers "No objects found." (404) for objects a user may not see
     assert r.status_code in (403, 404), r.text
     assert len(icinga.services()) == 3  # ... while they are there for the reading user
-    r = httpx.post(
+    r = httpcalls.post(
         icinga.url + "/v1/actions/reschedule-check",
         auth=("esbridge", icinga.password),
         verify=ssl.create_default_context(cafile=str(icinga.ca)),
@@ -316,7 +317,7 @@ def test_wrong_password_is_visible_and_never_stalls(
             cr = attrs.get("last_check_result") or {}
             assert not cr.get("check_source", "").startswith("esbridge@")
     finally:
-        httpx.delete(f"{es_url}/{state_index}", timeout=30)
+        httpcalls.delete(f"{es_url}/{state_index}", timeout=30)
 
 
 GROUP_CHECKS = """\
@@ -391,4 +392,4 @@ def test_icinga_gets_one_service_per_group(es_url, make_index, seed, tmp_path):
             assert target["up"] is True and target["failed"] == 0, target
         finally:
             icinga.stop()
-            httpx.delete(f"{es_url}/{state_index}", timeout=30)
+            httpcalls.delete(f"{es_url}/{state_index}", timeout=30)

@@ -18,10 +18,10 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import pytest
 
 from _require import require
+from esbridge_dev import httpcalls
 from esbridge_dev.nagios import NAGIOS4, Nagios, prepare
 from esbridge_dev.service import EsbridgeProcess, free_port
 from test_passive_icinga import grouped_checks, seeded_checks
@@ -193,7 +193,7 @@ def test_nagios_takes_results_from_the_command_file_and_checks_freshness(
     finally:
         nagios.stop()
         shutil.rmtree(folder, ignore_errors=True)
-        httpx.delete(f"{es_url}/{state_index}", timeout=30)
+        httpcalls.delete(f"{es_url}/{state_index}", timeout=30)
 
 
 GROUP_OBJECTS = """
@@ -291,4 +291,4 @@ def test_nagios_gets_one_service_per_group(es_url, make_index, seed, tmp_path):
     finally:
         nagios.stop()
         shutil.rmtree(folder, ignore_errors=True)
-        httpx.delete(f"{es_url}/{state_index}", timeout=30)
+        httpcalls.delete(f"{es_url}/{state_index}", timeout=30)

@@ -20,9 +20,9 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
+from esbridge_dev import httpcalls
 from esbridge_dev.nagios import install_plugin
 from esbridge_dev.seeding import seed
 from esbridge_dev.service import EsbridgeProcess
@@ -312,7 +312,7 @@ def test_output_bound_of_8_kib_end_to_end(es_url: str, plugin: Path, folder: Pat
     """300 groups with long names: the service cuts at 8192 bytes, the plugin passes it on."""
     index = f"rc-big-{uuid.uuid4().hex[:8]}"
     state_index = f"rc-big-state-{uuid.uuid4().hex[:8]}"
-    httpx.put(
+    httpcalls.put(
         f"{es_url}/{index}",
         json={
             "settings": {"number_of_shards": 1, "number_of_replicas": 0},
@@ -344,4 +344,4 @@ def test_output_bound_of_8_kib_end_to_end(es_url: str, plugin: Path, folder: Pat
         assert len(lines) < 300  # groups were dropped, not the bound exceeded
     finally:
         for name in (index, state_index):
-            httpx.delete(f"{es_url}/{name}", params={"ignore_unavailable": "true"}, timeout=60)
+            httpcalls.delete(f"{es_url}/{name}", params={"ignore_unavailable": "true"}, timeout=60)

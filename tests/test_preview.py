@@ -22,7 +22,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from esbridge.config import ConnectionConfig
@@ -38,6 +37,7 @@ from esbridge.preview import (
 )
 from esbridge.previewtext import render_text
 from esbridge.runner import Runner
+from esbridge_dev import httpcalls
 from esbridge_dev import sampledata as sd
 from esbridge_dev.service import EsbridgeProcess
 
@@ -157,7 +157,7 @@ def _bulk(es_url: str, index: str, docs: list[str]) -> None:
     for i in range(0, len(docs), 5000):
         chunk = docs[i : i + 5000]
         body = "".join(f'{{"index":{{"_index":"{index}"}}}}\n{d}\n' for d in chunk)
-        r = httpx.post(
+        r = httpcalls.post(
             f"{es_url}/_bulk?filter_path=errors",
             content=body.encode(),
             headers={"Content-Type": "application/x-ndjson"},
@@ -172,14 +172,14 @@ def sample(es_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[di
     suffix = uuid.uuid4().hex[:8]
     logs, metrics = f"pv-logs-web-{suffix}", f"pv-metrics-host-{suffix}"
     for index, template in ((logs, sd.LOGS_TEMPLATE), (metrics, sd.METRICS_TEMPLATE)):
-        r = httpx.put(f"{es_url}/{index}", json=template["template"], timeout=60)
+        r = httpcalls.put(f"{es_url}/{index}", json=template["template"], timeout=60)
         assert r.status_code == 200, r.text
     end = time.time() - 2
     start = end - MINUTES * 60
     gen = sd.Generator(hosts=8, services=5, incident=INCIDENT, seed=7)
     _bulk(es_url, logs, [doc for _, doc in gen.log_docs(start, end, 10)])
     _bulk(es_url, metrics, [doc for _, doc in gen.metric_docs(start, end, 10)])
-    httpx.post(f"{es_url}/{logs},{metrics}/_refresh", timeout=60)
+    httpcalls.post(f"{es_url}/{logs},{metrics}/_refresh", timeout=60)
     folder = tmp_path_factory.mktemp("preview-checks")
     for name in ("web.yaml", "metrics.yaml"):
         text = (ROOT / "checks" / name).read_text()
@@ -191,7 +191,7 @@ def sample(es_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[di
         yield {"logs": logs, "metrics": metrics, "folder": folder, "checks": checks, "end": end}
     finally:
         for index in (logs, metrics):
-            httpx.delete(f"{es_url}/{index}", timeout=60)
+            httpcalls.delete(f"{es_url}/{index}", timeout=60)
 
 
 def run_preview(
@@ -509,7 +509,9 @@ def service(es_url: str, sample: dict[str, Any]) -> Iterator[EsbridgeProcess]:
     finally:
         svc.stop()
         svc.log_path.unlink(missing_ok=True)
-        httpx.delete(f"{es_url}/{state_index}", params={"ignore_unavailable": "true"}, timeout=60)
+        httpcalls.delete(
+            f"{es_url}/{state_index}", params={"ignore_unavailable": "true"}, timeout=60
+        )
 
 
 @pytest.mark.parametrize("name", ["web-5xx", "host-metrics-fresh", "web-error-spike"])
@@ -579,7 +581,7 @@ def test_api_concurrency_is_bounded_and_previews_use_their_own_client(
 
     def one(_: int) -> tuple[int, dict[str, Any], float]:
         started = time.monotonic()
-        r = httpx.get(
+        r = httpcalls.get(
             f"{service.url}/api/v1/checks/web-latency-p99/preview", params=params, timeout=120
         )
         return r.status_code, r.json(), time.monotonic() - started
@@ -620,7 +622,7 @@ def test_documents_without_the_group_field_are_replayed_as_their_own_group(
             doc["host"] = f"web-0{k % 3}"
         docs.append(json.dumps(doc))
     _bulk(es_url, index, docs)
-    httpx.post(f"{es_url}/{index}/_refresh", timeout=60)
+    httpcalls.post(f"{es_url}/{index}/_refresh", timeout=60)
     checks = load_text(
         f"defaults: {{index: {index}, window: 2m}}\nchecks:\n"
         "  - {name: by-host, kind: count, group_by: host, critical: 45}\n"
@@ -663,7 +665,7 @@ def test_a_sum_of_no_values_is_replayed_as_no_data(es_url: str, make_index: Any)
             doc["bytes"] = 100
         docs.append(json.dumps(doc))  # h0: never a byte count
     _bulk(es_url, index, docs)
-    httpx.post(f"{es_url}/{index}/_refresh", timeout=60)
+    httpcalls.post(f"{es_url}/{index}/_refresh", timeout=60)
     checks = load_text(
         f"defaults: {{index: {index}, window: 2m}}\nchecks:\n"
         "  - {name: by-host, kind: metric, agg: sum, field: bytes, group_by: host,"

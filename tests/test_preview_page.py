@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
+from esbridge_dev import httpcalls
 from esbridge_dev.service import EsbridgeProcess
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -64,7 +64,7 @@ def svc(es_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Esbri
 
     suffix = uuid.uuid4().hex[:8]
     index, state_index = f"pvp-logs-{suffix}", f"pvp-state-{suffix}"
-    r = httpx.put(
+    r = httpcalls.put(
         f"{es_url}/{index}",
         json={
             "settings": {"number_of_shards": 1, "number_of_replicas": 0},
@@ -93,7 +93,7 @@ def svc(es_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Esbri
         process.stop()
         process.log_path.unlink(missing_ok=True)
         for name in (index, state_index):
-            httpx.delete(f"{es_url}/{name}", params={"ignore_unavailable": "true"}, timeout=60)
+            httpcalls.delete(f"{es_url}/{name}", params={"ignore_unavailable": "true"}, timeout=60)
 
 
 def open_chart(browser: Any, svc: EsbridgeProcess, name: str) -> tuple[Any, Any]:

@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
+from esbridge_dev import httpcalls
 from esbridge_dev.icinga import ICINGA2, Icinga2
 from esbridge_dev.nagios import install_plugin
 from esbridge_dev.service import free_port
@@ -176,7 +177,7 @@ def write_config(folder: Path, scenario: Scenario, api_port: int, password: str)
 
 
 def fetch_services(api: str, password: str) -> dict[tuple[str, str], dict[str, Any]]:
-    r = httpx.get(
+    r = httpcalls.get(
         f"{api}/v1/objects/services",
         params=[("attrs", a) for a in ("host_name", "name", "state", "state_type")]
         + [("attrs", "last_check_result")],

@@ -19,6 +19,7 @@ import httpx
 import pytest
 from ruamel.yaml import YAML
 
+from esbridge_dev import httpcalls
 from esbridge_dev.procgroup import start_group
 from esbridge_dev.service import free_port
 from realclients import (
@@ -64,13 +65,13 @@ def write_config(folder: Path, target: str) -> Path:
 
 
 def query(api: str, expr: str) -> list[dict[str, Any]]:
-    r = httpx.get(f"{api}/api/v1/query", params={"query": expr}, timeout=10)
+    r = httpcalls.get(f"{api}/api/v1/query", params={"query": expr}, timeout=10)
     r.raise_for_status()
     return r.json()["data"]["result"]
 
 
 def firing(api: str) -> set[tuple[str, str]]:
-    r = httpx.get(f"{api}/api/v1/alerts", timeout=10)
+    r = httpcalls.get(f"{api}/api/v1/alerts", timeout=10)
     r.raise_for_status()
     return {
         (a["labels"]["alertname"], a["labels"].get("check", ""))
@@ -148,7 +149,7 @@ def test_group_status_codes(prometheus: PromRun) -> None:
 
 def test_shipped_alerts_fire(prometheus: PromRun) -> None:
     """EsbridgeCheckCritical/Warning/Unknown (for: shortened to 2s) reach 'firing'."""
-    alerts = httpx.get(f"{prometheus.api}/api/v1/alerts", timeout=10).json()["data"]["alerts"]
+    alerts = httpcalls.get(f"{prometheus.api}/api/v1/alerts", timeout=10).json()["data"]["alerts"]
     fired = {(a["labels"]["alertname"], a["labels"].get("check", "")): a for a in alerts}
     assert set(fired) >= FIRING
     critical = fired[("EsbridgeCheckCritical", "rc-critical")]
@@ -162,7 +163,7 @@ def test_shipped_alerts_fire(prometheus: PromRun) -> None:
 
 
 def test_shipped_rules_loaded(prometheus: PromRun) -> None:
-    r = httpx.get(f"{prometheus.api}/api/v1/rules", timeout=10).json()
+    r = httpcalls.get(f"{prometheus.api}/api/v1/rules", timeout=10).json()
     rules = [rule for group in r["data"]["groups"] for rule in group["rules"]]
     shipped = YAML(typ="safe").load((DEPLOY / "prometheus" / "esbridge-rules.yml").read_text())
     names = [rule["alert"] for group in shipped["groups"] for rule in group["rules"]]

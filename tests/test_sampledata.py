@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-import httpx
 import pytest
 
+from esbridge_dev import httpcalls
 from esbridge_dev import sampledata as sd
 
 T0 = datetime(2024, 5, 1, 0, 0, 0, tzinfo=UTC).timestamp()  # multiple of the 360 s cycle
@@ -95,18 +95,18 @@ def test_backfill_counts_and_mappings(es_url):
         assert res["logs"] == 6000
         # 10 minutes spans 23:55-00:05 (two daily indices)
         assert res["metrics"] > 0
-        count = lambda p: httpx.get(f"{es_url}/{p}/_count", timeout=30).json()["count"]  # noqa: E731
+        count = lambda p: httpcalls.get(f"{es_url}/{p}/_count", timeout=30).json()["count"]  # noqa: E731
         # Only this test's (2024) daily indices: other tests may hold today's sample data.
         assert count("logs-web-2024.*") == res["logs"]
         assert count("metrics-host-2024.*") == res["metrics"]
         assert count("logs-web-2024.05.01") + count("logs-web-2024.04.30") == 6000
-        mapping = httpx.get(f"{es_url}/logs-web-2024.05.01/_mapping", timeout=30).json()
+        mapping = httpcalls.get(f"{es_url}/logs-web-2024.05.01/_mapping", timeout=30).json()
         props = mapping["logs-web-2024.05.01"]["mappings"]["properties"]
         assert props["host"]["type"] == "keyword"
         assert props["status"]["type"] == "short"
         assert props["latency_ms"]["type"] == "float"
         assert props["@timestamp"]["type"] == "date"
-        m = httpx.get(f"{es_url}/metrics-host-2024.05.01/_mapping", timeout=30).json()
+        m = httpcalls.get(f"{es_url}/metrics-host-2024.05.01/_mapping", timeout=30).json()
         assert m["metrics-host-2024.05.01"]["mappings"]["properties"]["disk_pct"]["type"] == "float"
         # the injected burst is queryable: web-03 5xx only between 00:01 and 00:03
         body = {
@@ -122,7 +122,7 @@ def test_backfill_counts_and_mappings(es_url):
             "aggs": {"t": {"date_histogram": {"field": "@timestamp", "fixed_interval": "1m"}}},
         }
         # This test's indices only: another test's logs-web-* index may map fields otherwise.
-        resp = httpx.post(f"{es_url}/logs-web-2024.*/_search", json=body, timeout=30)
+        resp = httpcalls.post(f"{es_url}/logs-web-2024.*/_search", json=body, timeout=30)
         assert resp.status_code == 200, resp.text
         r = resp.json()
         per_min = {
@@ -130,4 +130,4 @@ def test_backfill_counts_and_mappings(es_url):
         }
         assert per_min.get("00:01", 0) + per_min.get("00:02", 0) > 20
     finally:
-        httpx.delete(f"{es_url}/logs-web-2024.*,metrics-host-2024.*", timeout=60)
+        httpcalls.delete(f"{es_url}/logs-web-2024.*,metrics-host-2024.*", timeout=60)

@@ -19,9 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
+from esbridge_dev import httpcalls
 from esbridge_dev.service import EsbridgeProcess
 from faultproxy import FaultProxy
 from secure_es import LOGS_READ_KEY, Provisioned, SecureES, try_api_key
@@ -69,7 +69,7 @@ def token_service(es_url: str, tmp_path: Path) -> Iterator[tuple[EsbridgeProcess
         es_url, [checks], config=tmp_path / "esbridge.yaml", state_index=state
     ) as proc:
         yield proc, token
-    httpx.delete(f"{es_url}/{state}", params={"ignore_unavailable": "true"}, timeout=30)
+    httpcalls.delete(f"{es_url}/{state}", params={"ignore_unavailable": "true"}, timeout=30)
 
 
 def test_reads_open_writes_need_the_token(token_service: tuple[EsbridgeProcess, str]) -> None:
@@ -104,7 +104,7 @@ def test_token_required_for_reads_when_configured(es_url: str, tmp_path: Path) -
         # probes stay open for the orchestrator
         assert proc.get("/healthz").status_code == 200
         assert proc.get("/readyz").status_code in (200, 503)
-    httpx.delete(f"{es_url}/{state}", params={"ignore_unavailable": "true"}, timeout=30)
+    httpcalls.delete(f"{es_url}/{state}", params={"ignore_unavailable": "true"}, timeout=30)
 
 
 def test_writes_disabled_without_a_token(es_url: str, tmp_path: Path) -> None:
@@ -115,7 +115,7 @@ def test_writes_disabled_without_a_token(es_url: str, tmp_path: Path) -> None:
         assert r.status_code == 403
         assert "write endpoints are disabled" in r.json()["error"]
         assert proc.get("/api/v1/checks").status_code == 200
-    httpx.delete(f"{es_url}/{state}", params={"ignore_unavailable": "true"}, timeout=30)
+    httpcalls.delete(f"{es_url}/{state}", params={"ignore_unavailable": "true"}, timeout=30)
 
 
 def test_only_the_exact_token_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -166,7 +166,7 @@ def test_listen_address_is_configurable(es_url: str, tmp_path: Path) -> None:
         with socket.socket() as sock:
             sock.settimeout(2)
             assert sock.connect_ex(("127.0.0.1", proc.port)) != 0
-    httpx.delete(f"{es_url}/{state}", params={"ignore_unavailable": "true"}, timeout=30)
+    httpcalls.delete(f"{es_url}/{state}", params={"ignore_unavailable": "true"}, timeout=30)
 
 
 # =========================================================================== secured ES

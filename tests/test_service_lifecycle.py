@@ -12,9 +12,9 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
+from esbridge_dev import httpcalls
 from esbridge_dev.service import EsbridgeProcess
 from scheduling_support import name_with_early_slot
 from test_service_support import (
@@ -45,7 +45,7 @@ def errors_index(make_index, seed) -> str:  # type: ignore[no-untyped-def]
 
 
 def state_doc(es_url: str, index: str, check: str) -> dict | None:
-    r = httpx.get(f"{es_url}/{index}/_doc/{check}", timeout=10)
+    r = httpcalls.get(f"{es_url}/{index}/_doc/{check}", timeout=10)
     return r.json()["_source"] if r.status_code == 200 else None
 
 
@@ -435,7 +435,7 @@ def test_corrupt_state_document_is_ignored_and_rewritten(
     assert bad_doc is not None
     bad_doc["previous_state"] = "NOT-A-STATE"  # a keyword the mapping accepts, State[] does not
     bad_doc["runs"] = 1000
-    r = httpx.put(
+    r = httpcalls.put(
         f"{es_url}/{state_index}/_doc/{bad}", params={"refresh": "true"}, json=bad_doc, timeout=10
     )
     assert r.status_code == 200, r.text
@@ -473,7 +473,8 @@ def test_the_state_index_is_created_at_start_not_at_the_first_flush(
     with EsbridgeProcess(es_url, [checks], state_index=state_index, env=env) as service:
         mapping = poll(
             lambda: (
-                (r := httpx.get(f"{es_url}/{state_index}/_mapping", timeout=10)).status_code == 200
+                (r := httpcalls.get(f"{es_url}/{state_index}/_mapping", timeout=10)).status_code
+                == 200
                 and r.json()
             ),
             timeout=60,  # a loaded cluster can take seconds; the flush is an hour away

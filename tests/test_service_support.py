@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from esbridge_dev import httpcalls
 from esbridge_dev.service import poll  # noqa: F401  (re-exported for the service tests)
 
 _HOP = {"host", "content-length", "connection", "transfer-encoding", "keep-alive"}
@@ -57,7 +58,7 @@ class CountingProxy:
         self.in_flight = 0
         self.max_in_flight: dict[str, int] = {}
         self._lock = threading.Lock()
-        self._client = httpx.Client(timeout=60.0)
+        self._client = httpcalls.client(timeout=60.0)
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -232,4 +233,4 @@ def json_lines(log: str) -> Iterator[dict[str, Any]]:
 
 
 def delete_index(es_url: str, index: str) -> None:
-    httpx.delete(f"{es_url}/{index}", params={"ignore_unavailable": "true"}, timeout=30)
+    httpcalls.delete(f"{es_url}/{index}", params={"ignore_unavailable": "true"}, timeout=30)

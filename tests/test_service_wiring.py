@@ -32,6 +32,7 @@ from esbridge.config import load_settings, validate_references
 from esbridge.loader import load_checks
 from esbridge.result import Result
 from esbridge.store import Transition
+from esbridge_dev import httpcalls
 from faultproxy import FaultProxy
 from scheduling_support import name_with_early_slot
 
@@ -288,7 +289,7 @@ async def test_a_check_regained_while_its_run_is_in_flight_is_not_run_twice(
         proxy.delay = 0.0
         await service.stop(5)
         for name in own:
-            httpx.delete(f"{es_url}/{name}", params={"ignore_unavailable": "true"}, timeout=60)
+            httpcalls.delete(f"{es_url}/{name}", params={"ignore_unavailable": "true"}, timeout=60)
 
 
 def _threshold_checks(path: Path, index: str, name: str, critical: int) -> Path:
@@ -373,7 +374,7 @@ async def test_a_restored_result_older_than_its_interval_runs_at_start(
             await fresh.stop(5)
     finally:
         await service.connections.close()
-        httpx.delete(f"{es_url}/{state}", params={"ignore_unavailable": "true"}, timeout=60)
+        httpcalls.delete(f"{es_url}/{state}", params={"ignore_unavailable": "true"}, timeout=60)
 
 
 async def test_a_service_stopped_right_after_start_stops_at_once(

@@ -15,9 +15,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
+from esbridge_dev import httpcalls
 from esbridge_dev.service import EsbridgeProcess
 
 # Chromium renders what the API says: the search server's version plays no part.
@@ -177,7 +177,7 @@ def demo(es_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict
 
     suffix = uuid.uuid4().hex[:8]
     index, missing, state_index = f"logs-web-{suffix}", f"orders-archive-{suffix}", f"sp-{suffix}"
-    r = httpx.put(
+    r = httpcalls.put(
         f"{es_url}/{index}",
         json={"settings": {"number_of_shards": 1, "number_of_replicas": 0}, "mappings": MAPPINGS},
         timeout=60,
@@ -195,7 +195,7 @@ def demo(es_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict
         svc.stop()
         svc.log_path.unlink(missing_ok=True)
         for name in (index, state_index):
-            httpx.delete(f"{es_url}/{name}", params={"ignore_unavailable": "true"}, timeout=60)
+            httpcalls.delete(f"{es_url}/{name}", params={"ignore_unavailable": "true"}, timeout=60)
 
 
 def settled(svc: EsbridgeProcess) -> bool:
@@ -477,7 +477,9 @@ def test_unreachable_service_shows_banner_and_greys_the_list(
     finally:
         svc.stop()
         svc.log_path.unlink(missing_ok=True)
-        httpx.delete(f"{es_url}/{state_index}", params={"ignore_unavailable": "true"}, timeout=60)
+        httpcalls.delete(
+            f"{es_url}/{state_index}", params={"ignore_unavailable": "true"}, timeout=60
+        )
 
 
 def test_open_detail_keeps_refreshing_and_shows_an_outage(
@@ -492,7 +494,7 @@ def test_open_detail_keeps_refreshing_and_shows_an_outage(
 
     suffix = uuid.uuid4().hex[:8]
     index, state_index = f"sp-live-{suffix}", f"sp-live-state-{suffix}"
-    r = httpx.put(
+    r = httpcalls.put(
         f"{es_url}/{index}",
         json={"settings": {"number_of_shards": 1, "number_of_replicas": 0}, "mappings": MAPPINGS},
         timeout=60,
@@ -553,7 +555,7 @@ def test_open_detail_keeps_refreshing_and_shows_an_outage(
         svc.stop()
         svc.log_path.unlink(missing_ok=True)
         for name in (index, state_index):
-            httpx.delete(f"{es_url}/{name}", params={"ignore_unavailable": "true"}, timeout=60)
+            httpcalls.delete(f"{es_url}/{name}", params={"ignore_unavailable": "true"}, timeout=60)
 
 
 def test_docs_screenshots_exist() -> None:

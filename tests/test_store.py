@@ -10,7 +10,6 @@ import asyncio
 import uuid
 from typing import Any
 
-import httpx
 import pytest
 
 from esbridge.config import ConnectionConfig
@@ -18,6 +17,7 @@ from esbridge.esclient import Connection
 from esbridge.persistence import StatePersistence
 from esbridge.result import GroupResult, Result, State
 from esbridge.store import STATE_MAPPING, ResultStore
+from esbridge_dev import httpcalls
 
 T0 = 1_700_000_000.0
 
@@ -390,10 +390,10 @@ async def test_flush_and_restore_through_elasticsearch(es_url: str) -> None:
     try:
         assert await writer.flush() == 1
         assert store.persistence_ok is True and store.dirty_count == 0
-        mapping = httpx.get(f"{es_url}/{index}/_mapping", timeout=10).json()
+        mapping = httpcalls.get(f"{es_url}/{index}/_mapping", timeout=10).json()
         assert mapping[index]["mappings"]["dynamic"] == "strict"
         assert set(mapping[index]["mappings"]["properties"]) == set(STATE_MAPPING["properties"])
-        httpx.post(f"{es_url}/{index}/_refresh", timeout=10)
+        httpcalls.post(f"{es_url}/{index}/_refresh", timeout=10)
 
         fresh = store_with()
         reader = _persistence(es_url, fresh, index)
@@ -404,7 +404,7 @@ async def test_flush_and_restore_through_elasticsearch(es_url: str) -> None:
         await writer.connection.close()
         await reader.connection.close()
     finally:
-        httpx.delete(f"{es_url}/{index}", params={"ignore_unavailable": "true"}, timeout=10)
+        httpcalls.delete(f"{es_url}/{index}", params={"ignore_unavailable": "true"}, timeout=10)
 
 
 @pytest.mark.es
@@ -416,12 +416,12 @@ async def test_unwritable_store_keeps_results_dirty_and_reports(es_url: str) -> 
     writer = _persistence(es_url, store, index)
     try:
         await writer.ensure_index()
-        httpx.post(f"{es_url}/{index}/_close", timeout=30).raise_for_status()
+        httpcalls.post(f"{es_url}/{index}/_close", timeout=30).raise_for_status()
         assert await writer.flush() == 0
         assert store.persistence_ok is False and store.dirty_count == 1
         assert store.persistence_error is not None and index in store.persistence_error
-        httpx.post(f"{es_url}/{index}/_open", timeout=30).raise_for_status()
-        httpx.get(
+        httpcalls.post(f"{es_url}/{index}/_open", timeout=30).raise_for_status()
+        httpcalls.get(
             f"{es_url}/_cluster/health/{index}",
             params={"wait_for_status": "yellow", "timeout": "20s"},
             timeout=30,
@@ -433,4 +433,4 @@ async def test_unwritable_store_keeps_results_dirty_and_reports(es_url: str) -> 
         assert store.persistence_ok is True and store.dirty_count == 0
         await writer.connection.close()
     finally:
-        httpx.delete(f"{es_url}/{index}", params={"ignore_unavailable": "true"}, timeout=10)
+        httpcalls.delete(f"{es_url}/{index}", params={"ignore_unavailable": "true"}, timeout=10)

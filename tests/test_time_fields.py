@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from esbridge.result import State
+from esbridge_dev import httpcalls
 from kinds_support import checks_yaml, run_yaml
 
 pytestmark = pytest.mark.es
@@ -96,7 +97,6 @@ async def test_a_time_field_that_is_not_a_date_is_unknown_naming_what_to_fix(
 
 def test_the_preview_says_what_a_run_says(es_url: str, make_index: Callable[..., str]) -> None:
     """A run read UNKNOWN while the preview of the same check drew a CRITICAL history."""
-    import httpx
 
     from esbridge.esclient import ConnectionConfig
     from esbridge.loader import load_text
@@ -107,7 +107,7 @@ def test_the_preview_says_what_a_run_says(es_url: str, make_index: Callable[...,
     docs = "".join(
         f'{{"index":{{}}}}\n{{"ts":{int((now.timestamp() - 60 * k) * 1000)}}}\n' for k in range(30)
     )
-    r = httpx.post(
+    r = httpcalls.post(
         f"{es_url}/{index}/_bulk?refresh=true",
         content=docs,
         headers={"content-type": "application/x-ndjson"},

@@ -51,6 +51,7 @@ from pathlib import Path
 
 import httpx
 
+from esbridge_dev import httpcalls
 from esbridge_dev.distribution import (
     DEFAULT_VERSION,
     ELASTICSEARCH,
@@ -257,7 +258,7 @@ class ElasticsearchServer:
     def _wait_ready(self, t0: float) -> None:
         assert self.proc
         deadline = t0 + self.start_timeout
-        with httpx.Client(timeout=5.0, verify=False) as client:
+        with httpcalls.client(timeout=5.0, verify=False) as client:
             while True:
                 code = self.proc.poll()
                 if code is not None:
@@ -369,7 +370,7 @@ class ElasticsearchServer:
         return state
 
     def info(self) -> dict[str, object]:
-        return httpx.get(self.url, timeout=10).json()
+        return httpcalls.get(self.url, timeout=10).json()
 
 
 # --------------------------------------------------------------------------- CLI

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 
+from esbridge_dev import httpcalls
 from esbridge_dev.distribution import (
     ELASTICSEARCH,
     Distribution,
@@ -93,7 +94,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     health = "?"
     if alive:
         try:
-            health = httpx.get(f"{st['url']}/_cluster/health", timeout=5).json()["status"]
+            health = httpcalls.get(f"{st['url']}/_cluster/health", timeout=5).json()["status"]
         except (httpx.HTTPError, ValueError, KeyError) as e:
             health = f"unreachable ({e})"
     word = "running" if alive else "dead"

@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 
 import httpx
 
+from esbridge_dev import httpcalls
 from esbridge_dev.samplegen import (
     LOGS_PREFIX,
     LOGS_TEMPLATE,
@@ -64,7 +65,7 @@ __all__ = [
 
 
 def install_templates(url: str, client: httpx.Client | None = None) -> None:
-    c = client or httpx.Client(timeout=30)
+    c = client or httpcalls.client(timeout=30)
     try:
         for name, body in (
             ("esbridge-logs-web", LOGS_TEMPLATE),
@@ -82,7 +83,7 @@ class _BulkSender:
     def __init__(self, url: str, batch: int = 5000, concurrency: int = 2) -> None:
         self.url = url
         self.batch = batch
-        self.client = httpx.Client(timeout=120)
+        self.client = httpcalls.client(timeout=120)
         self.pool = ThreadPoolExecutor(max_workers=concurrency)
         self.pending: list[Future[None]] = []
         self.max_pending = concurrency * 2
@@ -191,7 +192,7 @@ def run_forever(
     )
     counts = {"logs": 0, "metrics": 0}
     last = start if start is not None else time.time()
-    with httpx.Client(timeout=30) as client:
+    with httpcalls.client(timeout=30) as client:
         while not stop_event.is_set():
             stop_event.wait(max(0.0, last + tick_s - time.time()))
             now = time.time()

@@ -18,6 +18,8 @@ from typing import Any
 
 import httpx
 
+from esbridge_dev import httpcalls
+
 _AGO = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
 
@@ -95,5 +97,5 @@ def _post(es_url: str, path: str, body: str | None, client: httpx.Client | None)
     headers = {"Content-Type": "application/x-ndjson"}
     if client is not None:
         return client.post(es_url + path, content=body, headers=headers)
-    with httpx.Client(base_url=es_url, timeout=60) as c:
+    with httpcalls.client(base_url=es_url, timeout=60) as c:
         return c.post(path, content=body, headers=headers)

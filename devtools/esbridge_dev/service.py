@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from esbridge_dev import httpcalls
 from esbridge_dev.ports import free_port
 
 
@@ -137,7 +138,7 @@ class EsbridgeProcess:
                 if self.proc.poll() is not None:
                     break
                 try:
-                    up = httpx.get(self.url + "/healthz", timeout=1.0).status_code == 200
+                    up = httpcalls.get(self.url + "/healthz", timeout=1.0).status_code == 200
                 except httpx.HTTPError:
                     up = False
                 if up and listens_on(self.proc.pid, self.port):
@@ -183,10 +184,10 @@ class EsbridgeProcess:
             self.proc.wait(10)
 
     def get(self, path: str, **kwargs: object) -> httpx.Response:
-        return httpx.get(self.url + path, timeout=10.0, **kwargs)  # type: ignore[arg-type]
+        return httpcalls.get(self.url + path, timeout=10.0, **kwargs)  # type: ignore[arg-type]
 
     def post(self, path: str, **kwargs: object) -> httpx.Response:
-        return httpx.post(self.url + path, timeout=30.0, **kwargs)  # type: ignore[arg-type]
+        return httpcalls.post(self.url + path, timeout=30.0, **kwargs)  # type: ignore[arg-type]
 
     def wait_for(
         self, predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.2
