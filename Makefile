@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 # run at the same time) with DEPS= so that they never race for the package manager.
 DEPS ?= venv test-deps
 
-.PHONY: venv test-deps es-fetch test test-main test-once test-once-heavy test-once-clients test-once-rest test-compat test-opensearch test-all backend-phases demo lint \
+.PHONY: venv test-deps es-fetch test test-main test-main-es test-main-rest test-once test-once-heavy test-once-clients test-once-rest test-compat test-opensearch test-all backend-phases demo lint \
 	bench bench-cluster bench-smoke bench-check es-start es-stop es-status
 
 venv: $(STAMP)
@@ -52,6 +52,15 @@ test-main: $(DEPS) es-fetch
 
 test-once: $(DEPS) es-fetch
 	$(VENV)/bin/pytest -ra -m "version_independent" $(PYTEST_ARGS)
+
+# `test-main` in two parts that `make test-all` puts in different lanes: the tests on the
+# session's search server (marked `es`: the same set every backend phase runs again), and the
+# rest (no server, or one of their own).
+test-main-es: $(DEPS) es-fetch
+	$(VENV)/bin/pytest -ra -m "not version_independent and es" $(PYTEST_ARGS)
+
+test-main-rest: $(DEPS) es-fetch
+	$(VENV)/bin/pytest -ra -m "not version_independent and not es" $(PYTEST_ARGS)
 
 # `test-once` in three parts that `make test-all` puts in different lanes: its `heavy` tests
 # (the bench smoke run, three replicas under Prometheus: minutes of both cores), those that

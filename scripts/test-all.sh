@@ -1,19 +1,16 @@
 #!/usr/bin/env bash
-# The whole test suite: `make test` on the default backend (as `test-main` and `test-once`,
-# the latter in three parts: `test-once-heavy`, `-clients` and `-rest`) and every backend
-# phase of the Makefile (`make -s backend-phases`), run in lanes with a table of phase wall
-# times.
+# The whole test suite: `make test` on the default backend (as `test-main` in two parts,
+# `test-main-es` and `test-main-rest`, and `test-once` in three, `test-once-heavy`, `-clients`
+# and `-rest`) and every backend phase of the Makefile (`make -s backend-phases`), run in
+# lanes with a table of phase wall times.
 # Works from a clean clone in any folder. Any failure exits non-zero;
 # pytest's "no tests collected" (exit 5) is a failure too (make propagates it).
 #
 # Phases run in lanes: the lanes run at the same time (the test phases mostly wait on
 # servers, intervals and timeouts), the phases of one lane one after the other. Every phase
 # runs even after another fails; its output lines are prefixed with its name, and a table of
-# wall times ends the run. CI_LANES=N (1 to 4, default 4) folds the four lanes of the plan
-# below onto N (1: one phase at a time). CI_REPORTS=DIR keeps each phase's JUnit XML there.
-# More lanes were tried with the phases of an earlier plan (all five at once: 24 min against
-# 27) but left the timing bounds of the replica scenarios too little CPU: a CI run failed on
-# them, so four lanes it is.
+# wall times ends the run. CI_LANES=N (default 6) folds the six lanes of the plan below onto
+# N (1: one phase at a time). CI_REPORTS=DIR keeps each phase's JUnit XML there.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,29 +21,31 @@ unset ESBRIDGE_TEST_ES_URL ESBRIDGE_TEST_ES_VERSION ESBRIDGE_TEST_BACKEND ESBRID
 DURATIONS="PYTEST_ARGS=--durations=25"
 
 # The plan: lane|phase|order of its heavy tests. The run takes as long as its longest lane, so
-# the phases are packed by their times in CI (2026-11-30, commit b83174f): test-main 1,127 s
-# alone; es9 1,019 s, os2 960 s, os3 981 s, each after a part of test-once: its heavy tests
-# (246 s), its tests of real Nagios, Icinga 2, Prometheus or Chromium programs (`clients`,
-# 280 s), the rest (275 s). test-once whole in front of os3 had made that lane 1,629 s, the
-# whole run's length (1,774 s; now 1,385 s). Tests marked `heavy` take turns on a lock
-# (tests/conftest.py); a phase waiting for it does nothing else, so the plan spreads them in
-# time: once-heavy's at the start of lane 2, es9's right after them and os3's after once-rest
-# (ESBRIDGE_TEST_HEAVY_ORDER=first), os2's and main's at the end of their phases (last). A
-# backend phase that the plan does not name (a new backend_phase line in the Makefile) joins
-# lane 3, heavy tests first; one named here but gone from the Makefile is left out.
-PLAN=("1|main|last" "2|once-heavy|first" "2|es9|first" "3|once-clients|first" "3|os2|last"
-    "4|once-rest|first" "4|os3|first")
+# the phases are packed by their times in CI (2026-11-30, commit 6cf23a3, four lanes then):
+# test-main 855 s, of which its `es` tests about as long as a backend phase's; es9 721 s,
+# os2 634 s, os3 765 s; test-once's heavy tests 253 s, its tests of real Nagios, Icinga 2,
+# Prometheus or Chromium programs (`clients`) 323 s, the rest 257 s. The suite's CPU work
+# fell by a sixth that day (shared TLS context, uv), leaving two cores idle a third of the
+# time: six lanes now, one per backend phase, test-main's two parts apart.
+# Tests marked `heavy` take slots of a lock (tests/conftest.py): two replica scenarios may
+# overlap, the bench (`heavy(cores=2)`) runs alone; a phase waiting for a slot does nothing
+# else, so the plan spreads them in time: os3's and es9's first, test-once's heavy phase after
+# its rest, test-main's and os2's last (ESBRIDGE_TEST_HEAVY_ORDER). A backend phase that the
+# plan does not name (a new backend_phase line in the Makefile) joins lane 6, heavy tests
+# first; one named here but gone from the Makefile is left out.
+PLAN=("1|os3|first" "2|es9|first" "3|main-es|last" "4|main-rest|first" "4|os2|last"
+    "5|once-rest|first" "5|once-heavy|first" "6|once-clients|first")
 BACKENDS=" $(make -s backend-phases) "
 for target in $BACKENDS; do
-    printf '%s\n' "${PLAN[@]}" | cut -d'|' -f2 | grep -qx "$target" || PLAN+=("3|$target|first")
+    printf '%s\n' "${PLAN[@]}" | cut -d'|' -f2 | grep -qx "$target" || PLAN+=("6|$target|first")
 done
-LANES=${CI_LANES:-4}
+LANES=${CI_LANES:-6}
 [[ "$LANES" =~ ^[1-9][0-9]*$ ]] || { echo "CI_LANES must be a whole number from 1: $LANES" >&2; exit 2; }
 PHASES=()
 for entry in "${PLAN[@]}"; do
     IFS='|' read -r lane target order <<<"$entry"
     case "$target" in
-    main | once-*) ;;
+    main-* | once-*) ;;
     *) [[ "$BACKENDS" == *" $target "* ]] || continue ;;
     esac
     PHASES+=("$(((lane - 1) % LANES + 1))|$target|env ESBRIDGE_TEST_HEAVY_ORDER=$order make test-$target DEPS= $DURATIONS")
@@ -60,7 +59,7 @@ fi
 
 LOGS=$(mktemp -d "${TMPDIR:-/tmp}/esbridge-ci-XXXXXX")
 trap 'rm -rf "$LOGS"' EXIT
-# Tests marked `heavy` (minutes of both cores) take turns across the lanes (tests/conftest.py).
+# Tests marked `heavy` take slots of a lock across the lanes (tests/conftest.py).
 export ESBRIDGE_TEST_HEAVY_LOCK="$LOGS/heavy.lock"
 
 # run_phase NAME COMMAND...: prefixed output; "name seconds exit" appended to $LOGS/times

@@ -98,32 +98,49 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 HEAVY_LOCK = os.environ.get("ESBRIDGE_TEST_HEAVY_LOCK")
 HEAVY_WAIT = 900.0  # s: the longest a heavy test waits for another phase's to end
+HEAVY_SLOTS = 2  # lock files; a heavy test takes ``cores`` of them (1 or 2)
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
-    """Tests marked ``heavy`` (several replicas, the bench) load both cores for minutes.
-    When phases run side by side (scripts/test-all.sh sets ``$ESBRIDGE_TEST_HEAVY_LOCK``),
-    they take turns on a lock file, so two never overlap and starve each other's timing;
-    the wait is bounded, and shown in the test's report."""
-    if not HEAVY_LOCK or item.get_closest_marker("heavy") is None:
+    """Tests marked ``heavy`` (several replicas for minutes, the bench) must not starve each
+    other's timing. When phases run side by side (scripts/test-all.sh sets
+    ``$ESBRIDGE_TEST_HEAVY_LOCK``) they take slots: two lock files, one per core; a test
+    marked ``heavy(cores=2)`` (the bench, which loads both cores) takes both, any other one of
+    them, so two replica scenarios may overlap but nothing overlaps the bench. The wait is
+    bounded, and shown in the test's report."""
+    marker = item.get_closest_marker("heavy")
+    if not HEAVY_LOCK or marker is None:
         return (yield)
-    with open(HEAVY_LOCK, "a") as lock:
+    cores = int(marker.kwargs.get("cores", 1))
+    assert 1 <= cores <= HEAVY_SLOTS, f"heavy(cores={cores}): 1 to {HEAVY_SLOTS}"
+    with contextlib.ExitStack() as stack:
+        slots = [stack.enter_context(open(f"{HEAVY_LOCK}.{n}", "a")) for n in range(HEAVY_SLOTS)]
+        held: list[Any] = []
         started = time.monotonic()
-        while True:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() - started > HEAVY_WAIT:
-                    break  # run anyway: a stuck phase must not stop this one
-                time.sleep(1)
+        while len(held) < cores:
+            for slot in slots:
+                if slot in held:
+                    continue
+                try:
+                    fcntl.flock(slot, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    held.append(slot)
+                    if len(held) == cores:
+                        break
+                except BlockingIOError:
+                    pass
+            if len(held) == cores or time.monotonic() - started > HEAVY_WAIT:
+                break  # past the bound, run anyway: a stuck phase must not stop this one
+            time.sleep(1)
         waited = time.monotonic() - started
-        item.add_report_section("call", "heavy lock", f"waited {waited:.0f} s for the lock")
+        item.add_report_section(
+            "call", "heavy lock", f"waited {waited:.0f} s for {cores} of {HEAVY_SLOTS} slots"
+        )
         try:
             return (yield)
         finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+            for slot in held:
+                fcntl.flock(slot, fcntl.LOCK_UN)
 
 
 BACKEND = os.environ.get("ESBRIDGE_TEST_BACKEND", "elasticsearch").strip().lower()

@@ -75,7 +75,7 @@ FIGURE_KEYS = [
 @pytest.mark.slow
 @pytest.mark.es
 @pytest.mark.version_independent
-@pytest.mark.heavy
+@pytest.mark.heavy(cores=2)
 @pytest.mark.timeout(1800)  # up to 900 s of it waiting for the heavy lock (conftest)
 def test_bench_smoke_writes_every_figure(tmp_path: Path) -> None:
     require(Path("/usr/bin/python3").exists(), "/usr/bin/python3 is needed for the plugin figure")

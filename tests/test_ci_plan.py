@@ -1,8 +1,8 @@
 """The plan of ``make test-all`` (scripts/test-all.sh): every phase runs, once, in a lane.
 
-The lanes are packed by hand from measured phase times, and ``test-once`` runs as three
-phases; a phase left out of the plan, or a test left out of every part, would pass CI
-unseen. No server involved: the script prints its plan under ``CI_PLAN=1``, and the parts'
+The lanes are packed by hand from measured phase times, ``test-main`` runs as two phases and
+``test-once`` as three; a phase left out of the plan, or a test left out of every part, would
+pass CI unseen. No server involved: the script prints its plan under ``CI_PLAN=1``, and the parts'
 marker expressions are read from ``make -n``.
 """
 
@@ -20,6 +20,7 @@ from _pytest.mark.expression import Expression
 
 ROOT = Path(__file__).resolve().parents[1]
 ONCE_PARTS = ("once-heavy", "once-clients", "once-rest")
+MAIN_PARTS = ("main-es", "main-rest")
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -59,17 +60,19 @@ def _plan(lanes: str | None = None) -> list[tuple[int, str, str]]:
     return rows
 
 
-def test_every_phase_runs_once_in_one_of_four_lanes() -> None:
+def test_every_phase_runs_once_in_one_of_six_lanes() -> None:
     backends = _make("backend-phases").split()
     assert backends, "make backend-phases lists no backend"
     plan = _plan()
     phases = [phase for _, phase, _ in plan]
-    assert sorted(phases) == sorted(["main", *ONCE_PARTS, *backends])
-    assert {lane for lane, _, _ in plan} <= {1, 2, 3, 4}
+    assert sorted(phases) == sorted([*MAIN_PARTS, *ONCE_PARTS, *backends])
+    assert {lane for lane, _, _ in plan} <= {1, 2, 3, 4, 5, 6}
     for _, phase, command in plan:
         assert f"make test-{phase} DEPS=" in command, command
-    # test-main has a lane of its own: it is the longest phase
-    assert [phase for lane, phase, _ in plan if lane == 1] == ["main"]
+    # every backend phase and test-main's server part is as long as a lane: one per lane
+    long = {*backends, "main-es"}
+    lanes = [lane for lane, phase, _ in plan if phase in long]
+    assert len(lanes) == len(set(lanes)), plan
 
 
 def test_one_lane_runs_every_phase_one_after_the_other() -> None:
@@ -111,3 +114,16 @@ def test_the_parts_of_test_once_select_each_of_its_tests_exactly_once(
 
     in_parts = [matches(f"test-{part}") for part in ONCE_PARTS]
     assert sum(in_parts) == (1 if matches("test-once") else 0)
+
+
+@pytest.mark.parametrize("marks", itertools.product((False, True), repeat=2))
+def test_the_parts_of_test_main_select_each_of_its_tests_exactly_once(
+    marks: tuple[bool, bool],
+) -> None:
+    present = dict(zip(("version_independent", "es"), marks, strict=True))
+
+    def matches(target: str) -> bool:
+        return _marker_expression(target).evaluate(lambda name, **_: present.get(name, False))
+
+    in_parts = [matches(f"test-{part}") for part in MAIN_PARTS]
+    assert sum(in_parts) == (1 if matches("test-main") else 0)
