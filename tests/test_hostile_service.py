@@ -230,6 +230,9 @@ def test_state_index_deleted_while_running_is_recreated(es_url: str, checks_dir:
     try:
         with EsbridgeProcess(es_url, [checks_dir], env=env, state_index=state) as proc:
             proc.wait_for(lambda: proc.get("/readyz").status_code == 200)
+            # Run it now: its first scheduled run may be up to half a minute away (its slot
+            # of the minute), which a CI run once met exactly at this wait's bound.
+            assert proc.post("/api/v1/checks/health/run").status_code == 200
             proc.wait_for(lambda: httpcalls.get(f"{es_url}/{state}/_doc/health").status_code == 200)
             assert httpcalls.delete(f"{es_url}/{state}", timeout=30).status_code == 200
             proc.post("/api/v1/checks/health/run")  # a new result makes the store dirty
