@@ -185,7 +185,12 @@ async def test_a_server_that_is_not_the_product_or_stops_answering_like_it(
         cycles = Cycles([proxy.url], three_checks(three_docs))
         try:
             proxy.page(r"_msearch", 200, maintenance, "application/json")
-            first = await cycles.run()  # the search client's first answer
+            if BACKEND_NAME == "Elasticsearch":
+                # The time-field lookup goes out beside the first search: it gets the page
+                # too, or its real answer, when it comes first (a loaded machine), verifies
+                # the product before the search's answer is read.
+                proxy.page(r"_field_caps", 200, maintenance, "application/json")
+            first = await cycles.run()  # the search client's first answers
             for result in first.values():
                 assert result.state is State.UNKNOWN, result
                 if BACKEND_NAME == "Elasticsearch":
