@@ -25,7 +25,7 @@ DURATIONS="PYTEST_ARGS=--durations=25"
 # test-main 855 s, of which its `es` tests about as long as a backend phase's; es9 721 s,
 # os2 634 s, os3 765 s; test-once's heavy tests 253 s, its tests of real Nagios, Icinga 2,
 # Prometheus or Chromium programs (`clients`) 323 s, the rest 257 s. The suite's CPU work
-# fell by a sixth that day (shared TLS context, uv), leaving two cores idle a third of the
+# fell by a quarter that day (shared TLS context, uv), leaving two cores idle a third of the
 # time: six lanes now, one per backend phase, test-main's two parts apart.
 # Tests marked `heavy` take slots of a lock (tests/conftest.py): two replica scenarios may
 # overlap, the bench (`heavy(cores=2)`) runs alone; a phase waiting for a slot does nothing
