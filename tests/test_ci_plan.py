@@ -42,16 +42,20 @@ def _make(*args: str) -> str:
     return done.stdout
 
 
-def _plan(lanes: str | None = None) -> list[tuple[int, str, str]]:
-    env = _env(CI_PLAN="1", **({"CI_LANES": lanes} if lanes is not None else {}))
-    done = subprocess.run(
+def _script(**env: str) -> subprocess.CompletedProcess[str]:
+    """scripts/test-all.sh printing its plan (``CI_PLAN=1``) under this environment."""
+    return subprocess.run(
         ["bash", "scripts/test-all.sh"],
         cwd=ROOT,
-        env=env,
+        env=_env(CI_PLAN="1", **env),
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def _plan(lanes: str | None = None) -> list[tuple[int, str, str]]:
+    done = _script(**({"CI_LANES": lanes} if lanes is not None else {}))
     assert done.returncode == 0, done.stderr
     rows = []
     for line in done.stdout.splitlines():
@@ -82,14 +86,7 @@ def test_one_lane_runs_every_phase_one_after_the_other() -> None:
 
 
 def test_a_lane_count_that_is_not_a_number_is_refused() -> None:
-    done = subprocess.run(
-        ["bash", "scripts/test-all.sh"],
-        cwd=ROOT,
-        env=_env(CI_PLAN="1", CI_LANES="0"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = _script(CI_LANES="0")
     assert done.returncode == 2
     assert "CI_LANES" in done.stderr
 
@@ -103,27 +100,24 @@ def _marker_expression(target: str) -> Expression:
     return Expression.compile(expression)
 
 
-@pytest.mark.parametrize("marks", itertools.product((False, True), repeat=3))
-def test_the_parts_of_test_once_select_each_of_its_tests_exactly_once(
-    marks: tuple[bool, bool, bool],
+@pytest.mark.parametrize(
+    ("whole", "parts", "markers"),
+    [
+        ("once", ONCE_PARTS, ("version_independent", "heavy", "clients")),
+        ("main", MAIN_PARTS, ("version_independent", "es")),
+    ],
+)
+def test_the_parts_of_a_split_phase_select_each_of_its_tests_exactly_once(
+    whole: str, parts: tuple[str, ...], markers: tuple[str, ...]
 ) -> None:
-    present = dict(zip(("version_independent", "heavy", "clients"), marks, strict=True))
+    """Over every combination of the markers the parts split on, a test of ``test-<whole>``
+    is in exactly one part, and a test outside it in none."""
+    expressions = {t: _marker_expression(f"test-{t}") for t in (whole, *parts)}
+    for marks in itertools.product((False, True), repeat=len(markers)):
+        present = dict(zip(markers, marks, strict=True))
 
-    def matches(target: str) -> bool:
-        return _marker_expression(target).evaluate(lambda name, **_: present.get(name, False))
+        def matches(target: str, present: dict[str, bool] = present) -> bool:
+            return expressions[target].evaluate(lambda name, **_: present.get(name, False))
 
-    in_parts = [matches(f"test-{part}") for part in ONCE_PARTS]
-    assert sum(in_parts) == (1 if matches("test-once") else 0)
-
-
-@pytest.mark.parametrize("marks", itertools.product((False, True), repeat=2))
-def test_the_parts_of_test_main_select_each_of_its_tests_exactly_once(
-    marks: tuple[bool, bool],
-) -> None:
-    present = dict(zip(("version_independent", "es"), marks, strict=True))
-
-    def matches(target: str) -> bool:
-        return _marker_expression(target).evaluate(lambda name, **_: present.get(name, False))
-
-    in_parts = [matches(f"test-{part}") for part in MAIN_PARTS]
-    assert sum(in_parts) == (1 if matches("test-main") else 0)
+        in_parts = [part for part in parts if matches(part)]
+        assert len(in_parts) == (1 if matches(whole) else 0), (present, in_parts)
