@@ -273,7 +273,9 @@ async def test_one_backoff_step_per_failed_round(tmp_path, fake):
     times = sorted(r[0] for r in fake.requests)
     assert len(times) == 8, times
     first, second = times[:4], times[4:]
-    gap = min(second) - max(first)
+    # The backoff starts at the round's first failure, after its first request went out (the
+    # last of the round may leave later on a loaded machine, and fail into the same wait).
+    gap = min(second) - min(first)
     assert 0.29 <= gap < 1.5, (first, second)
 
 
