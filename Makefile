@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 # run at the same time) with DEPS= so that they never race for the package manager.
 DEPS ?= venv test-deps
 
-.PHONY: venv test-deps es-fetch test test-main test-main-es test-main-rest test-once test-once-heavy test-once-clients test-once-rest test-compat test-opensearch test-all backend-phases demo lint \
+.PHONY: venv test-deps es-fetch test test-main test-main-es test-main-sec test-main-rest test-once test-once-heavy test-once-clients test-once-rest test-compat test-opensearch test-all backend-phases demo lint \
 	bench bench-cluster bench-smoke bench-check es-start es-stop es-status
 
 venv: $(STAMP)
@@ -53,14 +53,18 @@ test-main: $(DEPS) es-fetch
 test-once: $(DEPS) es-fetch
 	$(VENV)/bin/pytest -ra -m "version_independent" $(PYTEST_ARGS)
 
-# `test-main` in two parts that `make test-all` puts in different lanes: the tests on the
-# session's search server (marked `es`: the same set every backend phase runs again), and the
+# `test-main` in three parts that `make test-all` puts in different lanes: the tests on the
+# session's search server (marked `es`: the same set every backend phase runs again), those on
+# the secured cluster (`secured_cluster`: minutes of their own, with no plain server), and the
 # rest (no server, or one of their own).
 test-main-es: $(DEPS) es-fetch
-	$(VENV)/bin/pytest -ra -m "not version_independent and es" $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -ra -m "not version_independent and es and not secured_cluster" $(PYTEST_ARGS)
+
+test-main-sec: $(DEPS) es-fetch
+	$(VENV)/bin/pytest -ra -m "not version_independent and secured_cluster" $(PYTEST_ARGS)
 
 test-main-rest: $(DEPS) es-fetch
-	$(VENV)/bin/pytest -ra -m "not version_independent and not es" $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -ra -m "not version_independent and not es and not secured_cluster" $(PYTEST_ARGS)
 
 # `test-once` in three parts that `make test-all` puts in different lanes: its `heavy` tests
 # (the bench smoke run, three replicas under Prometheus: minutes of both cores), those that
@@ -92,13 +96,15 @@ test-$(1): $$(DEPS)
 		ESBRIDGE_TEST_$(if $(filter opensearch,$(2)),OS,ES)_VERSION=$(3) \
 		$$(VENV)/bin/pytest -ra -m "$(4)" $$(PYTEST_ARGS)
 endef
-COMPAT_MARK := es and not version_independent
+COMPAT_MARK := es and not version_independent and not secured_cluster
+SEC_MARK := not version_independent and secured_cluster
 OS_MARK := es and not version_independent and not es_security
 $(eval $(call backend_phase,es9,elasticsearch,$(ES9),$(COMPAT_MARK)))
+$(eval $(call backend_phase,es9-sec,elasticsearch,$(ES9),$(SEC_MARK)))
 $(eval $(call backend_phase,os2,opensearch,$(OS2),$(OS_MARK)))
 $(eval $(call backend_phase,os3,opensearch,$(OS3),$(OS_MARK)))
 
-test-compat: test-es9
+test-compat: test-es9 test-es9-sec
 
 # `make test-opensearch OS_VERSION=2|3|2.19.6|3.8.0`: the OpenSearch phase of that major.
 test-opensearch: test-os$(firstword $(subst ., ,$(OS_VERSION)))

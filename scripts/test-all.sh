@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: `make test` on the default backend (as `test-main` in two parts,
-# `test-main-es` and `test-main-rest`, and `test-once` in three, `test-once-heavy`, `-clients`
+# The whole test suite: `make test` on the default backend (as `test-main` in three parts,
+# `test-main-es`, `-sec` and `-rest`, and `test-once` in three, `test-once-heavy`, `-clients`
 # and `-rest`) and every backend phase of the Makefile (`make -s backend-phases`), run in
 # lanes with a table of phase wall times.
 # Works from a clean clone in any folder. Any failure exits non-zero;
@@ -21,20 +21,21 @@ unset ESBRIDGE_TEST_ES_URL ESBRIDGE_TEST_ES_VERSION ESBRIDGE_TEST_BACKEND ESBRID
 DURATIONS="PYTEST_ARGS=--durations=25"
 
 # The plan: lane|phase|order of its heavy tests. The run takes as long as its longest lane, so
-# the phases are packed by their times in CI (2026-11-30, commit 6cf23a3, four lanes then):
-# test-main 855 s, of which its `es` tests about as long as a backend phase's; es9 721 s,
-# os2 634 s, os3 765 s; test-once's heavy tests 253 s, its tests of real Nagios, Icinga 2,
-# Prometheus or Chromium programs (`clients`) 323 s, the rest 257 s. The suite's CPU work
-# fell by a quarter that day (shared TLS context, uv), leaving two cores idle a third of the
-# time: six lanes now, one per backend phase, test-main's two parts apart.
+# the phases are packed by their times in a fresh-clone run (2026-12-01, commit ec36846):
+# main-es 840 s, es9 885 s, os3 797 s, os2 707 s, each alone in a lane, less the secured
+# cluster's tests (about 2 minutes of the Elasticsearch lanes, now main-sec and es9-sec);
+# those, and test-main's part without the server (172 s), after test-once's tests of real
+# Nagios, Icinga 2, Prometheus or Chromium programs (`clients`, 325 s) and its heavy tests
+# (238 s) after its rest (323 s).
 # Tests marked `heavy` take slots of a lock (tests/conftest.py): two replica scenarios may
 # overlap, the bench (`heavy(cores=2)`) runs alone; a phase waiting for a slot does nothing
 # else, so the plan spreads them in time: os3's and es9's first, test-once's heavy phase after
-# its rest, test-main's and os2's last (ESBRIDGE_TEST_HEAVY_ORDER). A backend phase that the
+# its rest, main-es's and os2's last (ESBRIDGE_TEST_HEAVY_ORDER). A backend phase that the
 # plan does not name (a new backend_phase line in the Makefile) joins lane 6, heavy tests
 # first; one named here but gone from the Makefile is left out.
-PLAN=("1|os3|first" "2|es9|first" "3|main-es|last" "4|main-rest|first" "4|os2|last"
-    "5|once-rest|first" "5|once-heavy|first" "6|once-clients|first")
+PLAN=("1|os3|first" "2|es9|first" "3|main-es|last" "4|os2|last"
+    "5|once-rest|first" "5|once-heavy|first" "5|es9-sec|first"
+    "6|once-clients|first" "6|main-rest|last" "6|main-sec|first")
 BACKENDS=" $(make -s backend-phases) "
 for target in $BACKENDS; do
     printf '%s\n' "${PLAN[@]}" | cut -d'|' -f2 | grep -qx "$target" || PLAN+=("6|$target|first")

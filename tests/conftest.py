@@ -14,8 +14,8 @@
 Tests using ``es_url`` are marked ``es`` automatically (``make test-compat`` reruns them on 9.x).
 ``spare_es``: a second plain cluster for the session (fault tests kill and restart it).
 Tests using ``secured`` (a TLS + auth cluster, ``secure_es.py``, started once per session at
-the version of the session's server) are marked ``es`` and ``es_security``: backends without a
-security plugin deselect ``es_security``.
+the run's version) are marked ``es``, ``es_security`` (backends without a security plugin
+deselect it) and ``secured_cluster`` (CI runs them in a phase of their own, with no plain server).
 """
 
 from __future__ import annotations
@@ -91,9 +91,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         fixtures = getattr(item, "fixturenames", ())
         if "es_url" in fixtures and item.get_closest_marker("es") is None:
             item.add_marker(pytest.mark.es)
-        # The secured cluster is Elasticsearch with x-pack security: not on OpenSearch.
-        if "secured" in fixtures and item.get_closest_marker("es_security") is None:
-            item.add_marker(pytest.mark.es_security)
+        # The secured cluster is Elasticsearch with x-pack security: not on OpenSearch. Its
+        # tests are a CI phase of their own (`secured_cluster`, without the plain server).
+        if "secured" in fixtures:
+            item.add_marker(pytest.mark.secured_cluster)
+            if item.get_closest_marker("es_security") is None:
+                item.add_marker(pytest.mark.es_security)
 
 
 HEAVY_LOCK = os.environ.get("ESBRIDGE_TEST_HEAVY_LOCK")
@@ -305,14 +308,16 @@ def seed(es_url: str) -> Callable[..., list[dict]]:
 
 
 @pytest.fixture(scope="session")
-def secured(request: pytest.FixtureRequest, es_version: str) -> Any:
-    """The session's secured cluster (``secure_es.shared_secure_es``) at the run's version."""
+def secured(request: pytest.FixtureRequest) -> Any:
+    """The session's secured cluster (``secure_es.shared_secure_es``) at the run's version:
+    the one it asks for, else the reused server's (only then is that server asked)."""
     from secure_es import shared_secure_es
 
+    version = expected_es_version() or request.getfixturevalue("es_version")
     try:
-        return shared_secure_es(request.config, es_version)
+        return shared_secure_es(request.config, version)
     except Exception as e:  # missing Java, keystore tool failing: fails under CI
-        require(False, f"could not start a secured Elasticsearch {es_version}: {e}")
+        require(False, f"could not start a secured Elasticsearch {version}: {e}")
         raise
 
 

@@ -20,7 +20,7 @@ from _pytest.mark.expression import Expression
 
 ROOT = Path(__file__).resolve().parents[1]
 ONCE_PARTS = ("once-heavy", "once-clients", "once-rest")
-MAIN_PARTS = ("main-es", "main-rest")
+MAIN_PARTS = ("main-es", "main-sec", "main-rest")
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -73,8 +73,9 @@ def test_every_phase_runs_once_in_one_of_six_lanes() -> None:
     assert {lane for lane, _, _ in plan} <= {1, 2, 3, 4, 5, 6}
     for _, phase, command in plan:
         assert f"make test-{phase} DEPS=" in command, command
-    # every backend phase and test-main's server part is as long as a lane: one per lane
-    long = {*backends, "main-es"}
+    # every backend phase (but a secured cluster's) and test-main's server part is as long as
+    # a lane: one per lane
+    long = {*(b for b in backends if not b.endswith("-sec")), "main-es"}
     lanes = [lane for lane, phase, _ in plan if phase in long]
     assert len(lanes) == len(set(lanes)), plan
 
@@ -104,7 +105,7 @@ def _marker_expression(target: str) -> Expression:
     ("whole", "parts", "markers"),
     [
         ("once", ONCE_PARTS, ("version_independent", "heavy", "clients")),
-        ("main", MAIN_PARTS, ("version_independent", "es")),
+        ("main", MAIN_PARTS, ("version_independent", "es", "secured_cluster")),
     ],
 )
 def test_the_parts_of_a_split_phase_select_each_of_its_tests_exactly_once(
@@ -121,3 +122,18 @@ def test_the_parts_of_a_split_phase_select_each_of_its_tests_exactly_once(
 
         in_parts = [part for part in parts if matches(part)]
         assert len(in_parts) == (1 if matches(whole) else 0), (present, in_parts)
+
+
+def test_elasticsearch_9_runs_what_main_runs_on_its_servers() -> None:
+    """es9 and es9-sec select exactly the tests of main-es and main-sec, part for part."""
+    markers = ("version_independent", "es", "secured_cluster", "es_security")
+    expressions = {t: _marker_expression(f"test-{t}") for t in ("main-es", "main-sec")}
+    expressions |= {t: _marker_expression(f"test-{t}") for t in ("es9", "es9-sec")}
+    for marks in itertools.product((False, True), repeat=len(markers)):
+        present = dict(zip(markers, marks, strict=True))
+
+        def matches(target: str, present: dict[str, bool] = present) -> bool:
+            return expressions[target].evaluate(lambda name, **_: present.get(name, False))
+
+        assert matches("es9") == matches("main-es"), present
+        assert matches("es9-sec") == matches("main-sec"), present

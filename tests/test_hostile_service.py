@@ -284,7 +284,7 @@ def test_metrics_stay_parseable_with_hostile_group_values(
         )
         (checks_dir / "g.yaml").write_text(
             f"checks:\n  - {{name: grouped, kind: count, index: {index}, window: 1h,"
-            " group_by: [host.name], critical: 100}\n"
+            " interval: 5s, group_by: [host.name], critical: 100}\n"
         )
         with EsbridgeProcess(es_url, [checks_dir], env={"ESBRIDGE_STATE__ENABLED": "0"}) as proc:
             proc.wait_for(lambda: "esbridge_group_status_code" in proc.get("/metrics").text)
