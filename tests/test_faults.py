@@ -510,6 +510,7 @@ def test_state_store_blocked_then_unblocked(
 # --------------------------------------------------------------------------- bad input
 
 
+@pytest.mark.version_independent  # the file is refused before any search
 def test_serve_refuses_bad_check_file(tmp_path: Path) -> None:
     """`esbridge serve` with a bad file exits non-zero naming file, check and field."""
     bad = Path(__file__).resolve().parent / "bad_input" / "unknown_field.yaml"
@@ -526,6 +527,7 @@ def test_serve_refuses_bad_check_file(tmp_path: Path) -> None:
     assert "did you mean 'critical'?" in proc.stderr
 
 
+@pytest.mark.version_independent  # a refused reload, not a search
 def test_reload_with_bad_file_keeps_serving(
     es_url: str, make_index: Callable[..., str], tmp_path: Path
 ) -> None:

@@ -72,6 +72,7 @@ def token_service(es_url: str, tmp_path: Path) -> Iterator[tuple[EsbridgeProcess
     httpcalls.delete(f"{es_url}/{state}", params={"ignore_unavailable": "true"}, timeout=30)
 
 
+@pytest.mark.version_independent  # the API's own rules
 def test_reads_open_writes_need_the_token(token_service: tuple[EsbridgeProcess, str]) -> None:
     """Default: anyone reads; run/reload need 'Bearer <token>'; 401 when missing, 403 wrong."""
     proc, token = token_service
@@ -89,6 +90,7 @@ def test_reads_open_writes_need_the_token(token_service: tuple[EsbridgeProcess, 
         assert right.status_code == 200, right.text
 
 
+@pytest.mark.version_independent  # the API's own rules
 def test_token_required_for_reads_when_configured(es_url: str, tmp_path: Path) -> None:
     token = "api-" + uuid.uuid4().hex
     checks = _checks(tmp_path, "  - {name: rt-health, kind: cluster_health}\n")
@@ -107,6 +109,7 @@ def test_token_required_for_reads_when_configured(es_url: str, tmp_path: Path) -
     httpcalls.delete(f"{es_url}/{state}", params={"ignore_unavailable": "true"}, timeout=30)
 
 
+@pytest.mark.version_independent  # the API's own rules
 def test_writes_disabled_without_a_token(es_url: str, tmp_path: Path) -> None:
     checks = _checks(tmp_path, "  - {name: nt-health, kind: cluster_health}\n")
     state = f"esbridge-state-nt-{uuid.uuid4().hex[:8]}"
@@ -146,6 +149,7 @@ def test_only_the_exact_token_is_accepted(monkeypatch: pytest.MonkeyPatch) -> No
     assert "checks" in r.json()
 
 
+@pytest.mark.version_independent  # the API's own rules
 def test_listen_address_is_configurable(es_url: str, tmp_path: Path) -> None:
     """--host (or ESBRIDGE_HOST) picks the address; nothing listens elsewhere."""
 

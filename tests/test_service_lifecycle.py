@@ -145,6 +145,7 @@ def test_state_survives_sigterm_and_sigkill_restarts(
         assert state_lines(third, "life-errors") == []
 
 
+@pytest.mark.version_independent  # reloading, not searching
 def test_reload_by_sighup_and_api(
     es_url: str, errors_index: str, state_index: str, tmp_path: Path
 ) -> None:
