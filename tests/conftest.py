@@ -40,8 +40,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _require import require
 from esbridge_dev import elasticsearch as esdev
+from esbridge_dev import service as esbridge_service
 from esbridge_dev.opensearch import OPENSEARCH
 from esbridge_dev.seeding import seed as _seed
+
+# ``esbridge serve`` as forks of one process that imported the service once (a second of CPU
+# less per start; esbridge_dev/forkserver.py). ESBRIDGE_TEST_FORK_SERVER=0: the interpreter.
+esbridge_service.FORK_SERVER = os.environ.get("ESBRIDGE_TEST_FORK_SERVER", "1") != "0"
 
 
 class _StartCounter(logging.Handler):

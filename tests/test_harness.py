@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -15,7 +18,8 @@ import pytest
 
 from conftest import BACKEND, expected_es_version, index_maker, new_server
 from esbridge_dev import elasticsearch as esdev
-from esbridge_dev import httpcalls, ports
+from esbridge_dev import forkserver, httpcalls, ports
+from esbridge_dev import service as esbridge_service
 from esbridge_dev.seeding import iso, parse_ago, prepare_docs
 from esbridge_dev.service import EsbridgeProcess, listens_on
 
@@ -166,6 +170,51 @@ def test_service_harness_ignores_a_foreign_listener_and_moves_off_its_port(tmp_p
     finally:
         blocker.close()
         fixed.log_path.unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["serve", "--no-such-option"], ["validate", "--checks", "tests/bad_input/unknown_field.yaml"]],
+    ids=["bad-option", "bad-file"],
+)
+def test_a_forked_esbridge_exits_and_prints_as_the_interpreter_would(
+    tmp_path: Path, argv: list[str]
+) -> None:
+    """The fork server stands in for ``python -m esbridge``: same exit code, same words."""
+    root = Path(__file__).resolve().parents[1]
+    real = subprocess.run(
+        [sys.executable, "-m", "esbridge", *argv], cwd=root, capture_output=True, text=True
+    )
+    log = tmp_path / "forked.log"
+    child = forkserver.shared().spawn(argv, dict(os.environ), str(root), log)
+    assert child.wait(60) == real.returncode == 2
+    assert log.read_text() == real.stdout + real.stderr
+    assert "Traceback" not in log.read_text()
+
+
+def test_a_forked_esbridge_has_its_own_environment_pid_and_signals(tmp_path: Path) -> None:
+    """What the harness starts by fork reads the environment it was given (not the fork
+    server's), answers on its own port under its own pid, and a signal ends it as it would
+    end an interpreter: SIGTERM cleanly (0), SIGKILL as -9."""
+    assert esbridge_service.FORK_SERVER  # tests/conftest.py turns it on for the suite
+    checks = tmp_path / "checks.yaml"
+    checks.write_text("checks:\n  - {name: idle, kind: cluster_health}\n")
+    env = {"ESBRIDGE_STATE__ENABLED": "0"}
+    with_token = EsbridgeProcess(
+        "http://127.0.0.1:9", [checks], env=env | {"ESBRIDGE_API__TOKEN": "t0k"}
+    )
+    without = EsbridgeProcess("http://127.0.0.1:9", [checks], env=env)
+    with with_token, without:
+        for proc in (with_token, without):
+            assert isinstance(proc.proc, forkserver.ForkedProcess)
+            assert proc.proc.pid != os.getpid() and listens_on(proc.proc.pid, proc.port)
+        assert with_token.post("/api/v1/reload").status_code == 401  # a token is set
+        refused = without.post("/api/v1/reload")
+        assert refused.status_code == 403 and "disabled" in refused.json()["error"]
+        assert with_token.stop() == 0
+        assert without.proc is not None
+        without.proc.send_signal(signal.SIGKILL)
+        assert without.proc.wait(10) == -signal.SIGKILL
 
 
 def test_free_port_is_handed_out_once_across_processes(tmp_path: Path, monkeypatch):

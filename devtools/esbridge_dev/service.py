@@ -19,8 +19,13 @@ from typing import Any
 
 import httpx
 
-from esbridge_dev import httpcalls
+from esbridge_dev import forkserver, httpcalls
 from esbridge_dev.ports import free_port
+
+# Start services as forks of a process that has imported esbridge already (forkserver.py):
+# about a second of CPU less per start. The test suite turns it on (tests/conftest.py); the
+# demo and the benchmarks, which measure the processes they start, run the interpreter.
+FORK_SERVER = False
 
 
 def poll(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.2) -> Any:
@@ -91,7 +96,7 @@ class EsbridgeProcess:
         if state_index:
             self.env.setdefault("ESBRIDGE_STATE__INDEX", state_index)
         self.extra_args = list(extra_args)
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: subprocess.Popen[bytes] | forkserver.ForkedProcess | None = None
         self.log_path = Path(tempfile.mkstemp(prefix="esbridge-", suffix=".log")[1])
 
     @property
@@ -128,12 +133,7 @@ class EsbridgeProcess:
         attempts = 1 if self._fixed_port else 3
         deadline = time.monotonic() + wait
         for attempt in range(attempts):
-            env = {**os.environ, **self.env}
-            log = self.log_path.open("ab")
-            self.proc = subprocess.Popen(
-                self.command(), stdout=log, stderr=subprocess.STDOUT, env=env
-            )
-            log.close()
+            self.proc = self._spawn({**os.environ, **self.env})
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
                     break
@@ -155,6 +155,13 @@ class EsbridgeProcess:
             self.port = free_port()
         assert self.proc is not None
         raise RuntimeError(f"esbridge exited with {self.proc.returncode}:\n{self.log()}")
+
+    def _spawn(self, env: dict[str, str]) -> subprocess.Popen[bytes] | forkserver.ForkedProcess:
+        command = self.command()
+        if FORK_SERVER and command[:3] == [sys.executable, "-m", "esbridge"]:
+            return forkserver.shared().spawn(command[3:], env, os.getcwd(), self.log_path)
+        with self.log_path.open("ab") as log:
+            return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
 
     def log(self) -> str:
         try:
