@@ -2,6 +2,8 @@
 
 The tests talk to the service exactly as Nagios, Prometheus and people do: over HTTP to a
 separate process that can be signalled (SIGHUP reload, SIGTERM stop) or killed (SIGKILL).
+In the test suite that process is a fork of one that imported the service already
+(``FORK_SERVER``, forkserver.py); elsewhere it is a new interpreter.
 """
 
 from __future__ import annotations
