@@ -105,8 +105,8 @@ class ForkServer:
             assert self._proc.stdin is not None
             self._proc.stdin.write(json.dumps(request).encode() + b"\n")
             self._proc.stdin.flush()
-        if not started.wait(60):
-            raise RuntimeError("the esbridge fork server did not answer within 60 s")
+        if not started.wait(180):  # its first answer waits for its imports, on a busy machine
+            raise RuntimeError("the esbridge fork server did not answer within 180 s")
         answer = self._answers.pop(request_id)
         if not answer.isdigit():
             raise RuntimeError(f"the esbridge fork server could not start esbridge: {answer}")
@@ -120,7 +120,10 @@ class ForkServer:
     def _read(self) -> None:
         assert self._proc.stdout is not None
         for raw in self._proc.stdout:
-            word, key, value = raw.decode().rstrip("\n").split(" ", 2)
+            word, _, rest = raw.decode(errors="replace").rstrip("\n").partition(" ")
+            key, _, value = rest.partition(" ")
+            if word not in ("exited", "started", "failed") or not key.isdigit():
+                continue  # not the protocol (a library printing at import): not ours to read
             if word == "exited":
                 pid, code = int(key), int(value)
                 with self._lock:
