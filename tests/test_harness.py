@@ -219,6 +219,15 @@ def test_a_forked_esbridge_has_its_own_environment_pid_and_signals(
         assert without.proc.wait(10) == -signal.SIGKILL
 
 
+def test_a_fork_server_that_is_gone_is_an_error_not_a_hang(tmp_path: Path) -> None:
+    server = forkserver.ForkServer()
+    server.spawn(["--version"], dict(os.environ), os.getcwd(), tmp_path / "v.log").wait(60)
+    server._proc.kill()
+    server._proc.wait(10)
+    with pytest.raises(RuntimeError, match="fork server"):
+        server.spawn(["--version"], dict(os.environ), os.getcwd(), tmp_path / "w.log")
+
+
 def test_free_port_is_handed_out_once_across_processes(tmp_path: Path, monkeypatch):
     monkeypatch.setattr(ports, "_FOLDER", tmp_path)
     given = {ports.free_port() for _ in range(200)}

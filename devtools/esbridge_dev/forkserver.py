@@ -38,10 +38,9 @@ from pathlib import Path
 class ForkedProcess:
     """A child of the fork server, seen through the parts of ``Popen`` the harness uses."""
 
-    def __init__(self, server: ForkServer, pid: int) -> None:
+    def __init__(self, pid: int) -> None:
         self.pid = pid
         self.returncode: int | None = None
-        self._server = server
         self._ended = threading.Event()
 
     def _exited(self, code: int) -> None:
@@ -103,16 +102,23 @@ class ForkServer:
         with self._lock:
             self._started[request_id] = started
             assert self._proc.stdin is not None
-            self._proc.stdin.write(json.dumps(request).encode() + b"\n")
-            self._proc.stdin.flush()
-        if not started.wait(180):  # its first answer waits for its imports, on a busy machine
+            try:
+                self._proc.stdin.write(json.dumps(request).encode() + b"\n")
+                self._proc.stdin.flush()
+            except OSError as e:  # it is gone
+                del self._started[request_id]
+                raise RuntimeError(f"the esbridge fork server is gone: {e}") from e
+        answered = started.wait(180)  # its first answer waits for its imports, on a busy machine
+        with self._lock:
+            del self._started[request_id]
+        if not answered:
             raise RuntimeError("the esbridge fork server did not answer within 180 s")
         answer = self._answers.pop(request_id)
         if not answer.isdigit():
             raise RuntimeError(f"the esbridge fork server could not start esbridge: {answer}")
         pid = int(answer)
         with self._lock:
-            child = self._children[pid] = ForkedProcess(self, pid)
+            child = self._children[pid] = ForkedProcess(pid)
             if pid in self._early_exits:
                 child._exited(self._early_exits.pop(pid))
         return child
@@ -135,10 +141,15 @@ class ForkServer:
             else:  # started / failed
                 self._answers[int(key)] = value if word == "started" else f"failed: {value}"
                 self._started[int(key)].set()
-        # The server is gone: its children were reparented and their exits will never be
-        # reported. Say so rather than let a wait() hang.
+        # The server is gone (its imports failed, or it was killed): a request still waiting
+        # is answered, and its children were reparented, their exits never to be reported.
+        # Say so rather than let a spawn() or wait() hang.
+        code = self._proc.wait()
         with self._lock:
             orphans, self._children = self._children, {}
+            for request_id, started in self._started.items():
+                self._answers.setdefault(request_id, f"failed: the fork server exited ({code})")
+                started.set()
         for child in orphans.values():
             child._exited(255)
 
