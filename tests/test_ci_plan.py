@@ -1,7 +1,7 @@
 """The plan of ``make test-all`` (scripts/test-all.sh): every phase runs, once, in a lane.
 
-The lanes are packed by hand from measured phase times, ``test-main`` runs as two phases and
-``test-once`` as three; a phase left out of the plan, or a test left out of every part, would
+The lanes are packed by hand from measured phase times, ``test-main`` and ``test-once`` run
+as three phases each; a phase left out of the plan, or a test left out of every part, would
 pass CI unseen. No server involved: the script prints its plan under ``CI_PLAN=1``, and the parts'
 marker expressions are read from ``make -n``.
 """
@@ -13,6 +13,7 @@ import os
 import re
 import shlex
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,18 @@ def _marker_expression(target: str) -> Expression:
     return Expression.compile(expression)
 
 
+def _selections(
+    targets: tuple[str, ...], markers: tuple[str, ...]
+) -> Iterator[tuple[dict[str, bool], set[str]]]:
+    """For every combination of ``markers`` on a test: the combination, and the targets
+    whose ``-m`` expression selects such a test."""
+    expressions = {t: _marker_expression(f"test-{t}") for t in targets}
+    for marks in itertools.product((False, True), repeat=len(markers)):
+        present = dict(zip(markers, marks, strict=True))
+        selected = {t for t, e in expressions.items() if e.evaluate(present.__getitem__)}
+        yield present, selected
+
+
 @pytest.mark.parametrize(
     ("whole", "parts", "markers"),
     [
@@ -113,27 +126,14 @@ def test_the_parts_of_a_split_phase_select_each_of_its_tests_exactly_once(
 ) -> None:
     """Over every combination of the markers the parts split on, a test of ``test-<whole>``
     is in exactly one part, and a test outside it in none."""
-    expressions = {t: _marker_expression(f"test-{t}") for t in (whole, *parts)}
-    for marks in itertools.product((False, True), repeat=len(markers)):
-        present = dict(zip(markers, marks, strict=True))
-
-        def matches(target: str, present: dict[str, bool] = present) -> bool:
-            return expressions[target].evaluate(lambda name, **_: present.get(name, False))
-
-        in_parts = [part for part in parts if matches(part)]
-        assert len(in_parts) == (1 if matches(whole) else 0), (present, in_parts)
+    for present, selected in _selections((whole, *parts), markers):
+        in_parts = [part for part in parts if part in selected]
+        assert len(in_parts) == (1 if whole in selected else 0), (present, in_parts)
 
 
 def test_elasticsearch_9_runs_what_main_runs_on_its_servers() -> None:
     """es9 and es9-sec select exactly the tests of main-es and main-sec, part for part."""
     markers = ("version_independent", "es", "secured_cluster", "es_security")
-    expressions = {t: _marker_expression(f"test-{t}") for t in ("main-es", "main-sec")}
-    expressions |= {t: _marker_expression(f"test-{t}") for t in ("es9", "es9-sec")}
-    for marks in itertools.product((False, True), repeat=len(markers)):
-        present = dict(zip(markers, marks, strict=True))
-
-        def matches(target: str, present: dict[str, bool] = present) -> bool:
-            return expressions[target].evaluate(lambda name, **_: present.get(name, False))
-
-        assert matches("es9") == matches("main-es"), present
-        assert matches("es9-sec") == matches("main-sec"), present
+    for present, selected in _selections(("main-es", "main-sec", "es9", "es9-sec"), markers):
+        assert ("es9" in selected) == ("main-es" in selected), present
+        assert ("es9-sec" in selected) == ("main-sec" in selected), present
