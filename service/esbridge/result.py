@@ -32,7 +32,7 @@ class State(IntEnum):
     @staticmethod
     def worst(states: Iterable[State]) -> State:
         """The most severe state; OK for no states at all."""
-        return max(states, key=lambda s: s.severity, default=State.OK)
+        return max(states, key=_SEVERITY.__getitem__, default=State.OK)
 
     @classmethod
     def parse(cls, text: str | int | State) -> State:

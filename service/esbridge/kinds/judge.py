@@ -8,6 +8,7 @@ values (``10:``): the planner uses it to keep the lowest groups when there are m
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from esbridge.ranges import Range
 from esbridge.result import State
@@ -22,6 +23,32 @@ def classify(value: float | None, warning: Range | None, critical: Range | None)
     if warning is not None and warning.alerts(value):
         return State.WARNING
     return State.OK
+
+
+def classifier(warning: Range | None, critical: Range | None) -> Callable[[float], State]:
+    """:func:`classify` with the thresholds bound, for a number that is never None.
+
+    A grouped check judges tens of values against the same two ranges on every run; the
+    bounds are read once here instead of through two method calls per value. Same answers
+    as ``classify`` (``tests/test_judge.py`` compares them).
+    """
+    # No threshold: an empty span that alerts inside it, so no value ever alerts.
+    never = (math.inf, -math.inf, True)
+    c_lo, c_hi, c_in = (critical.start, critical.end, critical.inside) if critical else never
+    w_lo, w_hi, w_in = (warning.start, warning.end, warning.inside) if warning else never
+    crit, warn, ok, unknown = State.CRITICAL, State.WARNING, State.OK, State.UNKNOWN
+
+    def judge(value: float) -> State:
+        if value != value:  # NaN
+            return unknown
+        # A range alerts inside its span when ``inside`` (``@``), outside it otherwise.
+        if (c_lo <= value <= c_hi) == c_in:
+            return crit
+        if (w_lo <= value <= w_hi) == w_in:
+            return warn
+        return ok
+
+    return judge
 
 
 def threshold_note(

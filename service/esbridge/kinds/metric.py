@@ -14,6 +14,7 @@ from esbridge.kinds.kind import Kind
 from esbridge.kinds.outcome import (
     Bounds,
     grouped_result,
+    metric_reader,
     metric_value,
     no_data,
     single,
@@ -84,12 +85,11 @@ def evaluate(
 ) -> Result:
     what = f"{agg_name(check.agg, check.percentile)} of {check.field}"
     if check.group_by:
+        read = metric_reader(check.agg)
         return grouped_result(
             check,
             answer,
-            value_of=lambda bucket: metric_value(
-                bucket.get(VALUE_AGG), check.agg, check.percentile
-            ),
+            value_of=lambda bucket: read(bucket.get(VALUE_AGG)),
             describe=lambda v: f"{what} {with_unit(v, check.unit)}",
             headline=f"{what} per {', '.join(check.group_by)}",
             bounds=metric_bounds(check.agg),

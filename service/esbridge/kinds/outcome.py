@@ -12,7 +12,7 @@ from itertools import pairwise
 from typing import Any
 
 from esbridge.kinds.base import CheckBase
-from esbridge.kinds.judge import classify, low_values_alert, threshold_note
+from esbridge.kinds.judge import classifier, classify, low_values_alert, threshold_note
 from esbridge.kinds.search import (
     GROUP_COUNT_AGG,
     GROUP_MISSING_AGG,
@@ -119,12 +119,15 @@ def grouped_result(
     shards = answer.get("_shards") or {}
     several_shards = int(shards.get("total", 2) or 0) - int(shards.get("skipped", 0) or 0) > 1
     nones = {f: no_value_text(buckets, f) for f in fields}
+    judge = classifier(warning, critical)
     for bucket in buckets:
         key = bucket["key"]
-        if single_field is not None and not isinstance(key, dict | list):
-            # one group_by field (the usual case): the key's text is the group's label
+        if single_field is not None and type(key) is str and "key_as_string" not in bucket:
+            label = key  # one group_by field, a keyword value: the usual case, its own label
+            key_pairs: tuple[tuple[str, str], ...] = ((single_field, key),)
+        elif single_field is not None and not isinstance(key, dict | list):
             label = key_text(key, bucket, 1, nones[single_field])
-            key_pairs: tuple[tuple[str, str], ...] = ((single_field, label),)
+            key_pairs = ((single_field, label),)
         else:
             if isinstance(key, dict):  # composite: {"service": "api", "host": "web-01"}
                 values = [key.get(f) for f in fields]
@@ -142,7 +145,7 @@ def grouped_result(
             state = no_data_state
             text = "no data"
         else:
-            state = classify(value, warning, critical)
+            state = judge(value)
             # error 0 or absent (exact, the usual case): one lookup, no call. -1 ("cannot
             # bound": an order other than the largest counts first, once a shard holds more
             # values than it sends) is judged on the value read, as before bounds existed:
@@ -234,6 +237,9 @@ def _uncertain_note(
     )
 
 
+_OK_KEY = (State.OK, False, False)
+
+
 class _Notes:
     """The `` (critical > 50)`` after each group's value: one text per state and side crossed.
 
@@ -248,6 +254,10 @@ class _Notes:
         self.known: dict[tuple[State, bool, bool], str] = {}
 
     def of(self, state: State, value: float) -> str:
+        if state is State.OK:  # most groups: the same words whatever the value
+            note = self.known.get(_OK_KEY)
+            if note is not None:
+                return note
         crossed = self.critical if state is State.CRITICAL else self.warning
         # A range's phrase depends on the value only through the side it lies on.
         side = (
@@ -339,18 +349,38 @@ def _omitted(aggs: dict[str, Any], shown: int) -> int:
 def metric_value(node: dict[str, Any] | None, agg: str, percentile: float | None) -> float | None:
     """The number of a metric aggregation (the one percentile asked for), None when empty
     (no value to aggregate: also a ``sum``, whatever Elasticsearch's sum of nothing)."""
+    return metric_reader(agg)(node)
+
+
+def metric_reader(agg: str) -> Callable[[dict[str, Any] | None], float | None]:
+    """:func:`metric_value` for one ``agg``, chosen once: a grouped check reads tens of
+    buckets per run."""
+    if agg == "percentile":
+        return _percentile_number
+    if agg == "sum":
+        return _sum_number
+    return _value_number
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None or value != value else float(value)  # NaN: no value
+
+
+def _percentile_number(node: dict[str, Any] | None) -> float | None:
+    values = node.get("values") if node else None
+    return _number(next(iter(values.values()), None)) if values else None
+
+
+def _sum_number(node: dict[str, Any] | None) -> float | None:
+    # stats: a sum of no values is no value, not 0
+    return _number(node.get("sum")) if node and node.get("count") else None
+
+
+def _value_number(node: dict[str, Any] | None) -> float | None:
     if not node:
         return None
-    if agg == "percentile":
-        values = node.get("values") or {}
-        value = next(iter(values.values()), None) if values else None
-    elif agg == "sum":  # stats: a sum of no values is no value, not 0
-        value = node.get("sum") if node.get("count") else None
-    else:
-        value = node.get("value")
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    return float(value)
+    value = node.get("value")
+    return None if value is None or value != value else float(value)
 
 
 def total_hits(answer: dict[str, Any]) -> int:
