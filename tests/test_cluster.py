@@ -13,11 +13,13 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from esbridge.membership import MEMBERS_MAPPING
 from esbridge_dev import httpcalls
 from esbridge_dev.service import EsbridgeProcess, poll
 from test_service_support import CountingProxy, delete_index, write
@@ -26,6 +28,7 @@ pytestmark = [pytest.mark.es, pytest.mark.slow]
 
 HEARTBEAT = 1.0
 LEASE = 5.0  # a heartbeat round may stall 4 s on a loaded machine without a departure
+WRITE_DELAY = 0.5  # a heartbeat write held by the proxy: less than HEARTBEAT (see its test)
 MARGIN = 4.0  # heartbeat round late + test poll period + batch duration, on a loaded machine
 # Allowed age = STALENESS x interval. The default 2 leaves a 2 s check 2 s for scheduling,
 # the state flush (0.5 s) and the shared-view read (0.5 s); on a shared 2-core test machine
@@ -518,6 +521,56 @@ def _owned(group: Replicas, name: str) -> list[str]:
 
 
 @pytest.mark.timeout(300)
+def test_replicas_started_together_never_both_own_a_check(
+    es_url: str,
+    index20: str,
+    indices,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    """Started at the same moment, each replica may read the members before the other's
+    first heartbeat is written: alone at its first read, a replica reads them once more
+    before it takes a share, so no check is run by both (a Deployment's pods start so).
+
+    Each heartbeat write is held WRITE_DELAY on its way (a proxy): two replicas whose first
+    reads come within that time of each other both read before either write lands, every
+    time, not only when the scheduler happens to interleave them so. The members index
+    exists already, as after a first deployment (two replicas creating it at the same
+    moment: docs/scale-out.md)."""
+    members = indices[1]
+    created = httpcalls.request(
+        "PUT", f"{es_url}/{members}", json={"mappings": MEMBERS_MAPPING}, timeout=30
+    )
+    assert created.status_code == 200, created.text
+    health = f"{es_url}/_cluster/health/{members}?wait_for_status=yellow&timeout=30s"
+    assert httpcalls.get(health, timeout=40).status_code == 200
+    path = tmp_path / "c.yaml"
+    header = f"defaults:\n  index: {index20}\n  window: 1h\n  interval: 1s\nchecks:\n"
+    spec = "  - {{name: t{i}, kind: count, critical: 100}}\n"
+    write(path, header + "".join(spec.format(i=i) for i in range(12)))
+    with CountingProxy(es_url) as proxy:
+        # less than a heartbeat: each replica's second read still comes after both writes
+        proxy.stall = {rf"^PUT /{members}/_doc/": WRITE_DELAY}
+        group = Replicas(proxy.url, path, *indices)
+        try:
+            with ThreadPoolExecutor(2) as pool:
+                list(pool.map(group.start, ("a", "b")))
+            owners = group.until_agreed(2, timeout=60)
+            assert set(owners.values()) == {"a", "b"}
+            time.sleep(3 * HEARTBEAT)  # three runs of each check
+            runs = runs_by_replica(group)
+            both = sorted(set(runs["a"]) & set(runs["b"]))
+            logs = {
+                n: [x for x in p.log().splitlines() if "ship" in x] for n, p in group.procs.items()
+            }
+            assert both == [], f"run by both replicas: {both} ({runs}); membership: {logs}"
+            assert set(runs["a"]) | set(runs["b"]) == set(owners)  # and none by nobody
+            for name, who in owners.items():
+                assert runs[who][name] >= 1, (name, who, runs)
+        finally:
+            group.stop_all()
+
+
+@pytest.mark.timeout(300)
 def test_run_now_and_reload_reach_the_owner(
     es_url: str,
     index20: str,
@@ -543,8 +596,8 @@ def test_run_now_and_reload_reach_the_owner(
             poll(lambda n=name: all(c["state"] == "OK" for c in group.view(n).values()), 30)
 
         check = next(c for c, owner in owners.items() if owner == "a")
-        # b may have run it while the two were starting, each alone for a heartbeat or so
         before = group.cluster("b", runs=True)["runs"].get(check, 0)
+        assert before == 0  # started one after the other, they never both owned it
         refused = group.procs["b"].post(f"/api/v1/checks/{check}/run", headers=auth)
         assert refused.status_code == 409, refused.text
         body = refused.json()

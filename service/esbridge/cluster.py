@@ -80,6 +80,7 @@ class Cluster:
         self._members: list[str] = []
         self._checkset: object = None  # the check set the owners were computed for
         self._started = time.monotonic()
+        self._waited_alone = False  # alone at the first read: one more heartbeat waited
         self._unrestored_since: float | None = None  # takeover reads failing since (monotonic)
         self._retry = False  # checks gained but not taken yet: rebalance again next round
         self._lock = asyncio.Lock()
@@ -114,8 +115,19 @@ class Cluster:
         live = await self.membership.beat()
         # Until the members were read once, this replica would think it is alone and take
         # every check; it waits, up to one lease (then it is alone as far as it can tell).
-        if self.membership.formed or time.monotonic() - self._started > self.lease:
-            await self.rebalance(live, force=self._retry or self.membership.returning)
+        formed = self.membership.formed
+        if not formed and time.monotonic() - self._started <= self.lease:
+            return
+        # Alone at its first read: another replica started at about the same moment may
+        # have read the members before this one's heartbeat was written, as this one did
+        # before the other's: each alone, each would own every check for a round. Both
+        # heartbeats are written by now, so one heartbeat later each sees the other.
+        alone = formed and self.last_rebalance is None and live == [self.replica_id]
+        if alone and not self._waited_alone:
+            self._waited_alone = True
+            log.info("ownership: alone at the first read; reading the members again first")
+            return
+        await self.rebalance(live, force=self._retry or self.membership.returning)
 
     async def refresh_view(self) -> None:
         """Read what the other replicas wrote for the checks they own."""
