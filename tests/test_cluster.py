@@ -336,7 +336,10 @@ def test_elasticsearch_unreachable_for_all_replicas(
             group.start("a", es_url=proxy.url)
             group.start("b", es_url=proxy.url)
             group.until_agreed(2, timeout=60)
-            poll(lambda: all(c["state"] != "PENDING" for c in group.view("a").values()), 60)
+            for name in ("a", "b"):  # every check evaluated and seen by both before the cut
+                poll(
+                    lambda n=name: all(c["state"] != "PENDING" for c in group.view(n).values()), 60
+                )
 
             proxy.fail = {".*": 503}
             cut = time.time()

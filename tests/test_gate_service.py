@@ -31,6 +31,7 @@ import httpx
 import pytest
 from ruamel.yaml import YAML
 
+from esbridge import limits
 from esbridge_dev import httpcalls, sampledata
 from esbridge_dev.seeding import seed
 from esbridge_dev.service import EsbridgeProcess, poll
@@ -268,7 +269,14 @@ def test_waiting_gate_requests_are_bounded_and_healthz_keeps_answering(gate_env:
     assert all(p.startswith(b"HTTP/1.1 200") for p in probes), probes
     refused = [a for a in answers if a.startswith(b"HTTP/1.1 429")]
     held = [a for a in answers if not a]
-    assert len(held) == 32 and len(refused) == flood - 32, (len(held), len(refused), answers[:3])
+    # Past MAX_CONNECTIONS the connection waiting longest for a request is closed to make
+    # room; on a busy machine that can be one whose request the server has not read yet (its
+    # client sees a reset): at most one per connection over the bound, never a held one.
+    resets = [a for a in answers if a == b"reset"]
+    others = sorted({a[:60] for a in answers if a and not a.startswith(b"HTTP/1.1 429")})
+    assert len(held) == 32, (len(held), len(refused), others)
+    assert len(refused) + len(resets) == flood - 32, (len(refused), others)
+    assert len(resets) <= flood - limits.MAX_CONNECTIONS, len(resets)
     head, _, body = refused[0].partition(b"\r\n\r\n")
     assert b"retry-after: 10" in head.lower(), head
     error = json.loads(body)["error"]
