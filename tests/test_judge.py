@@ -1,7 +1,8 @@
-"""The per-group classifier gives exactly what ``classify`` gives, for every range and value.
+"""The per-group shortcuts give exactly what the general functions give.
 
-Grouped checks judge their groups with ``classifier`` (bounds read once per run); single
-values and everything else with ``classify``. One rule, two speeds: they must never differ.
+Grouped checks judge their groups with ``classifier`` (bounds read once per run) and read
+their values with ``metric_reader`` (chosen once per check); single values and everything
+else use ``classify`` and ``metric_value``. One rule, two speeds: they must never differ.
 """
 
 from __future__ import annotations
