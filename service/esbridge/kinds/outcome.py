@@ -377,10 +377,7 @@ def _sum_number(node: dict[str, Any] | None) -> float | None:
 
 
 def _value_number(node: dict[str, Any] | None) -> float | None:
-    if not node:
-        return None
-    value = node.get("value")
-    return None if value is None or value != value else float(value)
+    return _number(node.get("value")) if node else None
 
 
 def total_hits(answer: dict[str, Any]) -> int:
