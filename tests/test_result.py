@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from esbridge.errors import ErrorKind
+from esbridge.kinds.wording import Describe, GroupWording, WordedGroup
 from esbridge.ranges import Range
 from esbridge.result import GroupResult, Perfdatum, Result, State, slot_init
 from esbridge.statedoc import (
@@ -138,6 +139,36 @@ _groups = st.builds(
     summary=_texts,
     perfdata=st.lists(_perfdata, max_size=2).map(tuple),
 )
+_wordings = st.builds(
+    GroupWording,
+    describe=st.builds(
+        Describe,
+        prefix=_texts,
+        style=st.sampled_from(["number", "value", "age"]),
+        unit=st.sampled_from(["", "s", "ms", "%"]),
+        suffix=_texts,
+    ),
+    uom=st.sampled_from(["", "s", "%", "c"]),
+    warning=_ranges,
+    critical=_ranges,
+    perf_min=_numbers,
+    perf_max=_numbers,
+)
+_keys = st.dictionaries(_texts, _texts, max_size=2).map(lambda d: tuple(d.items()))
+
+
+@st.composite
+def _worded_groups(draw: st.DrawFn) -> tuple[GroupResult, ...]:
+    """The groups of one grouped result: worded by one wording, now and then one worded
+    its own way (an uncertain count)."""
+    wording = draw(_wordings)
+    items = draw(st.lists(st.tuples(_keys, st.sampled_from(State), _numbers), max_size=4))
+    groups: list[GroupResult] = [WordedGroup(k, s, v, wording) for k, s, v in items]
+    if groups and draw(st.booleans()):
+        groups.insert(draw(st.integers(0, len(groups))), draw(_groups))
+    return tuple(groups)
+
+
 _results = st.builds(
     Result,
     check=_texts,
@@ -147,7 +178,7 @@ _results = st.builds(
     unit=st.sampled_from(["", "ms"]),
     long_output=st.lists(_texts, max_size=2).map(tuple),
     perfdata=st.lists(_perfdata, max_size=2).map(tuple),
-    groups=st.lists(_groups, max_size=3).map(tuple),
+    groups=st.one_of(st.lists(_groups, max_size=3).map(tuple), _worded_groups()),
     groups_omitted=st.integers(0, 5),
     error=st.one_of(st.none(), _texts),
     error_kind=st.one_of(st.none(), st.sampled_from(ErrorKind)),
@@ -169,6 +200,48 @@ def test_the_state_document_form_reads_back_as_the_result(result: Result) -> Non
     assert result_from_dict(json.loads(dumps(document)), result.check) == result
     assert "check" not in document and "status_code" not in document
     assert len(dumps(document)) < len(dumps(result_to_dict(result)))
+
+
+@given(_results)
+def test_a_grouped_result_stores_its_wording_once_not_a_text_per_group(result: Result) -> None:
+    """Every run of a grouped check is written; a group worded the usual way is stored as
+    its key, state and value, its result's wording once, and reads back with the same texts."""
+    document = result_to_document(result)
+    worded = [g for g in result.groups if type(g) is WordedGroup]
+    stored = document.get("groups", [])
+    if worded and type(result.groups[0]) is WordedGroup:
+        assert "group_wording" in document
+        assert sum("summary" not in g for g in stored) == len(worded)
+    back = result_from_dict(json.loads(dumps(document)), result.check)
+    assert [(g.summary, g.perfdata) for g in back.groups] == [
+        (g.summary, g.perfdata) for g in result.groups
+    ]
+
+
+def test_a_worded_group_says_what_a_group_with_its_texts_says() -> None:
+    wording = GroupWording(
+        Describe("", "number", "", " matching documents"),
+        "c",
+        Range.parse("10"),
+        Range.parse("50"),
+        0.0,
+    )
+    group = WordedGroup((("host", "web-01"),), CRITICAL, 60.0, wording)
+    assert group.summary == "web-01: 60 matching documents (critical > 50)"
+    assert group.perfdata == (
+        Perfdatum("web-01", 60.0, "c", Range.parse("10"), Range.parse("50"), 0.0),
+    )
+    assert group.summary is group.summary  # worded once, at the first read
+    plain = GroupResult(group.key, CRITICAL, 60.0, group.summary, group.perfdata)
+    assert group == plain and plain == group and hash(group) == hash(plain)
+    assert group != GroupResult(group.key, CRITICAL, 60.0, "other words", group.perfdata)
+    quiet = WordedGroup((("host", "web-02"),), OK, 3.0, wording)
+    assert quiet.summary == "web-02: 3 matching documents (warning > 10, critical > 50)"
+    empty = WordedGroup((("host", "web-03"),), UNKNOWN, None, wording)
+    assert empty.summary == "web-03: no data"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        group.state = OK  # type: ignore[misc]
+    assert not hasattr(group, "__dict__")
 
 
 @pytest.mark.parametrize("cls", [Perfdatum, GroupResult, Result, Transition])

@@ -327,6 +327,51 @@ def test_a_field_of_the_wrong_type_or_range_skips_the_document(path: str, value:
         assert reader.get("good").state is State.CRITICAL  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("style", "words"),
+        ("prefix", 5),
+        ("suffix", ["x"]),
+        ("uom", None),  # present but null: a string or absent
+        ("warn", "ten"),
+        ("crit", 50),
+        ("min", "0"),
+        ("max", float("nan")),
+        (None, "p95 of latency"),  # the wording itself not an object
+    ],
+)
+def test_a_bad_group_wording_skips_the_document(field: str | None, value: object) -> None:
+    """A grouped result's groups are worded from the wording its document stores once:
+    a wording of the wrong shape leaves that document out, never fails an output later."""
+    from esbridge.kinds.wording import Describe, GroupWording, WordedGroup
+    from esbridge.ranges import Range
+
+    wording = GroupWording(
+        Describe("p95 of latency ", "value", "ms"), "ms", Range.parse("10"), Range.parse("50")
+    )
+    owner = ResultStore()
+    owner.sync({"bad": 10.0, "good": 10.0})
+    for name in ("bad", "good"):
+        group = WordedGroup((("host", "web-01"),), State.CRITICAL, 60.0, wording)
+        owner.record(
+            Result(check=name, state=State.CRITICAL, summary="x", groups=(group,), evaluated_at=T0)
+        )
+    docs = [owner.to_document(owner.get(n)) for n in ("bad", "good")]  # type: ignore[arg-type]
+    if field is None:
+        docs[0]["result"]["group_wording"] = value
+    else:
+        docs[0]["result"]["group_wording"][field] = value
+    for read in ("adopt", "restore"):
+        reader = ResultStore()
+        reader.sync({"bad": 10.0, "good": 10.0})
+        assert getattr(reader, read)(docs) == 1, (read, field)
+        assert reader.get("bad").result is None  # type: ignore[union-attr]
+        good = reader.get("good").result  # type: ignore[union-attr]
+        assert good is not None
+        assert good.groups[0].summary == "web-01: p95 of latency 60 ms (critical > 50)"
+
+
 def test_adopting_the_owners_documents_matches_a_full_read_at_every_step() -> None:
     """The shared view reuses the history it holds when a document brings the same one:
     after every document the entry equals a fresh decode of it, including when the newest

@@ -107,13 +107,28 @@ class Perfdatum:
 @slot_init
 @dataclass(frozen=True, slots=True)
 class GroupResult:
-    """The measurement of one group (e.g. one host) of a grouped check."""
+    """The measurement of one group (e.g. one host) of a grouped check.
+
+    Grouped kinds make :class:`~esbridge.kinds.wording.WordedGroup`, whose summary and perfdata
+    are made when first read; both compare, hash and serialise by what they say.
+    """
 
     key: tuple[tuple[str, str], ...]
     state: State
     value: float | None
     summary: str
     perfdata: tuple[Perfdatum, ...] = ()
+
+    def _said(self) -> tuple[Any, ...]:
+        return (self.key, self.state, self.value, self.summary, self.perfdata)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, GroupResult):
+            return NotImplemented
+        return self._said() == other._said()
+
+    def __hash__(self) -> int:
+        return hash(self._said())
 
     @property
     def key_text(self) -> str:

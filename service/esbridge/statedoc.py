@@ -3,7 +3,9 @@
 The API shows every field of a result (``result_to_dict``); the state index stores the same
 result without what a reader can tell on its own (``result_to_document``): fields at their
 defaults, the check name and status code the document already says, a group's label and key
-text (both made from its key). One reader (``result_from_dict``) reads both forms back. Every
+text (both made from its key), and the summary and perfdata of a group its kind worded the
+usual way (the result's :class:`~esbridge.kinds.wording.GroupWording`, stored once, words them
+again when read). One reader (``result_from_dict``) reads both forms back. Every
 replica parses the other replicas' documents all day (the shared view), so a smaller
 document is less work on every replica, and less to index and store.
 """
@@ -18,6 +20,7 @@ from typing import Any
 import orjson
 
 from esbridge.errors import ErrorKind
+from esbridge.kinds.wording import GroupWording, WordedGroup
 from esbridge.mappings import index_mapping
 from esbridge.ranges import Range
 from esbridge.result import GroupResult, Perfdatum, Result, State, slot_init
@@ -165,10 +168,14 @@ def _perfdatum_to_document(p: Perfdatum) -> dict[str, Any]:
     return out
 
 
-def _group_to_document(g: GroupResult) -> dict[str, Any]:
-    out: dict[str, Any] = {"key": dict(g.key), "state": g.state.name, "summary": g.summary}
+def _group_to_document(g: GroupResult, wording: GroupWording | None) -> dict[str, Any]:
+    """A group worded by ``wording`` (its result's, stored once) as its key, state and value;
+    any other with its summary and perfdata."""
+    out: dict[str, Any] = {"key": dict(g.key), "state": g.state.name}
     _put(out, "value", _num(g.value))
-    _put(out, "perfdata", [_perfdatum_to_document(p) for p in g.perfdata])
+    if wording is None or type(g) is not WordedGroup or g.wording is not wording:
+        out["summary"] = g.summary
+        _put(out, "perfdata", [_perfdatum_to_document(p) for p in g.perfdata])
     return out
 
 
@@ -185,7 +192,12 @@ def result_to_document(r: Result) -> dict[str, Any]:
     _put(out, "unit", r.unit)
     _put(out, "long_output", list(r.long_output))
     _put(out, "perfdata", [_perfdatum_to_document(p) for p in r.perfdata])
-    _put(out, "groups", [_group_to_document(g) for g in r.groups])
+    if r.groups:
+        first = r.groups[0]
+        wording = first.wording if type(first) is WordedGroup else None
+        out["groups"] = [_group_to_document(g, wording) for g in r.groups]
+        if wording is not None:
+            out["group_wording"] = wording.to_document()
     if r.groups_omitted:
         out["groups_omitted"] = r.groups_omitted
     if r.error is not None:
@@ -204,7 +216,7 @@ def _put(out: dict[str, Any], key: str, value: Any) -> None:
 def result_from_dict(d: dict[str, Any], check: str | None = None) -> Result:
     """A result from either form; ``check``: the name when ``d`` has none (a document)."""
     perfdata, groups, long_output = d.get("perfdata"), d.get("groups"), d.get("long_output")
-    error_kind = d.get("error_kind")
+    error_kind, wording = d.get("error_kind"), d.get("group_wording")
     if long_output and not all(type(line) is str for line in long_output):
         raise ValueError("long_output is not a list of strings")
     return Result(
@@ -215,7 +227,7 @@ def result_from_dict(d: dict[str, Any], check: str | None = None) -> Result:
         unit=stored_text(d.get("unit"), "unit") or "",
         long_output=tuple(long_output) if long_output else (),
         perfdata=tuple([perfdatum_from_dict(p) for p in perfdata]) if perfdata else (),
-        groups=tuple([_group_from_dict(g) for g in groups]) if groups else (),
+        groups=_groups_from_dicts(groups, wording) if groups else (),
         groups_omitted=int(d.get("groups_omitted") or 0),
         error=stored_text(d.get("error"), "error", None),
         error_kind=ErrorKind(error_kind) if error_kind else None,
@@ -224,10 +236,20 @@ def result_from_dict(d: dict[str, Any], check: str | None = None) -> Result:
     )
 
 
-def _group_from_dict(g: dict[str, Any]) -> GroupResult:
+def _groups_from_dicts(groups: list[Any], wording: Any) -> tuple[GroupResult, ...]:
+    shared = GroupWording.from_document(wording) if wording is not None else None
+    return tuple([_group_from_dict(g, shared) for g in groups])
+
+
+def _group_from_dict(g: dict[str, Any], wording: GroupWording | None) -> GroupResult:
+    key = tuple([(str(k), str(v)) for k, v in (g.get("key") or {}).items()])
+    if wording is not None and "summary" not in g:
+        return WordedGroup(
+            key, _STATES[g["state"]], stored_number(g.get("value"), "group value"), wording
+        )
     perfdata = g.get("perfdata")
     return GroupResult(
-        key=tuple([(str(k), str(v)) for k, v in (g.get("key") or {}).items()]),
+        key=key,
         state=_STATES[g["state"]],
         value=stored_number(g.get("value"), "group value"),
         summary=stored_text(g.get("summary"), "group summary") or "",

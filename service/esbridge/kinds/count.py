@@ -11,6 +11,7 @@ from esbridge.kinds.outcome import count_bounds, grouped_result, single, total_h
 from esbridge.kinds.requests import Window
 from esbridge.kinds.search import base_query, grouped
 from esbridge.kinds.text import index_text, window_text
+from esbridge.kinds.wording import Describe
 from esbridge.numbers import format_number
 from esbridge.result import Result, State
 
@@ -43,7 +44,7 @@ def evaluate(
             check,
             answer,
             value_of=lambda bucket: float(bucket["doc_count"]),
-            describe=lambda v: f"{format_number(v)} {noun}",
+            describe=Describe("", "number", "", f" {noun}"),
             headline=f"{format_number(total)} {noun} in all groups",
             perf_min=0.0,
             empty=State.OK,  # no documents at all is a count of 0, not missing data

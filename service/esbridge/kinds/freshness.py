@@ -16,6 +16,7 @@ from esbridge.kinds.outcome import grouped_result, no_data, single
 from esbridge.kinds.requests import Window
 from esbridge.kinds.search import VALUE_AGG, base_query, grouped
 from esbridge.kinds.text import age_text, index_text, window_text
+from esbridge.kinds.wording import Describe
 from esbridge.result import Result, State
 
 
@@ -67,7 +68,7 @@ def evaluate(
             check,
             answer,
             value_of=lambda b: age(b.get(VALUE_AGG)),
-            describe=lambda v: f"newest document {age_text(v, unit)} old",
+            describe=Describe("newest document ", "age", unit, " old"),
             headline="age of the newest document per " + ", ".join(check.group_by),
             perf_min=0.0,
             # shards that did not return the group can only hold newer documents: younger

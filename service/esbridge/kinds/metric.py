@@ -30,6 +30,7 @@ from esbridge.kinds.search import (
     value_order,
 )
 from esbridge.kinds.text import agg_name, index_text, window_text, with_unit
+from esbridge.kinds.wording import Describe
 from esbridge.result import Result
 
 
@@ -90,7 +91,7 @@ def evaluate(
             check,
             answer,
             value_of=lambda bucket: read(bucket.get(VALUE_AGG)),
-            describe=lambda v: f"{what} {with_unit(v, check.unit)}",
+            describe=Describe(f"{what} ", "value", check.unit),
             headline=f"{what} per {', '.join(check.group_by)}",
             bounds=metric_bounds(check.agg),
         )

@@ -20,6 +20,7 @@ from esbridge.kinds.search import (
     MULTI_GROUP_FETCH,
 )
 from esbridge.kinds.text import index_text, key_text, no_value_text, uom, window_text, with_unit
+from esbridge.kinds.wording import Describe, GroupWording, WordedGroup
 from esbridge.numbers import format_number
 from esbridge.ranges import Range
 from esbridge.result import GroupResult, Perfdatum, Result, State
@@ -90,7 +91,7 @@ def grouped_result(
     check: CheckBase,
     answer: dict[str, Any],
     value_of: Callable[[dict[str, Any]], float | None],
-    describe: Callable[[float], str],
+    describe: Describe,
     headline: str,
     perf_min: float | None = None,
     perf_max: float | None = None,
@@ -111,14 +112,14 @@ def grouped_result(
         buckets = [*buckets, {**missing, "key": None}]
     fields = list(check.group_by)
     groups: list[GroupResult] = []
-    warning, critical, unit = check.warning, check.critical, uom(check.unit)
+    warning, critical = check.warning, check.critical
+    wording = GroupWording(describe, uom(check.unit), warning, critical, perf_min, perf_max)
     no_data_state = check.effective_no_data
-    notes = _Notes(warning, critical)
     single_field = fields[0] if len(fields) == 1 else None
     # one shard searched: every count is exact, whatever Elasticsearch says it cannot bound
     shards = answer.get("_shards") or {}
     several_shards = int(shards.get("total", 2) or 0) - int(shards.get("skipped", 0) or 0) > 1
-    nones = {f: no_value_text(buckets, f) for f in fields}
+    nones: dict[str, str] | None = None  # the name of "no value" per field, when needed
     judge = classifier(warning, critical)
     for bucket in buckets:
         key = bucket["key"]
@@ -126,9 +127,13 @@ def grouped_result(
             label = key  # one group_by field, a keyword value: the usual case, its own label
             key_pairs: tuple[tuple[str, str], ...] = ((single_field, key),)
         elif single_field is not None and not isinstance(key, dict | list):
+            if nones is None:
+                nones = {f: no_value_text(buckets, f) for f in fields}
             label = key_text(key, bucket, 1, nones[single_field])
             key_pairs = ((single_field, label),)
         else:
+            if nones is None:
+                nones = {f: no_value_text(buckets, f) for f in fields}
             if isinstance(key, dict):  # composite: {"service": "api", "host": "web-01"}
                 values = [key.get(f) for f in fields]
             else:
@@ -142,34 +147,32 @@ def grouped_result(
             label = "/".join([v for _, v in key_pairs])
         value = value_of(bucket)
         if value is None:
-            state = no_data_state
-            text = "no data"
-        else:
-            state = judge(value)
-            # error 0 or absent (exact, the usual case): one lookup, no call. -1 ("cannot
-            # bound": an order other than the largest counts first, once a shard holds more
-            # values than it sends) is judged on the value read, as before bounds existed:
-            # routine for freshness over many hosts, and no worse than that.
-            error = bucket.get(ERROR_KEY) if several_shards else None
-            span = (
-                _uncertain_span(bucket, value, error, state, bounds, warning, critical)
-                if error is not None and error > 0
-                else None
-            )
-            if span is None:
-                text = describe(value) + notes.of(state, value)
-            else:
-                state = State.UNKNOWN
-                text = describe(value) + _uncertain_note(span, warning, critical)
-        groups.append(
-            GroupResult(
-                key_pairs,
-                state,
-                value,
-                f"{label}: {text}",
-                (Perfdatum(label, value, unit, warning, critical, perf_min, perf_max),),
-            )
+            groups.append(WordedGroup(key_pairs, no_data_state, None, wording))
+            continue
+        state = judge(value)
+        # error 0 or absent (exact, the usual case): one lookup, no call. -1 ("cannot
+        # bound": an order other than the largest counts first, once a shard holds more
+        # values than it sends) is judged on the value read, as before bounds existed:
+        # routine for freshness over many hosts, and no worse than that.
+        error = bucket.get(ERROR_KEY) if several_shards else None
+        span = (
+            _uncertain_span(bucket, value, error, state, bounds, warning, critical)
+            if error is not None and error > 0
+            else None
         )
+        if span is None:
+            groups.append(WordedGroup(key_pairs, state, value, wording))
+        else:  # worded now: its note is not the wording's
+            text = wording.value_text(value) + _uncertain_note(span, warning, critical)
+            groups.append(
+                GroupResult(
+                    key_pairs,
+                    State.UNKNOWN,
+                    value,
+                    f"{label}: {text}",
+                    wording.perfdata(label, value),
+                )
+            )
     omitted = _omitted(aggs, listed)
     groups.sort(key=worst_first(check))
     if len(groups) > check.max_groups:
@@ -235,43 +238,6 @@ def _uncertain_note(
         f" (uncertain: {where}: the group is spread over shards that did not all return it;"
         f" {thresholds})"
     )
-
-
-_OK_KEY = (State.OK, False, False)
-
-
-class _Notes:
-    """The `` (critical > 50)`` after each group's value: one text per state and side crossed.
-
-    A grouped check has tens of groups and a handful of distinct notes; each is worded once
-    per evaluation (by :func:`threshold_note`, the same words as an ungrouped result).
-    """
-
-    __slots__ = ("critical", "known", "warning")
-
-    def __init__(self, warning: Range | None, critical: Range | None) -> None:
-        self.warning, self.critical = warning, critical
-        self.known: dict[tuple[State, bool, bool], str] = {}
-
-    def of(self, state: State, value: float) -> str:
-        if state is State.OK:  # most groups: the same words whatever the value
-            note = self.known.get(_OK_KEY)
-            if note is not None:
-                return note
-        crossed = self.critical if state is State.CRITICAL else self.warning
-        # A range's phrase depends on the value only through the side it lies on.
-        side = (
-            (value > crossed.end, value < crossed.start)
-            if crossed is not None and state is not State.OK
-            else (False, False)
-        )
-        key = (state, *side)
-        note = self.known.get(key)
-        if note is None:
-            note = self.known[key] = (
-                f" ({threshold_note(state, value, self.warning, self.critical)})"
-            )
-        return note
 
 
 def worst_first(check: CheckBase) -> Callable[[GroupResult], tuple[int, int, float]]:

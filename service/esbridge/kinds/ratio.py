@@ -14,6 +14,7 @@ from esbridge.kinds.outcome import grouped_result, no_data, single, total_hits
 from esbridge.kinds.requests import Window
 from esbridge.kinds.search import base_query, grouped, user_query
 from esbridge.kinds.text import index_text, window_text, with_unit
+from esbridge.kinds.wording import Describe
 from esbridge.numbers import format_number
 from esbridge.result import Perfdatum, Result
 
@@ -85,7 +86,7 @@ def evaluate(
             check,
             answer,
             value_of=lambda b: _ratio_value(b, float(b["doc_count"]))[0],
-            describe=lambda v: f"ratio {with_unit(v, unit)}",
+            describe=Describe("ratio ", "value", unit),
             headline="ratio per " + ", ".join(check.group_by),
             perf_min=0.0,
             perf_max=100.0,
