@@ -173,3 +173,20 @@ def test_a_full_run_keeps_the_sections_other_commands_wrote(tmp_path: Path) -> N
     assert "<!-- replicas:begin -->" in kept and "<!-- replicas:end -->" in kept
     assert kept.index("<!-- replicas:begin -->") < kept.index("<!-- replicas:end -->")
     assert "| old goal |" not in kept and "## Goals" not in kept
+
+
+def test_rerender_judges_the_goals_as_they_are_now(tmp_path: Path) -> None:
+    """``--rerender`` rewrites RESULTS.md from results.json: a goal added to the table since
+    the run is judged over the stored figures, not left out as the run's own list was."""
+    run = _bench_module("run")
+    data = json.loads((ROOT / "bench" / "results.json").read_text())
+    data["goals"] = []  # as written by a run before any goal existed
+    key = "cycle.large.esbridge.us_cpu_per_check"
+    data["figures"][key]["median"] = 61.5
+    (tmp_path / "results.json").write_text(json.dumps(data))
+    assert run.rerender(tmp_path, []) == 0
+    text = (tmp_path / "RESULTS.md").read_text()
+    row = next(line for line in text.splitlines() if f"`{key}`" in line and "<= 60" in line)
+    assert "61.50" in row and "**no**" in row
+    goals = json.loads((tmp_path / "results.json").read_text())["goals"]
+    assert len(goals) == len(run.GOALS)

@@ -7,6 +7,7 @@ with ``@`` the endpoints are inside, so they alert.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -129,3 +130,11 @@ def _plain(value: float) -> str:
     text = format(Decimal(repr(float(value))), "f")
     text = text.rstrip("0").rstrip(".") if "." in text else text
     return text if text not in {"-0", ""} else "0"
+
+
+@functools.lru_cache(maxsize=4096)
+def stored_range(text: str) -> Range:
+    """:meth:`Range.parse`, cached: a replica reads the other replicas' state documents all
+    day, and their thresholds are a handful of strings (a Range is immutable, so the answers
+    can be shared). ValueError as ``parse`` (not cached)."""
+    return Range.parse(text)

@@ -12,7 +12,6 @@ document is less work on every replica, and less to index and store.
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +21,7 @@ import orjson
 from esbridge.errors import ErrorKind
 from esbridge.kinds.wording import GroupWording, WordedGroup
 from esbridge.mappings import index_mapping
-from esbridge.ranges import Range
+from esbridge.ranges import stored_range
 from esbridge.result import GroupResult, Perfdatum, Result, State, slot_init
 
 STATE_MAPPING = index_mapping(
@@ -71,9 +70,6 @@ def perfdatum_to_dict(p: Perfdatum) -> dict[str, Any]:
     }
 
 
-# A replica reads the other replicas' state documents all day, and their thresholds are a
-# handful of strings: parsed once each (Range is immutable, so the answers can be shared).
-_stored_range = functools.lru_cache(maxsize=4096)(Range.parse)
 _STATES: dict[str, State] = dict(State.__members__)  # KeyError on a bad name, as State[...]
 
 
@@ -119,8 +115,8 @@ def perfdatum_from_dict(d: dict[str, Any]) -> Perfdatum:
         label=stored_text(d["label"], "perfdata label") or "",
         value=stored_number(d.get("value"), "perfdata value"),
         uom=stored_text(d.get("uom"), "perfdata uom") or "",
-        warn=_stored_range(warn) if warn else None,
-        crit=_stored_range(crit) if crit else None,
+        warn=stored_range(warn) if warn else None,
+        crit=stored_range(crit) if crit else None,
         min=stored_number(d.get("min"), "perfdata min"),
         max=stored_number(d.get("max"), "perfdata max"),
     )

@@ -13,18 +13,17 @@ count, a stale result, a cluster kind) keeps its text as before.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, get_args
 
 from esbridge.kinds.judge import threshold_note
 from esbridge.kinds.text import age_text, with_unit
 from esbridge.numbers import format_number
-from esbridge.ranges import Range
+from esbridge.ranges import Range, stored_range
 from esbridge.result import GroupResult, Perfdatum, State
 
 Style = Literal["number", "value", "age"]
-_STYLES: frozenset[str] = frozenset({"number", "value", "age"})
+_STYLES: frozenset[str] = frozenset(get_args(Style))
 
 
 class Describe(NamedTuple):
@@ -41,10 +40,6 @@ class Describe(NamedTuple):
 
 
 _OK_KEY = (State.OK, False, False)
-
-# A replica reads the other replicas' documents all day and their thresholds are a handful
-# of strings: parsed once each (Range is immutable, so the answers can be shared).
-_stored_range = functools.lru_cache(maxsize=4096)(Range.parse)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,8 +139,8 @@ class GroupWording:
         return cls(
             Describe(text["prefix"], style, text["unit"], text["suffix"]),
             text["uom"],
-            _stored_range(_text(warn)) if warn else None,
-            _stored_range(_text(crit)) if crit else None,
+            stored_range(_text(warn)) if warn else None,
+            stored_range(_text(crit)) if crit else None,
             bounds[0],
             bounds[1],
         )
