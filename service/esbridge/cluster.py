@@ -68,9 +68,9 @@ class Cluster:
             hold_on_return=True,  # released in rebalance, once the owned checks are restored
         )
         # A document is asked for from this long (plus its last run's duration) before its
-        # owner's next write is due: the owner's flush, a view round and a second of slack
-        # for a late run or request.
-        lead = self.view_refresh + settings.state.flush_interval.total_seconds() + 1.0
+        # owner's next write is due: the owner's flush and a second of slack for a late run
+        # or request (the round before the change bounds the last write; sharedview.py).
+        lead = settings.state.flush_interval.total_seconds() + 1.0
         self.view = SharedView(service.store, connection, settings.state.index, timeout, lead)
         self.owners: dict[str, str] = {}
         self.owned: set[str] = set()

@@ -12,9 +12,11 @@ documents that are due. When a round sees a document changed since the round bef
 owner wrote it after that earlier round (on this replica's clock: the replicas' clocks never
 meet), so the next write comes one interval later at the soonest, less what the next run may
 save on the one just written (its duration) and the owner's flush jitter: the document is
-asked for again from ``lead`` (a view round, the flush, a second) plus that duration before
-then, and every round after, so an on-time write is seen within one round, as before. A check
-at a 60 s interval costs about two heads per change instead of twelve. Until a change has
+asked for again from ``lead`` (the owner's flush and a second) plus that duration before
+then, and every round after, so an on-time write is seen within one round, as before. The
+earlier round already bounds the write from below: no further round of slack is needed
+(one cost a head more per change, three instead of two, measured in bench/cluster.py).
+A check at a 60 s interval costs about two heads per change instead of twelve. Until a change has
 been seen that way (at start, after a rebalance or reload) a document is asked for every
 round. A write that comes early because ownership moved is caught by
 :meth:`SharedView.ask_all`, called on every rebalance: from then on a document is due-scheduled
