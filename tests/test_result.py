@@ -130,10 +130,11 @@ _perfdata = st.builds(
     min=_numbers,
     max=_numbers,
 )
+# one value per group_by field: the document keeps the key as an object
+_keys = st.dictionaries(_texts, _texts, max_size=2).map(lambda d: tuple(d.items()))
 _groups = st.builds(
     GroupResult,
-    # one value per group_by field: the document keeps the key as an object
-    key=st.dictionaries(_texts, _texts, max_size=2).map(lambda d: tuple(d.items())),
+    key=_keys,
     state=st.sampled_from(State),
     value=_numbers,
     summary=_texts,
@@ -154,7 +155,6 @@ _wordings = st.builds(
     perf_min=_numbers,
     perf_max=_numbers,
 )
-_keys = st.dictionaries(_texts, _texts, max_size=2).map(lambda d: tuple(d.items()))
 
 
 @st.composite

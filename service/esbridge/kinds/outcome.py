@@ -124,27 +124,24 @@ def grouped_result(
     for bucket in buckets:
         key = bucket["key"]
         if single_field is not None and type(key) is str and "key_as_string" not in bucket:
-            label = key  # one group_by field, a keyword value: the usual case, its own label
+            # one group_by field, a keyword value: the usual case, its own label
             key_pairs: tuple[tuple[str, str], ...] = ((single_field, key),)
-        elif single_field is not None and not isinstance(key, dict | list):
-            if nones is None:
-                nones = {f: no_value_text(buckets, f) for f in fields}
-            label = key_text(key, bucket, 1, nones[single_field])
-            key_pairs = ((single_field, label),)
         else:
             if nones is None:
                 nones = {f: no_value_text(buckets, f) for f in fields}
-            if isinstance(key, dict):  # composite: {"service": "api", "host": "web-01"}
-                values = [key.get(f) for f in fields]
+            if single_field is not None and not isinstance(key, dict | list):
+                key_pairs = ((single_field, key_text(key, bucket, 1, nones[single_field])),)
             else:
-                values = key if isinstance(key, list) else [key]
-            key_pairs = tuple(
-                [
-                    (f, key_text(v, bucket, len(values), nones[f]))
-                    for f, v in zip(fields, values, strict=False)
-                ]
-            )
-            label = "/".join([v for _, v in key_pairs])
+                if isinstance(key, dict):  # composite: {"service": "api", "host": "web-01"}
+                    values = [key.get(f) for f in fields]
+                else:
+                    values = key if isinstance(key, list) else [key]
+                key_pairs = tuple(
+                    [
+                        (f, key_text(v, bucket, len(values), nones[f]))
+                        for f, v in zip(fields, values, strict=False)
+                    ]
+                )
         value = value_of(bucket)
         if value is None:
             groups.append(WordedGroup(key_pairs, no_data_state, None, wording))
@@ -163,6 +160,7 @@ def grouped_result(
         if span is None:
             groups.append(WordedGroup(key_pairs, state, value, wording))
         else:  # worded now: its note is not the wording's
+            label = "/".join([v for _, v in key_pairs])  # as GroupResult.label
             text = wording.value_text(value) + _uncertain_note(span, warning, critical)
             groups.append(
                 GroupResult(
