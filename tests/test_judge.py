@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from esbridge.kinds.judge import classifier, classify
 from esbridge.kinds.outcome import metric_reader, metric_value
+from esbridge.kinds.search import VALUE_AGG
 from esbridge.ranges import Range
 
 ENDS = st.sampled_from([-math.inf, -10.0, -1.0, 0.0, 0.5, 1.0, 10.0, 50.0, math.inf])
@@ -69,6 +70,7 @@ NODES = [
 
 
 def test_metric_reader_reads_what_metric_value_reads() -> None:
+    """Both read the value aggregation inside what holds it (a bucket, the aggregations)."""
     expected = {
         "avg": [None, None, None, 3.0, 2.5, None, None, None, None, None, None, None],
         "percentile": [None, None, None, None, None, None, 120.0, None, None, None, None, None],
@@ -76,5 +78,7 @@ def test_metric_reader_reads_what_metric_value_reads() -> None:
     }
     for agg, want in expected.items():
         read = metric_reader(agg)
-        assert [read(node) for node in NODES] == want, agg
-        assert [metric_value(node, agg, 95.0) for node in NODES] == want, agg
+        holders = [{VALUE_AGG: node} for node in NODES]
+        assert [read(holder) for holder in holders] == want, agg
+        assert [metric_value(holder, agg) for holder in holders] == want, agg
+        assert read({}) is None, agg  # no such aggregation

@@ -6,12 +6,19 @@ The shapes matter for cost and honesty: ``size: 0`` (no hits fetched), exact tot
 
 from __future__ import annotations
 
+import dataclasses
+import gc
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from esbridge.loader import load_text
+from esbridge import planner
+from esbridge.kinds import REGISTRY
+from esbridge.loader import load_checks, load_text
 from esbridge.models import CheckDefinition
 from esbridge.planner import (
     GROUP_COUNT_AGG,
@@ -24,6 +31,7 @@ from esbridge.planner import (
     plan,
     window_of,
 )
+from esbridge.searchmerge import merge_key
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, 250_000, tzinfo=UTC)
 TIMEOUT = timedelta(seconds=10)
@@ -358,3 +366,82 @@ def test_change_of_counts_has_no_sub_aggregation() -> None:
 def test_cluster_kinds_share_fetches(spec: str, expected: ClusterFetch) -> None:
     """Equal fetches compare equal, so the runner asks each cluster API once per cycle."""
     assert plan(check(f"  - {spec}"), NOW, TIMEOUT) == expected
+
+
+# Every data kind and shape: the sample checks, grouped (one field, several), a DSL query,
+# a delay, another timestamp field.
+_MORE = """
+  - {name: g1, kind: count, index: x, group_by: [host], critical: 5}
+  - {name: g2, kind: count, index: x, group_by: [host, service], critical: 5}
+  - {name: p, kind: metric, index: x, field: v, agg: percentile, percentile: 99,
+     group_by: [host], critical: 5}
+  - {name: d, kind: count, index: x, query_dsl: {term: {a: 1}}, delay: 2m, critical: 5}
+  - {name: t, kind: freshness, index: x, timestamp_field: ts, group_by: [h], critical: 60}
+  - {name: r, kind: ratio, index: x, numerator: "s:5*", critical: 0.1}
+  - {name: c, kind: change, index: x, field: v, agg: avg, critical: '~:100'}
+"""
+
+
+def _data_checks() -> list[CheckDefinition]:
+    root = Path(__file__).resolve().parent.parent
+    checks = [*load_checks(sorted((root / "checks").glob("*.yaml"))), *load_text(f"checks:{_MORE}")]
+    return [c for c in checks if not c.is_cluster_kind]
+
+
+_CHECKS = _data_checks()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    moment=st.datetimes(
+        min_value=datetime(2001, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
+    ),
+    seconds=st.integers(min_value=1, max_value=120),
+)
+def test_a_planned_body_is_the_kinds_own_at_every_moment(moment: datetime, seconds: int) -> None:
+    """Bodies are planned once per check with the range put in each time (the change kind,
+    whose window shows in its aggregations, whole each time): the same body as the kind's own
+    plan, and the merge key the planner gives is the one the body gives."""
+    timeout = timedelta(seconds=seconds)
+    for one in _CHECKS:
+        request = plan(one, moment, timeout)
+        assert isinstance(request, SearchRequest)
+        whole = REGISTRY[one.kind].plan(one, window_of(one, moment))
+        assert isinstance(whole, dict)
+        assert request.body == {**whole, "timeout": f"{seconds}s"}, one.name
+        assert request.window == window_of(one, moment)
+        assert merge_key(request) == merge_key(dataclasses.replace(request)), one.name
+
+
+def test_a_checks_planned_body_goes_with_it() -> None:
+    """A reload replaces every check object: what was planned for the old ones is dropped."""
+    before = len(planner._TEMPLATES)
+    checks = list(load_text(f"checks:{_MORE}"))
+    for one in checks:
+        plan(one, NOW, TIMEOUT)
+    assert len(planner._TEMPLATES) == before + len(checks)
+    del checks, one
+    gc.collect()
+    assert len(planner._TEMPLATES) == before
+
+
+def test_a_kind_that_uses_the_window_beyond_its_range_is_planned_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A body whose first filter is the window's range but which shows the window elsewhere
+    too (here an aggregation over the window's end) is never put together from a template."""
+    count = REGISTRY["count"]
+
+    def plan_with_end(one: Any, window: Any) -> dict[str, Any]:
+        body = count.plan(one, window)
+        body["aggs"] = {"late": {"range": {"field": "ts", "ranges": [{"from": str(window.end)}]}}}
+        return body
+
+    monkeypatch.setitem(REGISTRY, "count", dataclasses.replace(count, plan=plan_with_end))
+    one = check("  - {name: w, kind: count, index: x, critical: 5}")
+    for moment in (NOW, NOW + timedelta(minutes=1)):
+        request = plan(one, moment, TIMEOUT)
+        assert isinstance(request, SearchRequest)
+        assert request.body["aggs"]["late"]["range"]["ranges"] == [
+            {"from": str(window_of(one, moment).end)}
+        ]

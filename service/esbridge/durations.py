@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import timedelta
+from functools import lru_cache
 from typing import Annotated, Any, TypeVar
 
 from pydantic import PlainSerializer, PlainValidator, WithJsonSchema
@@ -46,8 +47,11 @@ def _seconds(seconds: float, text: object) -> timedelta:
         raise ValueError(f"invalid duration {text!r}: too large") from None
 
 
+@lru_cache(maxsize=1024)
 def format_duration(value: timedelta) -> str:
-    """Render the shortest exact form (``300s`` → ``5m``), for summaries and the API."""
+    """Render the shortest exact form (``300s`` → ``5m``), for summaries and the API.
+
+    Cached: every result's summary names its check's window, and windows are a handful."""
     seconds = value.total_seconds()
     if seconds == 0:
         return "0s"

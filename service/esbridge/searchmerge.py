@@ -52,7 +52,18 @@ def merge_key(request: SearchRequest) -> str | None:
     The indices, the time range, the aggregations and the server-side timeout; only the
     check's own filters may differ.
     """
-    body = request.body
+    if request.merge_as is not None:  # the planner knew it (planner.plan)
+        return request.merge_as
+    parts = merge_parts(request.body)
+    if parts is None:
+        return None
+    time_range, rest = parts
+    return key_text(request.index, canonical(time_range), rest)
+
+
+def merge_parts(body: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
+    """A body's time range and the text of the rest it must share to merge (aggregations,
+    timeout); None when it goes out alone."""
     if not body.keys() <= _PLAIN_KEYS or body.get("size") != 0:
         return None
     if body.get("track_total_hits") is not True:
@@ -63,15 +74,20 @@ def merge_key(request: SearchRequest) -> str | None:
     if len(body["query"]["bool"]) != 1 or "range" not in filters[0]:
         return None
     aggs = body.get("aggs")
-    shared = _canonical([filters[0], aggs, body.get("timeout")])
-    if aggs is not None and '"composite"' in shared:
+    rest = canonical([aggs, body.get("timeout")])
+    if aggs is not None and '"composite"' in rest:
         return None
-    return f"{request.index}\n{shared}"
+    return filters[0], rest
 
 
-def _canonical(value: Any) -> str:
-    """One text per value (keys sorted): orjson, ~5x the standard library's speed, which
-    refuses integers beyond 64 bits; those are rare enough for the slow path."""
+def key_text(index: str, range_text: str, rest: str) -> str:
+    """The merge key of a search on ``index`` from its parts' canonical texts."""
+    return f"{index}\n{range_text}\n{rest}"
+
+
+def canonical(value: Any) -> str:
+    """One text per value (keys sorted): equal values, equal texts. orjson, ~5x the standard
+    library's speed, refuses integers beyond 64 bits; those are rare enough for the slow path."""
     try:
         return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
     except TypeError:

@@ -61,7 +61,7 @@ def evaluate(
     def side(name: str) -> float | None:
         node = aggs[name]
         if metric:
-            return metric_value(node.get(VALUE_AGG), check.agg or "", check.percentile)
+            return metric_value(node, check.agg or "")
         return float(node["doc_count"])
 
     current, previous = side("current"), side("previous")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import lru_cache
 
 from esbridge.ranges import Range
 from esbridge.result import State
@@ -59,6 +60,12 @@ def threshold_note(
         return f"critical {critical.describe(value)}"
     if state is State.WARNING and warning is not None:
         return f"warning {warning.describe(value)}"
+    return _both(warning, critical)
+
+
+@lru_cache(maxsize=1024)
+def _both(warning: Range | None, critical: Range | None) -> str:
+    """Both thresholds, as an OK result names them: the same text run after run (cached)."""
     parts = []
     if warning is not None:
         parts.append(f"warning {warning.describe()}")

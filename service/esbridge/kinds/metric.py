@@ -86,18 +86,15 @@ def evaluate(
 ) -> Result:
     what = f"{agg_name(check.agg, check.percentile)} of {check.field}"
     if check.group_by:
-        read = metric_reader(check.agg)
         return grouped_result(
             check,
             answer,
-            value_of=lambda bucket: read(bucket.get(VALUE_AGG)),
+            value_of=metric_reader(check.agg),
             describe=Describe(f"{what} ", "value", check.unit),
             headline=f"{what} per {', '.join(check.group_by)}",
             bounds=metric_bounds(check.agg),
         )
-    value = metric_value(
-        (answer.get("aggregations") or {}).get(VALUE_AGG), check.agg, check.percentile
-    )
+    value = metric_value(answer.get("aggregations") or {}, check.agg)
     if value is None or total_hits(answer) == 0:
         return no_data(
             check, f"no {check.field} values in last {window_text(check)} on {index_text(check)}"

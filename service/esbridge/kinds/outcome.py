@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from itertools import pairwise
+from operator import attrgetter
 from typing import Any
 
 from esbridge.kinds.base import CheckBase
@@ -18,6 +19,7 @@ from esbridge.kinds.search import (
     GROUP_MISSING_AGG,
     GROUPS_AGG,
     MULTI_GROUP_FETCH,
+    VALUE_AGG,
 )
 from esbridge.kinds.text import index_text, key_text, no_value_text, uom, window_text, with_unit
 from esbridge.kinds.wording import Describe, GroupWording, WordedGroup
@@ -172,7 +174,7 @@ def grouped_result(
                 )
             )
     omitted = _omitted(aggs, listed)
-    groups.sort(key=worst_first(check))
+    groups = sorted_worst_first(groups, check)
     if len(groups) > check.max_groups:
         # Several group_by fields: every combination was fetched (composite), keep the
         # max_groups worst; the rest is counted, never silently dropped.
@@ -251,6 +253,26 @@ def worst_first(check: CheckBase) -> Callable[[GroupResult], tuple[int, int, flo
     return key
 
 
+def sorted_worst_first(groups: list[GroupResult], check: CheckBase) -> list[GroupResult]:
+    """``sorted(groups, key=worst_first(check))``, cheaper: most groups are OK with a value,
+    and those sort by their value alone (``tests/test_outcome_sort.py`` compares the two)."""
+    ok_state = State.OK
+    ok = [g for g in groups if g.state is ok_state and g.value is not None]
+    if len(ok) == len(groups):
+        rest: list[GroupResult] = []
+    else:
+        rest = [g for g in groups if g.state is not ok_state or g.value is None]
+        rest.sort(key=worst_first(check))
+    low = low_values_alert(check.warning, check.critical, check.value_floor)
+    ok.sort(key=_VALUE, reverse=not low)  # a stable sort, reversed or not
+    # rest: the groups not OK first, then the OK ones without a value (after the valued)
+    cut = next((k for k, g in enumerate(rest) if g.state is ok_state), len(rest))
+    return [*rest[:cut], *ok, *rest[cut:]]
+
+
+_VALUE = attrgetter("value")
+
+
 def combine_groups(
     check: CheckBase,
     groups: list[GroupResult],
@@ -261,7 +283,12 @@ def combine_groups(
     where: str = "",
     empty: State | None = None,
 ) -> Result:
-    """The overall result of groups sorted worst first: the worst state, the bad ones named."""
+    """The overall result of groups sorted worst first: the worst state, the bad ones named.
+
+    Sorted by severity first (as :func:`worst_first` does), the worst state is the first
+    group's and the groups not OK are the ones before the first OK one: nothing here
+    reads every group (a grouped check has tens).
+    """
     if not groups:
         state = check.effective_no_data if empty is None else empty
         return Result(
@@ -271,13 +298,13 @@ def combine_groups(
             unit=unit,
             error_kind="no_data" if state is not State.OK else None,
         )
-    state = State.worst(g.state for g in groups)
-    bad = [g for g in groups if g.state is not State.OK]
-    shown = bad[:5]
+    state, ok = groups[0].state, State.OK
+    bad = next((k for k, g in enumerate(groups) if g.state is ok), len(groups))
+    shown = groups[: min(bad, 5)]
     if bad:
         names = ", ".join(f"{g.label} {g.state.name} ({with_unit(g.value, unit)})" for g in shown)
-        more = f" and {len(bad) - len(shown)} more" if len(bad) > len(shown) else ""
-        summary = f"{len(bad)} of {len(groups)} {noun} not OK: {names}{more} - {headline}{where}"
+        more = f" and {bad - len(shown)} more" if bad > len(shown) else ""
+        summary = f"{bad} of {len(groups)} {noun} not OK: {names}{more} - {headline}{where}"
     else:
         summary = f"all {len(groups)} {noun} OK - {headline}{where}"
     note = threshold_note(
@@ -310,15 +337,16 @@ def _omitted(aggs: dict[str, Any], shown: int) -> int:
     return 1 if node.get("sum_other_doc_count", 0) else 0
 
 
-def metric_value(node: dict[str, Any] | None, agg: str, percentile: float | None) -> float | None:
-    """The number of a metric aggregation (the one percentile asked for), None when empty
-    (no value to aggregate: also a ``sum``, whatever Elasticsearch's sum of nothing)."""
-    return metric_reader(agg)(node)
+def metric_value(holder: dict[str, Any], agg: str) -> float | None:
+    """The number of the metric aggregation ``VALUE_AGG`` in ``holder`` (the answer's
+    aggregations, a bucket), the one percentile asked for; None when empty (no value to
+    aggregate: also a ``sum``, whatever Elasticsearch's sum of nothing)."""
+    return metric_reader(agg)(holder)
 
 
-def metric_reader(agg: str) -> Callable[[dict[str, Any] | None], float | None]:
+def metric_reader(agg: str) -> Callable[[dict[str, Any]], float | None]:
     """:func:`metric_value` for one ``agg``, chosen once: a grouped check reads tens of
-    buckets per run."""
+    buckets per run, one call each."""
     if agg == "percentile":
         return _percentile_number
     if agg == "sum":
@@ -326,22 +354,25 @@ def metric_reader(agg: str) -> Callable[[dict[str, Any] | None], float | None]:
     return _value_number
 
 
-def _number(value: Any) -> float | None:
-    return None if value is None or value != value else float(value)  # NaN: no value
-
-
-def _percentile_number(node: dict[str, Any] | None) -> float | None:
+# NaN is no value, as None.
+def _percentile_number(holder: dict[str, Any]) -> float | None:
+    node = holder.get(VALUE_AGG)
     values = node.get("values") if node else None
-    return _number(next(iter(values.values()), None)) if values else None
+    value = next(iter(values.values()), None) if values else None
+    return None if value is None or value != value else float(value)
 
 
-def _sum_number(node: dict[str, Any] | None) -> float | None:
+def _sum_number(holder: dict[str, Any]) -> float | None:
+    node = holder.get(VALUE_AGG)
     # stats: a sum of no values is no value, not 0
-    return _number(node.get("sum")) if node and node.get("count") else None
+    value = node.get("sum") if node and node.get("count") else None
+    return None if value is None or value != value else float(value)
 
 
-def _value_number(node: dict[str, Any] | None) -> float | None:
-    return _number(node.get("value")) if node else None
+def _value_number(holder: dict[str, Any]) -> float | None:
+    node = holder.get(VALUE_AGG)
+    value = node.get("value") if node else None
+    return None if value is None or value != value else float(value)
 
 
 def total_hits(answer: dict[str, Any]) -> int:

@@ -6,7 +6,7 @@ Plain values with no client attached, so planning and evaluation stay pure and t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -28,6 +28,10 @@ class SearchRequest:
     index: str
     body: dict[str, Any]
     window: Window
+    #: what it must share with others to merge, when the planner knows it already (None:
+    #: ``searchmerge.merge_key`` works it out from the body). Not an argument: a copy made
+    #: with another body (``dataclasses.replace``) must not keep it.
+    merge_as: str | None = field(default=None, init=False, compare=False)
 
     def header(self) -> dict[str, Any]:
         # allow_no_indices=False: a pattern that matches nothing is "no such index", never

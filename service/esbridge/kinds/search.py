@@ -52,9 +52,14 @@ def user_query(query: str | dict[str, Any] | None) -> dict[str, Any]:
 
 def time_range(check: CheckBase, start: datetime, end: datetime) -> dict[str, Any]:
     """``[start, end)`` on the check's timestamp field."""
+    return time_range_on(check.timestamp_field, start, end)
+
+
+def time_range_on(field: str, start: datetime, end: datetime) -> dict[str, Any]:
+    """``[start, end)`` on ``field``."""
     return {
         "range": {
-            check.timestamp_field: {
+            field: {
                 "gte": _iso(start),
                 "lt": _iso(end),
                 "format": "strict_date_optional_time",
