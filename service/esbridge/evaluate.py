@@ -53,7 +53,7 @@ def evaluate(
     problem = partial_problem(answer)
     if problem is not None:
         return error_result(check, "partial", problem, now, duration)
-    lacking = [key for key in kind.expects if key not in answer]
+    lacking = [key for key in kind.expects if key not in answer] if kind.expects else None
     if lacking:
         reason = (
             f"unexpected answer from the cluster API (no {lacking[0]}): is something other "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from functools import lru_cache
 from itertools import pairwise
 from operator import attrgetter
 from typing import Any
@@ -127,7 +128,7 @@ def grouped_result(
         key = bucket["key"]
         if single_field is not None and type(key) is str and "key_as_string" not in bucket:
             # one group_by field, a keyword value: the usual case, its own label
-            key_pairs: tuple[tuple[str, str], ...] = ((single_field, key),)
+            key_pairs: tuple[tuple[str, str], ...] = _one_key(single_field, key)
         else:
             if nones is None:
                 nones = {f: no_value_text(buckets, f) for f in fields}
@@ -182,6 +183,15 @@ def grouped_result(
         groups = groups[: check.max_groups]
     where = f" in last {window_text(check)} on {index_text(check)}" if check.index else ""
     return combine_groups(check, groups, omitted, headline, check.unit, where=where, empty=empty)
+
+
+@lru_cache(maxsize=16384)
+def _one_key(field: str, value: str) -> tuple[tuple[str, str], ...]:
+    """A one-field group's key, the same tuples run after run: every result a cycle makes
+    lives until the cycle ends (and in the store after it), so each new key meant two more
+    objects for the garbage collector to walk; bench/ measured the collector at ~9 of ~60 us
+    per check at 5,000 checks, ~6 with keys shared (a few MB at most: 16,384 keys)."""
+    return ((field, value),)
 
 
 def _uncertain_span(
