@@ -11,6 +11,8 @@ lets the benchmark send the very bodies esbridge sends.
 A body changes from one cycle to the next only in its time range for most kinds, so each
 check's body is planned once (:class:`_Template`) and each cycle puts its range in; a kind
 whose body uses the window elsewhere (``change``: two windows) is planned whole every time.
+The bodies of successive cycles share those parts, so nothing may change a planned body
+(the client only serializes it; ``searchmerge`` builds merged bodies anew).
 """
 
 from __future__ import annotations
