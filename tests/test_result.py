@@ -209,7 +209,7 @@ def test_a_grouped_result_stores_its_wording_once_not_a_text_per_group(result: R
     document = result_to_document(result)
     worded = [g for g in result.groups if type(g) is WordedGroup]
     stored = document.get("groups", [])
-    if worded and type(result.groups[0]) is WordedGroup:
+    if worded:  # whichever group comes first (an uncertain one may)
         assert "group_wording" in document
         assert sum("summary" not in g for g in stored) == len(worded)
     back = result_from_dict(json.loads(dumps(document)), result.check)

@@ -189,8 +189,9 @@ def result_to_document(r: Result) -> dict[str, Any]:
     _put(out, "long_output", list(r.long_output))
     _put(out, "perfdata", [_perfdatum_to_document(p) for p in r.perfdata])
     if r.groups:
-        first = r.groups[0]
-        wording = first.wording if type(first) is WordedGroup else None
+        # the result's wording: its groups share one (an uncertain group, worded its own
+        # way, may come first: sorted worst first, it is UNKNOWN)
+        wording = next((g.wording for g in r.groups if type(g) is WordedGroup), None)
         out["groups"] = [_group_to_document(g, wording) for g in r.groups]
         if wording is not None:
             out["group_wording"] = wording.to_document()
