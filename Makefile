@@ -126,9 +126,11 @@ lint: venv
 bench: venv
 	$(PY) bench/run.py
 	$(PY) bench/cluster.py
+	$(PY) bench/cluster.py --values changing --trials 0
 
 bench-cluster: venv
 	$(PY) bench/cluster.py
+	$(PY) bench/cluster.py --values changing --trials 0
 
 bench-smoke: venv
 	$(PY) bench/run.py --smoke

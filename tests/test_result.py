@@ -283,3 +283,13 @@ def test_equal_results_hash_alike_and_replace_keeps_the_rest() -> None:
     assert (
         c.summary == "worse" and c.value == 3.0 and c.perfdata == a.perfdata and a.summary == "bad"
     )
+
+
+@given(_results, st.floats(0, 4e9), st.floats(0, 60))
+def test_timed_is_with_the_run_times_changed(result: Result, at: float, duration: float) -> None:
+    """``timed`` builds by position: it must set exactly what ``with_`` sets by name."""
+    result = result.with_(max_groups=7, stale_previous="was OK")
+    got, want = result.timed(at, duration), result.with_(evaluated_at=at, duration=duration)
+    assert [getattr(got, f.name) for f in dataclasses.fields(Result)] == [
+        getattr(want, f.name) for f in dataclasses.fields(Result)
+    ]

@@ -11,6 +11,8 @@ import uuid
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from esbridge.config import ConnectionConfig
 from esbridge.esclient import Connection
@@ -415,6 +417,112 @@ def test_adopting_the_owners_documents_matches_a_full_read_at_every_step() -> No
     reader.adopt([doc])
     got = reader.get("c")
     assert got is not None and got.transitions[-1].summary == "edited by an operator"
+
+
+class _Decodes:
+    """Counts full decodes of state documents (``_Restored.from_document``)."""
+
+    def __init__(self, patch: pytest.MonkeyPatch) -> None:
+        from esbridge.store import _Restored
+
+        self.count, decode = 0, _Restored.from_document
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.count += 1
+            return decode(*args, **kwargs)
+
+        patch.setattr(_Restored, "from_document", counted)
+
+
+_CHANGES = ["again", "again", "again", "value", "state", "words", "error", "mine"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from(_CHANGES), min_size=1, max_size=25))
+def test_a_document_that_gives_the_same_answer_again_reads_as_a_full_read(
+    changes: list[str],
+) -> None:
+    """A document that differs from the one before only in the run's times and counters is
+    read from what the reader holds (the usual case: most checks answer the same run after
+    run); after every document of any sequence the entry still equals a fresh read of it, also
+    after a result of the reader's own (recorded while it could not confirm its membership)."""
+    from esbridge.result import Perfdatum
+
+    owner, reader = store_with(history=5), store_with(history=5)
+    state, value, words, at, full = State.OK, 0.0, "0 errors", T0, 0
+    with pytest.MonkeyPatch.context() as patch:
+        decodes = _Decodes(patch)
+        for i, change in enumerate(changes):
+            at += 10
+            error = None
+            if change == "value":
+                value += 1
+            elif change == "state":
+                state = State.CRITICAL if state is State.OK else State.OK
+            elif change == "words":
+                words = f"{int(value)} errors ({i})"
+            elif change == "error":
+                state, error = State.UNKNOWN, "timeout"
+            elif change == "mine":
+                reader.record(result(State.UNKNOWN, at - 5, "mine"), persist=False)
+            owner.record(
+                Result(
+                    check="c",
+                    state=state,
+                    summary=words,
+                    value=value,
+                    perfdata=(Perfdatum("c", value),),
+                    error=error,
+                    error_kind="timeout" if error else None,  # type: ignore[arg-type]
+                    evaluated_at=at,
+                    duration=0.01 * i,
+                )
+            )
+            doc = owner.to_document(owner.get("c"))  # type: ignore[arg-type]
+            before = decodes.count
+            assert reader.adopt([doc]) == 1
+            full += decodes.count - before
+            fresh = store_with(history=5)
+            fresh.restore([doc])
+            got, want = reader.get("c"), fresh.get("c")
+            assert got is not None and want is not None and got.result is not None
+            assert got.result == want.result
+            assert (got.result.max_groups, got.result.stale_previous) == (None, None)
+            fields = ("since", "previous_state", "last_success", "consecutive_failures", "runs")
+            assert [getattr(got, f) for f in fields] == [getattr(want, f) for f in fields]
+            assert (got.errors, got.group_since) == (want.errors, want.group_since)
+            assert list(got.transitions) == list(want.transitions)
+            assert reader.provisional == set()
+    if changes == ["again"] * len(changes):
+        assert full == min(2, len(changes))  # the first, and the first that could be compared
+
+
+def test_the_same_answer_again_is_read_without_decoding_it_but_not_after_a_restore() -> None:
+    """Which documents take the short way: the same answer again, after the second; a
+    restore in between (which may change the history the entry holds) reads the next whole."""
+    owner, reader = store_with(), store_with()
+    with pytest.MonkeyPatch.context() as patch:
+        decodes = _Decodes(patch)
+        for i in range(5):
+            owner.record(result(State.OK, T0 + 10 * i, "0 errors", value=0.0))
+            reader.adopt([owner.to_document(owner.get("c"))])  # type: ignore[arg-type]
+        assert decodes.count == 2
+        got = reader.get("c")
+        assert got is not None and got.result is not None
+        assert (got.result.evaluated_at, got.runs, got.last_success) == (T0 + 40, 5, T0 + 40)
+        owner.record(result(State.OK, T0 + 50, "0 errors, 1 warning", value=0.0))
+        reader.adopt([owner.to_document(owner.get("c"))])  # type: ignore[arg-type]
+        assert decodes.count == 3 and got.result.summary == "0 errors, 1 warning"
+        # a restore rewrites the history under the same answer: the next read is whole
+        doc = owner.to_document(owner.get("c"))  # type: ignore[arg-type]
+        edited = {**doc, "transitions": [{**doc["transitions"][0], "summary": "edited"}]}
+        reader.restore([edited])
+        reader.mark_clean(["c"])
+        count = decodes.count
+        owner.record(result(State.OK, T0 + 60, "0 errors, 1 warning", value=0.0))
+        reader.adopt([owner.to_document(owner.get("c"))])  # type: ignore[arg-type]
+        assert decodes.count == count + 1
+        assert got.transitions[0].summary == "0 errors"  # the owner's, not the edit
 
 
 # -- persistence against a real Elasticsearch ------------------------------------------------

@@ -168,6 +168,27 @@ class Result:
         """A copy with some fields changed (results are immutable)."""
         return replace(self, **changes)  # type: ignore[arg-type]
 
+    def timed(self, evaluated_at: float, duration: float) -> Result:
+        """The same result at another run: what a replica reads when an owner's check gave
+        the same answer again (``with_`` takes ~4x as long, by keyword)."""
+        return Result(
+            self.check,
+            self.state,
+            self.summary,
+            self.value,
+            self.unit,
+            self.long_output,
+            self.perfdata,
+            self.groups,
+            self.groups_omitted,
+            self.error,
+            self.error_kind,
+            evaluated_at,
+            duration,
+            self.max_groups,
+            self.stale_previous,
+        )
+
     def for_group(self, group: GroupResult) -> Result:
         """One group as a result of its own (one Nagios service per host, say)."""
         return Result(

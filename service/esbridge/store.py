@@ -19,6 +19,8 @@ from collections.abc import Iterable, Iterator, Set
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from esbridge.result import Result, State
 from esbridge.staleness import stale, too_old
 from esbridge.statedoc import (
@@ -31,6 +33,7 @@ from esbridge.statedoc import (
     result_from_dict,
     result_to_dict,
     result_to_document,
+    stored_number,
     stored_time,
     transition_from_dict,
     transition_to_dict,
@@ -94,6 +97,9 @@ class ResultStore:
         self.persistence_error: str | None = None
         self.last_flush: float = 0.0
         self.flush_failures: int = 0
+        # check -> (the result adopted last, the fingerprint of its document without the
+        # run's times and counters, or None): see _read_shared
+        self._adopted: dict[str, tuple[Result, int | None]] = {}
 
     # -- the set of checks ---------------------------------------------------------------
 
@@ -102,6 +108,7 @@ class ResultStore:
         for name in list(self._checks):
             if name not in intervals:
                 del self._checks[name]
+                self._adopted.pop(name, None)
                 self._dirty.pop(name, None)
                 self._provisional.discard(name)
         for name, interval in intervals.items():
@@ -271,19 +278,15 @@ class ResultStore:
         return doc
 
     def _readable(
-        self, documents: Iterable[dict[str, Any]], what: str, replaces: bool = False
+        self, documents: Iterable[dict[str, Any]], what: str
     ) -> Iterator[tuple[CheckState, _Restored]]:
-        """The documents of loaded checks that parse, with their entry; the others are logged.
-
-        ``replaces``: the document will replace its entry as a whole, so a history the entry
-        already holds need not be decoded again.
-        """
+        """The documents of loaded checks that parse, with their entry; the others are logged."""
         for doc in documents:
             entry = self._checks.get(str(doc.get("check")))
             if entry is None:
                 continue
             try:
-                restored = _Restored.from_document(doc, self.history, entry if replaces else None)
+                restored = _Restored.from_document(doc, self.history)
             except (AttributeError, KeyError, TypeError, ValueError) as exc:
                 # A document of the wrong shape (hand-edited, another version): this check
                 # starts afresh or keeps what it holds, never every other check's round.
@@ -300,6 +303,7 @@ class ResultStore:
         """
         restored = 0
         for entry, old in self._readable(documents, "persisted"):
+            self._adopted.pop(entry.name, None)
             if entry.result is None:
                 old.apply(entry)
             else:
@@ -328,9 +332,17 @@ class ResultStore:
         so the owner's document is the shared truth, older or not (its age shows, and
         staleness applies). Never marks dirty: the owner writes, not this one.
         """
-        adopted, provisional, dirty = 0, self._provisional, self._dirty
+        adopted, provisional, dirty, seen = 0, self._provisional, self._dirty, self._adopted
         now = time.time() if now is None else now
-        for entry, other in self._readable(documents, "shared", replaces=True):
+        for doc in documents:
+            entry = self._checks.get(str(doc.get("check")))
+            if entry is None:
+                continue
+            try:
+                other, fingerprint = self._read_shared(entry, doc)
+            except (AttributeError, KeyError, TypeError, ValueError) as exc:
+                log.warning("ignoring unreadable shared state for check %s: %s", entry.name, exc)
+                continue
             if other.result is None:
                 continue
             held = entry.result
@@ -344,9 +356,65 @@ class ResultStore:
                 ):
                     continue
             other.apply(entry)
+            seen[entry.name] = (other.result, fingerprint)
             provisional.discard(entry.name)
             adopted += 1
         return adopted
+
+    def _read_shared(
+        self, entry: CheckState, doc: dict[str, Any]
+    ) -> tuple[_Restored | _Rerun, int | None]:
+        """A document another replica wrote, read back, with its fingerprint when taken.
+
+        Most checks give the same answer run after run (no errors, the cluster green): their
+        document changes only in the run's times and counters, and decoding it all again was
+        most of what a replica spent on each foreign document. When the value is the one
+        held (a cheap first test that a changed count fails) the rest of the document is
+        compared by a fingerprint with the one this entry's result was read from; the same,
+        only the run's fields are read. The result must still be the one adopted then (not a
+        run of this replica's own, not restored since).
+        """
+        held, last, raw = entry.result, self._adopted.get(entry.name), doc.get("result")
+        if (
+            held is None
+            or last is None
+            or last[0] is not held
+            or type(raw) is not dict
+            or raw.get("value") != held.value
+        ):
+            return _Restored.from_document(doc, self.history, entry), None
+        fingerprint = _fingerprint(doc, raw)
+        if fingerprint is None or fingerprint != last[1]:
+            return _Restored.from_document(doc, self.history, entry), fingerprint
+        rerun = held.timed(
+            stored_time(raw.get("evaluated_at"), "evaluated_at") or 0.0,
+            stored_number(raw.get("duration"), "duration") or 0.0,
+        )
+        last_success = stored_time(doc.get("last_success_ts"), "last_success_ts")
+        return _Rerun(rerun, last_success, int(doc.get("runs") or 0)), fingerprint
+
+
+# What a state document changes when its check gives the same answer again.
+_RUN_FIELDS = ("last_success_ts", "runs", "updated_at", "_change")
+_RESULT_RUN_FIELDS = ("evaluated_at", "duration")
+
+
+def _fingerprint(doc: dict[str, Any], result: dict[str, Any]) -> int | None:
+    """A hash of ``doc`` without the run's times and counters (None: it cannot be encoded).
+
+    Hashing the encoded document keeps a few bytes per check, not a copy of its document;
+    Python's hash of bytes is keyed per process, so no writer can aim at a collision.
+    """
+    rest, answer = dict(doc), dict(result)
+    for name in _RUN_FIELDS:
+        rest.pop(name, None)
+    for name in _RESULT_RUN_FIELDS:
+        answer.pop(name, None)
+    rest["result"] = answer
+    try:
+        return hash(orjson.dumps(rest))
+    except orjson.JSONEncodeError:
+        return None
 
 
 _NAMES = {state: state.name for state in State}  # Enum.name is a property: slow per call
@@ -371,6 +439,21 @@ def _same_history(raw: list[Any], held: deque[Transition]) -> bool:
         and newest.get("summary", "") == mine.summary
         and newest.get("after_deploy") == mine.after_deploy
     )
+
+
+@dataclass(slots=True)
+class _Rerun:
+    """A document that differs from the one its entry was read from only in the run's
+    times and counters (see ``ResultStore._read_shared``)."""
+
+    result: Result
+    last_success: float | None
+    runs: int
+
+    def apply(self, entry: CheckState) -> None:
+        entry.result = self.result
+        entry.last_success = self.last_success
+        entry.runs = self.runs
 
 
 @dataclass
