@@ -51,6 +51,7 @@ from esbridge.durations import parse_duration
 from esbridge_dev.service import EsbridgeProcess, poll
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
+FOOTER = "How each figure is measured: see bench/README.md."
 
 
 def markers(values: str) -> tuple[str, str]:
@@ -392,6 +393,9 @@ def main(argv: list[str] | None = None) -> int:
         if begin in current and end in current:
             head, rest = current.split(begin, 1)
             current = head + text + rest.split(end, 1)[1]
+        elif FOOTER in current:  # a new section goes before the report's last line
+            head, tail = current.rsplit(FOOTER, 1)
+            current = head.rstrip("\n") + "\n\n" + text + "\n\n" + FOOTER + tail
         else:
             current = current.rstrip("\n") + "\n\n" + text + "\n"
         RESULTS.write_text(current)

@@ -1135,19 +1135,20 @@ def write_report(out_dir: Path, data: dict[str, Any]) -> None:
     (out_dir / "RESULTS.md").write_text("\n".join(lines))
 
 
-KEPT_HEADINGS = ("## OpenSearch", "<!-- replicas:begin", "## Replicas")
+KEPT_HEADINGS = ("## OpenSearch", "<!-- replicas", "## Replicas")
 
 
 def kept_sections(results_md: Path) -> list[str]:
     """The sections of an existing report that other commands wrote: ``## OpenSearch ...``
     (``--backend opensearch``, written there by hand with that command) and ``## Replicas``
-    (bench/cluster.py, between its markers), so a run on Elasticsearch keeps them."""
+    (bench/cluster.py, between its markers, one section per kind of values), so a run on
+    Elasticsearch keeps them."""
     if not results_md.is_file():
         return []
     kept: list[str] = []
     keeping = False
     for line in results_md.read_text().splitlines():
-        if line.startswith(("## ", "<!-- replicas:begin", "How each figure is measured")):
+        if line.startswith(("## ", "<!-- replicas", "How each figure is measured")):
             keeping = line.startswith(KEPT_HEADINGS)
         if keeping:
             kept.append(line)

@@ -166,12 +166,16 @@ def test_a_full_run_keeps_the_sections_other_commands_wrote(tmp_path: Path) -> N
         "## OpenSearch: one cycle\n\n| os figure |\n\n"
         "How each figure is measured: see bench/README.md.\n\n"
         "<!-- replicas:begin -->\n## Replicas (bench/cluster.py)\n\n| replica-1 |\n"
-        "<!-- replicas:end -->\n"
+        "<!-- replicas:end -->\n\n## Something else\n\n| dropped |\n\n"
+        "<!-- replicas-changing:begin -->\n## Replicas, changing values (bench/cluster.py)\n\n"
+        "| replica-2 |\n<!-- replicas-changing:end -->\n"
     )
     kept = run.kept_sections(old)
-    assert "| os figure |" in kept and "| replica-1 |" in kept
-    assert "<!-- replicas:begin -->" in kept and "<!-- replicas:end -->" in kept
-    assert kept.index("<!-- replicas:begin -->") < kept.index("<!-- replicas:end -->")
+    assert "| os figure |" in kept and "| replica-1 |" in kept and "| replica-2 |" in kept
+    for name in ("replicas", "replicas-changing"):
+        begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+        assert begin in kept and end in kept and kept.index(begin) < kept.index(end)
+    assert "| dropped |" not in kept
     assert "| old goal |" not in kept and "## Goals" not in kept
 
 
