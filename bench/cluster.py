@@ -24,7 +24,7 @@ Figures go to stdout and into the "Replicas" section of bench/RESULTS.md.
 
     python bench/cluster.py [--replicas 3] [--checks 3000] [--interval 30s] [--window 180]
                             [--trials 5] [--heartbeat 5s] [--lease 15s]
-                            [--values steady|changing]
+                            [--values steady|changing] [--view-refresh 10s]
 """
 
 from __future__ import annotations
@@ -123,6 +123,11 @@ class Group:
                 "ESBRIDGE_CLUSTER__INDEX": self.members,
                 "ESBRIDGE_CLUSTER__HEARTBEAT": self.args.heartbeat,
                 "ESBRIDGE_CLUSTER__LEASE": self.args.lease,
+                **(
+                    {"ESBRIDGE_CLUSTER__VIEW_REFRESH": self.args.view_refresh}
+                    if self.args.view_refresh
+                    else {}
+                ),
             },
         )
         proc.start(wait=300)  # a loaded machine can take minutes to start a replica
@@ -273,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--heartbeat", default="5s")
     parser.add_argument("--lease", default="15s")
+    parser.add_argument(
+        "--view-refresh", default="", help="cluster.view_refresh (default: heartbeat)"
+    )
     parser.add_argument("--values", choices=("steady", "changing"), default="steady")
     parser.add_argument("--no-write", action="store_true", help="do not update RESULTS.md")
     args = parser.parse_args(argv)
@@ -323,7 +331,8 @@ def main(argv: list[str] | None = None) -> int:
         f"load average at end {os.getloadavg()[0]:.2f} (2 shared cores).",
         f"Command: `{command.strip()}` — {args.replicas} replicas, {args.checks} count checks "
         f"every {args.interval} ({args.values} values), heartbeat {args.heartbeat}, lease "
-        f"{args.lease}, window {cost['window_s']} s.",
+        f"{args.lease}, view refresh {args.view_refresh or args.heartbeat}, window "
+        f"{cost['window_s']} s.",
         "",
         "| replica | checks owned | coordination requests/s | replica CPU s/s "
         "| coordination CPU s/s, counters | share, counters "
