@@ -208,6 +208,17 @@ def plugin_codes(url: str) -> dict[str, int]:
     return codes
 
 
+def metric_values(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of an exposition, by name and sorted labels (the standard parser)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
 @pytest.mark.heavy
 @pytest.mark.timeout(2400)  # up to 900 s of it waiting for the heavy lock (conftest)
 def test_three_replicas_share_join_fail_over_and_restart(replicas: Replicas) -> None:
@@ -245,6 +256,22 @@ def test_three_replicas_share_join_fail_over_and_restart(replicas: Replicas) -> 
         check = f"c{i:04d}"
         seen = {codes[n][check] for n in codes}
         assert seen == {("OK", "WARNING", "CRITICAL").index(expected_state(i))}, (check, codes)
+
+    # -- /metrics of every replica: members, checks owned, what coordination costs --------
+    scraped = {
+        name: metric_values(proc.get("/metrics").text) for name, proc in group.live().items()
+    }
+    for name, values in scraped.items():
+        assert values[("esbridge_cluster_members", ())] == 3, name
+        assert values[("esbridge_checks_owned", ())] == list(owners.values()).count(name), name
+        for part in ("membership", "shared_view"):
+            label = (("part", part),)
+            assert values[("esbridge_cluster_coordination_requests_total", label)] > 0, name
+            assert values[("esbridge_cluster_coordination_cpu_seconds_total", label)] > 0, name
+        # every replica reads the others' checks: at least one document of each by now
+        foreign = CHECKS - values[("esbridge_checks_owned", ())]
+        assert values[("esbridge_shared_view_documents_read_total", ())] >= foreign, name
+    assert sum(v[("esbridge_checks_owned", ())] for v in scraped.values()) == CHECKS
 
     # -- a fourth replica joins: about a quarter moves, none goes unevaluated -------------
     joined_at = time.time()

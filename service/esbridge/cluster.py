@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from esbridge.membership import Membership, default_advertise_url, default_replica_id
 from esbridge.models import CheckDefinition
@@ -297,4 +297,26 @@ class Cluster:
         members.add_metric([], float(len(self.membership.live())))
         owned = GaugeMetricFamily("esbridge_checks_owned", "Checks this replica evaluates")
         owned.add_metric([], float(len(self.owned)))
-        yield from (members, owned)
+        # What sharing costs this replica (to set against its CPU, e.g. the container's):
+        # the counters time the work itself (parsing and applying), not the requests.
+        cpu = CounterMetricFamily(
+            "esbridge_cluster_coordination_cpu_seconds",
+            "CPU this replica spent parsing and applying coordination answers, by part "
+            "(the requests themselves not included)",
+            labels=["part"],
+        )
+        cpu.add_metric(["membership"], self.membership.cpu_seconds)
+        cpu.add_metric(["shared_view"], self.view.cpu_seconds)
+        requests = CounterMetricFamily(
+            "esbridge_cluster_coordination_requests",
+            "Requests to the state store for membership and the shared view, by part",
+            labels=["part"],
+        )
+        requests.add_metric(["membership"], float(self.membership.requests))
+        requests.add_metric(["shared_view"], float(self.view.requests))
+        documents = CounterMetricFamily(
+            "esbridge_shared_view_documents_read",
+            "State documents of checks owned elsewhere read into this replica's store",
+        )
+        documents.add_metric([], float(self.view.documents_read))
+        yield from (members, owned, cpu, requests, documents)
