@@ -154,7 +154,7 @@ class Group:
             httpx.delete(f"{self.es}/{index}", timeout=60)
 
 
-def steady_cost(group: Group, window: float, alone: EsbridgeProcess) -> dict[str, Any]:
+def steady_cost(group: Group, window: float, single: EsbridgeProcess) -> dict[str, Any]:
     def snap() -> dict[str, dict[str, float]]:
         out = {}
         for name in group.live():
@@ -176,12 +176,12 @@ def steady_cost(group: Group, window: float, alone: EsbridgeProcess) -> dict[str
         stats = httpx.get(f"{group.es}/{group.state}/_stats/indexing", timeout=30).json()
         return int(stats["_all"]["primaries"]["indexing"]["index_total"])
 
-    assert alone.proc is not None
-    alone_before = cpu_seconds(alone.proc.pid)
+    assert single.proc is not None
+    alone_before = cpu_seconds(single.proc.pid)
     before, docs_before, t0 = snap(), indexed(), time.monotonic()
     time.sleep(window)
     after, docs_after, t1 = snap(), indexed(), time.monotonic()
-    alone_after = cpu_seconds(alone.proc.pid)
+    alone_after = cpu_seconds(single.proc.pid)
     span = t1 - t0
     rows = {}
     for name, now in after.items():

@@ -15,9 +15,9 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Set
+from collections.abc import Callable, Iterable, Iterator, Set
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -55,6 +55,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -278,15 +279,19 @@ class ResultStore:
         return doc
 
     def _readable(
-        self, documents: Iterable[dict[str, Any]], what: str
-    ) -> Iterator[tuple[CheckState, _Restored]]:
-        """The documents of loaded checks that parse, with their entry; the others are logged."""
+        self,
+        documents: Iterable[dict[str, Any]],
+        what: str,
+        read: Callable[[CheckState, dict[str, Any]], _T],
+    ) -> Iterator[tuple[CheckState, _T]]:
+        """The documents of loaded checks that ``read`` parses, with their entry; the others
+        are logged."""
         for doc in documents:
             entry = self._checks.get(str(doc.get("check")))
             if entry is None:
                 continue
             try:
-                restored = _Restored.from_document(doc, self.history)
+                restored = read(entry, doc)
             except (AttributeError, KeyError, TypeError, ValueError) as exc:
                 # A document of the wrong shape (hand-edited, another version): this check
                 # starts afresh or keeps what it holds, never every other check's round.
@@ -302,7 +307,11 @@ class ResultStore:
         change in between, ``since`` goes back to when it really began: no false transition.
         """
         restored = 0
-        for entry, old in self._readable(documents, "persisted"):
+
+        def read(entry: CheckState, doc: dict[str, Any]) -> _Restored:
+            return _Restored.from_document(doc, self.history)
+
+        for entry, old in self._readable(documents, "persisted", read):
             self._adopted.pop(entry.name, None)
             if entry.result is None:
                 old.apply(entry)
@@ -334,15 +343,7 @@ class ResultStore:
         """
         adopted, provisional, dirty, seen = 0, self._provisional, self._dirty, self._adopted
         now = time.time() if now is None else now
-        for doc in documents:
-            entry = self._checks.get(str(doc.get("check")))
-            if entry is None:
-                continue
-            try:
-                other, fingerprint = self._read_shared(entry, doc)
-            except (AttributeError, KeyError, TypeError, ValueError) as exc:
-                log.warning("ignoring unreadable shared state for check %s: %s", entry.name, exc)
-                continue
+        for entry, (other, fingerprint) in self._readable(documents, "shared", self._read_shared):
             if other.result is None:
                 continue
             held = entry.result
