@@ -15,7 +15,11 @@ checks, and measures over a steady window:
 
 *All in* compares each replica's CPU with one instance in cluster mode off that evaluates a
 replica's share of the same checks alone, measured in the same window on the same machine
-(measured apart, at another load, the difference moved by 20 points between two runs).
+(measured apart, at another load, the difference moved by 20 points between two runs). A
+replica writes a check's state only when its answer changes, where a single instance writes
+every run, so the difference nets out the writes saved; a second single instance that writes
+no state at all is measured too, and a replica's CPU less *that* is the upper bound the goal
+is judged by (coordination plus every state write the replica still makes).
 ``--values steady``: every check answers the same run after run (20 documents in its hour),
 the usual case of a healthy site; ``changing``: documents keep entering and leaving the window,
 so every run gives a new count, and every foreign document is decoded whole.
@@ -154,7 +158,9 @@ class Group:
             httpx.delete(f"{self.es}/{index}", timeout=60)
 
 
-def steady_cost(group: Group, window: float, single: EsbridgeProcess) -> dict[str, Any]:
+def steady_cost(
+    group: Group, window: float, single: EsbridgeProcess, bare: EsbridgeProcess
+) -> dict[str, Any]:
     def snap() -> dict[str, dict[str, float]]:
         out = {}
         for name in group.live():
@@ -168,6 +174,7 @@ def steady_cost(group: Group, window: float, single: EsbridgeProcess) -> dict[st
                 "process": cpu_seconds(group.procs[name].proc.pid),
                 "heads": view["heads_read"],
                 "documents": view["documents_read"],
+                "followed": view["runs_followed"],
                 "owned": body["checks_owned"],
             }
         return out
@@ -176,12 +183,12 @@ def steady_cost(group: Group, window: float, single: EsbridgeProcess) -> dict[st
         stats = httpx.get(f"{group.es}/{group.state}/_stats/indexing", timeout=30).json()
         return int(stats["_all"]["primaries"]["indexing"]["index_total"])
 
-    assert single.proc is not None
-    alone_before = cpu_seconds(single.proc.pid)
+    assert single.proc is not None and bare.proc is not None
+    alone_before, bare_before = cpu_seconds(single.proc.pid), cpu_seconds(bare.proc.pid)
     before, docs_before, t0 = snap(), indexed(), time.monotonic()
     time.sleep(window)
     after, docs_after, t1 = snap(), indexed(), time.monotonic()
-    alone_after = cpu_seconds(single.proc.pid)
+    alone_after, bare_after = cpu_seconds(single.proc.pid), cpu_seconds(bare.proc.pid)
     span = t1 - t0
     rows = {}
     for name, now in after.items():
@@ -193,6 +200,7 @@ def steady_cost(group: Group, window: float, single: EsbridgeProcess) -> dict[st
             "process_cpu_s_per_s": round(total / span, 4),
             "coordination_share": round(coord / total, 4) if total else None,
             "documents_per_s": round(documents / span, 1),
+            "followed_per_s": round(d["followed"] / span, 1),
             "heads_per_document": round(d["heads"] / documents, 2) if documents else None,
             "coordination_us_per_document": round(coord / documents * 1e6, 1)
             if documents
@@ -207,6 +215,7 @@ def steady_cost(group: Group, window: float, single: EsbridgeProcess) -> dict[st
     return {
         "replicas": rows,
         "alone_cpu_s_per_s": round((alone_after - alone_before) / span, 5),
+        "bare_cpu_s_per_s": round((bare_after - bare_before) / span, 5),
         "state_docs_per_s": round(writes, 2),
         "state_doc_bytes": document_bytes(group),
         "window_s": round(span, 1),
@@ -215,25 +224,29 @@ def steady_cost(group: Group, window: float, single: EsbridgeProcess) -> dict[st
 
 @contextlib.contextmanager
 def alone(
-    es: str, folder: Path, index: str, checks: int, interval: str
+    es: str, folder: Path, index: str, checks: int, interval: str, state: bool = True
 ) -> Iterator[EsbridgeProcess]:
-    """One instance, cluster mode off, evaluating ``checks`` of the checks alone.
+    """One instance, cluster mode off, evaluating ``checks`` of the checks alone (with
+    ``state=False``, writing no state either).
 
     The service's own counters meter parsing and applying the other replicas' documents,
     not the requests that carry them (the client's transport, the event loop) nor the
     garbage they leave: a replica's CPU less what the same checks cost a single instance is
     coordination all in. It runs beside the replicas, so both are measured at one load.
     """
-    state = f"bench-state-alone-{uuid.uuid4().hex[:8]}"
+    name = f"bench-state-alone-{uuid.uuid4().hex[:8]}"
     proc = EsbridgeProcess(
-        es, [checks_file(folder / "alone", index, checks, interval)], state_index=state
+        es,
+        [checks_file(folder / f"alone-{name}", index, checks, interval)],
+        state_index=name,
+        env={} if state else {"ESBRIDGE_STATE__ENABLED": "false"},
     )
     proc.start(wait=300)
     try:
         yield proc
     finally:
         proc.stop()
-        httpx.delete(f"{es}/{state}", timeout=60)
+        httpx.delete(f"{es}/{name}", timeout=60)
 
 
 def document_bytes(group: Group, sample: int = 500) -> int:
@@ -297,9 +310,12 @@ def main(argv: list[str] | None = None) -> int:
             for i in range(args.replicas):
                 group.start(f"replica-{i + 1}")
             poll(group.agreed, timeout=180, interval=1)
-            with alone(es, Path(tmp), index, owned, args.interval) as single:
+            with (
+                alone(es, Path(tmp), index, owned, args.interval) as single,
+                alone(es, Path(tmp), index, owned, args.interval, state=False) as bare,
+            ):
                 time.sleep(interval + 5)  # every check evaluated once, the first burst is over
-                cost = steady_cost(group, args.window, single)
+                cost = steady_cost(group, args.window, single, bare)
             print(cost, flush=True)
             trials = [
                 handover(group, f"replica-{1 + t % args.replicas}", interval)
@@ -308,15 +324,20 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             group.stop()
         httpx.delete(f"{es}/{index}", timeout=60)
-    alone_cpu = cost["alone_cpu_s_per_s"]
+    alone_cpu, bare_cpu = cost["alone_cpu_s_per_s"], cost["bare_cpu_s_per_s"]
     for row in cost["replicas"].values():
-        # coordination all in: this replica's CPU less what its own checks cost alone
-        extra = row["process_cpu_s_per_s"] - alone_cpu * row["owned"] / owned
+        # coordination all in: this replica's CPU less what its own checks cost alone, net
+        # of the state writes it saves; and less what they cost without writing any state,
+        # an upper bound (the replica's remaining writes counted as coordination)
+        process, share = row["process_cpu_s_per_s"], row["owned"] / owned
+        extra, bound = process - alone_cpu * share, process - bare_cpu * share
         row["all_in_cpu_s_per_s"] = round(extra, 5)
-        row["all_in_share"] = round(extra / row["process_cpu_s_per_s"], 4)
+        row["all_in_share"] = round(extra / process, 4)
+        row["bound_cpu_s_per_s"] = round(bound, 5)
+        row["bound_share"] = round(bound / process, 4)
     cost["alone_checks"] = owned
     print(cost, flush=True)
-    shares = [r["all_in_share"] for r in cost["replicas"].values()]
+    shares = [r["bound_share"] for r in cost["replicas"].values()]
     goal = interval + lease + 2
     command = "python bench/cluster.py " + " ".join(sys.argv[1:] if argv is None else argv)
     begin, end = markers(args.values)
@@ -336,10 +357,11 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "| replica | checks owned | coordination requests/s | replica CPU s/s "
         "| coordination CPU s/s, counters | share, counters "
-        "| coordination CPU s/s, all in | share, all in "
-        "| foreign documents read/s | `_seq_no` heads per document "
-        "| counters per document (membership / parsing / applying) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| all in, net of writes saved: CPU s/s | share "
+        "| all in, upper bound: CPU s/s | share "
+        "| foreign runs followed/s | foreign documents read/s | `_seq_no` heads per document "
+        "| counters (membership / parsing / applying) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, row in cost["replicas"].items():
         membership, decode = row["membership_share"] or 0, row["decode_share"] or 0
@@ -347,19 +369,23 @@ def main(argv: list[str] | None = None) -> int:
             f"| {name} | {row['owned']} | {row['requests_per_s']} | "
             f"{row['process_cpu_s_per_s']} | {row['coordination_cpu_s_per_s']} | "
             f"{100 * (row['coordination_share'] or 0):.2f} % | {row['all_in_cpu_s_per_s']} | "
-            f"{100 * row['all_in_share']:.2f} % | "
+            f"{100 * row['all_in_share']:.2f} % | {row['bound_cpu_s_per_s']} | "
+            f"{100 * row['bound_share']:.2f} % | {row['followed_per_s']} | "
             f"{row['documents_per_s']} | {row['heads_per_document']} | "
-            f"{row['coordination_us_per_document']} us ({100 * membership:.0f} / "
-            f"{100 * decode:.0f} / {100 * (1 - membership - decode):.0f} %) |"
+            f"{100 * membership:.0f} / {100 * decode:.0f} / "
+            f"{100 * (1 - membership - decode):.0f} % |"
         )
     lines += [
         "",
         f"Alone (cluster mode off, same settings, in the same window): {cost['alone_checks']} "
         "of these checks cost "
-        f"{cost['alone_cpu_s_per_s']} CPU s/s. *All in* is a replica's CPU less that, scaled "
-        "to the checks it owns: the requests that carry the documents, the event loop and the "
+        f"{cost['alone_cpu_s_per_s']} CPU s/s writing every run, {cost['bare_cpu_s_per_s']} "
+        "writing no state. *All in* is a replica's CPU less those, scaled to the checks it "
+        "owns: the requests that carry heartbeats and documents, the event loop and the "
         "garbage they leave, which the service's own counters (parsing and applying only) "
-        "leave out.",
+        "leave out. Less the first it nets out the state writes a replica saves (it writes a "
+        "repeated answer only every 10 minutes); less the second it is an upper bound "
+        "(every state write the replica still makes counted as coordination).",
     ]
     lines += [
         "",
@@ -382,7 +408,8 @@ def main(argv: list[str] | None = None) -> int:
     lines += [
         "| goal | figure | target | met |",
         "|---|---|---|---|",
-        f"| coordination <= 5 % of a replica's CPU (all in) | max {100 * max(shares):.2f} % "
+        f"| coordination <= 5 % of a replica's CPU (all in, upper bound) "
+        f"| max {100 * max(shares):.2f} % "
         "| <= 5 % | "
         f"{'yes' if max(shares) <= 0.05 else '**no**'} |",
     ]

@@ -208,6 +208,15 @@ def plugin_codes(url: str) -> dict[str, int]:
     return codes
 
 
+def state_versions(group: Replicas) -> dict[str, int]:
+    """check -> ``_seq_no`` of its state document (real-time ``_mget``)."""
+    ids = [f"c{i:04d}" for i in range(CHECKS)]
+    answer = httpcalls.post(
+        f"{group.es_url}/{group.state}/_mget?_source=false", json={"ids": ids}
+    ).json()
+    return {d["_id"]: d["_seq_no"] for d in answer["docs"] if d.get("found")}
+
+
 def metric_values(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Every sample of an exposition, by name and sorted labels (the standard parser)."""
     from prometheus_client.parser import text_string_to_metric_families
@@ -231,13 +240,25 @@ def test_three_replicas_share_join_fail_over_and_restart(replicas: Replicas) -> 
     poll(lambda: all(c["state"] != "PENDING" for c in group.view("r1").values()), timeout=60)
 
     # -- every check evaluated by exactly one replica over a steady window ----------------
+    # Every check gives the same answer run after run here: once ownership has settled, the
+    # owners announce those runs in their heartbeats and write no state document, and
+    # every replica still shows every check fresh (the owner's run times, followed). Checks
+    # at intervals too short to wait for a heartbeat (below flush + 3 heartbeats, 3.5 s
+    # here: the 2 s and 3 s ones) are written every run and read by version, as before.
+    time.sleep(2 * HEARTBEAT + 0.5 + 5)  # past the settling of the last rebalance
+    writes_before = state_versions(group)
     before = runs_by_replica(group)
     window_start = time.monotonic()
     while time.monotonic() - window_start < STEADY_WINDOW:
         for name in group.live():
-            assert_honest(group.view(name), time.time())
+            view = group.view(name)
+            assert_honest(view, time.time())
+            assert not [n for n, c in view.items() if c["stale"]], name
         time.sleep(5)
     after = runs_by_replica(group)
+    rewritten = {n for n, v in state_versions(group).items() if writes_before.get(n) != v}
+    short = {f"c{i:04d}" for i in range(CHECKS) if interval_of(i) < 0.5 + 3 * HEARTBEAT}
+    assert len(writes_before) == CHECKS and rewritten == short, sorted(rewritten ^ short)
     # One instant can catch a replica between heartbeat rounds (not ready, or a heartbeat
     # late on a loaded machine: a CI run with five test lanes once waited more than a lease
     # plus MARGIN for it). A real move stays, so the equality below still catches one.
@@ -344,7 +365,7 @@ def test_three_replicas_share_join_fail_over_and_restart(replicas: Replicas) -> 
                     continue
                 view = group.view(other)
                 old = {
-                    n: c["age_seconds"]
+                    n: (c["age_seconds"], c["owner"], name)  # age, owner, replica restarted
                     for n, c in view.items()
                     if c["age_seconds"] is not None
                     # two handovers in a few seconds (away and back): the same MARGIN for

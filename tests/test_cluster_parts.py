@@ -46,6 +46,13 @@ class Clock:
         return self.now
 
 
+async def meet(*members: Membership) -> None:
+    """Two rounds each: every member is seen, then seen moving (live from then on)."""
+    for _ in range(2):
+        for member in members:
+            await member.beat()
+
+
 async def test_liveness_follows_the_counter_on_the_observers_clock(
     connection: Connection, index: str
 ) -> None:
@@ -53,8 +60,10 @@ async def test_liveness_follows_the_counter_on_the_observers_clock(
     a = Membership(connection, index, "a", heartbeat=1, lease=3, clock=clock)
     b = Membership(connection, index, "b", heartbeat=1, lease=3, clock=clock)
     assert await a.beat() == ["a"]  # b has not written yet
-    assert await b.beat() == ["a", "b"]
-    assert await a.beat() == ["a", "b"] and a.formed
+    assert await b.beat() == ["b"]  # a's document, not seen moving yet
+    assert await a.beat() == ["a"] and a.formed  # the same for b's
+    assert await b.beat() == ["a", "b"]  # a moved
+    assert await a.beat() == ["a", "b"]
     # b stops beating: a keeps it for the lease, measured on a's own clock, then drops it
     clock.now += 2.5
     assert await a.beat() == ["a", "b"]
@@ -69,13 +78,28 @@ async def test_liveness_follows_the_counter_on_the_observers_clock(
     assert [m["id"] for m in a.describe()] == ["a"]
 
 
+async def test_a_dead_members_document_is_never_live_to_a_new_replica(
+    connection: Connection, index: str
+) -> None:
+    """A replica killed with ``kill -9`` leaves its document behind for many leases. A
+    replica that starts meanwhile must not count it live for a lease (it would give it a
+    share of the checks that nobody runs): a member is live once its counter moves."""
+    clock = Clock()
+    dead = Membership(connection, index, "dead", heartbeat=1, lease=3, clock=clock)
+    await dead.beat()  # and never again
+    a = Membership(connection, index, "a", heartbeat=1, lease=3, clock=clock)
+    for _ in range(4):
+        assert await a.beat() == ["a"]
+        clock.now += 1.0
+    assert [m["live"] for m in a.describe() if m["id"] == "dead"] == [False]
+
+
 async def test_a_changed_wall_clock_does_not_matter(connection: Connection, index: str) -> None:
     """Heartbeat documents carry the writer's wall time, but nobody compares it."""
     clock = Clock()
     a = Membership(connection, index, "a", heartbeat=1, lease=3, clock=clock)
     b = Membership(connection, index, "b", heartbeat=1, lease=3, clock=clock)
-    await a.beat()
-    await b.beat()
+    await meet(a, b)
     httpcalls.post(
         f"{connection.config.urls[0]}/{index}/_update/b?refresh=true",
         json={"doc": {"heartbeat_at": 0.0}},
@@ -92,8 +116,7 @@ async def test_a_member_document_of_the_wrong_shape_is_skipped_not_fatal(
     clock = Clock()
     a = Membership(connection, index, "a", heartbeat=1, lease=3, clock=clock)
     b = Membership(connection, index, "b", heartbeat=1, lease=3, clock=clock)
-    await a.beat()
-    await b.beat()
+    await meet(a, b)
     url = connection.config.urls[0]
     for member, counter in (("x", "5.5"), ("y", [1, 2]), ("z", {"n": 1})):
         httpcalls.put(
@@ -115,8 +138,7 @@ async def test_a_dead_member_whose_delete_fails_is_not_revived(
     clock = Clock()
     a = Membership(connection, index, "a", heartbeat=1, lease=3, clock=clock)
     b = Membership(connection, index, "b", heartbeat=1, lease=3, clock=clock)
-    await a.beat()
-    await b.beat()
+    await meet(a, b)
     assert await a.beat() == ["a", "b"]
     clock.now += 3 * 20 + 1  # b dead for more than FORGET_AFTER_LEASES leases
     url = connection.config.urls[0]
@@ -144,8 +166,7 @@ async def test_a_replica_that_cannot_read_the_members_writes_no_heartbeat(
         try:
             a = Membership(cut, index, "a", heartbeat=1, lease=3, clock=clock)
             b = Membership(connection, index, "b", heartbeat=1, lease=3, clock=clock)
-            await a.beat()
-            await b.beat()
+            await meet(a, b)
             assert await a.beat() == ["a", "b"] and a.confirmed()
             proxy.fail = {rf"POST /{index}/_search": 503}
             writes = len(proxy.requests(rf"PUT /{index}/_doc/a"))

@@ -7,6 +7,7 @@ Elasticsearch index, the way a restart does.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from typing import Any
 
@@ -587,3 +588,177 @@ async def test_unwritable_store_keeps_results_dirty_and_reports(es_url: str) -> 
         await writer.connection.close()
     finally:
         httpcalls.delete(f"{es_url}/{index}", params={"ignore_unavailable": "true"}, timeout=10)
+
+
+# -- write on change: the owner announces repeated answers, its peers follow ----------------
+
+_RUNS = ["again", "again", "again", "value", "state", "error", "flush", "beat", "beat"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(_RUNS), min_size=1, max_size=30))
+def test_a_follower_shows_only_runs_the_owner_made_and_catches_up(events: list[str]) -> None:
+    """An owner writing on change (a run that repeats the written answer is announced, not
+    written) and a peer following what it announces, reading a document only when the one
+    announced is not the one it holds. Whatever the order of runs, flushes and heartbeats,
+    the peer's result is always one the owner recorded, time and all (never an old answer
+    dated by a later run), and after a flush and a heartbeat it is the owner's latest, with
+    the owner's since, history and counters. The index sees a write only for a change."""
+    owner, peer = store_with(), store_with()
+    owner.write_on_change = True
+    index: dict[str, dict[str, Any]] = {}
+    recorded: dict[float, Result] = {}
+    state, value, at, writes, changes = State.OK, 0.0, T0, 0, 0
+
+    def flush() -> None:
+        nonlocal writes
+        documents = owner.dirty_documents()
+        for name, doc in documents:
+            index[name] = {k: v for k, v in doc.items() if not k.startswith("_")}
+        writes += len(documents)
+        owner.mark_clean(documents)
+
+    def beat() -> None:
+        announced = owner.progress({"c"})
+        fetch, _ = peer.follow("owner", announced, {"c": "owner"})
+        if fetch:  # as the shared view does: read them, then take their runs since
+            peer.adopt([index[n] for n in fetch], newer_only=False)
+            peer.follow("owner", {n: announced[n] for n in fetch}, {"c": "owner"})
+
+    for i, event in enumerate(events):
+        if event == "flush":
+            flush()
+        elif event == "beat":
+            beat()
+        else:
+            at += 10
+            error = None
+            if event == "value":
+                value += 1
+            elif event == "state":
+                state = State.CRITICAL if state is State.OK else State.OK
+            if event == "error":  # a failure counts, so its document changes every run
+                error = "timeout"
+                run = result(State.UNKNOWN, at, "timeout", error=error, error_kind="timeout")
+            else:
+                run = result(state, at, f"{value} errors", value=value, duration=0.01 * i)
+            before = owner.get("c").result  # type: ignore[union-attr]
+            if before is None or error is not None or not before.same_answer(run):
+                changes += 1
+            owner.record(run)
+            recorded[at] = run
+        held = peer.get("c").result  # type: ignore[union-attr]
+        if held is not None:
+            assert recorded[held.evaluated_at] == held  # a run the owner made, as it made it
+    flush()
+    beat()
+    mine, theirs = owner.get("c"), peer.get("c")
+    assert mine is not None and theirs is not None
+    if mine.result is not None:
+        assert theirs.result == mine.result
+        assert (theirs.since, theirs.runs, theirs.last_success) == (
+            mine.since,
+            mine.runs,
+            mine.last_success,
+        )
+        assert list(theirs.transitions) == list(mine.transitions)
+    assert writes <= changes  # a repeated answer is never written
+
+
+def test_a_repeated_answer_is_announced_not_written_until_it_is_old() -> None:
+    """Write on change: the first result is written; runs that repeat it only move what the
+    heartbeat announces; a change, a failure, or the rewrite period each write again."""
+    from esbridge.store import REWRITE_AFTER
+
+    store = store_with()
+    store.write_on_change = True
+    store.record(result(State.OK, T0, "0 errors", value=0.0))
+    documents = store.dirty_documents()
+    store.mark_clean(documents)
+    assert store.progress({"c"}) == {"c": [T0, 0.0, 1, T0]}
+    store.record(result(State.OK, T0 + 10, "0 errors", value=0.0, duration=0.5))
+    assert store.dirty_count == 0
+    assert store.progress({"c"}) == {"c": [T0 + 10, 0.5, 2, T0]}
+    assert store.progress(set()) == {}  # only the checks asked for (the owned ones)
+    assert store.write_repeats() == 1 and store.dirty_count == 1  # stopping: written
+    store.mark_clean(store.dirty_documents())
+    assert store.write_repeats() == 0
+    store.record(result(State.OK, T0 + 20, "1 error", value=1.0))
+    assert store.dirty_count == 1 and store.progress({"c"}) == {}  # a change: nothing said
+    store.mark_clean(store.dirty_documents())
+    store.record(result(State.OK, T0 + 20 + REWRITE_AFTER, "1 error", value=1.0))
+    assert store.dirty_count == 1  # the same answer, but the document is old: rewritten
+    store.mark_clean(store.dirty_documents())
+    failing = result(State.UNKNOWN, T0 + 700, "timeout", error="timeout", error_kind="timeout")
+    store.record(failing)
+    store.mark_clean(store.dirty_documents())
+    store.record(failing.timed(T0 + 710, 0.0))
+    assert store.dirty_count == 1  # a failure counts: its document changes every run
+    # without write on change (a peer that does not follow), every run is written
+    store.write_on_change = False
+    store.mark_clean(store.dirty_documents())
+    store.record(failing.timed(T0 + 720, 0.0))
+    assert store.dirty_count == 1
+    # nor for a check at an interval too short to wait for a heartbeat (10 s here)
+    ok = result(State.OK, T0 + 730, "1 error", value=1.0)
+    store.write_on_change, store.write_on_change_from = True, 20.0
+    for i in range(3):
+        store.record(ok.timed(T0 + 730 + 10 * i, 0.0))
+        assert store.dirty_count == 1
+        store.mark_clean(store.dirty_documents())
+
+
+def test_a_follower_reads_what_it_cannot_vouch_for() -> None:
+    """What a peer announced moves an entry forward only while the entry holds that very
+    document (whoever owns the check now: a new owner before its first run holds what the
+    previous one announced); a result of the follower's own, or an announcement of the wrong
+    shape, never re-dates what it holds, and only the owner's announcements are read."""
+    owner, peer = store_with(), store_with()
+    owner.write_on_change = True
+    owner.record(result(State.CRITICAL, T0, "5 errors", value=5.0))
+    documents = owner.dirty_documents()
+    owner.mark_clean(documents)
+    doc = {k: v for k, v in documents[0][1].items() if not k.startswith("_")}
+    assert peer.follow("a", owner.progress({"c"}), {"c": "a"}) == (["c"], 0)  # nothing held
+    assert peer.follow("a", owner.progress({"c"}), {"c": "b"}) == ([], 0)  # b's to announce
+    peer.adopt([doc], newer_only=False)
+    owner.record(result(State.CRITICAL, T0 + 10, "5 errors", value=5.0))
+    said = owner.progress({"c"})
+    assert peer.follow("a", {"c": "bad"}, {"c": "a"}) == ([], 0)
+    assert peer.follow("a", {"c": [None, 0.0, 2, T0]}, {"c": "a"}) == ([], 0)
+    assert peer.follow("a", said, {"c": "b"}) == ([], 1)  # a ran it so, owner or not
+    entry = peer.get("c")
+    assert entry is not None and entry.result is not None
+    assert (entry.result.evaluated_at, entry.runs, entry.since) == (T0 + 10, 2, T0)
+    assert peer.follow("a", said, {"c": "a"}) == ([], 0)  # nothing newer
+    peer.record(result(State.UNKNOWN, T0 + 15, "mine"), persist=False)  # alone, a moment
+    owner.record(result(State.CRITICAL, T0 + 20, "5 errors", value=5.0))
+    assert peer.follow("a", owner.progress({"c"}), {"c": "a"}) == (["c"], 0)
+    assert entry.result.summary == "mine"  # read from the index, not re-dated
+
+
+def test_a_gained_check_is_written_every_run_until_it_settles_and_a_lost_one_never() -> None:
+    """After a check moves, the replica that owned it may still write it for a moment: the
+    new owner writes every run (announcing each write) until a run past ``settle``, so its
+    last write is the index's; a replica writes no check it does not own."""
+    store = store_with()
+    store.write_on_change = True
+    store.writes_only = {"c"}
+    store.forget_written(["c"], settle=3600.0)  # gained: settling for an hour from now
+    now = time.time()
+    for i in range(3):
+        store.record(result(State.OK, now + i, "0 errors", value=0.0))
+        documents = store.dirty_documents()
+        assert [n for n, _ in documents] == ["c"]  # settling: every run is written
+        store.mark_clean(documents)
+        assert store.progress({"c"})["c"][3] == now + i  # and announced as written
+    store.record(result(State.OK, now + 3600, "0 errors", value=0.0))
+    store.mark_clean(store.dirty_documents())
+    store.record(result(State.OK, now + 3610, "0 errors", value=0.0))
+    assert store.dirty_count == 0  # settled: the repeat is announced, not written
+    assert store.progress({"c"}) == {"c": [now + 3610, 0.0, 5, now + 3600]}
+    store.writes_only = set()  # lost
+    store.forget_written(["c"])
+    store.record(result(State.CRITICAL, now + 3620, "9 errors", value=9.0))
+    assert store.dirty_documents() == [] and store.dirty_count == 0
+    assert store.progress({"c"}) == {}

@@ -181,6 +181,9 @@ class Service:
         await self.scheduler.stop(grace)
         await cancel_all(self._background)
         if self.persistence is not None:
+            # runs that repeated a written answer were only announced: the last of each is
+            # written now, so the next owner, and every replica, reads the latest run
+            self.store.write_repeats()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._flush(), grace)
         if self.cluster is not None:  # after the flush: the next owner reads the last state

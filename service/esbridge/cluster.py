@@ -65,6 +65,7 @@ class Cluster:
             url=config.advertise_url or default_advertise_url(settings.host, settings.port),
             timeout=max(timeout, self.lease),
             owned=lambda: len(self.owned),
+            progress=lambda: service.store.progress(self.owned),
             hold_on_return=True,  # released in rebalance, once the owned checks are restored
         )
         # A document is asked for from this long (plus its last run's duration) before its
@@ -72,6 +73,18 @@ class Cluster:
         # or request (the round before the change bounds the last write; sharedview.py).
         lead = settings.state.flush_interval.total_seconds() + 1.0
         self.view = SharedView(service.store, connection, settings.state.index, timeout, lead)
+        # After a check moves, its previous owner may write it until its own next round (a
+        # heartbeat later at most, plus a flush): the new owner writes every run until then.
+        flush = settings.state.flush_interval.total_seconds()
+        self.settle = 2 * self.heartbeat + flush
+        service.store.writes_only = frozenset()  # nothing until the first rebalance
+        # An announced run shows elsewhere up to a flush and two heartbeats after it (three
+        # with a heartbeat late), a written one a flush and a view round after: checks whose
+        # allowed age cannot spare that (staleness_factor x interval, of which one interval
+        # goes between runs) are written every run and read by version, as before.
+        spare = min(1.0, settings.defaults.staleness_factor - 1.0)  # the factor is > 1
+        self.write_on_change_from = (flush + 3 * self.heartbeat) / spare
+        service.store.write_on_change_from = self.write_on_change_from
         self.owners: dict[str, str] = {}
         self.owned: set[str] = set()
         self.runs: Counter[str] = Counter()  # evaluations done by this process, per check
@@ -83,6 +96,8 @@ class Cluster:
         self._waited_alone = False  # alone at the first read: one more heartbeat waited
         self._unrestored_since: float | None = None  # takeover reads failing since (monotonic)
         self._retry = False  # checks gained but not taken yet: rebalance again next round
+        self._moved: set[str] = set()  # checks whose owner changed at the last rebalance
+        self._moved_until = 0.0  # (monotonic) until when they are also read by version
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         service.result_listeners.append(self._count_run)
@@ -122,18 +137,54 @@ class Cluster:
         # have read the members before this one's heartbeat was written, as this one did
         # before the other's: each alone, each would own every check for a round. Both
         # heartbeats are written by now, so one heartbeat later each sees the other.
+        # A member document read for the first time is live only once its counter moves
+        # (membership.py): while one just read may still move, this one waits for it too.
         alone = formed and self.last_rebalance is None and live == [self.replica_id]
-        if alone and not self._waited_alone:
+        if alone and (not self._waited_alone or self.membership.pending()):
+            if not self._waited_alone:
+                log.info("ownership: alone at the first read; reading the members again first")
             self._waited_alone = True
-            log.info("ownership: alone at the first read; reading the members again first")
             return
         await self.rebalance(live, force=self._retry or self.membership.returning)
+        await self.follow(live)
+
+    def _announcing(self, live: list[str]) -> dict[str, dict[str, Any]]:
+        """What each live peer's last heartbeat announced, by peer (see sharedview.py)."""
+        members = self.membership.members
+        return {
+            m: progress
+            for m in live
+            if m in members and (progress := members[m].progress) is not None
+        }
+
+    async def follow(self, live: list[str]) -> None:
+        """Bring the checks owned elsewhere forward to the runs their owners announced, and
+        read the documents of those that changed. While every peer announces, this
+        replica's runs that repeat a written answer are not written again."""
+        store = self.service.store
+        if self.last_rebalance is None or not self.membership.confirmed():
+            store.write_on_change = False
+            return
+        announcing = self._announcing(live)
+        store.write_on_change = len(announcing) == len(live) - 1
+        await self.view.follow(announcing, self.owners)
 
     async def refresh_view(self) -> None:
-        """Read what the other replicas wrote for the checks they own."""
+        """Read what the other replicas wrote for the checks they own, of those whose owner
+        does not announce its runs (a version before that; see sharedview.py), of those at
+        intervals too short to wait for an announcement, and, for a moment after they moved,
+        of those whose owner changed."""
         if self.last_rebalance is None:
             return
-        others = [n for n in self.service.store.names() if n not in self.owned]
+        announcing = self._announcing(self.membership.live())
+        owners, owned, short = self.owners, self.owned, self.write_on_change_from
+        moved = self._moved if time.monotonic() < self._moved_until else ()
+        others = [
+            e.name
+            for e in self.service.store.all()
+            if e.name not in owned
+            and (owners.get(e.name) not in announcing or e.interval < short or e.name in moved)
+        ]
         await self.view.refresh(others)
 
     # -- ownership -----------------------------------------------------------------------
@@ -166,6 +217,17 @@ class Cluster:
                     log.info("ownership: confirmed again: restored %d checks", len(taken))
                 self.membership.release()
             lost = self.owned - owned
+            # whoever owns them now writes them: what this replica wrote says nothing of it
+            store = self.service.store
+            store.forget_written(lost)
+            store.forget_written(taken, settle=self.settle)
+            store.writes_only = owned
+            if owners != self.owners:
+                # read by version for a moment: a new owner's first writes are seen at the
+                # next view round, not only once its heartbeat announces them
+                previous = self.owners
+                self._moved = {n for n, who in owners.items() if previous.get(n) != who}
+                self._moved_until = time.monotonic() + self.settle
             if owners != self.owners or checkset is not self._checkset or returning:
                 # a new owner (or interval) writes on its own schedule; after a time alone,
                 # what this replica recorded for checks owned elsewhere gives way at once
@@ -247,14 +309,20 @@ class Cluster:
 
     @property
     def ready(self) -> bool:
-        return self.membership.formed and self.view.loaded and self.last_rebalance is not None
+        view = self.view
+        return (
+            self.membership.formed
+            and view.loaded
+            and view.followed
+            and self.last_rebalance is not None
+        )
 
     def readiness(self) -> dict[str, Any]:
         return {
             "replica": self.replica_id,
             "formed": self.membership.formed,
             "members": len(self.membership.live()),
-            "shared_view_loaded": self.view.loaded,
+            "shared_view_loaded": self.view.loaded and self.view.followed,
             "error": self.membership.last_error or self.view.last_error,
         }
 
@@ -277,6 +345,7 @@ class Cluster:
                 "last_read": self.view.last_ok,
                 "documents_read": self.view.documents_read,
                 "heads_read": self.view.heads_read,
+                "runs_followed": self.view.runs_followed,
             },
             "coordination": {
                 "requests": self.membership.requests + self.view.requests,

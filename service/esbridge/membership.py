@@ -8,7 +8,10 @@ after a lease instead of counting on a replica that will soon think it is alone.
 document of the wrong shape is skipped (that member is not live), never the whole read.
 A member is live while *this* replica has seen its (incarnation, counter) change within
 ``cluster.lease``, measured on this replica's own monotonic clock: liveness never compares
-two machines' clocks (the gossip failure detector of van Renesse et al., 1998).
+two machines' clocks (the gossip failure detector of van Renesse et al., 1998). A document
+read for the first time is not live until its counter moves: a replica killed with
+``kill -9`` leaves its document for many leases, and a replica that starts meanwhile would
+otherwise count it live for a lease and give it a share of the checks that nobody runs.
 
 Heartbeats are written with ``refresh=true`` on a tiny one-shard index, so every search sees
 every member's latest heartbeat: a replica's view of the membership is at most one heartbeat
@@ -82,6 +85,12 @@ class Member:
     checks_owned: int
     seq_no: int | None = None
     primary_term: int | None = None
+    # what its heartbeat announced of the checks it owns (None: a version that announces
+    # nothing, whose every run is written and read as a document; see esbridge.sharedview)
+    progress: dict[str, Any] | None = None
+    # whether this replica has seen ``beat`` change at all: a document first read is only
+    # a document (its replica may have died long ago, ``kill -9``); live once it moves
+    moved: bool = False
 
 
 @dataclass(eq=False, repr=False)
@@ -96,6 +105,8 @@ class Membership:
     url: str = ""
     timeout: float = 10.0
     owned: Callable[[], int] = lambda: 0
+    # the run times of the owned checks each heartbeat announces (None: nothing announced)
+    progress: Callable[[], dict[str, Any]] | None = None
     clock: Callable[[], float] = time.monotonic
     # A round that confirms this replica after it was not confirmed (or for the first time)
     # leaves it *returning* (not confirmed) until :meth:`release`: what it recorded alone is
@@ -150,9 +161,15 @@ class Membership:
         at = self._confirmed_at
         return at is not None and self.clock() - at <= self.lease
 
+    def pending(self) -> bool:
+        """Whether a member document first read within two heartbeats has not moved yet: a
+        replica that just started may be live, and one that died long ago never moves."""
+        now, within = self.clock(), 2 * self.heartbeat
+        return any(not m.moved and now - m.seen_change <= within for m in self.members.values())
+
     def _compute_live(self) -> list[str]:
         now = self.clock()
-        ids = {m.id for m in self.members.values() if now - m.seen_change <= self.lease}
+        ids = {m.id for m in self.members.values() if m.moved and now - m.seen_change <= self.lease}
         ids.add(self.id)
         return sorted(ids)
 
@@ -242,6 +259,8 @@ class Membership:
             "heartbeat_at": time.time(),
             "checks_owned": self.owned(),
         }
+        if self.progress is not None:
+            doc["progress"] = self.progress()
         self.requests += 1
         try:
             await self.connection.raw(
@@ -257,7 +276,12 @@ class Membership:
         return await self.connection.raw(
             "POST",
             f"/{self.index}/_search",
-            {"size": 10000, "seq_no_primary_term": True, "query": {"match_all": {}}},
+            {
+                "size": 10000,
+                "seq_no_primary_term": True,
+                # not its own document: with what it announces, that is the biggest answer
+                "query": {"bool": {"must_not": {"ids": {"values": [self.id]}}}},
+            },
             self.timeout,
         )
 
@@ -361,12 +385,14 @@ def _member(member_id: str, hit: dict[str, Any], known: Member | None, now: floa
         id=member_id,
         beat=beat,
         seen_change=now if known is None or known.beat != beat else known.seen_change,
+        moved=known is not None and (known.moved or known.beat != beat),
         heartbeat_at=float(source.get("heartbeat_at") or 0.0),
         started_at=float(source.get("started_at") or 0.0),
         url=str(source.get("url") or ""),
         checks_owned=int(source.get("checks_owned") or 0),
         seq_no=hit.get("_seq_no"),
         primary_term=hit.get("_primary_term"),
+        progress=progress if type(progress := source.get("progress")) is dict else None,
     )
 
 

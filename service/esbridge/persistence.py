@@ -133,7 +133,7 @@ class StatePersistence:
             lines: list[str] = []
             for name, doc in documents:
                 lines.append(dumps({"index": {"_index": self.index, "_id": name}}))
-                lines.append(dumps({k: v for k, v in doc.items() if k != "_change"}))
+                lines.append(dumps({k: v for k, v in doc.items() if k[0] != "_"}))
             answer = await self.connection.raw(
                 "POST", "/_bulk", "\n".join(lines) + "\n", self.timeout
             )

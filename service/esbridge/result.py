@@ -189,6 +189,11 @@ class Result:
             self.stale_previous,
         )
 
+    def same_answer(self, other: Result) -> bool:
+        """Whether ``other`` says what this result says, whenever it was evaluated: a run
+        that repeats the answer an owner already wrote need not be written again."""
+        return self.timed(other.evaluated_at, other.duration) == other
+
     def for_group(self, group: GroupResult) -> Result:
         """One group as a result of its own (one Nagios service per host, say)."""
         return Result(

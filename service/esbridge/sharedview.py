@@ -3,9 +3,27 @@
 Every replica reads the state documents of the checks it does not own into its own store,
 so every output (API, ``/nagios``, status page, ``/metrics``, ``check_esbridge``) answers
 for every check from any replica, reading the store as always; outputs never query
-Elasticsearch. ``_mget`` is real-time (no refresh wait), and it is done in two steps: first
-``_seq_no`` only, then the full documents of those that changed, so an unchanged check costs
-a few dozen bytes per round instead of its whole document.
+Elasticsearch.
+
+**Following what the owners announce** (:meth:`SharedView.follow`). Most checks give the same
+answer run after run, and a document per run that says so again was most of what sharing
+cost. So an owner whose every peer follows writes a check's document only when its answer
+changes (and at least every ``store.REWRITE_AFTER``), and each heartbeat announces, for every
+check it owns whose latest answer is the one written, the time, duration and count of that
+run and which write it repeats (the ``evaluated_at`` of the document's result). A peer whose
+entry holds that very document takes the run's time from the heartbeat; one that holds
+anything else (a change written since, nothing yet, a result of its own) reads the document
+(real-time ``_mget``), never assumes it. A change not yet written is not announced, so its
+peers keep the last answer, with its age, until the write. The bound: a run is seen on every
+replica one flush and two heartbeats after it ends at the latest (the owner's heartbeat,
+then the peer's round that reads it); a write costs one ``_mget`` round after that
+heartbeat. A replica of a version that announces nothing makes its peers fall back, for its
+checks, to reading documents as below, and makes every owner write every run again.
+
+**Reading documents by their version** (:meth:`SharedView.refresh`, for an owner that
+announces nothing). ``_mget`` is done in two steps: first ``_seq_no`` only, then the full
+documents of those that changed, so an unchanged check costs a few dozen bytes per round
+instead of its whole document.
 
 An owner rewrites a check's document once per interval, so the first step asks only for the
 documents that are due. When a round sees a document changed since the round before, the
@@ -43,7 +61,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from esbridge.errors import ESError
@@ -77,12 +95,14 @@ class SharedView:
         # checks with a change seen between two rounds since the last ask_all: their owner's
         # grid is known from the next such change on (the first may be a takeover's run)
         self._settled: set[str] = set()
-        self.loaded = False  # one complete read done
+        self.loaded = False  # one complete read done (of the documents read by version)
+        self.followed = False  # one round of following the announcing peers done
         self.last_ok: float | None = None
         self.last_error: str | None = None
         self.requests = 0
         self.documents_read = 0
         self.heads_read = 0
+        self.runs_followed = 0  # entries brought forward to a run a peer announced
         self.decoding = DecodeMeter()  # parsing the answers, inside the client
         self._cpu = 0.0  # choosing and applying documents, here
 
@@ -158,7 +178,38 @@ class SharedView:
         self.last_error = None
         return applied
 
-    async def load(self, names: Iterable[str], takeover: bool = False) -> int:
+    async def follow(
+        self, announcing: Mapping[str, dict[str, Any]], owners: Mapping[str, str]
+    ) -> int:
+        """Apply what the peers' heartbeats announced (``announcing``: peer -> what it
+        announced) to the checks each of them owns by ``owners``, and read the documents
+        that changed; return how many were read (-1: the read failed)."""
+        started = time.process_time()
+        fetch: dict[str, list[str]] = {}
+        for peer, progress in announcing.items():
+            changed, moved = self.store.follow(peer, progress, owners)
+            if changed:
+                fetch[peer] = changed
+            self.runs_followed += moved
+        self._cpu += time.process_time() - started
+        if not fetch:
+            self.followed = True
+            return 0
+        read = await self.load([n for names in fetch.values() for n in names], changed=True)
+        if read < 0:
+            return read
+        started = time.process_time()
+        for peer, names in fetch.items():  # the documents just read: their runs since, too
+            progress = announcing[peer]
+            said = {n: progress[n] for n in names}
+            self.runs_followed += self.store.follow(peer, said, owners)[1]
+        self._cpu += time.process_time() - started
+        self.followed = True
+        return read
+
+    async def load(
+        self, names: Iterable[str], takeover: bool = False, changed: bool = False
+    ) -> int:
         """Read the full documents of ``names`` (real-time) and apply them.
 
         A round (``takeover=False``) applies every document written since it was last read,
@@ -167,7 +218,9 @@ class SharedView:
         owner's later writes until this clock passes it; staleness judges what is applied.
         ``takeover=True``: a new owner before the first run of a check it takes over
         (restore ``since`` and the history: no false recovery); a result of its own that is
-        newer is kept (see :meth:`ResultStore.adopt`).
+        newer is kept (see :meth:`ResultStore.adopt`). ``changed=True``: the owner said the
+        document is not the one held, so it is applied even when this replica read that
+        very write before (its entry moved on since: a run of its own when it owned it).
         """
         wanted = list(names)
         if not wanted:
@@ -182,7 +235,7 @@ class SharedView:
             if "_seq_no" in doc:  # found (filter_path leaves "found" out)
                 found += 1
                 name, version = doc["_id"], _version(doc)
-                if takeover or versions.get(name) != version or name in provisional:
+                if takeover or changed or versions.get(name) != version or name in provisional:
                     documents.append(doc.get("_source") or {})
                 versions[name] = version
         self.documents_read += found

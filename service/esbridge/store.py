@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Set
+from collections.abc import Callable, Iterable, Iterator, Mapping, Set
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -56,6 +56,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
+
+# With write on change, a check that keeps giving the same answer has its document rewritten
+# at least this often (seconds), so that ``runs`` and ``last_success_ts`` in the index, and
+# the result a restart of every replica reads back, are never much older than that.
+REWRITE_AFTER = 600.0
+_LATEST_RUN = 253402300799.0  # 9999-12-31: a run time beyond is no time (see stored_time)
 
 
 @dataclass
@@ -99,8 +105,25 @@ class ResultStore:
         self.last_flush: float = 0.0
         self.flush_failures: int = 0
         # check -> (the result adopted last, the fingerprint of its document without the
-        # run's times and counters, or None): see _read_shared
-        self._adopted: dict[str, tuple[Result, int | None]] = {}
+        # run's times and counters, or None, and the evaluated_at of the document's result,
+        # which names that write): see _read_shared and follow
+        self._adopted: dict[str, tuple[Result, int | None, float]] = {}
+        # Write on change (a replica whose every peer follows its progress): a run that
+        # repeats the answer this process last wrote is not written again, only announced
+        # in the heartbeat (see progress). check -> the result its state document holds.
+        self.write_on_change = False
+        # ... for checks at this interval or longer: announced runs reach the other replicas
+        # a heartbeat or two later than written ones, which a short interval cannot spare
+        self.write_on_change_from = 0.0
+        self._written: dict[str, Result] = {}
+        # check -> the wall time before which a write is not trusted to be the index's last
+        # (the owner changed: the replica that owned it may still write for a moment)
+        self._settling: dict[str, float] = {}
+        # A replica writes only the checks it owns (None: every check, a single instance).
+        self.writes_only: Set[str] | None = None
+        # check -> [evaluated_at, duration, runs, evaluated_at of the document's result] for
+        # every check whose latest result says what its written document says
+        self._progress: dict[str, list[float]] = {}
 
     # -- the set of checks ---------------------------------------------------------------
 
@@ -110,6 +133,8 @@ class ResultStore:
             if name not in intervals:
                 del self._checks[name]
                 self._adopted.pop(name, None)
+                self._forget_written(name)
+                self._settling.pop(name, None)
                 self._dirty.pop(name, None)
                 self._provisional.discard(name)
         for name, interval in intervals.items():
@@ -174,7 +199,8 @@ class ResultStore:
             entry.transitions.append(transition)
             entry.previous_state = old
             entry.since = result.evaluated_at
-        elif entry.since is None:  # restored without a since: count from now, no transition
+        undated = entry.since is None
+        if undated and transition is None:  # restored without a since: count from now
             entry.since = result.evaluated_at
         for group in result.groups:
             known = entry.group_since.get(group.key_text)
@@ -184,13 +210,77 @@ class ResultStore:
         for key in [k for k in entry.group_since if k not in current]:
             del entry.group_since[key]
         entry.result = result
-        if persist:
-            self._provisional.discard(result.check)
-            self._mark_dirty(result.check)
-        else:  # a document is made from the entry as it is now: not even an earlier write
-            self._provisional.add(result.check)
-            self.mark_clean([result.check])
+        name = result.check
+        if not persist:  # a document is made from the entry as it is now: not even an earlier
+            self._provisional.add(name)  # write; and what the index holds is no longer known
+            self.mark_clean([name])
+            self._forget_written(name)
+        elif self._repeats(entry, result, transition is None and not undated):
+            self._progress[name] = [
+                result.evaluated_at,
+                result.duration,
+                entry.runs,
+                self._written[name].evaluated_at,
+            ]
+        else:
+            self._provisional.discard(name)
+            self._progress.pop(name, None)
+            self._mark_dirty(name)
         return transition
+
+    def _repeats(self, entry: CheckState, result: Result, unchanged: bool) -> bool:
+        """Whether ``result`` needs no write: write on change is on (for checks at this
+        interval), the entry changed in
+        nothing but the run's times and counters, and the answer is the one written, not
+        long ago (a document is rewritten at least every ``REWRITE_AFTER``, so what the index
+        holds after the replicas are gone is never much older than that)."""
+        written = self._written.get(entry.name)
+        return (
+            self.write_on_change
+            and unchanged
+            and entry.interval >= self.write_on_change_from
+            and written is not None
+            and entry.name not in self._dirty
+            and entry.name not in self._provisional
+            and entry.consecutive_failures == 0
+            and result.evaluated_at - written.evaluated_at < REWRITE_AFTER
+            and written.same_answer(result)
+        )
+
+    def write_repeats(self) -> int:
+        """Mark dirty every check whose latest run repeated the written answer (announced
+        only): the last runs of a replica that stops. Return how many."""
+        repeated = [name for name, item in self._progress.items() if item[0] != item[3]]
+        for name in repeated:
+            self._mark_dirty(name)
+        return len(repeated)
+
+    def _forget_written(self, name: str) -> None:
+        self._written.pop(name, None)
+        self._progress.pop(name, None)
+
+    def forget_written(self, names: Iterable[str], settle: float = 0.0) -> None:
+        """Forget what this process wrote of ``names``: their owner changed, so another
+        replica may have written them since (or will), and a run here that repeats this
+        process's last write must not be taken as repeating what the index holds.
+
+        ``settle`` (seconds; a gained check): the replica that owned it until now may go on
+        writing it until its own next round, so this one's writes count as the index's last
+        only from a run that far ahead; until then every run is written."""
+        until = time.time() + settle
+        for name in names:
+            self._forget_written(name)
+            if settle > 0:
+                self._settling[name] = until
+
+    def progress(self, names: Set[str]) -> dict[str, list[float]]:
+        """What a heartbeat announces of ``names``: for each check whose latest result says
+        what its written document says, that run's time, duration and count, and the
+        ``evaluated_at`` of the document's result. A peer holding that document takes the
+        run's time from here; one holding another reads the document (see :meth:`follow`).
+        A check whose change is not written yet is left out: its peers keep what they have
+        (and its age shows) until the write."""
+        return {name: item for name, item in self._progress.items() if name in names}
 
     def _mark_dirty(self, name: str) -> None:
         self._changes += 1
@@ -226,29 +316,62 @@ class ResultStore:
 
     def dirty_documents(self) -> list[tuple[str, dict[str, Any]]]:
         """Documents of the changed checks; pass the same list to :meth:`mark_clean`."""
+        checks, only = self._checks, self.writes_only
+        if only is not None:  # a check this replica no longer owns is its owner's to write
+            for name in [n for n in self._dirty if n not in only]:
+                del self._dirty[name]
         return [
-            (name, {**self.to_document(self._checks[name]), "_change": change})
+            (name, {**self.to_document(entry), "_change": change, "_result": entry.result})
             for name, change in list(self._dirty.items())
-            if name in self._checks
+            if (entry := checks.get(name)) is not None
         ]
 
     def mark_clean(self, written: Iterable[tuple[str, dict[str, Any]] | str]) -> None:
-        """Forget written entries, unless they changed again after their document was made."""
+        """Forget written entries, unless they changed again after their document was made.
+
+        A document (not a bare name) is one the index now holds: its result is what later
+        runs are compared with (write on change), and while the entry still says the same,
+        the heartbeat announces it (:meth:`progress`)."""
         for item in written:
             if isinstance(item, str):
                 self._dirty.pop(item, None)
                 continue
             name, doc = item
-            if self._dirty.get(name) == doc.get("_change"):
+            clean = self._dirty.get(name) == doc.get("_change")
+            if clean:
                 del self._dirty[name]
+            result, entry = doc.get("_result"), self._checks.get(name)
+            adopted = self._adopted.get(name)
+            if (
+                entry is None
+                or not isinstance(result, Result)
+                or (adopted is not None and adopted[0] is entry.result)  # another's since
+            ):
+                continue
+            settling = self._settling.get(name)
+            if settling is not None and result.evaluated_at >= settling:
+                del self._settling[name]
+                settling = None
+            if settling is None:  # else the previous owner may write after this one: the
+                self._written[name] = result  # next run is written too (announced all the same)
+            if clean:
+                self._progress[name] = [
+                    result.evaluated_at,
+                    result.duration,
+                    int(doc.get("runs") or 0),
+                    result.evaluated_at,
+                ]
 
     def discard_dirty(self) -> int:
         """Forget every pending write; return how many (see ``Service._may_write_state``)."""
         count = len(self._dirty)
         self._dirty.clear()
+        self._written.clear()  # another replica may write them now: no run repeats them
+        self._progress.clear()
         return count
 
     def mark_all_dirty(self) -> None:
+        self._progress.clear()
         for name, entry in self._checks.items():
             if entry.result is not None:
                 self._mark_dirty(name)
@@ -313,6 +436,7 @@ class ResultStore:
 
         for entry, old in self._readable(documents, "persisted", read):
             self._adopted.pop(entry.name, None)
+            self._forget_written(entry.name)
             if entry.result is None:
                 old.apply(entry)
             else:
@@ -357,10 +481,58 @@ class ResultStore:
                 ):
                     continue
             other.apply(entry)
-            seen[entry.name] = (other.result, fingerprint)
+            seen[entry.name] = (other.result, fingerprint, other.result.evaluated_at)
             provisional.discard(entry.name)
+            self._forget_written(entry.name)
             adopted += 1
         return adopted
+
+    def follow(
+        self, peer: str, progress: dict[str, Any], owners: Mapping[str, str]
+    ) -> tuple[list[str], int]:
+        """Take the run times ``peer`` announced (:meth:`progress` on its side); return the
+        checks it owns by ``owners`` whose document must be read (another than the one held)
+        and how many entries were brought forward.
+
+        An entry is brought forward only while it holds the very document the peer names
+        (``evaluated_at`` of the document's result): the peer ran the check then and got the
+        answer that document says, whoever owns the check now (a replica that just took it
+        over holds that document and the run times its previous owner announced, before its
+        own first run). Anything else (a change written since, a result of this replica's
+        own, nothing read yet) is read from the index instead, never assumed.
+        """
+        fetch: list[str] = []
+        moved = 0
+        checks, adopted, provisional = self._checks, self._adopted, self._provisional
+        for name, item in progress.items():
+            entry = checks.get(name)
+            if entry is None:
+                continue
+            held, last = entry.result, adopted.get(name)
+            try:
+                at, duration, runs, key = item
+            except (TypeError, ValueError):
+                continue  # not what this version announces: the document's own time stands
+            if (
+                held is None
+                or last is None
+                or last[0] is not held
+                or last[2] != key
+                or name in provisional
+            ):
+                if owners.get(name) == peer:
+                    fetch.append(name)
+            elif type(at) is float and held.evaluated_at < at <= _LATEST_RUN:
+                try:
+                    rerun, count = held.timed(at, float(duration)), int(runs)
+                except (TypeError, ValueError, OverflowError):
+                    continue
+                entry.result = rerun
+                entry.runs = count
+                entry.last_success = at  # a repeated answer is never a failure (see record)
+                adopted[name] = (rerun, last[1], key)
+                moved += 1
+        return fetch, moved
 
     def _read_shared(
         self, entry: CheckState, doc: dict[str, Any]
