@@ -96,8 +96,7 @@ class Replicas:
             [self.checks_path],
             port=port,
             state_index=self.state,
-            env=(env or {})
-            | {
+            env={
                 "ESBRIDGE_CLUSTER__ENABLED": "true",
                 "ESBRIDGE_CLUSTER__REPLICA_ID": name,
                 "ESBRIDGE_CLUSTER__INDEX": self.members,
@@ -107,7 +106,8 @@ class Replicas:
                 "ESBRIDGE_STATE__FLUSH_INTERVAL": "0.5s",
                 "ESBRIDGE_DEFAULTS__TIMEOUT": "2s",
                 "ESBRIDGE_DEFAULTS__STALENESS_FACTOR": str(STALENESS),
-            },
+            }
+            | (env or {}),
         )
         proc.start(wait=180)  # a loaded 2-core machine can take a minute to import
         self.procs[name] = proc
@@ -299,6 +299,8 @@ def test_three_replicas_share_join_fail_over_and_restart(replicas: Replicas) -> 
         # every replica reads the others' checks: at least one document of each by now
         foreign = CHECKS - values[("esbridge_checks_owned", ())]
         assert values[("esbridge_shared_view_documents_read_total", ())] >= foreign, name
+        # and the long-interval ones repeat their answer: their runs come from heartbeats
+        assert values[("esbridge_shared_view_runs_followed_total", ())] > 0, name
     assert sum(v[("esbridge_checks_owned", ())] for v in scraped.values()) == CHECKS
 
     # -- a fourth replica joins: about a quarter moves, none goes unevaluated -------------
@@ -385,11 +387,13 @@ def test_elasticsearch_unreachable_for_all_replicas(
     tmp_path: Path,  # type: ignore[no-untyped-def]
 ) -> None:
     checks = checks_file(tmp_path / "c.yaml", index20, 30)
+    # the view read in the heartbeat's round, as by default (one wake-up per heartbeat)
+    same_round = {"ESBRIDGE_CLUSTER__VIEW_REFRESH": f"{HEARTBEAT:g}s"}
     with CountingProxy(es_url) as proxy:
         group = Replicas(es_url, checks, *indices)
         try:
-            group.start("a", es_url=proxy.url)
-            group.start("b", es_url=proxy.url)
+            group.start("a", es_url=proxy.url, env=same_round)
+            group.start("b", es_url=proxy.url, env=same_round)
             group.until_agreed(2, timeout=60)
             for name in ("a", "b"):  # every check evaluated and seen by both before the cut
                 poll(

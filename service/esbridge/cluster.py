@@ -97,6 +97,7 @@ class Cluster:
         self._unrestored_since: float | None = None  # takeover reads failing since (monotonic)
         self._retry = False  # checks gained but not taken yet: rebalance again next round
         self._moved: set[str] = set()  # checks whose owner changed at the last rebalance
+        self._short_foreign: list[str] = []  # owned elsewhere, at intervals read by version
         self._moved_until = 0.0  # (monotonic) until when they are also read by version
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
@@ -106,10 +107,17 @@ class Cluster:
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
+        if self.view_refresh == self.heartbeat:  # one wake-up per heartbeat, not two
+            self._tasks = [loop.create_task(self._every(self.heartbeat, self._both))]
+            return
         self._tasks = [
             loop.create_task(self._every(self.heartbeat, self.round)),
             loop.create_task(self._every(self.view_refresh, self.refresh_view)),
         ]
+
+    async def _both(self) -> None:
+        await self.round()
+        await self.refresh_view()
 
     async def stop(self) -> None:
         """Stop heartbeating and delete this replica's document: the others take over now."""
@@ -176,9 +184,13 @@ class Cluster:
         of those whose owner changed."""
         if self.last_rebalance is None:
             return
-        announcing = self._announcing(self.membership.live())
+        live = self.membership.live()
+        announcing = self._announcing(live)
         owners, owned, short = self.owners, self.owned, self.write_on_change_from
         moved = self._moved if time.monotonic() < self._moved_until else ()
+        if not moved and len(announcing) == len(live) - 1:  # the usual round: only the short
+            await self.view.refresh(self._short_foreign)  # intervals are read by version
+            return
         others = [
             e.name
             for e in self.service.store.all()
@@ -233,6 +245,12 @@ class Cluster:
                 # what this replica recorded for checks owned elsewhere gives way at once
                 self.view.ask_all()
             self.owners, self.owned = owners, owned
+            self._short_foreign = [
+                n
+                for n, check in checks.items()
+                if n not in owned
+                and self.service.scheduler.interval_of(check) < self.write_on_change_from
+            ]
             self._members, self._checkset = members, checkset
             self.rebalances += 1
             self.last_rebalance = time.time()
@@ -388,4 +406,10 @@ class Cluster:
             "State documents of checks owned elsewhere read into this replica's store",
         )
         documents.add_metric([], float(self.view.documents_read))
-        yield from (members, owned, cpu, requests, documents)
+        followed = CounterMetricFamily(
+            "esbridge_shared_view_runs_followed",
+            "Runs of checks owned elsewhere taken from their owners' heartbeats (the same "
+            "answer again: no document read)",
+        )
+        followed.add_metric([], float(self.view.runs_followed))
+        yield from (members, owned, cpu, requests, documents, followed)
