@@ -10,8 +10,10 @@ One :class:`Cluster` per service when ``cluster.enabled``. Every heartbeat it
    result is older than their interval run at once; so are the checks it still owns when
    its membership is confirmed again after a time alone (a partition), when another replica
    may have covered them;
-3. reads the changed state documents of the checks owned elsewhere into the store
-   (:mod:`esbridge.sharedview`), so every output answers for every check.
+3. brings the checks owned elsewhere forward to the runs their owners' heartbeats
+   announced, and reads the state documents that changed into the store
+   (:mod:`esbridge.sharedview`), so every output answers for every check. While every peer
+   announces, an owner writes a check's state only when its answer changes.
 
 Only the owner evaluates a check, writes its state and pushes its passive results: the
 outputs and passive senders are fed from :meth:`Service._record`, which only owned runs

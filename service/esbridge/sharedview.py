@@ -20,8 +20,10 @@ then the peer's round that reads it); a write costs one ``_mget`` round after th
 heartbeat. A replica of a version that announces nothing makes its peers fall back, for its
 checks, to reading documents as below, and makes every owner write every run again.
 
-**Reading documents by their version** (:meth:`SharedView.refresh`, for an owner that
-announces nothing). ``_mget`` is done in two steps: first ``_seq_no`` only, then the full
+**Reading documents by their version** (:meth:`SharedView.refresh`): the checks of an owner
+that announces nothing, those at intervals too short to wait for a heartbeat (their owners
+write every run), and, for a moment after a rebalance, those whose owner changed. ``_mget``
+is done in two steps: first ``_seq_no`` only, then the full
 documents of those that changed, so an unchanged check costs a few dozen bytes per round
 instead of its whole document.
 
