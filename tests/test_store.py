@@ -726,6 +726,9 @@ def test_a_follower_reads_what_it_cannot_vouch_for() -> None:
     said = owner.progress({"c"})
     assert peer.follow("a", {"c": "bad"}, {"c": "a"}) == ([], 0)
     assert peer.follow("a", {"c": [None, 0.0, 2, T0]}, {"c": "a"}) == ([], 0)
+    for duration, runs in ((float("nan"), 2), (-1.0, 2), ("x", 2), (0.0, -1), (0.0, "x")):
+        bad = {"c": [T0 + 10, duration, runs, T0]}
+        assert peer.follow("a", bad, {"c": "a"}) == ([], 0), (duration, runs)
     assert peer.follow("a", said, {"c": "b"}) == ([], 1)  # a ran it so, owner or not
     entry = peer.get("c")
     assert entry is not None and entry.result is not None

@@ -230,10 +230,10 @@ class ResultStore:
 
     def _repeats(self, entry: CheckState, result: Result, unchanged: bool) -> bool:
         """Whether ``result`` needs no write: write on change is on (for checks at this
-        interval), the entry changed in
-        nothing but the run's times and counters, and the answer is the one written, not
-        long ago (a document is rewritten at least every ``REWRITE_AFTER``, so what the index
-        holds after the replicas are gone is never much older than that)."""
+        interval), the entry changed in nothing but the run's times and counters, and the
+        answer is the one written, not long ago (a document is rewritten at least every
+        ``REWRITE_AFTER``, so what the index holds after the replicas are gone is never much
+        older than that)."""
         written = self._written.get(entry.name)
         return (
             self.write_on_change
@@ -524,9 +524,12 @@ class ResultStore:
                     fetch.append(name)
             elif type(at) is float and held.evaluated_at < at <= _LATEST_RUN:
                 try:
-                    rerun, count = held.timed(at, float(duration)), int(runs)
+                    took, count = float(duration), int(runs)
                 except (TypeError, ValueError, OverflowError):
                     continue
+                if not 0.0 <= took <= _LATEST_RUN or count < 0:  # NaN too: not a run
+                    continue
+                rerun = held.timed(at, took)
                 entry.result = rerun
                 entry.runs = count
                 entry.last_success = at  # a repeated answer is never a failure (see record)
