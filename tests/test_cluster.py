@@ -245,7 +245,9 @@ def test_three_replicas_share_join_fail_over_and_restart(replicas: Replicas) -> 
     # every replica still shows every check fresh (the owner's run times, followed). Checks
     # at intervals too short to wait for a heartbeat (below flush + 3 heartbeats, 3.5 s
     # here: the 2 s and 3 s ones) are written every run and read by version, as before.
-    time.sleep(2 * HEARTBEAT + 0.5 + 5)  # past the settling of the last rebalance
+    # past the settling of the last rebalance: a gained check is written every run until
+    # 2 heartbeats and a flush after it, and once more at its next run (up to 5 s later)
+    time.sleep(2 * HEARTBEAT + 0.5 + 2 * 5)
     writes_before = state_versions(group)
     before = runs_by_replica(group)
     window_start = time.monotonic()
