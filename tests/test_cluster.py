@@ -465,6 +465,10 @@ def test_a_replica_back_from_a_partition_restores_its_checks_before_writing(
         r.raise_for_status()
         return r.json()["_source"]
 
+    def mine_on_a() -> list[dict[str, Any]]:
+        view = group.view("a")
+        return [view[c] for c in mine]
+
     with CountingProxy(es_url) as proxy:
         group = Replicas(es_url, checks, *indices)
         try:
@@ -487,8 +491,12 @@ def test_a_replica_back_from_a_partition_restores_its_checks_before_writing(
             proxy.fail = {}
             assert group.until_agreed(2, timeout=30) == owners
             agreed = time.time()
-            # a writes its share again (b's last write in flight is at most a flush later)
-            poll(lambda: all(doc(c)["updated_at"] / 1000 > agreed + 2 for c in mine), 30)
+            # a evaluates its share again; it writes each check's state after taking it back
+            # (every run until the move has settled, then only changes: the same answers
+            # here), so whichever document the index holds once a's writes are done, it
+            # keeps b's since and history, and no UNKNOWN a recorded alone
+            poll(lambda: all(view["evaluated_at_ts"] > agreed + 2 for view in mine_on_a()), 30)
+            time.sleep(2 * HEARTBEAT + 0.5 + 5)  # a's writes of the settling, flushed
             for c in mine:
                 d = doc(c)
                 history = [(t["from"], t["to"]) for t in d["transitions"]]
