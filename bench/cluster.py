@@ -7,8 +7,8 @@ checks, and measures over a steady window:
 - per replica: Elasticsearch requests/s and CPU s/s spent on coordination (heartbeats,
   membership reads, the shared view), from the service's own counters
   (``GET /api/v1/cluster`` → ``coordination``), against the replica's whole CPU (/proc);
-  the foreign documents it read, the ``_seq_no`` heads it asked for per document read, and
-  the coordination CPU per document read (``shared_view`` counters);
+  the foreign runs it took from the owners' heartbeats, the foreign documents it read and
+  the ``_seq_no`` heads it asked for per document read (``shared_view`` counters);
 - the state index write volume: documents indexed per second (index stats) and per check;
 - handover after ``kill -9`` of one replica (median of T trials): time until the survivors
   own its checks, and until every one of its checks has been evaluated again.

@@ -216,12 +216,7 @@ class ResultStore:
             self.mark_clean([name])
             self._forget_written(name)
         elif self._repeats(entry, result, transition is None and not undated):
-            self._progress[name] = [
-                result.evaluated_at,
-                result.duration,
-                entry.runs,
-                self._written[name].evaluated_at,
-            ]
+            self._announce(name, result, entry.runs, self._written[name].evaluated_at)
         else:
             self._provisional.discard(name)
             self._progress.pop(name, None)
@@ -254,6 +249,10 @@ class ResultStore:
         for name in repeated:
             self._mark_dirty(name)
         return len(repeated)
+
+    def _announce(self, name: str, run: Result, runs: int, key: float) -> None:
+        """What the heartbeat says of ``name``: ``run`` repeats the write named ``key``."""
+        self._progress[name] = [run.evaluated_at, run.duration, runs, key]
 
     def _forget_written(self, name: str) -> None:
         self._written.pop(name, None)
@@ -355,12 +354,7 @@ class ResultStore:
             if settling is None:  # else the previous owner may write after this one: the
                 self._written[name] = result  # next run is written too (announced all the same)
             if clean:
-                self._progress[name] = [
-                    result.evaluated_at,
-                    result.duration,
-                    int(doc.get("runs") or 0),
-                    result.evaluated_at,
-                ]
+                self._announce(name, result, int(doc.get("runs") or 0), result.evaluated_at)
 
     def discard_dirty(self) -> int:
         """Forget every pending write; return how many (see ``Service._may_write_state``)."""
