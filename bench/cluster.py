@@ -202,9 +202,6 @@ def steady_cost(
             "documents_per_s": round(documents / span, 1),
             "followed_per_s": round(d["followed"] / span, 1),
             "heads_per_document": round(d["heads"] / documents, 2) if documents else None,
-            "coordination_us_per_document": round(coord / documents * 1e6, 1)
-            if documents
-            else None,
             # where it goes: membership (heartbeats), parsing the view's answers, the rest
             # (choosing the documents due and applying them to the store)
             "membership_share": round(d["membership"] / coord, 3) if coord else None,

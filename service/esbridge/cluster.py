@@ -85,8 +85,7 @@ class Cluster:
         # allowed age cannot spare that (staleness_factor x interval, of which one interval
         # goes between runs) are written every run and read by version, as before.
         spare = min(1.0, settings.defaults.staleness_factor - 1.0)  # the factor is > 1
-        self.write_on_change_from = (flush + 3 * self.heartbeat) / spare
-        service.store.write_on_change_from = self.write_on_change_from
+        service.store.write_on_change_from = (flush + 3 * self.heartbeat) / spare
         self.owners: dict[str, str] = {}
         self.owned: set[str] = set()
         self.runs: Counter[str] = Counter()  # evaluations done by this process, per check
@@ -188,16 +187,15 @@ class Cluster:
             return
         live = self.membership.live()
         announcing = self._announcing(live)
-        owners, owned, short = self.owners, self.owned, self.write_on_change_from
         moved = self._moved if time.monotonic() < self._moved_until else ()
         if not moved and len(announcing) == len(live) - 1:  # the usual round: only the short
             await self.view.refresh(self._short_foreign)  # intervals are read by version
             return
+        short, owned = set(self._short_foreign), self.owned
         others = [
-            e.name
-            for e in self.service.store.all()
-            if e.name not in owned
-            and (owners.get(e.name) not in announcing or e.interval < short or e.name in moved)
+            n
+            for n, who in self.owners.items()
+            if n not in owned and (n in short or n in moved or who not in announcing)
         ]
         await self.view.refresh(others)
 
@@ -251,7 +249,7 @@ class Cluster:
                 n
                 for n, check in checks.items()
                 if n not in owned
-                and self.service.scheduler.interval_of(check) < self.write_on_change_from
+                and self.service.scheduler.interval_of(check) < store.write_on_change_from
             ]
             self._members, self._checkset = members, checkset
             self.rebalances += 1
