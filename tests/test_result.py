@@ -187,6 +187,25 @@ _results = st.builds(
 )
 
 
+@given(_results, _results, st.data())
+def test_same_answer_is_equality_but_for_the_runs_times(
+    a: Result, b: Result, data: st.DataObject
+) -> None:
+    """``same_answer`` compares field by field (an owner asks it of every run): it must say
+    exactly what equality says of the two results at one run's times, for any two results
+    and for one with any single compared field changed, a field added later included."""
+    assert a.same_answer(b) == (a.timed(b.evaluated_at, b.duration) == b)
+    assert a.same_answer(a.timed(a.evaluated_at + 60.0, a.duration + 1.0))
+    compared = [
+        f.name
+        for f in dataclasses.fields(Result)
+        if f.compare and f.name not in ("evaluated_at", "duration")
+    ]
+    name = data.draw(st.sampled_from(compared))
+    other = a.with_(**{name: getattr(b, name)})
+    assert a.same_answer(other) == (getattr(a, name) == getattr(b, name))
+
+
 @given(_results)
 def test_a_result_reads_back_as_written(result: Result) -> None:
     """What the owner writes is what a restart, another replica and the API read back."""
