@@ -494,3 +494,60 @@ async def test_a_replica_follows_each_heartbeats_news_and_reads_everything_after
             assert entry.result.evaluated_at == at and entry.runs == 9
     finally:
         httpcalls.delete(f"{es_url}/{members}", params={"ignore_unavailable": "true"}, timeout=30)
+
+
+async def test_news_not_applied_in_full_is_read_in_full_at_the_next_round(
+    es_url: str, connection: Connection, index: str
+) -> None:
+    """When reading everything a member announced fails, or reading a document its news
+    names fails, nothing of it counts as applied: the next round reads everything again."""
+    members = f"{index}-members"
+    owner = store_with(interval=60.0)
+    owner.write_on_change = True
+    writer = StatePersistence(owner, connection, index, 10.0)
+    clock = Clock()
+    a = Membership(
+        connection,
+        members,
+        "a",
+        heartbeat=1,
+        lease=3,
+        clock=clock,
+        progress=lambda: owner.announce({"c"}),
+    )
+    with CountingProxy(es_url) as proxy:
+        cut = Connection("default", ConnectionConfig(urls=(proxy.url,)))
+        b = Membership(cut, members, "b", heartbeat=1, lease=3, clock=clock)
+        peer = store_with(interval=60.0)
+        view = SharedView(peer, cut, index, 10.0)
+
+        async def follow() -> int:
+            await b.beat()
+            announced = b.members["a"].announced
+            assert announced is not None
+            return await view.follow({"a": announced}, {"c": "a"}, b.announced_all)
+
+        try:
+            owner.record(result(State.CRITICAL, T0, "bad", value=9.0))
+            assert await writer.flush() == 1
+            await meet(a, b)
+            proxy.fail = {rf"POST /{members}/_mget": 503}
+            assert await follow() == 0
+            assert not view.followed and peer.get("c").result is None  # type: ignore[union-attr]
+            proxy.fail = {rf"POST /{index}/_mget": 503}  # everything read, the document not
+            assert await follow() == -1 and peer.get("c").result is None  # type: ignore[union-attr]
+            proxy.fail = {}
+            everything = len(proxy.requests(rf"POST /{members}/_mget"))
+            assert await follow() == 1 and view.followed
+            assert len(proxy.requests(rf"POST /{members}/_mget")) == everything + 1
+            entry = peer.get("c")
+            assert entry is not None and entry.result is not None
+            assert (entry.state, entry.since, entry.result.evaluated_at) == (State.CRITICAL, T0, T0)
+            owner.record(result(State.CRITICAL, T0 + 10, "bad", value=9.0))
+            await a.beat()
+            assert await follow() == 0 and entry.result.evaluated_at == T0 + 10  # news only
+            assert len(proxy.requests(rf"POST /{members}/_mget")) == everything + 1
+        finally:
+            await cut.close()
+            gone = {"ignore_unavailable": "true"}
+            httpcalls.delete(f"{es_url}/{members}", params=gone, timeout=30)

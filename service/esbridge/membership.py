@@ -143,6 +143,7 @@ class Membership:
         self._live: list[str] = [self.id]
         self._unreadable: set[str] = set()  # member documents already warned about
         self._confirmed_at: float | None = None  # start of the last round that succeeded
+        self._announced_unread = False  # the last announced_all failed (warned once)
 
     @property
     def cpu_seconds(self) -> float:
@@ -316,8 +317,11 @@ class Membership:
                     self.timeout,
                 )
         except ESError as error:
-            log.warning("cluster membership: cannot read what the members announced: %s", error)
+            if not self._announced_unread:  # once per outage, as the other reads
+                log.warning("cluster membership: cannot read what the members announced: %s", error)
+            self._announced_unread = True
             return None
+        self._announced_unread = False
         found: dict[str, Announcement] = {}
         for doc in answer.get("docs") or []:
             source = doc.get("_source")
