@@ -311,7 +311,9 @@ def main(argv: list[str] | None = None) -> int:
                 alone(es, Path(tmp), index, owned, args.interval) as single,
                 alone(es, Path(tmp), index, owned, args.interval, state=False) as bare,
             ):
-                time.sleep(interval + 5)  # every check evaluated once, the first burst is over
+                # every check evaluated twice since the last move: the first burst and a
+                # moved check's settling writes (its first runs by a new owner) are over
+                time.sleep(2 * interval + 5)
                 cost = steady_cost(group, args.window, single, bare)
             print(cost, flush=True)
             trials = [
