@@ -260,6 +260,7 @@ class ResultStore:
     def _forget_written(self, name: str) -> None:
         self._written.pop(name, None)
         self._progress.pop(name, None)
+        self._fresh.discard(name)
 
     def forget_written(self, names: Iterable[str], settle: float = 0.0) -> None:
         """Forget what this process wrote of ``names``: their owner changed, so another
