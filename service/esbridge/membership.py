@@ -72,17 +72,6 @@ def default_replica_id(port: int) -> str:
     return f"{socket.gethostname()}:{port}"
 
 
-@dataclass(frozen=True, slots=True)
-class Announcement:
-    """What a member's heartbeat said of the checks it owns (see esbridge.sharedview)."""
-
-    beat: tuple[str, int]  # the heartbeat it came with: (incarnation, counter)
-    runs: dict[str, Any]  # check -> [evaluated_at, duration, runs, key of the written document]
-    # ``runs`` holds only the checks set since heartbeat ``since`` of the same incarnation
-    # (None: every check, as a version before deltas announced)
-    since: int | None = None
-
-
 @dataclass
 class Member:
     """One replica as this replica observes it."""
@@ -98,7 +87,7 @@ class Member:
     primary_term: int | None = None
     # what its heartbeat announced of the checks it owns (None: a version that announces
     # nothing, whose every run is written and read as a document; see esbridge.sharedview)
-    announced: Announcement | None = None
+    progress: dict[str, Any] | None = None
     # whether this replica has seen ``beat`` change at all: a document first read is only
     # a document (its replica may have died long ago, ``kill -9``); live once it moves
     moved: bool = False
@@ -116,9 +105,8 @@ class Membership:
     url: str = ""
     timeout: float = 10.0
     owned: Callable[[], int] = lambda: 0
-    # what each heartbeat announces of the owned checks, the news since the heartbeat
-    # before and all of it (ResultStore.announce; None: nothing announced)
-    progress: Callable[[], tuple[dict[str, Any], dict[str, Any]]] | None = None
+    # the run times of the owned checks each heartbeat announces (None: nothing announced)
+    progress: Callable[[], dict[str, Any]] | None = None
     clock: Callable[[], float] = time.monotonic
     # A round that confirms this replica after it was not confirmed (or for the first time)
     # leaves it *returning* (not confirmed) until :meth:`release`: what it recorded alone is
@@ -143,7 +131,6 @@ class Membership:
         self._live: list[str] = [self.id]
         self._unreadable: set[str] = set()  # member documents already warned about
         self._confirmed_at: float | None = None  # start of the last round that succeeded
-        self._announced_unread = False  # the last announced_all failed (warned once)
 
     @property
     def cpu_seconds(self) -> float:
@@ -273,11 +260,7 @@ class Membership:
             "checks_owned": self.owned(),
         }
         if self.progress is not None:
-            # the news since the heartbeat before, which every member reads, and all of it,
-            # which a member that missed that heartbeat reads (announced_all) and the
-            # members search leaves out
-            fresh, every = self.progress()
-            doc.update(progress=fresh, progress_since=self.counter - 1, progress_all=every)
+            doc["progress"] = self.progress()
         self.requests += 1
         try:
             await self.connection.raw(
@@ -296,43 +279,11 @@ class Membership:
             {
                 "size": 10000,
                 "seq_no_primary_term": True,
-                "_source": {"excludes": ["progress_all"]},
                 # not its own document: with what it announces, that is the biggest answer
                 "query": {"bool": {"must_not": {"ids": {"values": [self.id]}}}},
             },
             self.timeout,
         )
-
-    async def announced_all(self, ids: list[str]) -> dict[str, Announcement] | None:
-        """Everything the members ``ids`` announced at their latest heartbeat (a real-time
-        read of their documents), for a replica that missed the news of one of their
-        heartbeats. None when the read failed: it is tried again at the next round."""
-        self.requests += 1
-        try:
-            with self.decoding.metered():
-                answer = await self.connection.raw(
-                    "POST",
-                    f"/{self.index}/_mget?_source_includes=incarnation,counter,progress_all",
-                    {"ids": ids},
-                    self.timeout,
-                )
-        except ESError as error:
-            if not self._announced_unread:  # once per outage, as the other reads
-                log.warning("cluster membership: cannot read what the members announced: %s", error)
-            self._announced_unread = True
-            return None
-        self._announced_unread = False
-        found: dict[str, Announcement] = {}
-        for doc in answer.get("docs") or []:
-            source = doc.get("_source")
-            if type(source) is not dict or type(runs := source.get("progress_all")) is not dict:
-                continue  # gone since, or not a document this version writes
-            try:
-                beat = (str(source.get("incarnation", "")), int(source.get("counter") or 0))
-            except (TypeError, ValueError):
-                continue
-            found[str(doc.get("_id"))] = Announcement(beat, runs)
-        return found
 
     def _observe(self, answer: dict[str, Any]) -> None:
         now = self.clock()
@@ -441,17 +392,8 @@ def _member(member_id: str, hit: dict[str, Any], known: Member | None, now: floa
         checks_owned=int(source.get("checks_owned") or 0),
         seq_no=hit.get("_seq_no"),
         primary_term=hit.get("_primary_term"),
-        announced=_announcement(beat, source),
+        progress=progress if type(progress := source.get("progress")) is dict else None,
     )
-
-
-def _announcement(beat: tuple[str, int], source: dict[str, Any]) -> Announcement | None:
-    """What a heartbeat announced (None: nothing, a version before announcements)."""
-    runs = source.get("progress")
-    if type(runs) is not dict:
-        return None
-    since = source.get("progress_since")  # absent: every check, as a version before deltas
-    return Announcement(beat, runs, since if type(since) is int else None)
 
 
 def _quote(text: str) -> str:
