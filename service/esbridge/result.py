@@ -196,7 +196,7 @@ class Result:
         Every compared field but the run's times, field by field: an owner asks this of
         each run, and building a copy to compare took seven times as long."""
         return (
-            self.state is other.state
+            self.state == other.state
             and self.value == other.value
             and self.summary == other.summary
             and self.check == other.check
