@@ -7,6 +7,7 @@ pure and every output (Nagios text, Prometheus, JSON) renders the same facts.
 from __future__ import annotations
 
 import dataclasses
+import operator
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
@@ -193,21 +194,9 @@ class Result:
         """Whether ``other`` says what this result says, whenever it was evaluated: a run
         that repeats the answer an owner already wrote need not be written again.
 
-        Every compared field but the run's times, field by field: an owner asks this of
-        each run, and building a copy to compare took seven times as long."""
-        return (
-            self.state == other.state
-            and self.value == other.value
-            and self.summary == other.summary
-            and self.check == other.check
-            and self.unit == other.unit
-            and self.long_output == other.long_output
-            and self.perfdata == other.perfdata
-            and self.groups == other.groups
-            and self.groups_omitted == other.groups_omitted
-            and self.error == other.error
-            and self.error_kind == other.error_kind
-        )
+        Compares what :data:`_ANSWER` reads of both: an owner asks this of each run, and
+        building a timed copy to compare took three times as long."""
+        return _ANSWER(self) == _ANSWER(other)
 
     def for_group(self, group: GroupResult) -> Result:
         """One group as a result of its own (one Nagios service per host, say)."""
@@ -228,3 +217,14 @@ class Result:
             if key_text in (group.key_text, group.label):
                 return group
         return None
+
+
+# What a result says, whenever it was evaluated: every field equality compares but the
+# run's times, read from the dataclass so that a field added later is compared too.
+_ANSWER = operator.attrgetter(
+    *(
+        f.name
+        for f in dataclasses.fields(Result)
+        if f.compare and f.name not in ("evaluated_at", "duration")
+    )
+)
