@@ -33,6 +33,17 @@ def _say(text: str) -> None:
     print(text, flush=True)
 
 
+def _stop_on_sigint(stop: threading.Event) -> None:
+    """From here on Ctrl-C is a request to stop, never an exception.
+
+    Ctrl-C reaches the whole process group. This process can notice it only after esbridge
+    has already stopped on it and the loop below has moved on to the clean-up; raised there,
+    a KeyboardInterrupt would cut the clean-up short (a traceback, Elasticsearch left
+    running). A second Ctrl-C while stopping is absorbed the same way: the stop is bounded.
+    """
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m esbridge_dev.demo", description=__doc__)
     parser.add_argument("--es-url", default=os.environ.get("ESBRIDGE_DEMO_ES_URL"))
@@ -127,6 +138,7 @@ An incident repeats every {int(incident.cycle_s)} s: a burst of 5xx and slow req
 esbridge log: {service.log_path}
 Press Ctrl-C to stop everything."""
         )
+        _stop_on_sigint(stop)
         deadline = time.monotonic() + args.duration if args.duration else None
         while not stop.is_set():
             if service.proc is not None and service.proc.poll() is not None:
@@ -145,6 +157,7 @@ Press Ctrl-C to stop everything."""
         _say(f"demo failed: {exc}")
         return 1
     finally:
+        _stop_on_sigint(stop)
         stop.set()
         _say("\nStopping ...")
         if service is not None:
