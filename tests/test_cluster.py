@@ -191,6 +191,20 @@ def assert_honest(view: dict[str, dict[str, Any]], at: float) -> None:
             assert check["state"] == expected_state(i), (name, check)
 
 
+def stale_checks(view: dict[str, dict[str, Any]]) -> dict[str, tuple[Any, Any]]:
+    """check -> (age, owner) of the ones a replica shows stale: what a failure must say."""
+    return {n: (c["age_seconds"], c["owner"]) for n, c in view.items() if c["stale"]}
+
+
+def unknown_checks(group: Replicas) -> dict[str, dict[str, Any]]:
+    """Per replica, check -> summary of the UNKNOWN ones (an Elasticsearch timeout under load
+    is a change, written: it shows here when the steady window's write count is off)."""
+    return {
+        name: {n: c["summary"] for n, c in group.view(name).items() if c["state"] == "UNKNOWN"}
+        for name in group.live()
+    }
+
+
 def plugin_codes(url: str) -> dict[str, int]:
     """Exit codes as Nagios gets them: the plugin itself for every 30th check (a process each,
     slow on a loaded machine), ``status_code`` of the same store read for all of them."""
@@ -228,7 +242,9 @@ def metric_values(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], fl
     }
 
 
-@pytest.mark.heavy
+# Both heavy slots: its bounds are the design's plus MARGIN, and with a second replica
+# scenario beside it (another backend's lane) on the two cores a CI run exceeded them.
+@pytest.mark.heavy(cores=2)
 @pytest.mark.timeout(2400)  # up to 900 s of it waiting for the heavy lock (conftest)
 def test_three_replicas_share_join_fail_over_and_restart(replicas: Replicas) -> None:
     group = replicas
@@ -255,12 +271,16 @@ def test_three_replicas_share_join_fail_over_and_restart(replicas: Replicas) -> 
         for name in group.live():
             view = group.view(name)
             assert_honest(view, time.time())
-            assert not [n for n, c in view.items() if c["stale"]], name
+            assert not stale_checks(view), ("steady window", name, stale_checks(view))
         time.sleep(5)
     after = runs_by_replica(group)
     rewritten = {n for n, v in state_versions(group).items() if writes_before.get(n) != v}
     short = {f"c{i:04d}" for i in range(CHECKS) if interval_of(i) < 0.5 + 3 * HEARTBEAT}
-    assert len(writes_before) == CHECKS and rewritten == short, sorted(rewritten ^ short)
+    assert len(writes_before) == CHECKS and rewritten == short, (
+        "steady window: rewritten but for the short intervals",
+        sorted(rewritten ^ short),
+        unknown_checks(group),
+    )
     # One instant can catch a replica between heartbeat rounds (not ready, or a heartbeat
     # late on a loaded machine: a CI run with five test lanes once waited more than a lease
     # plus MARGIN for it). A real move stays, so the equality below still catches one.
@@ -317,9 +337,7 @@ def test_three_replicas_share_join_fail_over_and_restart(replicas: Replicas) -> 
         for name in group.live():
             view = group.view(name)
             assert_honest(view, time.time())
-            assert not any(c["stale"] for c in view.values()), [
-                n for n, c in view.items() if c["stale"]
-            ]
+            assert not stale_checks(view), ("after the join", name, stale_checks(view))
         view = group.view("r4")
         return all(c["evaluated_at_ts"] > at for c in view.values())
 
@@ -344,13 +362,16 @@ def test_three_replicas_share_join_fail_over_and_restart(replicas: Replicas) -> 
                 if c not in first_seen and (view[c]["evaluated_at_ts"] or 0) > killed_at:
                     first_seen[c] = view[c]["evaluated_at_ts"]
         time.sleep(0.3)
-    assert len(first_seen) == len(theirs), [c for c in theirs if c not in first_seen]
+    assert len(first_seen) == len(theirs), (
+        "after kill -9",
+        [c for c in theirs if c not in first_seen],
+    )
     late = {
         c: round(at - killed_at, 2)
         for c, at in first_seen.items()
         if at - killed_at > interval_of(int(c[1:])) + LEASE + MARGIN
     }
-    assert not late, late
+    assert not late, ("after kill -9, later than interval + lease + MARGIN", late)
     after_owners = group.until_agreed(3, timeout=30)
     assert victim not in after_owners.values()
     assert all(after_owners[c] == owners[c] for c in owners if owners[c] != victim)
@@ -376,7 +397,7 @@ def test_three_replicas_share_join_fail_over_and_restart(replicas: Replicas) -> 
                     # a late heartbeat round or batch as every other bound in this file
                     and c["age_seconds"] > STALENESS * interval_of(int(n[1:])) + MARGIN
                 }
-                assert not old, (other, old)
+                assert not old, ("rolling restart", other, old)
             time.sleep(0.5)
     group.until_agreed(3, timeout=30)
 
