@@ -27,8 +27,8 @@ DURATIONS="PYTEST_ARGS=--durations=25"
 # those, and test-main's part without the server (172 s), after test-once's tests of real
 # Nagios, Icinga 2, Prometheus or Chromium programs (`clients`, 325 s) and its heavy tests
 # (238 s) after its rest (323 s).
-# Tests marked `heavy` take slots of a lock (tests/conftest.py): two replica scenarios may
-# overlap, the bench (`heavy(cores=2)`) runs alone; a phase waiting for a slot does nothing
+# Tests marked `heavy` take slots of a lock (tests/conftest.py): the three-replica scenario
+# and the bench (`heavy(cores=2)`) run alone among them; a phase waiting for a slot does nothing
 # else, so the plan spreads them in time: os3's and es9's first, test-once's heavy phase after
 # its rest, main-es's and os2's last (ESBRIDGE_TEST_HEAVY_ORDER). A backend phase that the
 # plan does not name (a new backend_phase line in the Makefile) joins lane 6, heavy tests
