@@ -530,6 +530,66 @@ def test_a_replica_back_from_a_partition_restores_its_checks_before_writing(
             group.stop_all()
 
 
+def test_an_owner_writes_again_what_a_replica_that_counted_it_out_wrote(
+    es_url: str,
+    index20: str,
+    indices,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    """A replica that counted the owner out for a moment (a newcomer that read it before its
+    counter moved, a lease run out on a loaded machine) ran and wrote some of its checks.
+    The owner saw no change of its own and went on announcing its runs as repeats of its own
+    last write, which the index no longer held: a replica that read the other's write could
+    follow none of them and showed the check stale (UNKNOWN) until the owner's write was ten
+    minutes old (a CI run: 4-5 s checks 16 s old in the steady window). Here the test is the
+    other replica: it writes one check's document, as a run of its own, and a heartbeat
+    (never moving: it owns nothing); the follower restarts, so it reads that document."""
+    checks = checks_file(tmp_path / "c.yaml", index20, 12)
+    state, members = indices
+    group = Replicas(es_url, checks, state, members)
+    try:
+        group.start("a")
+        port = group.procs[group.start("b")].port
+        owners = group.until_agreed(2, timeout=60)
+        name = next(
+            c for c, o in sorted(owners.items()) if o == "a" and interval_of(int(c[1:])) == 5
+        )
+        # settled: a's runs of it repeat its written answer, announced, not written
+        time.sleep(2 * HEARTBEAT + 0.5 + 2 * 5)
+        before = httpcalls.get(f"{es_url}/{state}/_doc/{name}", timeout=30).json()
+        time.sleep(5 + 1)
+        after = httpcalls.get(f"{es_url}/{state}/_doc/{name}", timeout=30).json()
+        assert after["_seq_no"] == before["_seq_no"], "a still writes every run"
+        other = after["_source"]
+        now = time.time()
+        other["result"]["evaluated_at"] = other["last_success_ts"] = now
+        httpcalls.put(
+            f"{es_url}/{state}/_doc/{name}?refresh=true", json=other, timeout=30
+        ).raise_for_status()
+        heartbeat = {"replica": "x", "incarnation": "x1", "counter": 1, "url": "", "view": 1}
+        httpcalls.put(
+            f"{es_url}/{members}/_doc/x?refresh=true",
+            json={**heartbeat, "started_at": now, "heartbeat_at": now, "checks_owned": 0},
+            timeout=30,
+        ).raise_for_status()
+        assert group.procs["b"].stop() == 0
+        group.start("b", port=port)
+        group.until_agreed(2, timeout=60)
+        # a writes it again (every run for a settle, then one more): b reads that, and
+        # follows a's runs from then on; its age never passes the allowed one
+        allowed = STALENESS * 5 + MARGIN
+        watched = time.monotonic()
+        ages = []
+        while time.monotonic() - watched < 6 * 5:
+            check = group.view("b")[name]
+            ages.append(check["age_seconds"])
+            assert not check["stale"] and check["age_seconds"] <= allowed, (name, ages)
+            time.sleep(0.5)
+        assert group.view("b")[name]["evaluated_at_ts"] > now + 5, (name, ages)
+    finally:
+        group.stop_all()
+
+
 def test_a_replica_that_cannot_read_the_members_steps_aside(
     es_url: str,
     index20: str,

@@ -94,6 +94,49 @@ async def test_a_dead_members_document_is_never_live_to_a_new_replica(
     assert [m["live"] for m in a.describe() if m["id"] == "dead"] == [False]
 
 
+async def test_a_members_changed_view_or_first_document_is_news(
+    connection: Connection, index: str
+) -> None:
+    """A replica that counted another out for a moment may have written that one's checks
+    meanwhile, which that one cannot see in its own live set. Its heartbeat says how many
+    times its view changed; the others take a changed view, and a member document read for
+    the first time, as news (``views_changed``, once), so they write what they own again."""
+    clock = Clock()
+    a = Membership(connection, index, "a", heartbeat=1, lease=3, clock=clock)
+    b = Membership(connection, index, "b", heartbeat=1, lease=3, clock=clock)
+    await meet(a, b)
+    assert a.views_changed()  # b read for the first time
+    assert not a.views_changed()  # once
+    await b.beat()
+    await a.beat()
+    assert a.views_changed()  # b sees a now (written with the heartbeat after the change)
+    await b.beat()
+    await a.beat()
+    assert not a.views_changed()  # b's counter moved, its view did not
+    # b loses sight of a for a lease (a late on a loaded machine): its view changes twice
+    await b.beat()  # a's last heartbeat seen
+    clock.now += 3.5
+    assert await b.beat() == ["b"]  # a's counter did not move for a lease on b's clock
+    await b.beat()  # the view it had then is written with this heartbeat
+    assert await a.beat() == ["a", "b"]  # a never saw a change of its own
+    assert a.views_changed()
+    assert await b.beat() == ["a", "b"]  # a's counter moved: back in b's view
+    await b.beat()
+    await a.beat()
+    assert a.views_changed()
+    assert [m["view"] for m in a.describe()] == [a.view, b.view] and b.view == 3
+    # a document of a version that says nothing of its view: news when first read only
+    httpcalls.put(
+        f"{connection.config.urls[0]}/{index}/_doc/old?refresh=true",
+        json={"replica": "old", "incarnation": "i", "counter": 1},
+        timeout=30,
+    ).raise_for_status()
+    await a.beat()
+    assert a.views_changed()
+    await a.beat()
+    assert not a.views_changed()
+
+
 async def test_a_changed_wall_clock_does_not_matter(connection: Connection, index: str) -> None:
     """Heartbeat documents carry the writer's wall time, but nobody compares it."""
     clock = Clock()

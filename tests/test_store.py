@@ -765,3 +765,35 @@ def test_a_gained_check_is_written_every_run_until_it_settles_and_a_lost_one_nev
     store.record(result(State.CRITICAL, now + 3620, "9 errors", value=9.0))
     assert store.dirty_documents() == [] and store.dirty_count == 0
     assert store.progress({"c"}) == {}
+
+
+def test_write_again_writes_the_next_runs_past_settle_and_keeps_the_announcement() -> None:
+    """Another replica counted this one out for a moment and may have written a check this
+    one owns: the owner writes it again at its next runs (every run until ``settle``, and
+    one past it), so its last write is the index's; until the next run its heartbeat still
+    announces the run it had (a peer holding its write follows it on)."""
+    store = store_with()
+    store.write_on_change = True
+    store.writes_only = {"c"}
+    now = time.time()
+    store.record(result(State.OK, now, "0 errors", value=0.0))
+    store.mark_clean(store.dirty_documents())
+    store.record(result(State.OK, now + 1, "0 errors", value=0.0))
+    assert store.dirty_count == 0  # a repeat: announced only
+    store.write_again(["c"], settle=3600.0)
+    assert store.progress({"c"}) == {"c": [now + 1, 0.0, 2, now]}  # still announced
+    for i in range(2, 4):
+        store.record(result(State.OK, now + i, "0 errors", value=0.0))
+        documents = store.dirty_documents()
+        assert [n for n, _ in documents] == ["c"]  # the same answer, written again
+        store.mark_clean(documents)
+        assert store.progress({"c"})["c"][3] == now + i
+    store.record(result(State.OK, now + 3601, "0 errors", value=0.0))
+    assert store.dirty_count == 1  # the run past settle: written, and the index's last
+    store.mark_clean(store.dirty_documents())
+    store.record(result(State.OK, now + 3610, "0 errors", value=0.0))
+    assert store.dirty_count == 0
+    assert store.progress({"c"}) == {"c": [now + 3610, 0.0, 6, now + 3601]}
+    store.write_again(["c"], settle=0.0)  # a later, shorter one: no run before it settles
+    store.record(result(State.OK, now + 3620, "0 errors", value=0.0))
+    assert store.dirty_count == 1

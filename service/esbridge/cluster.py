@@ -94,7 +94,7 @@ class Cluster:
         self._members: list[str] = []
         self._checkset: object = None  # the check set the owners were computed for
         self._started = time.monotonic()
-        self._waited_alone = False  # alone at the first read: one more heartbeat waited
+        self._waited_first = False  # the members read again before the first ownership
         self._unrestored_since: float | None = None  # takeover reads failing since (monotonic)
         self._retry = False  # checks gained but not taken yet: rebalance again next round
         self._moved: set[str] = set()  # checks whose owner changed at the last rebalance
@@ -142,19 +142,25 @@ class Cluster:
         formed = self.membership.formed
         if not formed and time.monotonic() - self._started <= self.lease:
             return
-        # Alone at its first read: another replica started at about the same moment may
-        # have read the members before this one's heartbeat was written, as this one did
-        # before the other's: each alone, each would own every check for a round. Both
-        # heartbeats are written by now, so one heartbeat later each sees the other.
-        # A member document read for the first time is live only once its counter moves
-        # (membership.py): while one just read may still move, this one waits for it too.
-        alone = formed and self.last_rebalance is None and live == [self.replica_id]
-        if alone and (not self._waited_alone or self.membership.pending()):
-            if not self._waited_alone:
+        # Before its first ownership this replica reads the members twice, and waits while a
+        # document read for the first time may still move (membership.py: live only once
+        # its counter moves). Alone at its first read: another replica started at about the
+        # same moment may have read the members before this one's heartbeat was written, as
+        # this one did before the other's: each alone, each would own every check for a
+        # round. Not alone: a live replica whose counter has not moved yet between two close
+        # reads would be counted out, and its checks run and written here for a round.
+        first = formed and self.last_rebalance is None
+        if first and (not self._waited_first or self.membership.pending()):
+            if not self._waited_first and live == [self.replica_id]:
                 log.info("ownership: alone at the first read; reading the members again first")
-            self._waited_alone = True
+            self._waited_first = True
             return
         await self.rebalance(live, force=self._retry or self.membership.returning)
+        if self.membership.views_changed():
+            # Another replica counted this one out for a moment, or is new: it may have
+            # written checks this one owns (membership.py). Write them again, past the
+            # time that replica may still be writing them (its next round and a flush).
+            self.service.store.write_again(self.owned, self.settle)
         await self.follow(live)
 
     def _announcing(self, live: list[str]) -> dict[str, dict[str, Any]]:

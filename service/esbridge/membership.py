@@ -23,6 +23,14 @@ move again within one heartbeat and ownership converges. With ``hold_on_return``
 cluster's replica) the round that confirms it again leaves it *returning*, not yet confirmed,
 until the checks it owns are restored from the state index: what it recorded alone is never
 written over what another replica wrote meanwhile.
+
+Each heartbeat also says which *view* of the members its replica has (``view``: how many
+times its live set changed). A replica that counted another out for a moment (a newcomer
+that read it before its counter moved, a lease that ran out on a loaded machine) owned some
+of that one's checks meanwhile, and may have written their state documents, while that one
+never saw any change of its own. A view that changed, or a member document read for the
+first time, tells the others so (:meth:`Membership.views_changed`); they then write what
+they own again (``Cluster.round``), so the index holds their answer, not the other's.
 """
 
 from __future__ import annotations
@@ -91,6 +99,9 @@ class Member:
     # whether this replica has seen ``beat`` change at all: a document first read is only
     # a document (its replica may have died long ago, ``kill -9``); live once it moves
     moved: bool = False
+    # how many times its live set had changed when it wrote this heartbeat (None: a version
+    # that does not say)
+    view: int | None = None
 
 
 @dataclass(eq=False, repr=False)
@@ -115,6 +126,7 @@ class Membership:
     incarnation: str = field(init=False, default_factory=lambda: uuid.uuid4().hex[:12])
     started_at: float = field(init=False, default_factory=time.time)
     counter: int = field(init=False, default=0)
+    view: int = field(init=False, default=0)  # how many times this replica's live set changed
     members: dict[str, Member] = field(init=False, default_factory=dict)
     formed: bool = field(init=False, default=False)  # one heartbeat written, members read back
     returning: bool = field(init=False, default=False)  # confirmed again, not released yet
@@ -131,6 +143,7 @@ class Membership:
         self._live: list[str] = [self.id]
         self._unreadable: set[str] = set()  # member documents already warned about
         self._confirmed_at: float | None = None  # start of the last round that succeeded
+        self._view_news = False  # a member's view changed, or a member was read first
 
     @property
     def cpu_seconds(self) -> float:
@@ -160,6 +173,13 @@ class Membership:
     def _within_lease(self) -> bool:
         at = self._confirmed_at
         return at is not None and self.clock() - at <= self.lease
+
+    def views_changed(self) -> bool:
+        """Whether, since the last call, a member document was read for the first time or
+        with another view of the members than before: that replica may have owned (and
+        written) checks that this one owns, without this one seeing any change."""
+        news, self._view_news = self._view_news, False
+        return news
 
     def pending(self) -> bool:
         """Whether a member document first read within two heartbeats has not moved yet: a
@@ -206,6 +226,8 @@ class Membership:
         live = self._compute_live()
         changed = live != self._live
         self._live = live
+        if changed:
+            self.view += 1  # written with the next heartbeat
         self._cpu += time.process_time() - started
         if changed:
             log.info("cluster membership changed: %d live: %s", len(live), ", ".join(live))
@@ -258,6 +280,7 @@ class Membership:
             "started_at": self.started_at,
             "heartbeat_at": time.time(),
             "checks_owned": self.owned(),
+            "view": self.view,
         }
         if self.progress is not None:
             doc["progress"] = self.progress()
@@ -309,6 +332,8 @@ class Membership:
             self._unreadable.discard(member_id)
             present.add(member_id)
             self.members[member_id] = member
+            if known is None or known.beat[0] != member.beat[0] or known.view != member.view:
+                self._view_news = True
         for gone in [m for m in self.members if m not in present]:
             del self.members[gone]  # deleted on SIGTERM (or forgotten): left at once
 
@@ -357,6 +382,7 @@ class Membership:
                 if self.last_ok is None
                 else round(max(0.0, time.time() - self.last_ok), 3),
                 "counter": self.counter,
+                "view": self.view,
                 "checks_owned": self.owned(),
             }
         ]
@@ -371,6 +397,7 @@ class Membership:
                     # measured on this replica's clock: when its counter last moved
                     "last_heartbeat_age_seconds": round(now - member.seen_change, 3),
                     "counter": member.beat[1],
+                    "view": member.view,
                     "checks_owned": member.checks_owned,
                 }
             )
@@ -393,6 +420,7 @@ def _member(member_id: str, hit: dict[str, Any], known: Member | None, now: floa
         seq_no=hit.get("_seq_no"),
         primary_term=hit.get("_primary_term"),
         progress=progress if type(progress := source.get("progress")) is dict else None,
+        view=view if type(view := source.get("view")) is int else None,
     )
 
 

@@ -272,6 +272,19 @@ class ResultStore:
             if settle > 0:
                 self._settling[name] = until
 
+    def write_again(self, names: Iterable[str], settle: float) -> None:
+        """Write ``names`` at their next runs again, until ``settle`` seconds from now and
+        once after: another replica counted this one out for a moment and may have written
+        them meanwhile (see esbridge.membership), so this process's last write may no longer
+        be what the index holds. Unlike :meth:`forget_written`, what the heartbeat announces
+        of them stands until their next run: a peer holding this process's write may still
+        follow it; one holding the other's reads the next write."""
+        until = time.time() + settle
+        written, settling = self._written, self._settling
+        for name in names:
+            written.pop(name, None)
+            settling[name] = max(until, settling.get(name, until))
+
     def progress(self, names: Set[str]) -> dict[str, list[float]]:
         """What a heartbeat announces of ``names``: for each check whose latest result says
         what its written document says, that run's time, duration and count, and the
