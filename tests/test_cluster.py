@@ -543,7 +543,8 @@ def test_an_owner_writes_again_what_a_replica_that_counted_it_out_wrote(
     follow none of them and showed the check stale (UNKNOWN) until the owner's write was ten
     minutes old (a CI run: 4-5 s checks 16 s old in the steady window). Here the test is the
     other replica: it writes one check's document, as a run of its own, and a heartbeat
-    (never moving: it owns nothing); the follower restarts, so it reads that document."""
+    saying it counted the owner out (never moving: it owns nothing here); the follower
+    restarts, so it reads that document."""
     checks = checks_file(tmp_path / "c.yaml", index20, 12)
     state, members = indices
     group = Replicas(es_url, checks, state, members)
@@ -566,7 +567,10 @@ def test_an_owner_writes_again_what_a_replica_that_counted_it_out_wrote(
         httpcalls.put(
             f"{es_url}/{state}/_doc/{name}?refresh=true", json=other, timeout=30
         ).raise_for_status()
-        heartbeat = {"replica": "x", "incarnation": "x1", "counter": 1, "url": "", "view": 1}
+        # x owns checks since its view 1, and counts a live since its view 3: it had
+        # counted a out in between
+        heartbeat = {"replica": "x", "incarnation": "x1", "counter": 1, "url": ""}
+        heartbeat |= {"view": 3, "live_since": {"b": 1, "a": 3}, "owning_since": 1}
         httpcalls.put(
             f"{es_url}/{members}/_doc/x?refresh=true",
             json={**heartbeat, "started_at": now, "heartbeat_at": now, "checks_owned": 0},

@@ -94,38 +94,67 @@ async def test_a_dead_members_document_is_never_live_to_a_new_replica(
     assert [m["live"] for m in a.describe() if m["id"] == "dead"] == [False]
 
 
-async def test_a_members_changed_view_or_first_document_is_news(
+async def test_a_member_that_counted_this_one_out_while_owning_is_news(
     connection: Connection, index: str
 ) -> None:
-    """A replica that counted another out for a moment may have written that one's checks
-    meanwhile, which that one cannot see in its own live set. Its heartbeat says how many
-    times its view changed; the others take a changed view, and a member document read for
-    the first time, as news (``views_changed``, once), so they write what they own again."""
+    """A replica that counted another out while it owned checks may have written that one's
+    checks meanwhile, which that one cannot see in its own live set. Its heartbeat says
+    since which of its views it counts each member live, and from which view on it owns
+    checks; a later "since", seen once, is news (``views_changed``), and so is a member gone
+    while counting this one out. A join, a kill or a restart elsewhere is not."""
     clock = Clock()
     a = Membership(connection, index, "a", heartbeat=1, lease=3, clock=clock)
     b = Membership(connection, index, "b", heartbeat=1, lease=3, clock=clock)
     await meet(a, b)
-    assert a.views_changed()  # b read for the first time
-    assert not a.views_changed()  # once
+    assert await a.beat() == ["a", "b"] and b.live() == ["a", "b"]
+    a.owning_since, b.owning_since = a.view, b.view  # their first ownership (Cluster.round)
+    for _ in range(2):
+        await b.beat()
+        await a.beat()
+    assert not a.views_changed() and not b.views_changed()  # each counted the other in
+    # c starts while a's counter stands still: its first ownership counts a out
+    c = Membership(connection, index, "c", heartbeat=1, lease=3, clock=clock)
+    await c.beat()
     await b.beat()
+    assert await c.beat() == ["b", "c"]
+    c.owning_since = c.view
     await a.beat()
-    assert a.views_changed()  # b sees a now (written with the heartbeat after the change)
     await b.beat()
+    assert await c.beat() == ["a", "b", "c"]
     await a.beat()
-    assert not a.views_changed()  # b's counter moved, its view did not
-    # b loses sight of a for a lease (a late on a loaded machine): its view changes twice
+    assert not a.views_changed()  # c's heartbeat with a in it is not written yet
+    await c.beat()
+    await a.beat()
+    assert a.views_changed()  # c counts a live only since it began to own checks
+    assert not b.views_changed()  # b was in c's first ownership
+    await c.beat()
+    await a.beat()
+    assert not a.views_changed()  # seen once
+    # b loses sight of a for a lease (a late on a loaded machine), then sees it again
     await b.beat()  # a's last heartbeat seen
     clock.now += 3.5
-    assert await b.beat() == ["b"]  # a's counter did not move for a lease on b's clock
-    await b.beat()  # the view it had then is written with this heartbeat
-    assert await a.beat() == ["a", "b"]  # a never saw a change of its own
-    assert a.views_changed()
-    assert await b.beat() == ["a", "b"]  # a's counter moved: back in b's view
+    await c.beat()
+    assert await b.beat() == ["b", "c"]  # a's counter did not move for a lease on b's clock
+    await b.beat()  # written with this heartbeat
+    await a.beat()
+    assert not a.views_changed()  # b counts a out now: news once b stops doing so
+    await a.beat()
+    assert await b.beat() == ["a", "b", "c"]
     await b.beat()
     await a.beat()
     assert a.views_changed()
-    assert [m["view"] for m in a.describe()] == [a.view, b.view] and b.view == 3
-    # a document of a version that says nothing of its view: news when first read only
+    # c is killed: a and b drop it after a lease; neither counted the other out meanwhile
+    for _ in range(4):
+        clock.now += 1.0
+        await a.beat()
+        await b.beat()
+    assert a.live() == ["a", "b"] and b.live() == ["a", "b"]
+    assert not a.views_changed() and not b.views_changed()
+    await b.beat()  # b's last change of view, written
+    await a.beat()
+    rows = {m["id"]: m for m in a.describe()}
+    assert rows["b"]["view"] == b.view and rows["a"]["view"] == a.view
+    # a member of a version that does not say: news when first read, then not
     httpcalls.put(
         f"{connection.config.urls[0]}/{index}/_doc/old?refresh=true",
         json={"replica": "old", "incarnation": "i", "counter": 1},

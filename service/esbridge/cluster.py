@@ -156,10 +156,12 @@ class Cluster:
             self._waited_first = True
             return
         await self.rebalance(live, force=self._retry or self.membership.returning)
+        if self.membership.owning_since is None:
+            self.membership.owning_since = self.membership.view
         if self.membership.views_changed():
-            # Another replica counted this one out for a moment, or is new: it may have
-            # written checks this one owns (membership.py). Write them again, past the
-            # time that replica may still be writing them (its next round and a flush).
+            # Another replica counted this one out for a moment while it owned checks: it
+            # may have written checks this one owns (membership.py). Write them again, past
+            # the time that replica may still be writing them (its next round and a flush).
             self.service.store.write_again(self.owned, self.settle)
         await self.follow(live)
 

@@ -24,13 +24,17 @@ cluster's replica) the round that confirms it again leaves it *returning*, not y
 until the checks it owns are restored from the state index: what it recorded alone is never
 written over what another replica wrote meanwhile.
 
-Each heartbeat also says which *view* of the members its replica has (``view``: how many
-times its live set changed). A replica that counted another out for a moment (a newcomer
-that read it before its counter moved, a lease that ran out on a loaded machine) owned some
-of that one's checks meanwhile, and may have written their state documents, while that one
-never saw any change of its own. A view that changed, or a member document read for the
-first time, tells the others so (:meth:`Membership.views_changed`); they then write what
-they own again (``Cluster.round``), so the index holds their answer, not the other's.
+A replica that counted another out for a moment while it owned checks (a newcomer that read
+it before its counter moved, a lease that ran out on a loaded machine) owned some of that
+one's checks meanwhile, and may have written their state documents, while that one never saw
+any change of its own. So each heartbeat also says since which *view* (``view``: how many
+times its live set changed) its replica counts each member live (``live_since``), and from
+which view on it owns checks (``owning_since``). A member that counts this replica live only
+since a view after it began to own checks, seen so for the first time, or one that counted
+it out and is gone, is news (:meth:`Membership.views_changed`): this replica then writes
+what it owns again (``Cluster.round``), so the index holds its answer, not the other's. A
+join, a leave or a kill elsewhere changes no one's view of this replica: no news. A member
+of a version that does not say is news when first read.
 """
 
 from __future__ import annotations
@@ -99,9 +103,12 @@ class Member:
     # whether this replica has seen ``beat`` change at all: a document first read is only
     # a document (its replica may have died long ago, ``kill -9``); live once it moves
     moved: bool = False
-    # how many times its live set had changed when it wrote this heartbeat (None: a version
-    # that does not say)
+    # how many times its live set had changed when it wrote this heartbeat, since which of
+    # those views it counts each member live, and from which one on it owns checks (None: a
+    # version that does not say, or owning nothing yet)
     view: int | None = None
+    live_since: dict[str, int] | None = None
+    owning_since: int | None = None
 
 
 @dataclass(eq=False, repr=False)
@@ -127,6 +134,8 @@ class Membership:
     started_at: float = field(init=False, default_factory=time.time)
     counter: int = field(init=False, default=0)
     view: int = field(init=False, default=0)  # how many times this replica's live set changed
+    # the view from which on this replica owns checks (set by its first ownership)
+    owning_since: int | None = field(init=False, default=None)
     members: dict[str, Member] = field(init=False, default_factory=dict)
     formed: bool = field(init=False, default=False)  # one heartbeat written, members read back
     returning: bool = field(init=False, default=False)  # confirmed again, not released yet
@@ -143,7 +152,10 @@ class Membership:
         self._live: list[str] = [self.id]
         self._unreadable: set[str] = set()  # member documents already warned about
         self._confirmed_at: float | None = None  # start of the last round that succeeded
-        self._view_news = False  # a member's view changed, or a member was read first
+        self._entered: dict[str, int] = {}  # live member -> the view it entered in
+        self._view_news = False  # a member counted this one out while owning checks
+        self._marks: dict[str, tuple[str, int]] = {}  # member -> (incarnation, since) seen
+        self._excluded_by: set[str] = set()  # members that count this one out now
 
     @property
     def cpu_seconds(self) -> float:
@@ -175,9 +187,10 @@ class Membership:
         return at is not None and self.clock() - at <= self.lease
 
     def views_changed(self) -> bool:
-        """Whether, since the last call, a member document was read for the first time or
-        with another view of the members than before: that replica may have owned (and
-        written) checks that this one owns, without this one seeing any change."""
+        """Whether, since the last call, a member was seen to have counted this replica out
+        while it owned checks (it counts it live only since a later view, or is gone while
+        counting it out): it may have owned, and written, checks that this one owns, without
+        this one seeing any change of its own."""
         news, self._view_news = self._view_news, False
         return news
 
@@ -228,6 +241,12 @@ class Membership:
         self._live = live
         if changed:
             self.view += 1  # written with the next heartbeat
+            entered = self._entered
+            for member_id in live:
+                if member_id != self.id and member_id not in entered:
+                    entered[member_id] = self.view
+            for member_id in [m for m in entered if m not in live]:
+                del entered[member_id]
         self._cpu += time.process_time() - started
         if changed:
             log.info("cluster membership changed: %d live: %s", len(live), ", ".join(live))
@@ -281,6 +300,8 @@ class Membership:
             "heartbeat_at": time.time(),
             "checks_owned": self.owned(),
             "view": self.view,
+            "live_since": dict(self._entered),
+            "owning_since": self.owning_since,
         }
         if self.progress is not None:
             doc["progress"] = self.progress()
@@ -332,10 +353,32 @@ class Membership:
             self._unreadable.discard(member_id)
             present.add(member_id)
             self.members[member_id] = member
-            if known is None or known.beat[0] != member.beat[0] or known.view != member.view:
-                self._view_news = True
+            self._note_view(member, known)
         for gone in [m for m in self.members if m not in present]:
             del self.members[gone]  # deleted on SIGTERM (or forgotten): left at once
+            self._marks.pop(gone, None)
+            if gone in self._excluded_by:  # it may have written this one's checks
+                self._excluded_by.discard(gone)
+                self._view_news = True
+
+    def _note_view(self, member: Member, known: Member | None) -> None:
+        """Take ``member``'s view of this replica: news once it counts it live only since
+        a view after it began to own checks (it counted it out meanwhile)."""
+        if member.live_since is None:  # a version that does not say: news when first read
+            if known is None or known.beat[0] != member.beat[0]:
+                self._view_news = True
+            return
+        if member.owning_since is None:  # owns nothing yet, so writes nothing
+            return
+        since = member.live_since.get(self.id)
+        if since is None:
+            self._excluded_by.add(member.id)
+            return
+        self._excluded_by.discard(member.id)
+        mark = (member.beat[0], since)
+        if since > member.owning_since and self._marks.get(member.id) != mark:
+            self._view_news = True
+        self._marks[member.id] = mark
 
     async def _forget_dead(self) -> None:
         """Delete documents of members dead for many leases, only if still unchanged."""
@@ -421,7 +464,16 @@ def _member(member_id: str, hit: dict[str, Any], known: Member | None, now: floa
         primary_term=hit.get("_primary_term"),
         progress=progress if type(progress := source.get("progress")) is dict else None,
         view=view if type(view := source.get("view")) is int else None,
+        live_since=_views(source.get("live_since")),
+        owning_since=owning if type(owning := source.get("owning_since")) is int else None,
     )
+
+
+def _views(raw: Any) -> dict[str, int] | None:
+    """``live_since`` as written (member id -> view), or None when not that."""
+    if type(raw) is not dict:
+        return None
+    return {str(k): v for k, v in raw.items() if type(v) is int}
 
 
 def _quote(text: str) -> str:
