@@ -154,6 +154,17 @@ async def test_a_member_that_counted_this_one_out_while_owning_is_news(
     await a.beat()
     rows = {m["id"]: m for m in a.describe()}
     assert rows["b"]["view"] == b.view and rows["a"]["view"] == a.view
+    # b counts a out again, and is killed so: a writes again once b is dead in its view
+    await b.beat()  # a's last heartbeat seen
+    clock.now += 3.5
+    assert await b.beat() == ["b"]
+    await b.beat()  # written with this heartbeat, the last
+    await a.beat()
+    assert not a.views_changed()  # b counts a out now, and may be writing its checks
+    for _ in range(4):
+        clock.now += 1.0
+        await a.beat()
+    assert a.live() == ["a"] and a.views_changed()
     # a member of a version that does not say: news when first read, then not
     httpcalls.put(
         f"{connection.config.urls[0]}/{index}/_doc/old?refresh=true",

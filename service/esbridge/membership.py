@@ -31,7 +31,7 @@ any change of its own. So each heartbeat also says since which *view* (``view``:
 times its live set changed) its replica counts each member live (``live_since``), and from
 which view on it owns checks (``owning_since``). A member that counts this replica live only
 since a view after it began to own checks, seen so for the first time, or one that counted
-it out and is gone, is news (:meth:`Membership.views_changed`): this replica then writes
+it out and is gone or dead, is news (:meth:`Membership.views_changed`): this replica then writes
 what it owns again (``Cluster.round``), so the index holds its answer, not the other's. A
 join, a leave or a kill elsewhere changes no one's view of this replica: no news. A member
 of a version that does not say is news when first read.
@@ -247,6 +247,13 @@ class Membership:
                     entered[member_id] = self.view
             for member_id in [m for m in entered if m not in live]:
                 del entered[member_id]
+            # one that counted this one out and is dead now (kill -9) writes no more: its
+            # writes of this one's checks are to be replaced now
+            for member_id in [m for m in self._excluded_by if m not in live]:
+                member = self.members.get(member_id)
+                if member is not None and member.moved:
+                    self._excluded_by.discard(member_id)
+                    self._view_news = True
         self._cpu += time.process_time() - started
         if changed:
             log.info("cluster membership changed: %d live: %s", len(live), ", ".join(live))
