@@ -797,3 +797,33 @@ def test_write_again_writes_the_next_runs_past_settle_and_keeps_the_announcement
     store.write_again(["c"], settle=0.0)  # a later, shorter one: no run before it settles
     store.record(result(State.OK, now + 3620, "0 errors", value=0.0))
     assert store.dirty_count == 1
+
+
+def test_a_lost_check_is_not_set_back_to_this_replicas_own_older_write() -> None:
+    """A replica that loses a check to a newcomer reads its document by version for a moment
+    (sharedview.py). Written on change, that document is this replica's own older write; its
+    later runs were only announced. Applied, it set the check back (a CI run: 49.7 s old,
+    stale, right after a fourth replica joined) until the new owner's first write. The
+    replica keeps its own runs over its own write, and takes the new owner's."""
+    store = store_with()
+    store.write_on_change = True
+    store.writes_only = {"c"}
+    now = time.time()
+    store.record(result(State.OK, now, "0 errors", value=0.0))
+    documents = store.dirty_documents()
+    store.mark_clean(documents)
+    own_write = {k: v for k, v in documents[0][1].items() if not k.startswith("_")}
+    store.record(result(State.OK, now + 30, "0 errors", value=0.0))
+    assert store.dirty_count == 0  # announced only
+    store.writes_only = set()  # lost
+    store.forget_written(["c"])
+    assert store.adopt([own_write], newer_only=False) == 0
+    entry = store.get("c")
+    assert entry is not None and entry.result is not None
+    assert entry.result.evaluated_at == now + 30
+    # the new owner's write replaces it, whatever its time (its clock, not this one's)
+    owner = store_with()
+    owner.record(result(State.OK, now + 20, "0 errors", value=0.0))
+    theirs = {k: v for k, v in owner.dirty_documents()[0][1].items() if not k.startswith("_")}
+    assert store.adopt([theirs], newer_only=False) == 1
+    assert entry.result.evaluated_at == now + 20

@@ -116,6 +116,10 @@ class ResultStore:
         # a heartbeat or two later than written ones, which a short interval cannot spare
         self.write_on_change_from = 0.0
         self._written: dict[str, Result] = {}
+        # check -> evaluated_at of the result in the last document this process wrote, kept
+        # when the check moves away: the shared view must not set a check it just lost back
+        # to that write of its own, older than its last runs (announced, not written)
+        self._wrote: dict[str, float] = {}
         # check -> the wall time before which a write is not trusted to be the index's last
         # (the owner changed: the replica that owned it may still write for a moment)
         self._settling: dict[str, float] = {}
@@ -134,6 +138,7 @@ class ResultStore:
                 del self._checks[name]
                 self._adopted.pop(name, None)
                 self._forget_written(name)
+                self._wrote.pop(name, None)
                 self._settling.pop(name, None)
                 self._dirty.pop(name, None)
                 self._provisional.discard(name)
@@ -353,6 +358,8 @@ class ResultStore:
             if clean:
                 del self._dirty[name]
             result, entry = doc.get("_result"), self._checks.get(name)
+            if isinstance(result, Result):
+                self._wrote[name] = result.evaluated_at
             adopted = self._adopted.get(name)
             if (
                 entry is None
@@ -467,7 +474,9 @@ class ResultStore:
         since it last read them) whatever their ``evaluated_at``, which is the owner's clock:
         compared with this one, a document dated ahead would hide the owner's later writes;
         only an entry with a write of its own pending keeps it (that write is the newer
-        document). Either way a provisional entry gives way: recorded while this replica
+        document), and one holding its own runs keeps them over the last document this
+        process wrote (a check it just lost, written on change: its later runs were only
+        announced, and the new owner's write is another document). Either way a provisional entry gives way: recorded while this replica
         could not confirm it owned the check (alone during a partition, UNKNOWN as a rule),
         so the owner's document is the shared truth, older or not (its age shows, and
         staleness applies). Never marks dirty: the owner writes, not this one.
@@ -482,6 +491,11 @@ class ResultStore:
                 if not newer_only:
                     if entry.name in dirty:
                         continue
+                    last = seen.get(entry.name)
+                    if (last is None or last[0] is not held) and self._wrote.get(
+                        entry.name
+                    ) == other.result.evaluated_at:
+                        continue  # this process's own write, older than its own runs held
                 elif (
                     other.result.evaluated_at <= held.evaluated_at
                     and held.evaluated_at <= now + self.max_age(entry)
