@@ -476,8 +476,9 @@ class ResultStore:
         only an entry with a write of its own pending keeps it (that write is the newer
         document), and one holding its own runs keeps them over the last document this
         process wrote (a check it just lost, written on change: its later runs were only
-        announced, and the new owner's write is another document). Either way a provisional entry gives way: recorded while this replica
-        could not confirm it owned the check (alone during a partition, UNKNOWN as a rule),
+        announced, and the new owner's write is another document). Either way a provisional
+        entry gives way: recorded while this replica could not confirm it owned the check
+        (alone during a partition, UNKNOWN as a rule),
         so the owner's document is the shared truth, older or not (its age shows, and
         staleness applies). Never marks dirty: the owner writes, not this one.
         """
