@@ -115,8 +115,8 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     other's timing. When phases run side by side (scripts/test-all.sh sets
     ``$ESBRIDGE_TEST_HEAVY_LOCK``) they take slots: two lock files, one per core; a test
     marked ``heavy(cores=2)`` (the bench, which loads both cores; the three-replica scenario,
-    whose bounds a second one beside it exceeded) takes both, in order, any other one of
-    them. The wait is bounded, and shown in the test's report."""
+    whose timing bounds allow for one such scenario at a time) takes both, in order, any
+    other one of them. The wait is bounded, and shown in the test's report."""
     marker = item.get_closest_marker("heavy")
     if not HEAVY_LOCK or marker is None:
         return (yield)

@@ -242,8 +242,8 @@ def metric_values(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], fl
     }
 
 
-# Both heavy slots: its bounds are the design's plus MARGIN, and with a second replica
-# scenario beside it (another backend's lane) on the two cores a CI run exceeded them.
+# Both heavy slots: its timing bounds are the design's plus a MARGIN set for one such
+# scenario on the two cores, not for two side by side (other backends' lanes).
 @pytest.mark.heavy(cores=2)
 @pytest.mark.timeout(2400)  # up to 900 s of it waiting for the heavy lock (conftest)
 def test_three_replicas_share_join_fail_over_and_restart(replicas: Replicas) -> None:
