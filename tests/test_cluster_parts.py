@@ -13,7 +13,7 @@ import pytest
 
 from esbridge.config import ConnectionConfig
 from esbridge.esclient import Connection
-from esbridge.membership import Membership
+from esbridge.membership import Announcement, Membership
 from esbridge.persistence import StatePersistence
 from esbridge.result import State
 from esbridge.sharedview import SharedView
@@ -484,3 +484,153 @@ async def test_state_index_shards(es_url: str, connection: Connection, index: st
     assert await StatePersistence(store, connection, index, 10.0, shards=3).flush() == 1
     settings = httpcalls.get(f"{es_url}/{index}/_settings", timeout=30).json()
     assert settings[index]["settings"]["index"]["number_of_shards"] == "3"
+
+
+async def test_a_replica_follows_each_heartbeats_news_and_reads_everything_after_a_miss(
+    es_url: str, connection: Connection, index: str
+) -> None:
+    """An owner writing on change announces, with each heartbeat, the runs since the one
+    before; a peer that read that one applies them (no request of its own), one that missed
+    it reads everything the owner announced in one ``_mget`` of the members index, and one
+    that started reads everything first. A member of a version before these deltas (no
+    ``progress_since``) announces everything every time."""
+    members = f"{index}-members"
+    owner = store_with(interval=60.0)
+    owner.write_on_change = True
+    writer = StatePersistence(owner, connection, index, 10.0)
+    clock = Clock()
+    a = Membership(
+        connection,
+        members,
+        "a",
+        heartbeat=1,
+        lease=3,
+        clock=clock,
+        progress=lambda: owner.announce({"c"}),
+    )
+    b = Membership(connection, members, "b", heartbeat=1, lease=3, clock=clock)
+    peer = store_with(interval=60.0)
+    view = SharedView(peer, connection, index, 10.0)
+    owners = {"c": "a"}
+
+    async def follow() -> int:
+        """b's round: read the members (and write its heartbeat), then follow a."""
+        await b.beat()
+        before = b.requests
+        announced = b.members["a"].announced
+        assert announced is not None
+        assert await view.follow({"a": announced}, owners, b.announced_all) >= 0
+        return b.requests - before
+
+    try:
+        owner.record(result(State.OK, T0, "fine", value=0.0))
+        assert await writer.flush() == 1
+        await meet(a, b)
+        assert await follow() == 1  # nothing applied yet: everything, one _mget
+        entry = peer.get("c")
+        assert entry is not None and entry.result is not None
+        assert (entry.result.evaluated_at, entry.result.summary) == (T0, "fine")
+        assert view.documents_read == 1 and view.followed
+
+        for at in (T0 + 10, T0 + 20):  # the same answer: announced, not written
+            owner.record(result(State.OK, at, "fine", value=0.0, duration=0.25))
+            await a.beat()
+            assert await follow() == 0  # the heartbeat's news: no request
+            assert entry.result.evaluated_at == at and entry.result.duration == 0.25
+            announced = b.members["a"].announced
+            assert announced is not None and announced.since == a.counter - 1
+            assert announced.runs == {"c": [at, 0.25, entry.runs, T0]}
+        assert writer.store.dirty_count == 0 and view.documents_read == 1
+
+        await a.beat()  # no run since: no news
+        assert await follow() == 0 and b.members["a"].announced.runs == {}  # type: ignore[union-attr]
+        # b misses the heartbeat that carried a run (the next one has no news): it reads
+        # everything a announced
+        owner.record(result(State.OK, T0 + 30, "fine", value=0.0))
+        await a.beat()
+        await a.beat()
+        owner.record(result(State.OK, T0 + 40, "fine", value=0.0))  # not announced yet
+        assert await follow() == 1
+        assert entry.result.evaluated_at == T0 + 30 and entry.runs == 4
+        assert await follow() == 0  # caught up: the next round reads no more
+        # the members search leaves "everything" out: only a's own document holds it
+        hits = (await b._read())["hits"]["hits"]
+        assert hits and all("progress_all" not in hit["_source"] for hit in hits)
+        held = httpcalls.get(f"{es_url}/{members}/_doc/a", timeout=30).json()["_source"]
+        assert held["progress_all"] == {"c": [T0 + 30, 0.0, 4, T0]}
+
+        # a change is written, then announced: the peer reads the document it names
+        owner.record(result(State.CRITICAL, T0 + 60, "bad", value=9.0))
+        await a.beat()
+        assert await follow() == 0 and entry.result.evaluated_at == T0 + 30  # not written
+        assert await writer.flush() == 1
+        await a.beat()
+        assert await follow() == 0
+        assert (entry.state, entry.since, view.documents_read) == (State.CRITICAL, T0 + 60, 2)
+
+        async def not_asked(ids: list[str]) -> None:
+            raise AssertionError(f"everything read of {ids}")
+
+        for at in (T0 + 70, T0 + 80):  # an older version's heartbeat: every check, each time
+            said = Announcement(("old", int(at)), {"c": [at, 0.5, 9, T0 + 60]})
+            assert await view.follow({"old": said}, {"c": "old"}, not_asked) == 0
+            assert entry.result.evaluated_at == at and entry.runs == 9
+    finally:
+        httpcalls.delete(f"{es_url}/{members}", params={"ignore_unavailable": "true"}, timeout=30)
+
+
+async def test_news_not_applied_in_full_is_read_in_full_at_the_next_round(
+    es_url: str, connection: Connection, index: str
+) -> None:
+    """When reading everything a member announced fails, or reading a document its news
+    names fails, nothing of it counts as applied: the next round reads everything again."""
+    members = f"{index}-members"
+    owner = store_with(interval=60.0)
+    owner.write_on_change = True
+    writer = StatePersistence(owner, connection, index, 10.0)
+    clock = Clock()
+    a = Membership(
+        connection,
+        members,
+        "a",
+        heartbeat=1,
+        lease=3,
+        clock=clock,
+        progress=lambda: owner.announce({"c"}),
+    )
+    with CountingProxy(es_url) as proxy:
+        cut = Connection("default", ConnectionConfig(urls=(proxy.url,)))
+        b = Membership(cut, members, "b", heartbeat=1, lease=3, clock=clock)
+        peer = store_with(interval=60.0)
+        view = SharedView(peer, cut, index, 10.0)
+
+        async def follow() -> int:
+            await b.beat()
+            announced = b.members["a"].announced
+            assert announced is not None
+            return await view.follow({"a": announced}, {"c": "a"}, b.announced_all)
+
+        try:
+            owner.record(result(State.CRITICAL, T0, "bad", value=9.0))
+            assert await writer.flush() == 1
+            await meet(a, b)
+            proxy.fail = {rf"POST /{members}/_mget": 503}
+            assert await follow() == 0
+            assert not view.followed and peer.get("c").result is None  # type: ignore[union-attr]
+            proxy.fail = {rf"POST /{index}/_mget": 503}  # everything read, the document not
+            assert await follow() == -1 and peer.get("c").result is None  # type: ignore[union-attr]
+            proxy.fail = {}
+            everything = len(proxy.requests(rf"POST /{members}/_mget"))
+            assert await follow() == 1 and view.followed
+            assert len(proxy.requests(rf"POST /{members}/_mget")) == everything + 1
+            entry = peer.get("c")
+            assert entry is not None and entry.result is not None
+            assert (entry.state, entry.since, entry.result.evaluated_at) == (State.CRITICAL, T0, T0)
+            owner.record(result(State.CRITICAL, T0 + 10, "bad", value=9.0))
+            await a.beat()
+            assert await follow() == 0 and entry.result.evaluated_at == T0 + 10  # news only
+            assert len(proxy.requests(rf"POST /{members}/_mget")) == everything + 1
+        finally:
+            await cut.close()
+            gone = {"ignore_unavailable": "true"}
+            httpcalls.delete(f"{es_url}/{members}", params=gone, timeout=30)

@@ -592,7 +592,7 @@ async def test_unwritable_store_keeps_results_dirty_and_reports(es_url: str) -> 
 
 # -- write on change: the owner announces repeated answers, its peers follow ----------------
 
-_RUNS = ["again", "again", "again", "value", "state", "error", "flush", "beat", "beat"]
+_RUNS = ["again", "again", "again", "value", "state", "error", "flush", "beat", "beat", "miss"]
 
 
 @settings(max_examples=200, deadline=None)
@@ -603,12 +603,15 @@ def test_a_follower_shows_only_runs_the_owner_made_and_catches_up(events: list[s
     announced is not the one it holds. Whatever the order of runs, flushes and heartbeats,
     the peer's result is always one the owner recorded, time and all (never an old answer
     dated by a later run), and after a flush and a heartbeat it is the owner's latest, with
-    the owner's since, history and counters. The index sees a write only for a change."""
+    the owner's since, history and counters. The index sees a write only for a change.
+    A heartbeat carries the news since the one before; a peer that missed one (``miss``)
+    takes everything announced at the next."""
     owner, peer = store_with(), store_with()
     owner.write_on_change = True
     index: dict[str, dict[str, Any]] = {}
     recorded: dict[float, Result] = {}
     state, value, at, writes, changes = State.OK, 0.0, T0, 0, 0
+    missed = True  # nothing read yet: the first heartbeat read is read in full
 
     def flush() -> None:
         nonlocal writes
@@ -618,8 +621,14 @@ def test_a_follower_shows_only_runs_the_owner_made_and_catches_up(events: list[s
         writes += len(documents)
         owner.mark_clean(documents)
 
-    def beat() -> None:
-        announced = owner.progress({"c"})
+    def beat(read: bool = True) -> None:
+        nonlocal missed
+        fresh, every = owner.announce({"c"})
+        if not read:
+            missed = True
+            return
+        announced = every if missed else fresh
+        missed = False
         fetch, _ = peer.follow("owner", announced, {"c": "owner"})
         if fetch:  # as the shared view does: read them, then take their runs since
             peer.adopt([index[n] for n in fetch], newer_only=False)
@@ -628,8 +637,8 @@ def test_a_follower_shows_only_runs_the_owner_made_and_catches_up(events: list[s
     for i, event in enumerate(events):
         if event == "flush":
             flush()
-        elif event == "beat":
-            beat()
+        elif event in ("beat", "miss"):
+            beat(read=event == "beat")
         else:
             at += 10
             error = None
@@ -663,6 +672,35 @@ def test_a_follower_shows_only_runs_the_owner_made_and_catches_up(events: list[s
         )
         assert list(theirs.transitions) == list(mine.transitions)
     assert writes <= changes  # a repeated answer is never written
+
+
+def test_a_heartbeat_announces_the_news_since_the_one_before_and_everything() -> None:
+    """``announce``: the checks set since the last call (runs repeated, writes made) and
+    every check announced; a check that changed and is not written yet is in neither."""
+    store = ResultStore(history=50, staleness_factor=2.0)
+    store.sync({"a": 10.0, "b": 10.0})
+    store.write_on_change = True
+
+    def run(name: str, at: float, value: float) -> Result:
+        return Result(check=name, state=State.OK, summary=f"{value}", value=value, evaluated_at=at)
+
+    for name in ("a", "b"):
+        store.record(run(name, T0, 0.0))
+    store.mark_clean(store.dirty_documents())
+    fresh, every = store.announce({"a", "b"})
+    assert fresh == every == {"a": [T0, 0.0, 1, T0], "b": [T0, 0.0, 1, T0]}
+    assert store.announce({"a", "b"}) == ({}, every)  # nothing since
+    store.record(run("a", T0 + 10, 0.0))
+    store.record(run("b", T0 + 10, 1.0))  # a change, not written yet
+    fresh, every = store.announce({"a", "b"})
+    assert fresh == every == {"a": [T0 + 10, 0.0, 2, T0]}
+    store.record(run("a", T0 + 20, 0.0))
+    assert store.announce({"b"}) == ({}, {})  # only the checks asked for (the owned ones)
+    store.mark_clean(store.dirty_documents())  # b's change written: news
+    assert store.announce({"a", "b"}) == (
+        {"b": [T0 + 10, 0.0, 2, T0 + 10]},
+        {"a": [T0 + 20, 0.0, 3, T0], "b": [T0 + 10, 0.0, 2, T0 + 10]},
+    )
 
 
 def test_a_repeated_answer_is_announced_not_written_until_it_is_old() -> None:

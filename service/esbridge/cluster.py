@@ -31,7 +31,12 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from esbridge.membership import Membership, default_advertise_url, default_replica_id
+from esbridge.membership import (
+    Announcement,
+    Membership,
+    default_advertise_url,
+    default_replica_id,
+)
 from esbridge.models import CheckDefinition
 from esbridge.ownership import assign
 from esbridge.result import Result
@@ -67,7 +72,7 @@ class Cluster:
             url=config.advertise_url or default_advertise_url(settings.host, settings.port),
             timeout=max(timeout, self.lease),
             owned=lambda: len(self.owned),
-            progress=lambda: service.store.progress(self.owned),
+            progress=lambda: service.store.announce(self.owned),
             hold_on_return=True,  # released in rebalance, once the owned checks are restored
         )
         # A document is asked for from this long (plus its last run's duration) before its
@@ -165,13 +170,13 @@ class Cluster:
             self.service.store.write_again(self.owned, self.settle)
         await self.follow(live)
 
-    def _announcing(self, live: list[str]) -> dict[str, dict[str, Any]]:
+    def _announcing(self, live: list[str]) -> dict[str, Announcement]:
         """What each live peer's last heartbeat announced, by peer (see sharedview.py)."""
         members = self.membership.members
         return {
-            m: progress
+            m: announced
             for m in live
-            if m in members and (progress := members[m].progress) is not None
+            if m in members and (announced := members[m].announced) is not None
         }
 
     async def follow(self, live: list[str]) -> None:
@@ -184,7 +189,7 @@ class Cluster:
             return
         announcing = self._announcing(live)
         store.write_on_change = len(announcing) == len(live) - 1
-        await self.view.follow(announcing, self.owners)
+        await self.view.follow(announcing, self.owners, self.membership.announced_all)
 
     async def refresh_view(self) -> None:
         """Read what the other replicas wrote for the checks they own, of those whose owner

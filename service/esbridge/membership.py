@@ -84,6 +84,17 @@ def default_replica_id(port: int) -> str:
     return f"{socket.gethostname()}:{port}"
 
 
+@dataclass(frozen=True, slots=True)
+class Announcement:
+    """What a member's heartbeat said of the checks it owns (see esbridge.sharedview)."""
+
+    beat: tuple[str, int]  # the heartbeat it came with: (incarnation, counter)
+    runs: dict[str, Any]  # check -> [evaluated_at, duration, runs, key of the written document]
+    # ``runs`` holds only the checks set since heartbeat ``since`` of the same incarnation
+    # (None: every check, as a version before deltas announced)
+    since: int | None = None
+
+
 @dataclass
 class Member:
     """One replica as this replica observes it."""
@@ -99,7 +110,7 @@ class Member:
     primary_term: int | None = None
     # what its heartbeat announced of the checks it owns (None: a version that announces
     # nothing, whose every run is written and read as a document; see esbridge.sharedview)
-    progress: dict[str, Any] | None = None
+    announced: Announcement | None = None
     # whether this replica has seen ``beat`` change at all: a document first read is only
     # a document (its replica may have died long ago, ``kill -9``); live once it moves
     moved: bool = False
@@ -123,8 +134,9 @@ class Membership:
     url: str = ""
     timeout: float = 10.0
     owned: Callable[[], int] = lambda: 0
-    # the run times of the owned checks each heartbeat announces (None: nothing announced)
-    progress: Callable[[], dict[str, Any]] | None = None
+    # what each heartbeat announces of the owned checks, the news since the heartbeat
+    # before and all of it (ResultStore.announce; None: nothing announced)
+    progress: Callable[[], tuple[dict[str, Any], dict[str, Any]]] | None = None
     clock: Callable[[], float] = time.monotonic
     # A round that confirms this replica after it was not confirmed (or for the first time)
     # leaves it *returning* (not confirmed) until :meth:`release`: what it recorded alone is
@@ -156,6 +168,7 @@ class Membership:
         self._view_news = False  # a member counted this one out while owning checks
         self._marks: dict[str, tuple[str, int]] = {}  # member -> (incarnation, since) seen
         self._excluded_by: set[str] = set()  # members that count this one out now
+        self._announced_unread = False  # the last announced_all failed (warned once)
 
     @property
     def cpu_seconds(self) -> float:
@@ -311,7 +324,11 @@ class Membership:
             "owning_since": self.owning_since,
         }
         if self.progress is not None:
-            doc["progress"] = self.progress()
+            # the news since the heartbeat before, which every member reads, and all of it,
+            # which a member that missed that heartbeat reads (announced_all) and the
+            # members search leaves out
+            fresh, every = self.progress()
+            doc.update(progress=fresh, progress_since=self.counter - 1, progress_all=every)
         self.requests += 1
         try:
             await self.connection.raw(
@@ -330,11 +347,43 @@ class Membership:
             {
                 "size": 10000,
                 "seq_no_primary_term": True,
+                "_source": {"excludes": ["progress_all"]},
                 # not its own document: with what it announces, that is the biggest answer
                 "query": {"bool": {"must_not": {"ids": {"values": [self.id]}}}},
             },
             self.timeout,
         )
+
+    async def announced_all(self, ids: list[str]) -> dict[str, Announcement] | None:
+        """Everything the members ``ids`` announced at their latest heartbeat (a real-time
+        read of their documents), for a replica that missed the news of one of their
+        heartbeats. None when the read failed: it is tried again at the next round."""
+        self.requests += 1
+        try:
+            with self.decoding.metered():
+                answer = await self.connection.raw(
+                    "POST",
+                    f"/{self.index}/_mget?_source_includes=incarnation,counter,progress_all",
+                    {"ids": ids},
+                    self.timeout,
+                )
+        except ESError as error:
+            if not self._announced_unread:  # once per outage, as the other reads
+                log.warning("cluster membership: cannot read what the members announced: %s", error)
+            self._announced_unread = True
+            return None
+        self._announced_unread = False
+        found: dict[str, Announcement] = {}
+        for doc in answer.get("docs") or []:
+            source = doc.get("_source")
+            if type(source) is not dict or type(runs := source.get("progress_all")) is not dict:
+                continue  # gone since, or not a document this version writes
+            try:
+                beat = (str(source.get("incarnation", "")), int(source.get("counter") or 0))
+            except (TypeError, ValueError):
+                continue
+            found[str(doc.get("_id"))] = Announcement(beat, runs)
+        return found
 
     def _observe(self, answer: dict[str, Any]) -> None:
         now = self.clock()
@@ -469,7 +518,7 @@ def _member(member_id: str, hit: dict[str, Any], known: Member | None, now: floa
         checks_owned=int(source.get("checks_owned") or 0),
         seq_no=hit.get("_seq_no"),
         primary_term=hit.get("_primary_term"),
-        progress=progress if type(progress := source.get("progress")) is dict else None,
+        announced=_announcement(beat, source),
         view=view if type(view := source.get("view")) is int else None,
         live_since=_views(source.get("live_since")),
         owning_since=owning if type(owning := source.get("owning_since")) is int else None,
@@ -481,6 +530,15 @@ def _views(raw: Any) -> dict[str, int] | None:
     if type(raw) is not dict:
         return None
     return {str(k): v for k, v in raw.items() if type(v) is int}
+
+
+def _announcement(beat: tuple[str, int], source: dict[str, Any]) -> Announcement | None:
+    """What a heartbeat announced (None: nothing, a version before announcements)."""
+    runs = source.get("progress")
+    if type(runs) is not dict:
+        return None
+    since = source.get("progress_since")  # absent: every check, as a version before deltas
+    return Announcement(beat, runs, since if type(since) is int else None)
 
 
 def _quote(text: str) -> str:

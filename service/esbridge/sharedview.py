@@ -10,7 +10,9 @@ answer run after run, and a document per run that says so again was most of what
 cost. So an owner whose every peer follows writes a check's document only when its answer
 changes (and at least every ``store.REWRITE_AFTER``), and each heartbeat announces, for every
 check it owns whose latest answer is the one written, the time, duration and count of that
-run and which write it repeats (the ``evaluated_at`` of the document's result). A peer whose
+run and which write it repeats (the ``evaluated_at`` of the document's result); a heartbeat
+carries only what changed since the one before it, and a peer that did not apply that one
+reads everything the owner announced instead. A peer whose
 entry holds that very document takes the run's time from the heartbeat; one that holds
 anything else (a change written since, nothing yet, a result of its own) reads the document
 (real-time ``_mget``), never assumes it. A change not yet written is not announced, so its
@@ -63,11 +65,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from esbridge.errors import ESError
 from esbridge.esclient import Connection, DecodeMeter, error_from_body
+from esbridge.membership import Announcement
 from esbridge.store import ResultStore
 
 log = logging.getLogger(__name__)
@@ -97,6 +100,8 @@ class SharedView:
         # checks with a change seen between two rounds since the last ask_all: their owner's
         # grid is known from the next such change on (the first may be a takeover's run)
         self._settled: set[str] = set()
+        # peer -> the heartbeat (incarnation, counter) whose announcement was applied last
+        self._applied: dict[str, tuple[str, int]] = {}
         self.loaded = False  # one complete read done (of the documents read by version)
         self.followed = False  # one round of following the announcing peers done
         self.last_ok: float | None = None
@@ -119,6 +124,7 @@ class SharedView:
         self._due.clear()
         self._asked.clear()
         self._settled.clear()
+        self._applied.clear()  # and what the owners announced is read in full again
 
     async def refresh(self, names: Iterable[str]) -> int:
         """Read the changed documents of the due ones of ``names``; return how many applied."""
@@ -181,32 +187,64 @@ class SharedView:
         return applied
 
     async def follow(
-        self, announcing: Mapping[str, dict[str, Any]], owners: Mapping[str, str]
+        self,
+        announcing: Mapping[str, Announcement],
+        owners: Mapping[str, str],
+        announced_all: Callable[[list[str]], Awaitable[Mapping[str, Announcement] | None]],
     ) -> int:
-        """Apply what the peers' heartbeats announced (``announcing``: peer -> what it
-        announced) to the checks each of them owns by ``owners``, and read the documents
-        that changed; return how many were read (-1: the read failed)."""
+        """Apply what the peers' heartbeats announced (``announcing``: peer -> its last
+        heartbeat's announcement) to the checks each of them owns by ``owners``, and read the
+        documents that changed; return how many were read (-1: a read failed).
+
+        A heartbeat carries the news since the one before it: applied when this replica
+        applied that one (or a later one) of the same incarnation. Otherwise (this replica
+        missed a heartbeat, started, or the owners changed since) everything the peer
+        announced is read with ``announced_all`` instead, one request for all such peers."""
+        started = time.process_time()
+        news: dict[str, Announcement] = {}
+        missed: list[str] = []
+        for peer, said in announcing.items():
+            applied = self._applied.get(peer)
+            if said.since is None:  # a version that announces everything every time
+                news[peer] = said
+            elif applied == said.beat:
+                continue  # nothing since
+            elif applied is not None and applied[0] == said.beat[0] and said.since <= applied[1]:
+                news[peer] = said
+            else:
+                missed.append(peer)
+        self._cpu += time.process_time() - started
+        complete = True
+        if missed:
+            everything = await announced_all(missed)
+            if everything is None:
+                complete = False  # their checks wait a round
+            else:
+                news.update((peer, everything[peer]) for peer in missed if peer in everything)
         started = time.process_time()
         fetch: dict[str, list[str]] = {}
-        for peer, progress in announcing.items():
-            changed, moved = self.store.follow(peer, progress, owners)
+        for peer, said in news.items():
+            changed, moved = self.store.follow(peer, said.runs, owners)
             if changed:
                 fetch[peer] = changed
             self.runs_followed += moved
         self._cpu += time.process_time() - started
-        if not fetch:
-            self.followed = True
-            return 0
-        read = await self.load([n for names in fetch.values() for n in names], changed=True)
-        if read < 0:
-            return read
-        started = time.process_time()
-        for peer, names in fetch.items():  # the documents just read: their runs since, too
-            progress = announcing[peer]
-            said = {n: progress[n] for n in names}
-            self.runs_followed += self.store.follow(peer, said, owners)[1]
-        self._cpu += time.process_time() - started
-        self.followed = True
+        read = 0
+        if fetch:
+            read = await self.load([n for names in fetch.values() for n in names], changed=True)
+            if read < 0:  # their news is not applied in full: read it all again next round
+                for peer in fetch:
+                    news.pop(peer)
+                complete = False
+            else:
+                started = time.process_time()
+                for peer, names in fetch.items():  # the documents just read: their runs since
+                    runs = news[peer].runs
+                    said_of = {n: runs[n] for n in names}
+                    self.runs_followed += self.store.follow(peer, said_of, owners)[1]
+                self._cpu += time.process_time() - started
+        self._applied.update((peer, said.beat) for peer, said in news.items())
+        self.followed = self.followed or complete
         return read
 
     async def load(

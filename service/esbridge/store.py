@@ -128,6 +128,8 @@ class ResultStore:
         # check -> [evaluated_at, duration, runs, evaluated_at of the document's result] for
         # every check whose latest result says what its written document says
         self._progress: dict[str, list[float]] = {}
+        # checks whose entry in _progress was set since the last heartbeat's (announce)
+        self._fresh: set[str] = set()
 
     # -- the set of checks ---------------------------------------------------------------
 
@@ -258,10 +260,12 @@ class ResultStore:
     def _announce(self, name: str, run: Result, runs: int, key: float) -> None:
         """What the heartbeat says of ``name``: ``run`` repeats the write named ``key``."""
         self._progress[name] = [run.evaluated_at, run.duration, runs, key]
+        self._fresh.add(name)
 
     def _forget_written(self, name: str) -> None:
         self._written.pop(name, None)
         self._progress.pop(name, None)
+        self._fresh.discard(name)
 
     def forget_written(self, names: Iterable[str], settle: float = 0.0) -> None:
         """Forget what this process wrote of ``names``: their owner changed, so another
@@ -298,6 +302,16 @@ class ResultStore:
         A check whose change is not written yet is left out: its peers keep what they have
         (and its age shows) until the write."""
         return {name: item for name, item in self._progress.items() if name in names}
+
+    def announce(self, names: Set[str]) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+        """What one heartbeat announces of ``names``: what :meth:`progress` says of the
+        checks whose entry was set since the heartbeat before (the runs since then, and the
+        writes), and all of it. Peers that read the heartbeat before apply the first; one
+        that missed it reads the second (see ``esbridge.sharedview``). A check left out of
+        both is no news, as before: its peers keep what they hold."""
+        every = self.progress(names)
+        fresh, self._fresh = self._fresh, set()
+        return {name: every[name] for name in fresh if name in every}, every
 
     def _mark_dirty(self, name: str) -> None:
         self._changes += 1
