@@ -318,6 +318,14 @@ def test_three_replicas_share_join_fail_over_and_restart(replicas: Replicas) -> 
             label = (("part", part),)
             assert values[("esbridge_cluster_coordination_requests_total", label)] > 0, name
             assert values[("esbridge_cluster_coordination_cpu_seconds_total", label)] > 0, name
+        # the tasks' own CPU, requests included, is at least what the counters time
+        task = values[("esbridge_cluster_coordination_task_cpu_seconds_total", ())]
+        parts = ("membership", "shared_view")
+        counted = sum(
+            values[("esbridge_cluster_coordination_cpu_seconds_total", (("part", p),))]
+            for p in parts
+        )
+        assert task >= counted > 0, (name, task, counted)
         # every replica reads the others' checks: at least one document of each by now
         foreign = CHECKS - values[("esbridge_checks_owned", ())]
         assert values[("esbridge_shared_view_documents_read_total", ())] >= foreign, name

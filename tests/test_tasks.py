@@ -1,10 +1,14 @@
-"""Ending background tasks: a stop must end even when a cancellation is lost on the way."""
+"""Background tasks: a stop must end even when a cancellation is lost on the way; a task's
+CPU is metered step by step."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 
-from esbridge.tasks import cancel_all
+import pytest
+
+from esbridge.tasks import TaskClock, cancel_all
 
 
 async def test_a_task_that_swallowed_its_cancellation_is_cancelled_again() -> None:
@@ -45,3 +49,56 @@ async def test_failures_and_finished_tasks_do_not_stop_the_others() -> None:
     assert failed.done()
     await cancel_all([failed, sleeping])
     assert sleeping.cancelled()
+
+
+def _spin(seconds: float) -> None:
+    """Busy for ``seconds`` of this thread's CPU."""
+    until = time.thread_time() + seconds
+    while time.thread_time() < until:
+        pass
+
+
+async def test_a_task_clock_counts_the_steps_of_its_task_and_nothing_else() -> None:
+    """CPU spent between the metered task's awaits counts, its sleeps do not, and another
+    task's CPU meanwhile does not either: what a coordination task costs, all in."""
+    clock = TaskClock()
+
+    async def metered() -> str:
+        _spin(0.05)
+        await asyncio.sleep(0.2)  # asleep: the other task runs now
+        _spin(0.05)
+        return "done"
+
+    async def other() -> None:
+        await asyncio.sleep(0.05)
+        _spin(0.1)
+
+    result, _ = await asyncio.gather(clock.run(metered()), other())
+    assert result == "done"
+    assert 0.1 <= clock.seconds < 0.15, clock.seconds
+
+
+async def test_a_metered_task_is_cancelled_and_fails_as_the_task_itself() -> None:
+    clock = TaskClock()
+    cleaned = asyncio.Event()
+
+    async def forever() -> None:
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            cleaned.set()
+
+    task = asyncio.get_running_loop().create_task(clock.run(forever()))
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert cleaned.is_set()  # the cancellation reached the coroutine inside
+
+    async def fails() -> None:
+        await asyncio.sleep(0)
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        await clock.run(fails())
+    assert clock.seconds > 0

@@ -41,7 +41,7 @@ from esbridge.models import CheckDefinition
 from esbridge.ownership import assign
 from esbridge.result import Result
 from esbridge.sharedview import SharedView
-from esbridge.tasks import cancel_all
+from esbridge.tasks import TaskClock, cancel_all
 
 if TYPE_CHECKING:
     from esbridge.app import Service
@@ -107,18 +107,21 @@ class Cluster:
         self._moved_until = 0.0  # (monotonic) until when they are also read by version
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
+        # CPU of the coordination tasks, all in: requests, decoding and applying, whatever
+        # runs between their awaits (the counters of membership and view time only the last)
+        self.task_clock = TaskClock()
         service.result_listeners.append(self._count_run)
 
     # -- lifecycle -----------------------------------------------------------------------
 
     def start(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop, clock = asyncio.get_running_loop(), self.task_clock
         if self.view_refresh == self.heartbeat:  # one wake-up per heartbeat, not two
-            self._tasks = [loop.create_task(self._every(self.heartbeat, self._both))]
+            self._tasks = [loop.create_task(clock.run(self._every(self.heartbeat, self._both)))]
             return
         self._tasks = [
-            loop.create_task(self._every(self.heartbeat, self.round)),
-            loop.create_task(self._every(self.view_refresh, self.refresh_view)),
+            loop.create_task(clock.run(self._every(self.heartbeat, self.round))),
+            loop.create_task(clock.run(self._every(self.view_refresh, self.refresh_view))),
         ]
 
     async def _both(self) -> None:
@@ -381,6 +384,7 @@ class Cluster:
             "coordination": {
                 "requests": self.membership.requests + self.view.requests,
                 "cpu_seconds": round(self.membership.cpu_seconds + self.view.cpu_seconds, 6),
+                "task_cpu_seconds": round(self.task_clock.seconds, 6),
                 "membership_cpu_seconds": round(self.membership.cpu_seconds, 6),
                 "view_cpu_seconds": round(self.view.cpu_seconds, 6),
                 "view_decode_cpu_seconds": round(self.view.decoding.cpu_seconds, 6),
@@ -407,6 +411,12 @@ class Cluster:
         )
         cpu.add_metric(["membership"], self.membership.cpu_seconds)
         cpu.add_metric(["shared_view"], self.view.cpu_seconds)
+        task = CounterMetricFamily(
+            "esbridge_cluster_coordination_task_cpu_seconds",
+            "CPU this replica's event loop spent running its coordination tasks (heartbeats, "
+            "membership, the shared view), the requests included",
+        )
+        task.add_metric([], self.task_clock.seconds)
         requests = CounterMetricFamily(
             "esbridge_cluster_coordination_requests",
             "Requests to the state store for membership and the shared view, by part",
@@ -425,4 +435,4 @@ class Cluster:
             "answer again: no document read)",
         )
         followed.add_metric([], float(self.view.runs_followed))
-        yield from (members, owned, cpu, requests, documents, followed)
+        yield from (members, owned, cpu, task, requests, documents, followed)
