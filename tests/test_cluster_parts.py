@@ -17,6 +17,7 @@ from esbridge.membership import Announcement, Membership
 from esbridge.persistence import StatePersistence
 from esbridge.result import State
 from esbridge.sharedview import SharedView
+from esbridge.store import ResultStore
 from esbridge_dev import httpcalls
 from test_service_support import CountingProxy
 from test_store import T0, result, store_with
@@ -486,15 +487,11 @@ async def test_state_index_shards(es_url: str, connection: Connection, index: st
     assert settings[index]["settings"]["index"]["number_of_shards"] == "3"
 
 
-async def test_a_replica_follows_each_heartbeats_news_and_reads_everything_after_a_miss(
-    es_url: str, connection: Connection, index: str
-) -> None:
-    """An owner writing on change announces, with each heartbeat, the runs since the one
-    before; a peer that read that one applies them (no request of its own), one that missed
-    it reads everything the owner announced in one ``_mget`` of the members index, and one
-    that started reads everything first. A member of a version before these deltas (no
-    ``progress_since``) announces everything every time."""
-    members = f"{index}-members"
+def announcing_owner(
+    connection: Connection, index: str, members: str
+) -> tuple[ResultStore, StatePersistence, Clock, Membership]:
+    """Replica "a": owns check "c", writes its state on change and announces it with each
+    heartbeat (on an injected clock, shared with the peer the test builds)."""
     owner = store_with(interval=60.0)
     owner.write_on_change = True
     writer = StatePersistence(owner, connection, index, 10.0)
@@ -508,6 +505,19 @@ async def test_a_replica_follows_each_heartbeats_news_and_reads_everything_after
         clock=clock,
         progress=lambda: owner.announce({"c"}),
     )
+    return owner, writer, clock, a
+
+
+async def test_a_replica_follows_each_heartbeats_news_and_reads_everything_after_a_miss(
+    es_url: str, connection: Connection, index: str
+) -> None:
+    """An owner writing on change announces, with each heartbeat, the runs since the one
+    before; a peer that read that one applies them (no request of its own), one that missed
+    it reads everything the owner announced in one ``_mget`` of the members index, and one
+    that started reads everything first. A member of a version before these deltas (no
+    ``progress_since``) announces everything every time."""
+    members = f"{index}-members"
+    owner, writer, clock, a = announcing_owner(connection, index, members)
     b = Membership(connection, members, "b", heartbeat=1, lease=3, clock=clock)
     peer = store_with(interval=60.0)
     view = SharedView(peer, connection, index, 10.0)
@@ -585,19 +595,7 @@ async def test_news_not_applied_in_full_is_read_in_full_at_the_next_round(
     """When reading everything a member announced fails, or reading a document its news
     names fails, nothing of it counts as applied: the next round reads everything again."""
     members = f"{index}-members"
-    owner = store_with(interval=60.0)
-    owner.write_on_change = True
-    writer = StatePersistence(owner, connection, index, 10.0)
-    clock = Clock()
-    a = Membership(
-        connection,
-        members,
-        "a",
-        heartbeat=1,
-        lease=3,
-        clock=clock,
-        progress=lambda: owner.announce({"c"}),
-    )
+    owner, writer, clock, a = announcing_owner(connection, index, members)
     with CountingProxy(es_url) as proxy:
         cut = Connection("default", ConnectionConfig(urls=(proxy.url,)))
         b = Membership(cut, members, "b", heartbeat=1, lease=3, clock=clock)

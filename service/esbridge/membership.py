@@ -379,7 +379,7 @@ class Membership:
             if type(source) is not dict or type(runs := source.get("progress_all")) is not dict:
                 continue  # gone since, or not a document this version writes
             try:
-                beat = (str(source.get("incarnation", "")), int(source.get("counter") or 0))
+                beat = _beat(source)
             except (TypeError, ValueError):
                 continue
             found[str(doc.get("_id"))] = Announcement(beat, runs)
@@ -506,7 +506,7 @@ class Membership:
 def _member(member_id: str, hit: dict[str, Any], known: Member | None, now: float) -> Member:
     """One hit of the members index; raises on a document of the wrong shape."""
     source = hit.get("_source") or {}
-    beat = (str(source.get("incarnation", "")), int(source.get("counter") or 0))
+    beat = _beat(source)
     return Member(
         id=member_id,
         beat=beat,
@@ -523,6 +523,11 @@ def _member(member_id: str, hit: dict[str, Any], known: Member | None, now: floa
         live_since=_views(source.get("live_since")),
         owning_since=owning if type(owning := source.get("owning_since")) is int else None,
     )
+
+
+def _beat(source: dict[str, Any]) -> tuple[str, int]:
+    """A heartbeat's (incarnation, counter); raises on a counter that is not a number."""
+    return str(source.get("incarnation", "")), int(source.get("counter") or 0)
 
 
 def _views(raw: Any) -> dict[str, int] | None:
