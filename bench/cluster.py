@@ -24,7 +24,12 @@ is judged by (coordination plus every state write the replica still makes).
 the usual case of a healthy site; ``changing``: documents keep entering and leaving the window,
 so every run gives a new count, and every foreign document is decoded whole.
 
-Figures go to stdout and into the "Replicas" section of bench/RESULTS.md.
+After the window, every replica's ``/api/v1/checks`` is read for 30 s: the oldest result shown
+as a share of its allowed age, and how many stale results were shown. ``--interval`` under the
+cluster's announce threshold (17 s by default) measures checks read by version instead.
+
+Figures go to stdout and into the "Replicas" section of bench/RESULTS.md (one section per kind
+of values, and per interval other than 30s).
 
     python bench/cluster.py [--replicas 3] [--checks 3000] [--interval 30s] [--window 180]
                             [--trials 5] [--heartbeat 5s] [--lease 15s]
@@ -44,6 +49,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -58,9 +64,15 @@ RESULTS = Path(__file__).with_name("RESULTS.md")
 FOOTER = "How each figure is measured: see bench/README.md."
 
 
-def markers(values: str) -> tuple[str, str]:
-    """Where a run's section goes in RESULTS.md: one section per kind of values."""
+DEFAULT_INTERVAL = "30s"
+
+
+def markers(values: str, interval: str = DEFAULT_INTERVAL) -> tuple[str, str]:
+    """Where a run's section goes in RESULTS.md: one section per kind of values, and one
+    per interval other than the default (a short one is read by version, not announced)."""
     name = "replicas" if values == "steady" else f"replicas-{values}"
+    if interval != DEFAULT_INTERVAL:
+        name += f"-{interval}"
     return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
 
 
@@ -156,6 +168,25 @@ class Group:
             proc.stop()
         for index in (self.state, self.members):
             httpx.delete(f"{self.es}/{index}", timeout=60)
+
+
+def freshness(group: Group, allowed: float, seconds: float = 30.0) -> dict[str, float]:
+    """Every live replica's API every few seconds: the oldest result shown, as a share of
+    its allowed age (``allowed`` seconds: staleness_factor x interval), and how many stale
+    results were shown. After the cost window: reading every check costs the replicas CPU."""
+    oldest, stale, reads = 0.0, 0, 0
+    where: Counter[str] = Counter()  # stale results by "reader <- owner"
+    until = time.monotonic() + seconds
+    while time.monotonic() < until:
+        for name in group.live():
+            for check in group.procs[name].get("/api/v1/checks").json()["checks"]:
+                oldest = max(oldest, (check["age_seconds"] or 0.0) / allowed)
+                if check["stale"]:
+                    stale += 1
+                    where[f"{name} <- {check['owner']}"] += 1
+            reads += 1
+        time.sleep(3)
+    return {"oldest_share": round(oldest, 3), "stale": stale, "reads": reads, "where": where}
 
 
 def steady_cost(
@@ -287,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--replicas", type=int, default=3)
     parser.add_argument("--checks", type=int, default=3000)
-    parser.add_argument("--interval", default="30s")
+    parser.add_argument("--interval", default=DEFAULT_INTERVAL)
     parser.add_argument("--window", type=float, default=180.0)
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--heartbeat", default="5s")
@@ -319,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
                 # moved check's settling writes (its first runs by a new owner) are over
                 time.sleep(2 * interval + 5)
                 cost = steady_cost(group, args.window, single, bare)
+                cost["freshness"] = freshness(group, 2 * interval)
             print(cost, flush=True)
             trials = [
                 handover(group, f"replica-{1 + t % args.replicas}", interval)
@@ -344,12 +376,13 @@ def main(argv: list[str] | None = None) -> int:
     tasks = [r["task_share"] or 0.0 for r in cost["replicas"].values()]
     goal = interval + lease + 2
     command = "python bench/cluster.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    begin, end = markers(args.values)
+    begin, end = markers(args.values, args.interval)
     lines = [
         begin,
-        "## Replicas (bench/cluster.py)"
-        if args.values == "steady"
-        else f"## Replicas, {args.values} values (bench/cluster.py)",
+        "## Replicas"
+        + ("" if args.values == "steady" else f", {args.values} values")
+        + ("" if args.interval == DEFAULT_INTERVAL else f", checks every {args.interval}")
+        + " (bench/cluster.py)",
         "",
         f"Date: {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}; "
         f"wall {time.time() - started:.0f} s; "
@@ -392,6 +425,14 @@ def main(argv: list[str] | None = None) -> int:
         "leave out. Less the first it nets out the state writes a replica saves (it writes a "
         "repeated answer only every 10 minutes); less the second it is an upper bound "
         "(every state write the replica still makes counted as coordination).",
+    ]
+    fresh = cost["freshness"]
+    lines += [
+        "",
+        f"Freshness, after the window ({fresh['reads']} reads of every replica's "
+        "`/api/v1/checks` over 30 s): the oldest result shown was "
+        f"{100 * fresh['oldest_share']:.0f} % of its allowed age (2 x interval); "
+        f"{fresh['stale']} stale results shown.",
     ]
     lines += [
         "",
