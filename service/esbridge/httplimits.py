@@ -54,6 +54,26 @@ class GuardedH11Protocol(H11Protocol):
         super().on_response_complete()
         self._idle_since = time.monotonic()  # idle keep-alive: uvicorn's timer closes it
 
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn answers every request h11 refuses with 400, and h11 refuses a request line
+        and headers still unfinished past ``h11_max_incomplete_event_size``
+        (:data:`~esbridge.limits.MAX_HEADER_BYTES`). Whether a request that size gets there
+        or arrives whole, for :class:`RequestLimits` to answer 431, depended on how its bytes
+        were split on the way (a loaded machine reads the first part alone): 431 either way."""
+        buffered, _ = self.conn.trailing_data
+        if len(buffered) <= limits.MAX_HEADER_BYTES:
+            super().send_400_response(msg)
+            return
+        body = _error_body(_TOO_LARGE)
+        self.transport.write(  # as RequestLimits answers; the connection closes after it
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+            b"content-type: application/json\r\n"
+            + f"content-length: {len(body)}\r\n".encode()
+            + b"connection: close\r\n\r\n"
+            + body
+        )
+        self.transport.close()
+
     def _arm(self) -> None:
         if self._request_timer is None:
             self._request_timer = self.loop.call_later(
@@ -109,9 +129,7 @@ class RequestLimits:
         size = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
         size += sum(len(k) + len(v) + 4 for k, v in raw)
         if size > limits.MAX_HEADER_BYTES:
-            await _refuse(
-                send, 431, f"request line and headers larger than {limits.MAX_HEADER_BYTES} bytes"
-            )
+            await _refuse(send, 431, _TOO_LARGE)
             return
         headers = {k.lower(): v for k, v in raw}
         if b"transfer-encoding" in headers and b"content-length" in headers:
@@ -191,8 +209,15 @@ def _replaying(messages: list[Message], receive: Any) -> Any:
     return replay
 
 
+_TOO_LARGE = f"request line and headers larger than {limits.MAX_HEADER_BYTES} bytes"
+
+
+def _error_body(reason: str) -> bytes:
+    return ('{"error": "' + reason + '"}').encode()
+
+
 async def _refuse(send: Any, status: int, reason: str) -> None:
-    body = ('{"error": "' + reason + '"}').encode()
+    body = _error_body(reason)
     await send(
         {
             "type": "http.response.start",
