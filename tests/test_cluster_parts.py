@@ -322,41 +322,6 @@ async def test_shared_view_reads_only_changed_documents(connection: Connection, 
     assert [t.to_state for t in entry.transitions] == [State.CRITICAL, State.OK]
 
 
-async def test_shared_view_reads_only_the_run_of_a_document_that_repeats_the_answer(
-    connection: Connection, index: str
-) -> None:
-    """A check at a short interval is written every run, as a rule with the same answer:
-    a peer holding that answer takes the run from the heads round (the digest the owner
-    wrote and the run's fields), with no whole document read and no second request; a
-    changed answer is read in full."""
-    owner = store_with()
-    owner.answer_digests = True
-    writer = StatePersistence(owner, connection, index, 10.0)
-    other, clock = store_with(), Clock()
-    view = SharedView(other, connection, index, 10.0, clock=clock)
-    owner.record(result(State.WARNING, T0, "3 errors", value=3.0))
-    await writer.flush()
-    assert await view.refresh(["c"]) == 1 and view.documents_read == 1
-    for i in range(1, 4):
-        clock.now += 10  # one interval: each write is due
-        owner.record(result(State.WARNING, T0 + 10 * i, "3 errors", value=3.0, duration=0.5))
-        await writer.flush()
-        requests = view.requests
-        assert await view.refresh(["c"]) == 1
-        assert view.requests == requests + 1  # the heads round only
-        entry = other.get("c")
-        assert entry is not None and entry.result is not None
-        assert (entry.result.evaluated_at, entry.runs, entry.since) == (T0 + 10 * i, i + 1, T0)
-        assert entry.result.duration == 0.5 and entry.result.summary == "3 errors"
-    assert view.documents_read == 1 and view.runs_followed == 3
-    assert await view.refresh(["c"]) == 0  # unchanged: nothing applied
-    owner.record(result(State.CRITICAL, T0 + 40, "60 errors", value=60.0))
-    await writer.flush()
-    assert await view.refresh(["c"]) == 1 and view.documents_read == 2
-    entry = other.get("c")
-    assert entry is not None and entry.state is State.CRITICAL and entry.since == T0 + 40
-
-
 async def test_shared_view_asks_for_a_document_when_its_next_write_is_due(
     connection: Connection, index: str
 ) -> None:

@@ -7,12 +7,10 @@ Elasticsearch index, the way a restart does.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 import uuid
 from typing import Any
 
-import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -21,7 +19,7 @@ from esbridge.config import ConnectionConfig
 from esbridge.esclient import Connection
 from esbridge.persistence import StatePersistence
 from esbridge.result import GroupResult, Result, State
-from esbridge.store import STATE_MAPPING, ResultStore, answer_digest
+from esbridge.store import STATE_MAPPING, ResultStore
 from esbridge_dev import httpcalls
 
 T0 = 1_700_000_000.0
@@ -739,16 +737,13 @@ def test_a_repeated_answer_is_announced_not_written_until_it_is_old() -> None:
     store.mark_clean(store.dirty_documents())
     store.record(failing.timed(T0 + 720, 0.0))
     assert store.dirty_count == 1
-    # nor for a check at an interval too short to wait for a heartbeat (10 s here), whose
-    # writes its peers read by version: none is announced
+    # nor for a check at an interval too short to wait for a heartbeat (10 s here)
     ok = result(State.OK, T0 + 730, "1 error", value=1.0)
     store.write_on_change, store.write_on_change_from = True, 20.0
-    store.announce({"c"})
     for i in range(3):
         store.record(ok.timed(T0 + 730 + 10 * i, 0.0))
         assert store.dirty_count == 1
         store.mark_clean(store.dirty_documents())
-        assert store.announce({"c"}) == ({}, {})
 
 
 def test_a_follower_reads_what_it_cannot_vouch_for() -> None:
@@ -781,100 +776,6 @@ def test_a_follower_reads_what_it_cannot_vouch_for() -> None:
     owner.record(result(State.CRITICAL, T0 + 20, "5 errors", value=5.0))
     assert peer.follow("a", owner.progress({"c"}), {"c": "a"}) == (["c"], 0)
     assert entry.result.summary == "mine"  # read from the index, not re-dated
-
-
-def written(store: ResultStore) -> dict[str, Any]:
-    """The one document a flush of ``store`` would write now, as the index keeps it."""
-    documents = store.dirty_documents()
-    store.mark_clean(documents)
-    return {k: v for k, v in documents[0][1].items() if not k.startswith("_")}
-
-
-def head(doc: dict[str, Any]) -> dict[str, Any]:
-    """What the shared view's heads round reads of ``doc``: the run's fields and the digest."""
-    raw = doc["result"]
-    run = {k: raw[k] for k in ("answer", "evaluated_at", "duration") if k in raw}
-    return {
-        "_id": doc["check"],
-        "_source": {"result": run, "runs": doc["runs"], "last_success_ts": doc["last_success_ts"]},
-    }
-
-
-def test_a_repeated_answer_is_read_from_its_runs_fields_and_anything_else_in_full() -> None:
-    """An owner in a cluster writes the digest of each document's answer (everything but
-    the run's times and counters); a peer holding the answer of a document with that digest
-    takes a later run from the run's fields alone. A changed answer, a result of the peer's
-    own, a document without a digest (an older version) or run fields of the wrong shape
-    are read in full instead, never assumed."""
-    owner, peer = store_with(), store_with()
-    owner.answer_digests = True
-    owner.record(result(State.CRITICAL, T0, "5 errors", value=5.0))
-    first = written(owner)
-    owner.record(result(State.CRITICAL, T0 + 10, "5 errors", value=5.0, duration=0.25))
-    second = written(owner)
-    digest = first["result"]["answer"]
-    assert isinstance(digest, str) and second["result"]["answer"] == digest  # same answer
-    assert first["runs"] != second["runs"] and first["updated_at"] <= second["updated_at"]
-    assert peer.repeat([head(second)]) == []  # nothing held yet: read in full
-    assert peer.adopt([first], newer_only=False) == 1
-    assert peer.repeat([head(second)]) == ["c"]
-    entry = peer.get("c")
-    assert entry is not None and entry.result is not None
-    assert (entry.result.evaluated_at, entry.result.duration) == (T0 + 10, 0.25)
-    assert (entry.runs, entry.last_success, entry.since) == (2, T0 + 10, T0)
-    assert entry.result.summary == "5 errors" and entry.state is State.CRITICAL
-
-    owner.record(result(State.CRITICAL, T0 + 20, "6 errors", value=6.0))  # a new answer
-    changed = written(owner)
-    assert changed["result"]["answer"] != digest
-    assert peer.repeat([head(changed)]) == []
-    assert peer.adopt([changed], newer_only=False) == 1  # read in full, as it must be
-    owner.record(result(State.CRITICAL, T0 + 30, "6 errors", value=6.0))
-    again = head(written(owner))
-    for bad in ("x", float("nan"), -1.0):
-        wrong = {**again, "_source": {**again["_source"]}}
-        wrong["_source"]["result"] = {**again["_source"]["result"], "evaluated_at": bad}
-        assert peer.repeat([wrong]) == [], bad
-    no_digest = {**again, "_source": {**again["_source"]}}
-    no_digest["_source"]["result"] = {
-        k: v for k, v in again["_source"]["result"].items() if k != "answer"
-    }
-    assert peer.repeat([no_digest, {"_id": "other"}, {"_id": "c"}]) == []
-    peer.record(result(State.UNKNOWN, T0 + 35, "mine"), persist=False)  # alone, a moment
-    assert peer.repeat([again]) == []
-    assert entry.result.summary == "mine"  # read from the index, not re-dated
-
-    single = store_with()  # a single instance has no readers: no digest to write
-    single.record(result(State.OK, T0, "fine"))
-    assert "answer" not in written(single)["result"]
-
-
-def test_the_answer_digest_is_the_same_in_every_process_and_ignores_only_the_run() -> None:
-    """Every replica must compute the same digest for the same answer (unlike the
-    fingerprint a reader keeps for itself): a fixed hash of everything but the run's times
-    and counters."""
-    doc = {
-        "check": "c",
-        "state": "OK",
-        "since_ts": T0,
-        "runs": 3,
-        "last_success_ts": T0 + 5,
-        "updated_at": 1,
-        "result": {"state": "OK", "summary": "fine", "evaluated_at": T0 + 5, "duration": 0.1},
-        "transitions": [],
-    }
-    digest = answer_digest(doc)
-    rest = {k: v for k, v in doc.items() if k not in ("runs", "last_success_ts", "updated_at")}
-    rest["result"] = {"state": "OK", "summary": "fine"}
-    assert digest == hashlib.blake2b(orjson.dumps(rest), digest_size=16).hexdigest()
-    later = {**doc, "runs": 4, "last_success_ts": T0 + 15, "updated_at": 2}
-    later["result"] = {**doc["result"], "evaluated_at": T0 + 15, "duration": 0.3}
-    assert answer_digest(later) == digest
-    assert answer_digest({**later, "result": {**later["result"], "answer": "x"}}) == digest
-    assert answer_digest({**doc, "result": {**doc["result"], "summary": "other"}}) != digest
-    assert answer_digest({**doc, "since_ts": T0 + 1}) != digest
-    assert answer_digest({**doc, "errors": {"timeout": 1}}) != digest
-    assert answer_digest({**doc, "check": 2**70}) is None  # cannot be encoded
 
 
 def test_a_gained_check_is_written_every_run_until_it_settles_and_a_lost_one_never() -> None:

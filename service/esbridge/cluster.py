@@ -91,7 +91,6 @@ class Cluster:
         # goes between runs) are written every run and read by version, as before.
         spare = min(1.0, settings.defaults.staleness_factor - 1.0)  # the factor is > 1
         service.store.write_on_change_from = (flush + 3 * self.heartbeat) / spare
-        service.store.answer_digests = True  # its peers read a repeated answer in part
         self.owners: dict[str, str] = {}
         self.owned: set[str] = set()
         self.runs: Counter[str] = Counter()  # evaluations done by this process, per check
@@ -432,8 +431,8 @@ class Cluster:
         documents.add_metric([], float(self.view.documents_read))
         followed = CounterMetricFamily(
             "esbridge_shared_view_runs_followed",
-            "Runs of checks owned elsewhere that repeated the answer held, taken from their "
-            "owners' heartbeats or their documents' run fields (no whole document read)",
+            "Runs of checks owned elsewhere taken from their owners' heartbeats (the same "
+            "answer again: no document read)",
         )
         followed.add_metric([], float(self.view.runs_followed))
         yield from (members, owned, cpu, task, requests, documents, followed)

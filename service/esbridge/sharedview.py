@@ -10,9 +10,7 @@ answer run after run, and a document per run that says so again was most of what
 cost. So an owner whose every peer follows writes a check's document only when its answer
 changes (and at least every ``store.REWRITE_AFTER``), and each heartbeat announces, for every
 check it owns whose latest answer is the one written, the time, duration and count of that
-run and which write it repeats (the ``evaluated_at`` of the document's result; a check at an
-interval too short to wait for a heartbeat is written every run, read by version and not
-announced); a heartbeat
+run and which write it repeats (the ``evaluated_at`` of the document's result); a heartbeat
 carries only what changed since the one before it, and a peer that did not apply that one
 reads everything the owner announced instead. A peer whose
 entry holds that very document takes the run's time from the heartbeat; one that holds
@@ -27,11 +25,9 @@ checks, to reading documents as below, and makes every owner write every run aga
 **Reading documents by their version** (:meth:`SharedView.refresh`): the checks of an owner
 that announces nothing, those at intervals too short to wait for a heartbeat (their owners
 write every run), and, for a moment after a rebalance, those whose owner changed. ``_mget``
-is done in two steps: first the heads (``_seq_no``, and of the source only the run's fields
-and the digest of the answer its owner wrote), then the full documents of those that changed
-their answer, so an unchanged check costs a few dozen bytes per round instead of its whole
-document, and one written again with the same answer (a short interval, written every run)
-costs its run's fields (:meth:`ResultStore.repeat`).
+is done in two steps: first ``_seq_no`` only, then the full
+documents of those that changed, so an unchanged check costs a few dozen bytes per round
+instead of its whole document.
 
 An owner rewrites a check's document once per interval, so the first step asks only for the
 documents that are due. When a round sees a document changed since the round before, the
@@ -113,9 +109,7 @@ class SharedView:
         self.requests = 0
         self.documents_read = 0
         self.heads_read = 0
-        # entries brought forward to a later run of the answer they hold: announced by a
-        # peer, or read from a document's run's fields (ResultStore.repeat)
-        self.runs_followed = 0
+        self.runs_followed = 0  # entries brought forward to a run a peer announced
         self.decoding = DecodeMeter()  # parsing the answers, inside the client
         self._cpu = 0.0  # choosing and applying documents, here
 
@@ -133,8 +127,7 @@ class SharedView:
         self._applied.clear()  # and what the owners announced is read in full again
 
     async def refresh(self, names: Iterable[str]) -> int:
-        """Read the changed documents of the due ones of ``names`` (only the run's fields of
-        those that repeat the answer held); return how many applied."""
+        """Read the changed documents of the due ones of ``names``; return how many applied."""
         started = time.process_time()
         now, due = self.clock(), self._due
         wanted = [name for name in names if due.get(name, 0.0) <= now]
@@ -150,38 +143,26 @@ class SharedView:
         self.heads_read += len(heads)
         versions, asked, provisional = self._versions, self._asked, self.store.provisional
         changed = []
-        written: list[dict[str, Any]] = []  # heads written since read (changed: + provisional)
-        fresh: dict[str, tuple[int, int]] = {}  # their versions
         written_after: dict[str, float] = {}  # changed since the round at this time
         for doc in heads:
             if "_seq_no" not in doc:  # not written yet
                 continue
             name = doc["_id"]
-            old, version = versions.get(name), _version(doc)
-            if old == version:
+            old = versions.get(name)
+            if old == _version(doc):
                 if name in provisional:  # unchanged, but it replaces this replica's own
                     changed.append(name)
                 else:
                     asked[name] = now
                 continue
             changed.append(name)
-            written.append(doc)
-            fresh[name] = version
             before = asked.get(name)
             if old is not None and before is not None:
                 written_after[name] = before
-        # Those that repeat the answer held need only the run's fields, read with the heads.
-        repeated = self.store.repeat(written)
-        for name in repeated:
-            versions[name] = fresh[name]
-        self.runs_followed += len(repeated)
-        done = set(repeated)
-        full = [name for name in changed if name not in done] if done else changed
         self._cpu += time.process_time() - started
-        applied = await self.load(full) if full else 0
+        applied = await self.load(changed) if changed else 0
         if applied < 0:
             return 0
-        applied += len(repeated)
         started = time.process_time()
         store, lead, settled = self.store, self.lead, self._settled
         for name in changed:  # read: the next change is one after this round
@@ -335,11 +316,9 @@ class SharedView:
         return docs
 
 
-# filter_path: the client parses only what is used (the heads round reads thousands). The
-# heads carry what ResultStore.repeat reads: the digest of the answer and the run's fields.
+# filter_path: the client parses only what is used (the heads round reads thousands).
 _FIELDS = "docs._id,docs._seq_no,docs._primary_term,docs.error"
-_RUN = "result.answer,result.evaluated_at,result.duration,runs,last_success_ts"
-_HEADS = f"filter_path={_FIELDS},docs._source&_source_includes={_RUN}"
+_HEADS = f"filter_path={_FIELDS}&_source=false"
 _DOCUMENTS = f"filter_path={_FIELDS},docs._source"
 
 

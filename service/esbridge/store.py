@@ -12,7 +12,6 @@ when the index accepts writes again; the failure is visible in ``/readyz``, the 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections import deque
@@ -63,7 +62,6 @@ _T = TypeVar("_T")
 # the result a restart of every replica reads back, are never much older than that.
 REWRITE_AFTER = 600.0
 _LATEST_RUN = 253402300799.0  # 9999-12-31: a run time beyond is no time (see stored_time)
-_NUMBERS = (int, float)  # what a number read from a document may be (bool is neither)
 
 
 @dataclass
@@ -107,10 +105,9 @@ class ResultStore:
         self.last_flush: float = 0.0
         self.flush_failures: int = 0
         # check -> (the result adopted last, the fingerprint of its document without the
-        # run's times and counters (its owner's answer_digest, or one of this process's
-        # own), or None, and the evaluated_at of the document's result,
+        # run's times and counters, or None, and the evaluated_at of the document's result,
         # which names that write): see _read_shared and follow
-        self._adopted: dict[str, tuple[Result, int | str | None, float]] = {}
+        self._adopted: dict[str, tuple[Result, int | None, float]] = {}
         # Write on change (a replica whose every peer follows its progress): a run that
         # repeats the answer this process last wrote is not written again, only announced
         # in the heartbeat (see progress). check -> the result its state document holds.
@@ -133,10 +130,6 @@ class ResultStore:
         self._progress: dict[str, list[float]] = {}
         # checks whose entry in _progress was set since the last heartbeat's (announce)
         self._fresh: set[str] = set()
-        # Each document written carries the digest of its answer (answer_digest): its
-        # readers tell a repeated answer from its run's fields alone (see repeat). A single
-        # instance has no readers.
-        self.answer_digests = False
 
     # -- the set of checks ---------------------------------------------------------------
 
@@ -361,16 +354,11 @@ class ResultStore:
         if only is not None:  # a check this replica no longer owns is its owner's to write
             for name in [n for n in self._dirty if n not in only]:
                 del self._dirty[name]
-        documents = [
+        return [
             (name, {**self.to_document(entry), "_change": change, "_result": entry.result})
             for name, change in list(self._dirty.items())
             if (entry := checks.get(name)) is not None
         ]
-        if self.answer_digests:
-            for _, doc in documents:
-                if type(raw := doc.get("result")) is dict and (digest := answer_digest(doc)):
-                    raw["answer"] = digest
-        return documents
 
     def mark_clean(self, written: Iterable[tuple[str, dict[str, Any]] | str]) -> None:
         """Forget written entries, unless they changed again after their document was made.
@@ -402,9 +390,7 @@ class ResultStore:
                 settling = None
             if settling is None:  # else the previous owner may write after this one: the
                 self._written[name] = result  # next run is written too (announced all the same)
-            # A check at an interval too short to announce is read by version: announcing
-            # its writes as well only made a peer that had not read one yet read it twice.
-            if clean and entry.interval >= self.write_on_change_from:
+            if clean:
                 self._announce(name, result, int(doc.get("runs") or 0), result.evaluated_at)
 
     def discard_dirty(self) -> int:
@@ -590,59 +576,9 @@ class ResultStore:
                 moved += 1
         return fetch, moved
 
-    def repeat(self, heads: Iterable[dict[str, Any]]) -> list[str]:
-        """Of documents read in part (``_mget`` hits with the digest of their answer and
-        their run's fields in ``_source``), bring forward the entries that hold the very
-        answer the digest names (adopted from a document with the same digest, not moved on
-        since: not a run of this replica's own, not restored, nothing of its own to write)
-        to the run the document says; return their names. Any other is read in full.
-
-        A check at an interval too short to be announced is written every run, as a rule
-        with the same answer: a replica following it took the whole document each time,
-        which was most of what such a check cost its peers.
-        """
-        applied: list[str] = []
-        checks, seen = self._checks, self._adopted
-        provisional, dirty = self._provisional, self._dirty
-        for doc in heads:
-            try:
-                name, source = doc["_id"], doc["_source"]
-                raw, last, entry = source["result"], seen[name], checks[name]
-                answer = raw["answer"]
-            except (KeyError, TypeError):  # not found, nothing adopted, no digest: read it all
-                continue
-            if (
-                last[0] is not entry.result  # a run of this replica's own, or restored since
-                or last[1] != answer
-                or type(answer) is not str
-                or name in provisional
-                or name in dirty
-            ):
-                continue
-            at, took = raw.get("evaluated_at"), raw.get("duration", 0.0)
-            success, runs = source.get("last_success_ts"), source.get("runs", 0)
-            if not (
-                type(at) in _NUMBERS
-                and 0 <= at <= _LATEST_RUN  # NaN fails too
-                and type(took) in _NUMBERS
-                and 0 <= took <= _LATEST_RUN
-                and (success is None or (type(success) in _NUMBERS and 0 <= success <= _LATEST_RUN))
-                and type(runs) is int
-                and runs >= 0
-            ):
-                continue  # read in full: reading the whole document says what is wrong
-            rerun = last[0].timed(float(at), float(took))
-            entry.result, entry.runs = rerun, runs
-            entry.last_success = None if success is None else float(success)
-            # Nothing of this check was written or announced here since it was adopted (a
-            # write of its own would hold a result of its own): nothing to forget.
-            seen[name] = (rerun, answer, rerun.evaluated_at)
-            applied.append(name)
-        return applied
-
     def _read_shared(
         self, entry: CheckState, doc: dict[str, Any]
-    ) -> tuple[_Restored | _Rerun, int | str | None]:
+    ) -> tuple[_Restored | _Rerun, int | None]:
         """A document another replica wrote, read back, with its fingerprint when taken.
 
         Most checks give the same answer run after run (no errors, the cluster green): their
@@ -651,22 +587,20 @@ class ResultStore:
         held (a cheap first test that a changed count fails) the rest of the document is
         compared by a fingerprint with the one this entry's result was read from; the same,
         only the run's fields are read. The result must still be the one adopted then (not a
-        run of this replica's own, not restored since). A document whose owner wrote the
-        digest of its answer (:func:`answer_digest`) is compared by that instead.
+        run of this replica's own, not restored since).
         """
         held, last, raw = entry.result, self._adopted.get(entry.name), doc.get("result")
-        adopted = held is not None and last is not None and last[0] is held
-        answer = raw.get("answer") if type(raw) is dict else None
-        fingerprint: int | str | None
-        if type(answer) is str:  # the owner's digest (answer_digest): nothing to compute
-            fingerprint = answer
-        elif not adopted or type(raw) is not dict or raw.get("value") != held.value:
+        if (
+            held is None
+            or last is None
+            or last[0] is not held
+            or type(raw) is not dict
+            or raw.get("value") != held.value
+        ):
             return _Restored.from_document(doc, self.history, entry), None
-        else:
-            fingerprint = _fingerprint(doc, raw)
-        if not adopted or fingerprint is None or fingerprint != last[1]:
+        fingerprint = _fingerprint(doc, raw)
+        if fingerprint is None or fingerprint != last[1]:
             return _Restored.from_document(doc, self.history, entry), fingerprint
-        assert held is not None and type(raw) is dict  # adopted, and a digest or a value read
         rerun = held.timed(
             stored_time(raw.get("evaluated_at"), "evaluated_at") or 0.0,
             stored_number(raw.get("duration"), "duration") or 0.0,
@@ -678,29 +612,6 @@ class ResultStore:
 # What a state document changes when its check gives the same answer again.
 _RUN_FIELDS = ("last_success_ts", "runs", "updated_at", "_change")
 _RESULT_RUN_FIELDS = ("evaluated_at", "duration")
-
-
-def answer_digest(doc: dict[str, Any]) -> str | None:
-    """The digest of a state document without the run's times and counters (None: it
-    cannot be encoded), which its owner writes in the document's result as ``answer``.
-
-    A reader that holds the answer of a document with the same digest needs only the
-    run's fields of a later one (:meth:`ResultStore.repeat`). Unlike :func:`_fingerprint`,
-    every process must compute the same: a cryptographic hash, so no document can be made
-    to collide with another's answer.
-    """
-    rest = {k: v for k, v in doc.items() if k not in _RUN_FIELDS and k != "_result"}
-    result = doc.get("result")
-    if type(result) is dict:
-        rest["result"] = {k: v for k, v in result.items() if k not in _ANSWER_EXCLUDES}
-    try:
-        encoded = orjson.dumps(rest)
-    except orjson.JSONEncodeError:
-        return None
-    return hashlib.blake2b(encoded, digest_size=16).hexdigest()
-
-
-_ANSWER_EXCLUDES = (*_RESULT_RUN_FIELDS, "answer")
 
 
 def _fingerprint(doc: dict[str, Any], result: dict[str, Any]) -> int | None:
