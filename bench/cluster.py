@@ -69,7 +69,7 @@ DEFAULT_INTERVAL = "30s"
 
 def markers(values: str, interval: str = DEFAULT_INTERVAL) -> tuple[str, str]:
     """Where a run's section goes in RESULTS.md: one section per kind of values, and one
-    per interval other than the default (a short one is read by version, not announced)."""
+    per interval other than the default (a short one is read by version)."""
     name = "replicas" if values == "steady" else f"replicas-{values}"
     if interval != DEFAULT_INTERVAL:
         name += f"-{interval}"

@@ -234,7 +234,7 @@ def test_a_request_line_too_large_is_431_however_it_arrives(
 ) -> None:
     """The same answer whether the server reads the request at once or its first part alone
     (a loaded machine does): h11 refuses an unfinished request line past the header bound,
-    which uvicorn would answer 400. A short garbage line stays 400."""
+    which uvicorn would answer 400 (a short garbage line still is: garbage_request_line.http)."""
     _, request = _http_case("huge_query.http")
     with socket.create_connection(("127.0.0.1", service.port), timeout=10) as sock:
         if first:
