@@ -170,7 +170,7 @@ class Group:
             httpx.delete(f"{self.es}/{index}", timeout=60)
 
 
-def freshness(group: Group, allowed: float, seconds: float = 30.0) -> dict[str, float]:
+def freshness(group: Group, allowed: float, seconds: float = 30.0) -> dict[str, Any]:
     """Every live replica's API every few seconds: the oldest result shown, as a share of
     its allowed age (``allowed`` seconds: staleness_factor x interval), and how many stale
     results were shown. After the cost window: reading every check costs the replicas CPU."""

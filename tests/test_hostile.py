@@ -253,6 +253,19 @@ def test_a_request_line_too_large_is_431_however_it_arrives(
 
 @pytest.mark.es
 @pytest.mark.version_independent  # HTTP handling in front of the store: once, in main
+def test_a_garbage_head_is_400_whatever_follows_it(service: EsbridgeProcess) -> None:
+    """A short head h11 refuses for what it says stays 400, even with more than the header
+    bound of bytes behind it in the same read: only an unfinished head is too large."""
+    request = b"NOT AN HTTP REQUEST\r\nHost: x\r\n\r\n" + b"a" * (2 * limits.MAX_HEADER_BYTES)
+    with socket.create_connection(("127.0.0.1", service.port), timeout=10) as sock:
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            sock.sendall(request)
+        response = _read_response(sock, 10)
+    assert response.startswith(b"HTTP/1.1 400 "), response[:300]
+
+
+@pytest.mark.es
+@pytest.mark.version_independent  # HTTP handling in front of the store: once, in main
 def test_every_http_case_has_an_expectation() -> None:
     for name in HTTP_FILES:
         expect, _ = _http_case(name)

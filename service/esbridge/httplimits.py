@@ -31,6 +31,17 @@ class GuardedH11Protocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._hint = 400  # the status h11 suggests for its last refusal (send_400_response)
+        next_event = self.conn.next_event
+
+        def noting_refusals() -> Any:
+            try:
+                return next_event()
+            except Exception as error:  # h11.RemoteProtocolError, which uvicorn answers 400
+                self._hint = getattr(error, "error_status_hint", 400)
+                raise
+
+        self.conn.next_event = noting_refusals  # type: ignore[method-assign]
         self._idle_since = time.monotonic()
         self._arm()
         if len(self.connections) > limits.MAX_CONNECTIONS:
@@ -57,11 +68,11 @@ class GuardedH11Protocol(H11Protocol):
     def send_400_response(self, msg: str) -> None:
         """uvicorn answers every request h11 refuses with 400, and h11 refuses a request line
         and headers still unfinished past ``h11_max_incomplete_event_size``
-        (:data:`~esbridge.limits.MAX_HEADER_BYTES`). Whether a request that size gets there
-        or arrives whole, for :class:`RequestLimits` to answer 431, depended on how its bytes
-        were split on the way (a loaded machine reads the first part alone): 431 either way."""
-        buffered, _ = self.conn.trailing_data
-        if len(buffered) <= limits.MAX_HEADER_BYTES:
+        (:data:`~esbridge.limits.MAX_HEADER_BYTES`), hinting 431. Whether a request that size
+        got there or arrived whole, for :class:`RequestLimits` to answer 431, depended on how
+        its bytes were split on the way (a loaded machine reads the first part alone): h11's
+        hint is answered, so it is 431 either way."""
+        if self._hint != 431:  # refused for what it says, not for its size
             super().send_400_response(msg)
             return
         body = _error_body(_TOO_LARGE)
