@@ -485,7 +485,8 @@ def test_a_replica_back_from_a_partition_restores_its_checks_before_writing(
     written) while b covers a's share, keeping since and writing history. When the partition
     heals, a's share is a subset of what it held, so nothing counts as gained: a must still
     restore its checks from the state index before it writes them, never its own UNKNOWN
-    and an "UNKNOWN -> OK" recovery over b's since and history."""
+    and an "UNKNOWN -> OK" recovery over b's since and history; nor the UNKNOWN of a run it
+    started alone that ends only after the restore (a CI run: a search answered late)."""
     checks = checks_file(tmp_path / "c.yaml", index20, 12)
     state = indices[0]
 
@@ -509,7 +510,10 @@ def test_a_replica_back_from_a_partition_restores_its_checks_before_writing(
             poll(lambda: all(doc(c)["state"] == expected_state(int(c[1:])) for c in mine), 60)
             since = {c: doc(c)["since_ts"] for c in mine}
 
-            proxy.fail = {".*": 503}
+            # a's searches are held, then fail without a retry: at the heal, runs that
+            # started alone are still in flight and end UNKNOWN after a restored its checks
+            proxy.stall = {"_msearch": 3.0}
+            proxy.fail = {"_msearch": 500, ".*": 503}
             poll(lambda: group.cluster("b")["checks_owned"] == 12, LEASE + MARGIN + 10)
             taken = time.time()
             # b evaluates and writes a's share; a, alone, records UNKNOWN for every check
@@ -517,7 +521,7 @@ def test_a_replica_back_from_a_partition_restores_its_checks_before_writing(
             poll(lambda: group.cluster("a")["checks_owned"] == 12, LEASE + MARGIN + 10)
             poll(lambda: all(c["state"] == "UNKNOWN" for c in group.view("a").values()), 30)
 
-            proxy.fail = {}
+            proxy.fail, proxy.stall = {}, {}
             assert group.until_agreed(2, timeout=30) == owners
             agreed = time.time()
             # a evaluates its share again; it writes each check's state after taking it back
