@@ -228,6 +228,30 @@ def test_a_fork_server_that_is_gone_is_an_error_not_a_hang(tmp_path: Path) -> No
         server.spawn(["--version"], dict(os.environ), os.getcwd(), tmp_path / "w.log")
 
 
+@pytest.mark.parametrize("keep", [False, True])
+def test_service_logs_go_with_the_harness_process_unless_kept(tmp_path: Path, keep: bool):
+    """The logs of the services a harness process started are removed when it exits (a
+    suite starts hundreds); ``ESBRIDGE_KEEP_LOGS=1`` keeps them, and so does ``keep_log``
+    (the demo prints its log's path)."""
+    script = (
+        "from esbridge_dev.service import EsbridgeProcess\n"
+        "scratch = EsbridgeProcess(None, ['c.yaml']).log_path\n"
+        "kept = EsbridgeProcess(None, ['c.yaml'], keep_log=True).log_path\n"
+        "scratch.write_text('x'); print(scratch); print(kept)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "ESBRIDGE_KEEP_LOGS"}
+    if keep:
+        env["ESBRIDGE_KEEP_LOGS"] = "1"
+    env["TMPDIR"] = str(tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+    scratch, kept = Path(out[0]), Path(out[1])
+    assert scratch.parent.parent == tmp_path and scratch.parent.name.startswith("esbridge-logs-")
+    assert scratch.exists() is keep and scratch.parent.exists() is keep
+    assert kept.exists() and kept.parent == tmp_path
+
+
 def test_free_port_is_handed_out_once_across_processes(tmp_path: Path, monkeypatch):
     monkeypatch.setattr(ports, "_FOLDER", tmp_path)
     given = {ports.free_port() for _ in range(200)}

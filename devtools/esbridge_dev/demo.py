@@ -113,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             config=args.config if Path(args.config).exists() else None,
             port=args.port,
             env={"ESBRIDGE_API__ALLOW_UNAUTHENTICATED_WRITES": "true"},
+            keep_log=True,
         )
         service.start()
         base = service.url

@@ -8,8 +8,10 @@ In the test suite that process is a fork of one that imported the service alread
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,6 +30,20 @@ from esbridge_dev.ports import free_port
 # about a second of CPU less per start. The test suite turns it on (tests/conftest.py); the
 # demo and the benchmarks, which measure the processes they start, run the interpreter.
 FORK_SERVER = False
+
+_log_folder: Path | None = None
+
+
+def _scratch_log() -> Path:
+    """A log file in this harness process's own folder, removed when it exits: a test suite
+    starts hundreds of services, and their logs (read by the tests while they run) had piled
+    up by the thousand in /tmp. ``ESBRIDGE_KEEP_LOGS=1`` keeps the folder for a post-mortem."""
+    global _log_folder
+    if _log_folder is None:
+        _log_folder = Path(tempfile.mkdtemp(prefix="esbridge-logs-"))
+        if not os.environ.get("ESBRIDGE_KEEP_LOGS"):
+            atexit.register(shutil.rmtree, _log_folder, ignore_errors=True)
+    return Path(tempfile.mkstemp(prefix="esbridge-", suffix=".log", dir=_log_folder)[1])
 
 
 def poll(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.2) -> Any:
@@ -88,7 +104,9 @@ class EsbridgeProcess:
         env: Mapping[str, str] | None = None,
         extra_args: Sequence[str] = (),
         state_index: str | None = None,
+        keep_log: bool = False,
     ) -> None:
+        """``keep_log``: the log outlives this harness process (the demo prints its path)."""
         self.es_url = es_url
         self.checks = [str(c) for c in checks]
         self.config = str(config) if config else None
@@ -99,7 +117,11 @@ class EsbridgeProcess:
             self.env.setdefault("ESBRIDGE_STATE__INDEX", state_index)
         self.extra_args = list(extra_args)
         self.proc: subprocess.Popen[bytes] | forkserver.ForkedProcess | None = None
-        self.log_path = Path(tempfile.mkstemp(prefix="esbridge-", suffix=".log")[1])
+        self.log_path = (
+            Path(tempfile.mkstemp(prefix="esbridge-", suffix=".log")[1])
+            if keep_log
+            else _scratch_log()
+        )
 
     @property
     def url(self) -> str:
