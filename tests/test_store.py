@@ -245,30 +245,28 @@ def test_the_owners_document_replaces_a_provisional_result_whatever_its_age() ->
     assert mine.provisional == set()
 
 
-def test_a_run_that_started_before_the_takeover_is_not_recorded_over_it() -> None:
-    """A replica back from a partition restores its checks from the owner's documents; a run
-    it started alone (its search failing) and that ends only then is of the time before:
-    dropped, so neither its UNKNOWN nor a recovery from it enters the restored history, and
-    nothing is written. A run started after the takeover is recorded as usual."""
+def test_a_run_that_started_alone_is_known_once_its_check_is_restored() -> None:
+    """Back from a time alone, a replica restores its checks from the owner's documents and
+    marks them: the first result after the mark says whether its run started before (of the
+    time alone: the service drops it); later results are never asked about again."""
     owner = store_with()
     owner.record(result(State.WARNING, T0, "warn"))
     owner.record(result(State.WARNING, T0 + 30, "warn"))
     document = owner.to_document(owner.get("c"))  # type: ignore[arg-type]
     mine = store_with()
+    in_flight = result(State.UNKNOWN, T0 + 40, "unreachable", error_kind="unreachable")
+    assert not mine.started_before_restore(in_flight)  # never marked: a run as any other
     mine.record(result(State.UNKNOWN, T0 + 20, "unreachable"), persist=False)  # alone
     assert mine.adopt([document]) == 1
-    mine.taken_over(["c"], at=T0 + 45)
-    in_flight = result(State.UNKNOWN, T0 + 40, "unreachable", error_kind="unreachable")
-    assert mine.record(in_flight) is None
-    entry = mine.get("c")
-    assert entry is not None and entry.result is not None
-    assert entry.state is State.WARNING and entry.result.evaluated_at == T0 + 30
-    assert entry.since == T0 and [t.to_state for t in entry.transitions] == [State.WARNING]
-    assert entry.consecutive_failures == 0 and mine.dirty_count == 0
-    assert mine.record(result(State.WARNING, T0 + 50, "warn")) is None  # no transition
-    assert [doc["since_ts"] for _, doc in mine.dirty_documents()] == [T0]
-    failed = mine.record(result(State.UNKNOWN, T0 + 60, "x", error_kind="unreachable"))
-    assert failed is not None and failed.from_state is State.WARNING  # a later run: as usual
+    mine.mark_restored(["c"], at=T0 + 45)
+    assert mine.started_before_restore(in_flight)
+    assert not mine.started_before_restore(in_flight)  # asked once: the mark is gone
+    mine.mark_restored(["c"], at=T0 + 45)
+    assert not mine.started_before_restore(result(State.WARNING, T0 + 50, "warn"))
+    mine.mark_restored(["c"], at=T0 + 45)
+    mine.sync({"d": 10.0})  # removed by a reload: its mark goes with it
+    mine.sync({"c": 10.0})
+    assert not mine.started_before_restore(in_flight)
 
 
 @pytest.mark.parametrize(

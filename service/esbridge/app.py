@@ -210,7 +210,8 @@ class Service:
 
     def _rerun(self, check: CheckDefinition) -> None:
         """Run ``check`` again once the run now ending is done (it waits for it): its
-        result was dropped, and the check's early run at reload found it still running."""
+        result was dropped, and the check's early run (at a reload, at a restore) found it
+        still running."""
         if self.stopping or not self.scheduler.running:
             return
         if self.cluster is not None and check.name not in self.cluster.owned:
@@ -232,6 +233,14 @@ class Service:
             # changed by a reload while it ran: judged by the old thresholds, so it is not
             # the check's state now; the changed check runs again at once (see reload)
             log.info("dropping the result of %s: its definition changed while it ran", ran.name)
+            self._rerun(loaded)
+            return
+        if self.store.started_before_restore(result):
+            log.info(
+                "dropping the result of %s: its run started while this replica was alone, "
+                "before it restored the check from the state index",
+                result.check,
+            )
             self._rerun(loaded)
             return
         entry = self.store.get(result.check)

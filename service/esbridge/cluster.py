@@ -249,7 +249,8 @@ class Cluster:
             store = self.service.store
             store.forget_written(lost)
             store.forget_written(taken, settle=self.settle)
-            store.taken_over(taken)  # a run in flight from before is not recorded over them
+            if returning:  # a run in flight from the time alone is not recorded over them
+                store.mark_restored(taken)
             store.writes_only = owned
             if owners != self.owners:
                 # read by version for a moment: a new owner's first writes are seen at the

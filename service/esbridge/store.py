@@ -123,9 +123,9 @@ class ResultStore:
         # check -> the wall time before which a write is not trusted to be the index's last
         # (the owner changed: the replica that owned it may still write for a moment)
         self._settling: dict[str, float] = {}
-        # check -> the wall time this replica took it over, its owner's document restored: a
-        # run that started before is of the time before (see record)
-        self._taken: dict[str, float] = {}
+        # check -> the wall time this replica restored it, back from a time alone: a run that
+        # started before is of that time (see started_before_restore)
+        self._restored_at: dict[str, float] = {}
         # A replica writes only the checks it owns (None: every check, a single instance).
         self.writes_only: Set[str] | None = None
         # check -> [evaluated_at, duration, runs, evaluated_at of the document's result] for
@@ -145,7 +145,7 @@ class ResultStore:
                 self._forget_written(name)
                 self._wrote.pop(name, None)
                 self._settling.pop(name, None)
-                self._taken.pop(name, None)
+                self._restored_at.pop(name, None)
                 self._dirty.pop(name, None)
                 self._provisional.discard(name)
         for name, interval in intervals.items():
@@ -188,13 +188,6 @@ class ResultStore:
         """
         entry = self._checks.get(result.check)
         if entry is None:  # removed by a reload while it ran: drop it
-            return None
-        taken = self._taken.pop(result.check, None)
-        if taken is not None and result.evaluated_at < taken:
-            # Started before this replica took the check over (back): alone during a
-            # partition, as a rule, its search failing. Recorded now, it would be a false
-            # transition in the history just restored, and written as the owner's.
-            log.debug("dropping the result of %s: its run started before the takeover", entry.name)
             return None
         old = entry.result.state if entry.result else None
         entry.runs += 1
@@ -292,15 +285,23 @@ class ResultStore:
             if settle > 0:
                 self._settling[name] = until
 
-    def taken_over(self, names: Iterable[str], at: float | None = None) -> None:
-        """``names`` were taken over at ``at`` (now), their owner's documents restored: the
-        result of a run of them that started before is dropped when it ends. It is of the
-        time this replica did not own them (a partition it spent alone, as a rule, every
-        search failing), and in flight across the heal it would otherwise land after the
-        restore, as a transition of the owner's history (UNKNOWN and back), and be written."""
+    def mark_restored(self, names: Iterable[str], at: float | None = None) -> None:
+        """``names`` were restored at ``at`` (now) from the documents another replica wrote
+        while this one was alone (a partition, every search failing as a rule): see
+        :meth:`started_before_restore`."""
         at = time.time() if at is None else at
         for name in names:
-            self._taken[name] = at
+            self._restored_at[name] = at
+
+    def started_before_restore(self, result: Result) -> bool:
+        """Whether ``result`` comes from a run that started before its check was restored
+        (:meth:`mark_restored`; asked once per mark, by the first result after it). Such a
+        run is of the time alone, and in flight across the heal it would land on the history
+        just restored as a change (UNKNOWN, then a false recovery) and be written as the
+        owner's: its result is dropped. A check regained while this replica was confirmed
+        all along is never marked: a run in flight then is the owner's own."""
+        at = self._restored_at.pop(result.check, None)
+        return at is not None and result.evaluated_at < at
 
     def write_again(self, names: Iterable[str], settle: float) -> None:
         """Write ``names`` at their next runs again, until ``settle`` seconds from now and
