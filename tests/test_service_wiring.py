@@ -292,6 +292,58 @@ async def test_a_check_regained_while_its_run_is_in_flight_is_not_run_twice(
             httpcalls.delete(f"{es_url}/{name}", params={"ignore_unavailable": "true"}, timeout=60)
 
 
+@pytest.mark.parametrize(
+    ("tuning", "warned"),
+    [
+        ("", True),  # defaults: shown fresh elsewhere from (2 s + 1 s + 1 s) / (2 - 1) = 4 s
+        ("  view_refresh: 0.5s\n", False),  # (0.5 s + 0.5 s + 1 s) / (3 - 1) = 1 s
+    ],
+)
+async def test_cluster_mode_says_which_checks_run_too_often_to_read_fresh_everywhere(
+    es_url: str, make_index: Any, tmp_path: Path, caplog: Any, tuning: str, warned: bool
+) -> None:
+    """A check read by version reaches the other replicas up to a flush and a view round
+    after its owner ran it: at an interval whose allowed age cannot spare that, a replica
+    that does not own it may show it stale. Cluster mode names those checks at start and
+    what to change; with settings that spare it, it says nothing."""
+    import logging
+
+    index = make_index("wiring-short")
+    fast = _checks(tmp_path / "fast.yaml", index, ["fast-a", "fast-b"], interval="2s")
+    slow = _checks(tmp_path / "slow.yaml", index, ["slow"], interval="1h")
+    suffix = uuid.uuid4().hex[:8]
+    own = [f"esbridge-test-short-state-{suffix}", f"esbridge-test-short-members-{suffix}"]
+    config = tmp_path / "esbridge.yaml"
+    config.write_text(
+        f"elasticsearch:\n  default:\n    urls: ['{es_url}']\n"
+        f"checks: ['{fast}', '{slow}']\n"
+        f"state:\n  enabled: true\n  index: {own[0]}\n"
+        + ("  flush_interval: 0.5s\ndefaults:\n  staleness_factor: 3\n" if tuning else "")
+        + f"cluster:\n  enabled: true\n  replica_id: short-me\n  index: {own[1]}\n"
+        "  heartbeat: 1s\n  lease: 3s\n" + tuning
+    )
+    settings = load_settings(config)
+    service = Service(settings, load_checks(list(settings.checks)))
+    try:
+        with caplog.at_level(logging.WARNING, logger="esbridge"):
+            await service.start()
+            cluster = service.cluster
+            assert cluster is not None
+            await _until(lambda: cluster.last_rebalance is not None, timeout=30)
+        said = [r.getMessage() for r in caplog.records if "run more often" in r.getMessage()]
+        if not warned:
+            assert said == []
+            return
+        assert len(said) == 1, said
+        assert "2 checks run more often than every 4 s (fast-a, fast-b)" in said[0]
+        assert "state.flush_interval + cluster.view_refresh (2 s + 1 s)" in said[0]
+        assert "slow" not in said[0] and "defaults.staleness_factor (2)" in said[0]
+    finally:
+        await service.stop(5)
+        for name in own:
+            httpcalls.delete(f"{es_url}/{name}", params={"ignore_unavailable": "true"}, timeout=60)
+
+
 def _threshold_checks(path: Path, index: str, name: str, critical: int) -> Path:
     path.write_text(
         f"checks:\n  - {{name: {name}, kind: count, index: {index}, interval: 1h, window: 1h,"

@@ -91,6 +91,11 @@ class Cluster:
         # goes between runs) are written every run and read by version, as before.
         spare = min(1.0, settings.defaults.staleness_factor - 1.0)  # the factor is > 1
         service.store.write_on_change_from = (flush + 3 * self.heartbeat) / spare
+        # A check read by version shows elsewhere up to a flush and a view round (and a
+        # second of requests) after its owner: at shorter intervals its allowed age cannot
+        # spare that, and a replica that does not own it may show it stale for a moment.
+        lag = flush + self.view_refresh + 1.0
+        self.shows_fresh_from = lag / (settings.defaults.staleness_factor - 1.0)
         self.owners: dict[str, str] = {}
         self.owned: set[str] = set()
         self.runs: Counter[str] = Counter()  # evaluations done by this process, per check
@@ -269,6 +274,8 @@ class Cluster:
                 if n not in owned
                 and self.service.scheduler.interval_of(check) < store.write_on_change_from
             ]
+            if checkset is not self._checkset:
+                self._warn_too_short(checks)
             self._members, self._checkset = members, checkset
             self.rebalances += 1
             self.last_rebalance = time.time()
@@ -281,6 +288,30 @@ class Cluster:
                     len(gained),
                     len(lost),
                 )
+
+    def _warn_too_short(self, checks: dict[str, CheckDefinition]) -> None:
+        """Say, once per check set, which checks run too often for the shared view to show
+        them fresh on every replica, and what to change."""
+        interval_of = self.service.scheduler.interval_of
+        short = sorted(n for n, c in checks.items() if interval_of(c) < self.shows_fresh_from)
+        if not short:
+            return
+        settings = self.service.settings
+        log.warning(
+            "cluster: %d checks run more often than every %.3g s (%s%s): a replica that "
+            "does not own one may show it stale (UNKNOWN) for a moment, as its result "
+            "reaches the others up to state.flush_interval + cluster.view_refresh "
+            "(%.3g s + %.3g s) later; shorten those, or raise defaults.staleness_factor "
+            "(%.3g), for these checks to read fresh on every replica (docs/scale-out.md, "
+            '"How far behind")',
+            len(short),
+            self.shows_fresh_from,
+            ", ".join(short[:5]),
+            ", ..." if len(short) > 5 else "",
+            settings.state.flush_interval.total_seconds(),
+            self.view_refresh,
+            settings.defaults.staleness_factor,
+        )
 
     async def _restored(self, gained: set[str]) -> bool:
         """Read what the previous owner wrote of ``gained`` (real-time): since and history
