@@ -76,6 +76,37 @@ def _service(tmp_path: Path, url: str, checks: Path, extra: str = "") -> Service
     return Service(settings, load_checks(list(settings.checks)))
 
 
+def _replica(
+    tmp_path: Path,
+    url: str,
+    checks: list[Path],
+    replica: str,
+    state: str = "",
+    cluster: str = "",
+    more: str = "",
+) -> tuple[Service, list[str]]:
+    """A replica in cluster mode (heartbeat 1 s, lease 3 s) with a state and a members index
+    of its own, named in the list returned beside it (for :func:`_drop`). ``state`` and
+    ``cluster``: more lines of those sections; ``more``: more sections."""
+    suffix = uuid.uuid4().hex[:8]
+    own = [f"esbridge-test-{replica}-state-{suffix}", f"esbridge-test-{replica}-members-{suffix}"]
+    config = tmp_path / "esbridge.yaml"
+    config.write_text(
+        f"elasticsearch:\n  default:\n    urls: ['{url}']\n"
+        f"checks: {[str(c) for c in checks]}\n"
+        f"state:\n  enabled: true\n  index: {own[0]}\n{state}"
+        f"cluster:\n  enabled: true\n  replica_id: {replica}\n  index: {own[1]}\n"
+        f"  heartbeat: 1s\n  lease: 3s\n{cluster}{more}"
+    )
+    settings = load_settings(config)
+    return Service(settings, load_checks(list(settings.checks))), own
+
+
+def _drop(es_url: str, indices: list[str]) -> None:
+    for name in indices:
+        httpcalls.delete(f"{es_url}/{name}", params={"ignore_unavailable": "true"}, timeout=60)
+
+
 async def _until(condition: Any, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -257,20 +288,11 @@ async def test_a_check_regained_while_its_run_is_in_flight_is_not_run_twice(
 
     index = make_index("wiring-d")
     seed(index, [{"ago": "1m", "status": 500}] * 4)
-    me, suffix = "wiring-me", uuid.uuid4().hex[:8]
+    me = "wiring-me"
     # a member that wins "a" from this replica, so the check moves there and back
     other = next(f"other-{i}" for i in range(1000) if assign(["a"], [me, f"other-{i}"])["a"] != me)
-    own = [f"esbridge-test-wiring-state-{suffix}", f"esbridge-test-wiring-members-{suffix}"]
-    config = tmp_path / "esbridge.yaml"
-    config.write_text(
-        f"elasticsearch:\n  default:\n    urls: ['{proxy.url}']\n"
-        f"checks: ['{_checks(tmp_path / 'c.yaml', index, ['a'])}']\n"
-        f"state:\n  enabled: true\n  index: {own[0]}\n"
-        f"cluster:\n  enabled: true\n  replica_id: {me}\n  index: {own[1]}\n"
-        "  heartbeat: 1s\n  lease: 3s\n"
-    )
-    settings = load_settings(config)
-    service = Service(settings, load_checks(list(settings.checks)))
+    checks = _checks(tmp_path / "c.yaml", index, ["a"])
+    service, own = _replica(tmp_path, proxy.url, [checks], me)
     active = count_runs(service, monkeypatch)
     proxy.delay = 3.0  # every _msearch is held in the proxy for 3 s
     await service.start()
@@ -288,8 +310,7 @@ async def test_a_check_regained_while_its_run_is_in_flight_is_not_run_twice(
     finally:
         proxy.delay = 0.0
         await service.stop(5)
-        for name in own:
-            httpcalls.delete(f"{es_url}/{name}", params={"ignore_unavailable": "true"}, timeout=60)
+        _drop(es_url, own)
 
 
 @pytest.mark.parametrize(
@@ -311,19 +332,15 @@ async def test_cluster_mode_says_which_checks_run_too_often_to_read_fresh_everyw
     index = make_index("wiring-short")
     fast = _checks(tmp_path / "fast.yaml", index, ["fast-a", "fast-b"], interval="2s")
     slow = _checks(tmp_path / "slow.yaml", index, ["slow"], interval="1h")
-    suffix = uuid.uuid4().hex[:8]
-    own = [f"esbridge-test-short-state-{suffix}", f"esbridge-test-short-members-{suffix}"]
-    config = tmp_path / "esbridge.yaml"
-    config.write_text(
-        f"elasticsearch:\n  default:\n    urls: ['{es_url}']\n"
-        f"checks: ['{fast}', '{slow}']\n"
-        f"state:\n  enabled: true\n  index: {own[0]}\n"
-        + ("  flush_interval: 0.5s\ndefaults:\n  staleness_factor: 3\n" if tuning else "")
-        + f"cluster:\n  enabled: true\n  replica_id: short-me\n  index: {own[1]}\n"
-        "  heartbeat: 1s\n  lease: 3s\n" + tuning
+    service, own = _replica(
+        tmp_path,
+        es_url,
+        [fast, slow],
+        "short-me",
+        state="  flush_interval: 0.5s\n" if tuning else "",
+        cluster=tuning,
+        more="defaults:\n  staleness_factor: 3\n" if tuning else "",
     )
-    settings = load_settings(config)
-    service = Service(settings, load_checks(list(settings.checks)))
     try:
         with caplog.at_level(logging.WARNING, logger="esbridge"):
             await service.start()
@@ -340,8 +357,7 @@ async def test_cluster_mode_says_which_checks_run_too_often_to_read_fresh_everyw
         assert "slow" not in said[0] and "defaults.staleness_factor (2)" in said[0]
     finally:
         await service.stop(5)
-        for name in own:
-            httpcalls.delete(f"{es_url}/{name}", params={"ignore_unavailable": "true"}, timeout=60)
+        _drop(es_url, own)
 
 
 def _threshold_checks(path: Path, index: str, name: str, critical: int) -> Path:
