@@ -17,7 +17,7 @@ import elasticsearch
 
 from esbridge.errors import RETRY_STATUSES, ESError
 
-__all__ = ["RETRY_STATUSES", "error_from_body", "map_error"]
+__all__ = ["RETRY_STATUSES", "error_from_body", "map_error", "socket_error"]
 
 
 def error_from_body(
@@ -169,6 +169,29 @@ def map_error(exc: BaseException, timeout: float, product: str = "Elasticsearch"
         "internal",
         f"unexpected error talking to {product}: {type(exc).__name__}: {_short(exc)}",
     )
+
+
+def socket_error(exc: BaseException, where: str, product: str = "Elasticsearch") -> ESError:
+    """A node not reached at all by esbridge's own requests (:mod:`esbridge.lighthttp`),
+    worded as :func:`map_error` words the clients' connection errors."""
+    import ssl
+
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        tls = f"certificate verify failed: {exc.verify_message}"
+        return ESError("unreachable", f"{product} TLS error: {tls}")
+    if isinstance(exc, ssl.SSLError):
+        return ESError("unreachable", f"{product} TLS error: TLS handshake failed: {exc.reason}")
+    if isinstance(exc, ConnectionRefusedError):
+        cause = f"connection refused ({where})"
+    elif isinstance(exc, ConnectionResetError):
+        cause = "connection reset by peer"
+    elif isinstance(exc, asyncio.IncompleteReadError):
+        cause = f"the connection closed before the whole answer ({where})"
+    elif isinstance(exc, OSError):
+        cause = f"{exc.strerror or exc} ({where})"
+    else:
+        cause = f"{type(exc).__name__} ({where})"
+    return ESError("unreachable", f"{product} unreachable: {cause}")
 
 
 def _short(exc: BaseException) -> str:

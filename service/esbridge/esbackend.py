@@ -70,6 +70,11 @@ def _timed_loads(loads: Any, data: Any) -> Any:
         meter.cpu_seconds += time.process_time() - started
 
 
+def metered_loads(data: bytes) -> Any:
+    """orjson's parse, timed into the calling task's :class:`DecodeMeter` (if any)."""
+    return _timed_loads(orjson.loads, data)
+
+
 class _MeteredOrjsonSerializer(OrjsonSerializer):
     def loads(self, data: bytes) -> Any:
         return _timed_loads(super().loads, data)
@@ -254,7 +259,7 @@ async def detect_flavor(
     credentials and TLS settings. Raises :class:`ESError` (unsupported when it is neither).
     """
     client = _make_client(config, list(config.urls))
-    headers = {"accept": "application/json", **_auth_headers(config)}
+    headers = {"accept": "application/json", **auth_headers(config)}
     try:
         try:
             response = await client.transport.perform_request(
@@ -299,7 +304,7 @@ async def detect_flavor(
         await client.close()
 
 
-def _auth_headers(config: ConnectionConfig) -> dict[str, str]:
+def auth_headers(config: ConnectionConfig) -> dict[str, str]:
     """The credentials as the clients send them (the bare transport does not add them)."""
     password = config.resolved_password()
     if config.username and password is not None:

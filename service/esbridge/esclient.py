@@ -23,7 +23,16 @@ from typing import Any
 from esbridge.config import ConnectionConfig
 from esbridge.errormap import error_from_body, map_error
 from esbridge.errors import ESError
-from esbridge.esbackend import Backend, DecodeMeter, detect_flavor, make_backend, ndjson_line
+from esbridge.esbackend import (
+    Backend,
+    DecodeMeter,
+    auth_headers,
+    detect_flavor,
+    make_backend,
+    metered_loads,
+    ndjson_line,
+)
+from esbridge.lighthttp import LightHttp, ssl_context
 from esbridge.planner import ClusterFetch, SearchRequest
 
 # error_from_body, ndjson_line and DecodeMeter are re-exported: persistence, sharedview,
@@ -70,6 +79,7 @@ class Connection:
         self._detecting: asyncio.Task[Backend] | None = None
         self._backend: Backend | None = None
         self._node_backends: dict[str, Backend] = {}
+        self._light: LightHttp | None = None  # plain requests (raw), made on first use
 
     @property
     def urls(self) -> tuple[str, ...]:
@@ -88,6 +98,8 @@ class Connection:
             await self._backend.close()
         for backend in self._node_backends.values():
             await backend.close()
+        if self._light is not None:
+            await self._light.close()
 
     # -- searches -------------------------------------------------------------------------
 
@@ -199,8 +211,25 @@ class Connection:
         return True
 
     async def raw(self, method: str, path: str, body: Any = None, timeout: float = 10.0) -> Any:
-        """A plain request (state store, admin helpers), with the same error mapping."""
-        return await self._call(lambda b: b.request(method, path, body, timeout), timeout)
+        """A plain JSON request (state store, cluster coordination, admin helpers), with the
+        same bounds and error mapping as a search: on a kept-alive socket of its own
+        (:mod:`esbridge.lighthttp`), a fraction of the CPU the clients spend on one."""
+        light = self._light
+        if light is None:
+            config = self.config
+            https = any(url.startswith("https://") for url in self.urls)
+            context = ssl_context(
+                str(config.ca_certs) if config.ca_certs else None, config.verify_certs
+            )
+            light = self._light = LightHttp(
+                list(self.urls),
+                auth_headers(config),
+                context if https else None,
+                lambda: self.product,
+                loads=metered_loads,
+            )
+        # _call asks which product answers first, once per connection, as for any request
+        return await self._call(lambda _: light.request(method, path, body, timeout), timeout)
 
     async def create_index(
         self, index: str, mappings: dict[str, Any], timeout: float, **settings: Any
