@@ -142,7 +142,7 @@ async def test_chunked_and_closing_answers_are_read_whole(scripted: Callable[...
     chunked = (
         b"HTTP/1.1 200 OK\r\ncontent-type: application/json; charset=UTF-8\r\n"
         b"transfer-encoding: chunked\r\n\r\n"
-        b"4\r\n{\"a\"\r\n6;ext=1\r\n:[1,2]\r\n1\r\n}\r\n0\r\nx-trailer: 1\r\n\r\n"
+        b'4\r\n{"a"\r\n6;ext=1\r\n:[1,2]\r\n1\r\n}\r\n0\r\nx-trailer: 1\r\n\r\n'
     )
     server = await scripted(lambda head: chunked)
     light = client(server.url)
