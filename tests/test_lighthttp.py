@@ -236,7 +236,8 @@ async def test_error_answers_are_mapped_like_the_clients_do(scripted: Callable[.
     assert "queue full" in str(errors[0])
     assert (errors[1].kind, errors[1].status) == ("throttled", 502)
     assert "502 Bad Gateway" in str(errors[1])
-    assert errors[2].status == 404
+    assert (errors[2].kind, errors[2].status) == ("rejected", 404)
+    assert '{"_index":"x","_id":"a","found":false}' in str(errors[2])  # the answer, quoted
     assert server.sockets == 1  # an error answer leaves the socket usable
     await light.close()
 

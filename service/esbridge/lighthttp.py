@@ -4,7 +4,7 @@ Heartbeats, the members read, state documents and the shared view's ``_mget`` ar
 requests that a replica makes every few seconds. Through the product's client (elasticsearch-py
 or opensearch-py, over aiohttp) each cost about 1.5 ms of CPU when it is the only request in a
 while: the layers of two libraries, woken up cold. On a socket kept open they cost about
-0.4 ms (bench/README.md, "Replicas"), and in cluster mode they were most of what
+0.55 ms (bench/README.md, "Replicas"); in cluster mode they were the biggest part of what
 coordinating replicas cost. Searches (``_msearch``) and cluster APIs keep the clients.
 
 What it speaks is what Elasticsearch and OpenSearch (and the proxies in front of them) answer:
@@ -192,9 +192,11 @@ class LightHttp:
                 body = self._loads(data)
         if status < 300:
             return body
-        if isinstance(body, dict):
-            return _raise(error_from_body(body.get("error", body), status, "", self._product()))
-        return _raise(error_from_body(body, status, "", self._product()))
+        # the product's error object, else the answer as it came (a proxy's page, a document
+        # not found), quoted as the clients' errors quote it
+        error = body.get("error") if isinstance(body, dict) else None
+        text = error if error is not None else data.decode("utf-8", "replace")
+        return _raise(error_from_body(text, status, "", self._product()))
 
 
 def _dumps(body: Any) -> bytes:
@@ -220,6 +222,8 @@ def _parse_head(head: bytes) -> tuple[int, str, int | None, bool, bool]:
     """(status, content type, content length, chunked, keep-alive) of a response head."""
     lines = head[:-4].decode("latin-1").split("\r\n")
     version, _, rest = lines[0].partition(" ")
+    if not version.startswith("HTTP/1."):
+        raise ValueError(f"not an HTTP/1.x status line: {lines[0][:40]!r}")
     status = int(rest[:3])
     kind, length, chunked = "", None, False
     keep = version == "HTTP/1.1"
