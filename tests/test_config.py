@@ -146,6 +146,7 @@ def test_env_error_names_variable(monkeypatch):
         ("elasticsearch: {default: {api_key: a, api_key_file: b}}\n", "not both"),
         ("api: {require_token_for_reads: true}\n", "needs token or token_file"),
         ("cluster: {heartbeat: 5s, lease: 10s}\n", "more than twice cluster.heartbeat"),
+        ("state: {rewrite_after: 30s}\n", "state.rewrite_after must be at least 1m"),
         ("cluster: {enabled: true}\nstate: {enabled: false}\n", "cluster.enabled needs state"),
     ],
 )

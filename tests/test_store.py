@@ -727,6 +727,29 @@ def test_a_heartbeat_announces_the_news_since_the_one_before_and_everything() ->
     )
 
 
+def test_the_rewrite_period_is_the_configured_one() -> None:
+    """``state.rewrite_after`` (here 2 minutes): a repeated answer is announced until the
+    written one is that old, then written again; the service gives the store its setting."""
+    from esbridge.app import Service
+    from esbridge.config import Settings
+    from esbridge.loader import load_text
+
+    store = store_with()
+    store.write_on_change = True
+    store.rewrite_after = 120.0
+    store.record(result(State.OK, T0, "0 errors", value=0.0))
+    store.mark_clean(store.dirty_documents())
+    store.record(result(State.OK, T0 + 119, "0 errors", value=0.0))
+    assert store.dirty_count == 0  # younger than the period: announced only
+    store.record(result(State.OK, T0 + 120, "0 errors", value=0.0))
+    assert store.dirty_count == 1  # as old as the period: written again
+
+    settings = Settings.model_validate({"state": {"rewrite_after": "5m"}})
+    checks = load_text("checks:\n  - {name: c, kind: count, index: logs, critical: '1:'}\n")
+    assert Service(settings, checks).store.rewrite_after == 300.0
+    assert Service(Settings(), checks).store.rewrite_after == 600.0  # the default
+
+
 def test_a_repeated_answer_is_announced_not_written_until_it_is_old() -> None:
     """Write on change: the first result is written; runs that repeat it only move what the
     heartbeat announces; a change, a failure, or the rewrite period each write again."""

@@ -58,6 +58,7 @@ class Service:
         self.store = ResultStore(
             history=settings.state.history, staleness_factor=settings.defaults.staleness_factor
         )
+        self.store.rewrite_after = settings.state.rewrite_after.total_seconds()
         self.scheduler = Scheduler(self._run_batch, settings.defaults.interval)
         self.persistence: StatePersistence | None = None
         if settings.state.enabled:

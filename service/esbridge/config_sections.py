@@ -142,6 +142,19 @@ class StateStoreConfig(Section):
     # Primary shards of the state index when esbridge creates it: every evaluation writes its
     # check's document, so large sites spread that write load (docs/scale-out.md, sizing).
     shards: int = Field(1, ge=1, le=64)
+    # Replicas write a check's document when its answer changes, and at least this often
+    # (docs/scale-out.md, "Write on change"): what the index says of a check once no replica
+    # runs it is never older than this. A single instance writes every run.
+    rewrite_after: Duration = timedelta(minutes=10)
+
+    @model_validator(mode="after")
+    def _rewrite_after(self) -> StateStoreConfig:
+        if self.rewrite_after < timedelta(minutes=1):
+            raise ValueError(
+                "state.rewrite_after must be at least 1m: it bounds how often a document "
+                "whose answer did not change is written again, and shorter is about every run"
+            )
+        return self
 
 
 class EventFieldsConfig(Section):

@@ -8,7 +8,7 @@ Elasticsearch.
 **Following what the owners announce** (:meth:`SharedView.follow`). Most checks give the same
 answer run after run, and a document per run that says so again was most of what sharing
 cost. So an owner whose every peer follows writes a check's document only when its answer
-changes (and at least every ``store.REWRITE_AFTER``), and each heartbeat announces, for every
+changes (and at least every ``state.rewrite_after``), and each heartbeat announces, for every
 check it owns whose latest answer is the one written, the time, duration and count of that
 run and which write it repeats (the ``evaluated_at`` of the document's result); a heartbeat
 carries only what changed since the one before it, and a peer that did not apply that one

@@ -60,7 +60,7 @@ _T = TypeVar("_T")
 # With write on change, a check that keeps giving the same answer has its document rewritten
 # at least this often (seconds), so that ``runs`` and ``last_success_ts`` in the index, and
 # the result a restart of every replica reads back, are never much older than that.
-REWRITE_AFTER = 600.0
+REWRITE_AFTER = 600.0  # state.rewrite_after's default
 _LATEST_RUN = 253402300799.0  # 9999-12-31: a run time beyond is no time (see stored_time)
 
 
@@ -115,6 +115,8 @@ class ResultStore:
         # ... for checks at this interval or longer: announced runs reach the other replicas
         # a heartbeat or two later than written ones, which a short interval cannot spare
         self.write_on_change_from = 0.0
+        # ... and at least this often all the same (state.rewrite_after)
+        self.rewrite_after = REWRITE_AFTER
         self._written: dict[str, Result] = {}
         # check -> evaluated_at of the result in the last document this process wrote, kept
         # when the check moves away: the shared view must not set a check it just lost back
@@ -238,7 +240,7 @@ class ResultStore:
         """Whether ``result`` needs no write: write on change is on (for checks at this
         interval), the entry changed in nothing but the run's times and counters, and the
         answer is the one written, not long ago (a document is rewritten at least every
-        ``REWRITE_AFTER``, so what the index holds after the replicas are gone is never much
+        ``rewrite_after``, so what the index holds after the replicas are gone is never much
         older than that)."""
         written = self._written.get(entry.name)
         return (
@@ -249,7 +251,7 @@ class ResultStore:
             and entry.name not in self._dirty
             and entry.name not in self._provisional
             and entry.consecutive_failures == 0
-            and result.evaluated_at - written.evaluated_at < REWRITE_AFTER
+            and result.evaluated_at - written.evaluated_at < self.rewrite_after
             and written.same_answer(result)
         )
 
