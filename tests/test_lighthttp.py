@@ -8,6 +8,7 @@ scripted server on loopback; what Elasticsearch itself answers comes from the re
 from __future__ import annotations
 
 import asyncio
+import gzip
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
@@ -158,6 +159,16 @@ async def test_chunked_and_closing_answers_are_read_whole(scripted: Callable[...
     assert await light.request("GET", "/", None, 5.0) == {"b": 2}
     assert await light.request("GET", "/", None, 5.0) == {"b": 2}
     assert closing.sockets == 2  # read up to the close, never kept
+    await light.close()
+
+
+@pytest.mark.version_independent
+async def test_an_answer_compressed_unasked_is_read(scripted: Callable[..., Any]) -> None:
+    packed = gzip.compress(b'{"c":3}')
+    server = await scripted(lambda head: json_answer(packed, extra=b"content-encoding: gzip\r\n"))
+    light = client(server.url)
+    assert await light.request("GET", "/", None, 5.0) == {"c": 3}
+    assert b"accept-encoding" not in server.requests[0].lower()  # never asked for
     await light.close()
 
 

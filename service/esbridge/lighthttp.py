@@ -8,7 +8,8 @@ while: the layers of two libraries, woken up cold. On a socket kept open they co
 coordinating replicas cost. Searches (``_msearch``) and cluster APIs keep the clients.
 
 What it speaks is what Elasticsearch and OpenSearch (and the proxies in front of them) answer:
-HTTP/1.1 with a ``Content-Length`` or chunked body, or a body up to the connection's close.
+HTTP/1.1 with a ``Content-Length`` or chunked body, or a body up to the connection's close,
+gzip or deflate if a proxy compresses it unasked.
 TLS and credentials are the connection's (``ca_certs``, ``verify_certs``, basic or API key).
 A node that cannot be reached is left for the next URL, like the clients do; a kept socket
 the server closed meanwhile is opened again once, before anything was answered on it.
@@ -21,6 +22,7 @@ import asyncio
 import contextlib
 import json
 import ssl
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -167,7 +169,7 @@ class LightHttp:
                 if not fresh and not getattr(exc, "partial", b""):
                     raise _Lost from exc  # closed while idle: nothing was done with it
                 raise
-            status, kind, length, chunked, keep = _parse_head(head)
+            status, kind, length, chunked, keep, encoding = _parse_head(head)
             reader = sock.reader
             if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
                 data = b""
@@ -178,6 +180,8 @@ class LightHttp:
             else:
                 data, keep = await reader.read(), False  # up to the close
             done = keep
+            if encoding in ("gzip", "deflate"):  # a proxy that compresses unasked
+                data = zlib.decompress(data, 47)  # either header, as aiohttp reads them
             return status, kind, data
         finally:
             if done and len(node.idle) < MAX_IDLE:
@@ -218,14 +222,15 @@ def _node(url: str) -> _Node:
     return _Node(host, parts.port or (443 if tls else 80), tls, parts.path.rstrip("/"))
 
 
-def _parse_head(head: bytes) -> tuple[int, str, int | None, bool, bool]:
-    """(status, content type, content length, chunked, keep-alive) of a response head."""
+def _parse_head(head: bytes) -> tuple[int, str, int | None, bool, bool, str]:
+    """(status, content type, content length, chunked, keep-alive, content encoding) of a
+    response head."""
     lines = head[:-4].decode("latin-1").split("\r\n")
     version, _, rest = lines[0].partition(" ")
     if not version.startswith("HTTP/1."):
         raise ValueError(f"not an HTTP/1.x status line: {lines[0][:40]!r}")
     status = int(rest[:3])
-    kind, length, chunked = "", None, False
+    kind, length, chunked, encoding = "", None, False, ""
     keep = version == "HTTP/1.1"
     for line in lines[1:]:
         name, _, value = line.partition(":")
@@ -234,11 +239,13 @@ def _parse_head(head: bytes) -> tuple[int, str, int | None, bool, bool]:
             kind = value.lower()
         elif name == "content-length":
             length = int(value)
+        elif name == "content-encoding":
+            encoding = value.lower()
         elif name == "transfer-encoding":
             chunked = "chunked" in value.lower()
         elif name == "connection":
             keep = value.lower() == "keep-alive" or (keep and value.lower() != "close")
-    return status, kind, length, chunked, keep
+    return status, kind, length, chunked, keep, encoding
 
 
 async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
