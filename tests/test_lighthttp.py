@@ -163,6 +163,14 @@ async def test_chunked_and_closing_answers_are_read_whole(scripted: Callable[...
 
 
 @pytest.mark.version_independent
+def test_an_ipv6_node_is_named_in_brackets() -> None:
+    assert [node.where for node in client("http://[::1]:9200", "https://es.example")._nodes] == [
+        "[::1]:9200",
+        "es.example:443",
+    ]
+
+
+@pytest.mark.version_independent
 async def test_an_answer_compressed_unasked_is_read(scripted: Callable[..., Any]) -> None:
     packed = gzip.compress(b'{"c":3}')
     server = await scripted(lambda head: json_answer(packed, extra=b"content-encoding: gzip\r\n"))

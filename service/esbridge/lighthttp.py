@@ -57,7 +57,8 @@ class _Node:
 
     @property
     def where(self) -> str:
-        return f"{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 address
+        return f"{host}:{self.port}"
 
 
 class _Lost(Exception):
