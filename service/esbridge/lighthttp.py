@@ -191,12 +191,12 @@ class LightHttp:
                 sock.close()
 
     def _answer(self, status: int, kind: str, data: bytes) -> Any:
-        body: Any = data.decode("utf-8", "replace")
+        body: Any = None
         if "json" in kind and data:
             with contextlib.suppress(orjson.JSONDecodeError):
                 body = self._loads(data)
         if status < 300:
-            return body
+            return body if body is not None else data.decode("utf-8", "replace")
         # the product's error object, else the answer as it came (a proxy's page, a document
         # not found), quoted as the clients' errors quote it
         error = body.get("error") if isinstance(body, dict) else None
