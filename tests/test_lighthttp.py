@@ -220,7 +220,7 @@ async def test_silence_is_a_timeout_and_garbage_is_named(scripted: Callable[...,
         await client(silent.url).request("GET", "/", None, 0.3)
     assert caught.value.kind == "timeout"
     assert str(caught.value) == "Elasticsearch timed out after 0.3 s"
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < 10.0  # not the black hole's hour
 
     garbage = await scripted(lambda head: b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
     with pytest.raises(ESError) as caught:
