@@ -151,8 +151,9 @@ class StateStoreConfig(Section):
     def _rewrite_after(self) -> StateStoreConfig:
         if self.rewrite_after < timedelta(minutes=1):
             raise ValueError(
-                "state.rewrite_after must be at least 1m: it bounds how often a document "
-                "whose answer did not change is written again, and shorter is about every run"
+                "state.rewrite_after must be at least 1m: it is how often a document whose "
+                "answer did not change is written again, and shorter is little better than "
+                "writing every run"
             )
         return self
 
