@@ -56,9 +56,10 @@ class Service:
         self.connections = Connections(dict(settings.elasticsearch))
         self.runner = Runner(self.connections, settings.defaults.timeout, self._last_result)
         self.store = ResultStore(
-            history=settings.state.history, staleness_factor=settings.defaults.staleness_factor
+            history=settings.state.history,
+            staleness_factor=settings.defaults.staleness_factor,
+            rewrite_after=settings.state.rewrite_after.total_seconds(),
         )
-        self.store.rewrite_after = settings.state.rewrite_after.total_seconds()
         self.scheduler = Scheduler(self._run_batch, settings.defaults.interval)
         self.persistence: StatePersistence | None = None
         if settings.state.enabled:

@@ -171,26 +171,19 @@ def map_error(exc: BaseException, timeout: float, product: str = "Elasticsearch"
     )
 
 
-def socket_error(exc: BaseException, where: str, product: str = "Elasticsearch") -> ESError:
+def socket_error(
+    exc: OSError | asyncio.IncompleteReadError, where: str, product: str = "Elasticsearch"
+) -> ESError:
     """A node not reached at all by esbridge's own requests (:mod:`esbridge.lighthttp`),
     worded as :func:`map_error` words the clients' connection errors."""
     import ssl
 
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        tls = f"certificate verify failed: {exc.verify_message}"
-        return ESError("unreachable", f"{product} TLS error: {tls}")
     if isinstance(exc, ssl.SSLError):
-        return ESError("unreachable", f"{product} TLS error: TLS handshake failed: {exc.reason}")
-    if isinstance(exc, ConnectionRefusedError):
-        cause = f"connection refused ({where})"
-    elif isinstance(exc, ConnectionResetError):
-        cause = "connection reset by peer"
-    elif isinstance(exc, asyncio.IncompleteReadError):
+        return ESError("unreachable", f"{product} TLS error: {_os_error_text(exc, where)}")
+    if isinstance(exc, asyncio.IncompleteReadError):
         cause = f"the connection closed before the whole answer ({where})"
-    elif isinstance(exc, OSError):
-        cause = f"{exc.strerror or exc} ({where})"
     else:
-        cause = f"{type(exc).__name__} ({where})"
+        cause = _os_error_text(exc, where) or f"{type(exc).__name__} ({where})"
     return ESError("unreachable", f"{product} unreachable: {cause}")
 
 
@@ -209,8 +202,6 @@ def _root_cause(exc: BaseException) -> str | None:
     resolved) is in ``__context__``/``__cause__``/``errors``. It names hosts and ports only,
     never credentials (the clients keep those out of their connection keys).
     """
-    import ssl
-
     seen: set[int] = set()
     best: BaseException | None = None
     stack: list[BaseException] = [exc]
@@ -229,18 +220,25 @@ def _root_cause(exc: BaseException) -> str | None:
         inner = getattr(current, "os_error", None)
         if isinstance(inner, BaseException):
             stack.append(inner)
-    if best is None:
+    if not isinstance(best, OSError):
         return None
-    if isinstance(best, ssl.SSLCertVerificationError):
-        return f"certificate verify failed: {best.verify_message}"
-    if isinstance(best, ssl.SSLError):
-        return f"TLS handshake failed: {best.reason or best}"
-    if isinstance(best, ConnectionRefusedError):
-        return f"connection refused ({_where(exc, best)})"
-    if isinstance(best, ConnectionResetError):
+    return _os_error_text(best, _where(exc, best))
+
+
+def _os_error_text(error: OSError, where: str) -> str | None:
+    """What an operator can act on in an OS or TLS error, with the node (``where``)."""
+    import ssl
+
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return f"certificate verify failed: {error.verify_message}"
+    if isinstance(error, ssl.SSLError):
+        return f"TLS handshake failed: {error.reason or error}"
+    if isinstance(error, ConnectionRefusedError):
+        return f"connection refused ({where})"
+    if isinstance(error, ConnectionResetError):
         return "connection reset by peer"
-    text = best.strerror or str(best)
-    return f"{text} ({_where(exc, best)})" if text else None
+    text = error.strerror or str(error)
+    return f"{text} ({where})" if text else None
 
 
 def _where(exc: BaseException, cause: BaseException) -> str:

@@ -214,22 +214,22 @@ class Connection:
         """A plain JSON request (state store, cluster coordination, admin helpers), with the
         same bounds and error mapping as a search: on a kept-alive socket of its own
         (:mod:`esbridge.lighthttp`), a fraction of the CPU the clients spend on one."""
-        light = self._light
-        if light is None:
-            config = self.config
-            https = any(url.startswith("https://") for url in self.urls)
+        light = self._light or self._open_light()
+        # _call asks which product answers first, once per connection, as for any request
+        return await self._call(lambda _: light.request(method, path, body, timeout), timeout)
+
+    def _open_light(self) -> LightHttp:
+        """The sockets of ``raw``, made on first use (a TLS context only for https nodes)."""
+        config = self.config
+        context = None
+        if any(url.startswith("https://") for url in self.urls):
             context = ssl_context(
                 str(config.ca_certs) if config.ca_certs else None, config.verify_certs
             )
-            light = self._light = LightHttp(
-                list(self.urls),
-                auth_headers(config),
-                context if https else None,
-                lambda: self.product,
-                loads=metered_loads,
-            )
-        # _call asks which product answers first, once per connection, as for any request
-        return await self._call(lambda _: light.request(method, path, body, timeout), timeout)
+        self._light = LightHttp(
+            list(self.urls), auth_headers(config), context, lambda: self.product, metered_loads
+        )
+        return self._light
 
     async def create_index(
         self, index: str, mappings: dict[str, Any], timeout: float, **settings: Any

@@ -85,7 +85,7 @@ class LightHttp:
 
     async def request(self, method: str, path: str, body: Any, timeout: float) -> Any:
         """The parsed answer (JSON, else text); an error answer or failure as ESError."""
-        payload, kind = self._encode(body)
+        payload, kind = _encode(body)
         failure: ESError | None = None
         count = len(self._nodes)
         for step in range(count):
@@ -117,18 +117,6 @@ class LightHttp:
             node.idle.clear()
 
     # -- one exchange --------------------------------------------------------------------
-
-    def _encode(self, body: Any) -> tuple[bytes | None, str]:
-        if body is None:
-            return None, ""
-        if isinstance(body, bytes):
-            return body, "application/json"
-        if isinstance(body, str):
-            ndjson = body.endswith("\n")
-            return body.encode(), "application/x-ndjson" if ndjson else "application/json"
-        if isinstance(body, list | tuple):
-            return b"".join(_dumps(line) + b"\n" for line in body), "application/x-ndjson"
-        return _dumps(body), "application/json"
 
     async def _exchange(
         self, node: _Node, method: str, path: str, payload: bytes | None, kind: str
@@ -201,7 +189,21 @@ class LightHttp:
         # not found), quoted as the clients' errors quote it
         error = body.get("error") if isinstance(body, dict) else None
         text = error if error is not None else data.decode("utf-8", "replace")
-        return _raise(error_from_body(text, status, "", self._product()))
+        raise error_from_body(text, status, "", self._product())
+
+
+def _encode(body: Any) -> tuple[bytes | None, str]:
+    """A request body as bytes, and its content type (NDJSON for lines)."""
+    if body is None:
+        return None, ""
+    if isinstance(body, bytes):
+        return body, "application/json"
+    if isinstance(body, str):
+        ndjson = body.endswith("\n")
+        return body.encode(), "application/x-ndjson" if ndjson else "application/json"
+    if isinstance(body, list | tuple):
+        return b"".join(_dumps(line) + b"\n" for line in body), "application/x-ndjson"
+    return _dumps(body), "application/json"
 
 
 def _dumps(body: Any) -> bytes:
@@ -210,10 +212,6 @@ def _dumps(body: Any) -> bytes:
         return orjson.dumps(body)
     except TypeError:
         return json.dumps(body).encode()
-
-
-def _raise(error: ESError) -> Any:
-    raise error
 
 
 def _node(url: str) -> _Node:

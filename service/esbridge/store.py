@@ -89,7 +89,9 @@ class CheckState:
 class ResultStore:
     """Latest results, transitions and counters; persistence is optional and never blocking."""
 
-    def __init__(self, history: int = 50, staleness_factor: float = 2.0) -> None:
+    def __init__(
+        self, history: int = 50, staleness_factor: float = 2.0, rewrite_after: float = REWRITE_AFTER
+    ) -> None:
         self.history = history
         self.staleness_factor = staleness_factor
         self._checks: dict[str, CheckState] = {}
@@ -116,7 +118,7 @@ class ResultStore:
         # a heartbeat or two later than written ones, which a short interval cannot spare
         self.write_on_change_from = 0.0
         # ... and at least this often all the same (state.rewrite_after)
-        self.rewrite_after = REWRITE_AFTER
+        self.rewrite_after = rewrite_after
         self._written: dict[str, Result] = {}
         # check -> evaluated_at of the result in the last document this process wrote, kept
         # when the check moves away: the shared view must not set a check it just lost back
