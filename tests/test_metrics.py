@@ -90,6 +90,50 @@ def test_check_series_text_escapes_labels_and_follows_the_store() -> None:
     assert "esbridge_check_value" not in third
 
 
+def test_a_followed_run_is_exported_without_building_its_result() -> None:
+    """A check another replica owns, brought forward to a run its owner announced: the
+    scrape exports that run's time and duration with the held answer, builds no result for
+    it, renders again at the next run, and says UNKNOWN once that time is too old."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from esbridge.metrics import CheckSeries
+    from esbridge.result import Result, State
+    from esbridge.store import ResultStore
+
+    owner, store = ResultStore(staleness_factor=2.0), ResultStore(staleness_factor=2.0)
+    for each in (owner, store):
+        each.sync({"c": 10.0})
+    owner.write_on_change = True
+    now = 1_800_000_000.0
+
+    def run(at: float, duration: float) -> Result:
+        return Result("c", State.CRITICAL, "5 errors", 5.0, evaluated_at=at, duration=duration)
+
+    owner.record(run(now - 100, 0.1))
+    documents = owner.dirty_documents()
+    owner.mark_clean(documents)
+    store.adopt([{k: v for k, v in documents[0][1].items() if not k.startswith("_")}], False)
+    series = CheckSeries(_fake_service(store))  # type: ignore[arg-type]
+
+    def samples(at: float) -> dict[str, float]:
+        text = series.render(at)
+        assert text == CheckSeries(_fake_service(store)).render(at)  # type: ignore[arg-type]
+        families = text_string_to_metric_families(text)
+        return {f.name: f.samples[0].value for f in families if f.samples}  # type: ignore[attr-defined]
+
+    for at, duration in ((now - 5, 0.25), (now - 1, 0.5)):
+        owner.record(run(at, duration))
+        assert store.follow("o", owner.progress({"c"}), {"c": "o"}) == ([], 1)
+        got = samples(now)
+        assert got["esbridge_check_last_run_timestamp_seconds"] == at
+        assert got["esbridge_check_duration_seconds"] == duration
+        assert (got["esbridge_check_status_code"], got["esbridge_check_value"]) == (2.0, 5.0)
+        entry = store.get("c")
+        assert entry is not None and entry._shown is None  # no result built for the run
+    got = samples(now + 30)  # that run is 31 s old, allowed 20 s
+    assert (got["esbridge_check_status_code"], got["esbridge_check_stale"]) == (3.0, 1.0)
+
+
 _GROUP = st.builds(
     lambda host, state, value: (host, state, value),
     st.sampled_from(["web-01", "web-02", 'we"b\\3', "db-1"]),

@@ -825,6 +825,38 @@ def test_a_follower_reads_what_it_cannot_vouch_for() -> None:
     assert entry.result.summary == "mine"  # read from the index, not re-dated
 
 
+def test_a_followed_run_is_built_when_read_and_staleness_judges_its_time() -> None:
+    """Following a run sets the entry's time, not a new result: the result outputs read is
+    built when first read (the held answer at the announced time and duration), the same
+    object until the next run, and staleness judges the announced time, read or not."""
+    owner, peer = store_with(), store_with()  # interval 10 s: stale after 20 s
+    owner.write_on_change = True
+    now = time.time()
+    owner.record(result(State.CRITICAL, now - 60, "5 errors", value=5.0))
+    documents = owner.dirty_documents()
+    owner.mark_clean(documents)
+    peer.adopt([{k: v for k, v in documents[0][1].items() if not k.startswith("_")}], False)
+    entry = peer.get("c")
+    assert entry is not None and entry.held is not None
+    written = entry.held
+    assert peer.is_stale(entry)  # the written run is a minute old
+    owner.record(result(State.CRITICAL, now - 1, "5 errors", value=5.0, duration=0.25))
+    assert peer.follow("a", owner.progress({"c"}), {"c": "a"}) == ([], 1)
+    assert entry.held is written and entry.ran == (now - 1, 0.25)  # nothing built yet
+    assert entry.evaluated_at == now - 1 and not peer.is_stale(entry)
+    shown = entry.result
+    assert shown is not None and shown is entry.result  # built once, on the first read
+    assert (shown.evaluated_at, shown.duration) == (now - 1, 0.25)
+    assert shown == written.timed(now - 1, 0.25)  # the written answer, at the run's time
+    effective = peer.effective(entry)
+    assert effective is not None and effective.state is State.CRITICAL
+    owner.record(result(State.CRITICAL, now, "5 errors", value=5.0, duration=0.5))
+    assert peer.follow("a", owner.progress({"c"}), {"c": "a"}) == ([], 1)
+    assert entry.result is not shown and entry.result.evaluated_at == now  # type: ignore[union-attr]
+    peer.record(result(State.UNKNOWN, now + 1, "mine"), persist=False)
+    assert entry.ran is None and entry.result is entry.held  # a result of its own: as is
+
+
 def test_a_gained_check_is_written_every_run_until_it_settles_and_a_lost_one_never() -> None:
     """After a check moves, the replica that owned it may still write it for a moment: the
     new owner writes every run (announcing each write) until a run past ``settle``, so its

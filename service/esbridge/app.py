@@ -173,7 +173,7 @@ class Service:
         return {
             e.name
             for e in self.store.all()
-            if e.result is None or now - e.result.evaluated_at >= e.interval
+            if (at := e.evaluated_at) is None or now - at >= e.interval
         }
 
     async def stop(self, grace: float = 10.0) -> None:

@@ -354,7 +354,8 @@ class Cluster:
                 continue
             entry = service.store.get(name)
             interval = service.scheduler.interval_of(checks[name])
-            if entry is None or entry.result is None or now - entry.result.evaluated_at >= interval:
+            at = entry.evaluated_at if entry is not None else None
+            if at is None or now - at >= interval:
                 overdue.setdefault(checks[name].cluster, []).append(checks[name])
         for batch in overdue.values():  # taken over late: run now, not at the next slot
             service.scheduler.submit(batch)

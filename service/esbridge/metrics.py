@@ -277,12 +277,13 @@ class CheckSeries:
         # yet: a starting replica must not add UNKNOWN to ``max by (check)`` (scale-out.md).
         shared = view.cluster is not None
         for entry in view.entries():
-            if shared and entry.result is None:
+            if shared and entry.held is None:
                 continue
             seen.add(entry.name)
             stale = view.is_stale(entry, now)
             key = (
-                id(entry.result),
+                id(entry.held),
+                entry.ran,  # a later run of that answer (shared view): its time and duration
                 entry.runs,
                 entry.since,
                 entry.last_success,
@@ -292,7 +293,8 @@ class CheckSeries:
             )
             cached = self._cache.get(entry.name)
             if cached is None or cached[0] != key:
-                cached = (key, self._safe_lines(entry, now, definitions.get(entry.name)))
+                lines = self._safe_lines(entry, now, stale, definitions.get(entry.name))
+                cached = (key, lines)
                 self._cache[entry.name] = cached
             for i, text in enumerate(cached[1]):
                 if text:
@@ -309,11 +311,15 @@ class CheckSeries:
         return "".join(out)
 
     def _safe_lines(
-        self, entry: CheckState, now: float, definition: CheckDefinition | None = None
+        self,
+        entry: CheckState,
+        now: float,
+        stale: bool,
+        definition: CheckDefinition | None = None,
     ) -> tuple[str, ...]:
         """One check's series; if they cannot be built, that check reads UNKNOWN alone."""
         try:
-            return self._lines(entry, now, definition)
+            return self._lines(entry, now, stale, definition)
         except Exception:
             log.exception("cannot render the metrics of check %s", entry.name)
             lines = [""] * _FAMILY_COUNT
@@ -321,9 +327,15 @@ class CheckSeries:
             return tuple(lines)
 
     def _lines(
-        self, entry: CheckState, now: float, definition: CheckDefinition | None = None
+        self,
+        entry: CheckState,
+        now: float,
+        stale: bool,
+        definition: CheckDefinition | None = None,
     ) -> tuple[str, ...]:
-        result = self.view.effective(entry, now)
+        # Fresh, the answer is the held one and the run's time and duration the entry's: a
+        # scrape builds no result per run a replica followed (store.CheckState).
+        result = self.view.effective(entry, now) if stale else entry.held
         names = self._labels.get(entry.name)
         if names is None:
             names = self._labels[entry.name] = _Labels(entry.name)
@@ -335,9 +347,10 @@ class CheckSeries:
         lines[1] = names.states[code]
         if fresh and result is not None and result.value is not None:
             lines[2] = f"{prefix[2]}{_number(result.value)}\n"
-        if entry.result is not None:
-            lines[3] = f"{prefix[3]}{_number(entry.result.evaluated_at)}\n"
-            lines[6] = f"{prefix[6]}{_number(entry.result.duration)}\n"
+        timing = entry.timing
+        if timing is not None:
+            lines[3] = f"{prefix[3]}{_number(timing[0])}\n"
+            lines[6] = f"{prefix[6]}{_number(timing[1])}\n"
         if entry.last_success is not None:
             lines[4] = f"{prefix[4]}{_number(entry.last_success)}\n"
         if entry.since is not None:

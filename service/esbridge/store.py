@@ -66,10 +66,19 @@ _LATEST_RUN = 253402300799.0  # 9999-12-31: a run time beyond is no time (see st
 
 @dataclass
 class CheckState:
-    """Everything the store knows about one check."""
+    """Everything the store knows about one check.
+
+    ``held`` is the result as recorded, restored or read from the owner's document; ``ran``
+    the time and duration of a later run of that same answer that its owner announced (a
+    replica following another's check, see :meth:`ResultStore.follow`). Following a run sets
+    ``ran``; the :class:`Result` outputs read (:attr:`result`) is built from both when first
+    read, by a scrape or a request, not in the heartbeat round that follows every foreign
+    run: a check read less often than it runs costs no result per run, and staleness reads
+    the time alone (:attr:`evaluated_at`).
+    """
 
     name: str
-    result: Result | None = None
+    held: Result | None = None
     since: float | None = None
     previous_state: State | None = None
     last_success: float | None = None
@@ -80,10 +89,45 @@ class CheckState:
     group_since: dict[str, tuple[int, float]] = field(default_factory=dict)
     interval: float = 60.0
     lateness: float = 0.0
+    ran: tuple[float, float] | None = None
+    _shown: Result | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def result(self) -> Result | None:
+        """The latest result: ``held``, at the time of the latest run announced of it."""
+        held, ran = self.held, self.ran
+        if ran is None or held is None:
+            return held
+        shown = self._shown
+        if shown is None:  # built once per run, when first read
+            shown = self._shown = held.timed(ran[0], ran[1])
+        return shown
+
+    @result.setter
+    def result(self, value: Result | None) -> None:
+        self.held, self.ran, self._shown = value, None, None
+
+    @property
+    def evaluated_at(self) -> float | None:
+        """When the latest result was evaluated, without building it."""
+        if self.ran is not None:
+            return self.ran[0]
+        return self.held.evaluated_at if self.held is not None else None
+
+    @property
+    def timing(self) -> tuple[float, float] | None:
+        """The latest result's ``(evaluated_at, duration)``, without building it."""
+        if self.ran is not None:
+            return self.ran
+        return (self.held.evaluated_at, self.held.duration) if self.held is not None else None
+
+    def rerun(self, evaluated_at: float, duration: float) -> None:
+        """``held``'s answer again, from a run at ``evaluated_at`` (announced by its owner)."""
+        self.ran, self._shown = (evaluated_at, duration), None
 
     @property
     def state(self) -> State | None:
-        return self.result.state if self.result else None
+        return self.held.state if self.held else None
 
 
 class ResultStore:
@@ -193,7 +237,7 @@ class ResultStore:
         entry = self._checks.get(result.check)
         if entry is None:  # removed by a reload while it ran: drop it
             return None
-        old = entry.result.state if entry.result else None
+        old = entry.state
         entry.runs += 1
         entry.lateness = lateness
         if result.error_kind and result.state is State.UNKNOWN:
@@ -359,17 +403,19 @@ class ResultStore:
 
     def is_stale(self, entry: CheckState, now: float | None = None) -> bool:
         """What :meth:`effective` says: too old, or from the future beyond the allowed age."""
-        if entry.result is None:
+        at = entry.evaluated_at
+        if at is None:
             return False
         now = time.time() if now is None else now
-        return too_old(entry.result.evaluated_at, now, self.max_age(entry))
+        return too_old(at, now, self.max_age(entry))
 
     def stale_since(self, entry: CheckState, now: float | None = None) -> float | None:
         """When a stale result went stale (None while it counts): the UNKNOWN outputs show
         began then, not at the check's last transition (``since``, a day ago, say)."""
-        if entry.result is None or not self.is_stale(entry, now):
+        at = entry.evaluated_at
+        if at is None or not self.is_stale(entry, now):
             return None
-        went = entry.result.evaluated_at + self.max_age(entry)
+        went = at + self.max_age(entry)
         return min(went, time.time() if now is None else now)
 
     # -- persistence ---------------------------------------------------------------------
@@ -407,7 +453,7 @@ class ResultStore:
             if (
                 entry is None
                 or not isinstance(result, Result)
-                or (adopted is not None and adopted[0] is entry.result)  # another's since
+                or (adopted is not None and adopted[0] is entry.held)  # another's since
             ):
                 continue
             settling = self._settling.get(name)
@@ -430,7 +476,7 @@ class ResultStore:
     def mark_all_dirty(self) -> None:
         self._progress.clear()
         for name, entry in self._checks.items():
-            if entry.result is not None:
+            if entry.held is not None:
                 self._mark_dirty(name)
 
     @property
@@ -494,7 +540,7 @@ class ResultStore:
         for entry, old in self._readable(documents, "persisted", read):
             self._adopted.pop(entry.name, None)
             self._forget_written(entry.name)
-            if entry.result is None:
+            if entry.held is None:
                 old.apply(entry)
             else:
                 old.merge_into(entry)
@@ -530,8 +576,8 @@ class ResultStore:
         for entry, (other, fingerprint) in self._readable(documents, "shared", self._read_shared):
             if other.result is None:
                 continue
-            held = entry.result
-            if held is not None and entry.name not in provisional:
+            held, held_at = entry.held, entry.evaluated_at
+            if held is not None and held_at is not None and entry.name not in provisional:
                 if not newer_only:
                     if entry.name in dirty:
                         continue
@@ -540,10 +586,7 @@ class ResultStore:
                         entry.name
                     ) == other.result.evaluated_at:
                         continue  # this process's own write, older than its own runs held
-                elif (
-                    other.result.evaluated_at <= held.evaluated_at
-                    and held.evaluated_at <= now + self.max_age(entry)
-                ):
+                elif other.result.evaluated_at <= held_at and held_at <= now + self.max_age(entry):
                     continue
             other.apply(entry)
             seen[entry.name] = (other.result, fingerprint, other.result.evaluated_at)
@@ -573,7 +616,7 @@ class ResultStore:
             entry = checks.get(name)
             if entry is None:
                 continue
-            held, last = entry.result, adopted.get(name)
+            held, last = entry.held, adopted.get(name)
             try:
                 at, duration, runs, key = item
             except (TypeError, ValueError):
@@ -587,18 +630,18 @@ class ResultStore:
             ):
                 if owners.get(name) == peer:
                     fetch.append(name)
-            elif type(at) is float and held.evaluated_at < at <= _LATEST_RUN:
+                continue
+            ran = entry.ran
+            if type(at) is float and (ran[0] if ran else held.evaluated_at) < at <= _LATEST_RUN:
                 try:
                     took, count = float(duration), int(runs)
                 except (TypeError, ValueError, OverflowError):
                     continue
                 if not 0.0 <= took <= _LATEST_RUN or count < 0:  # NaN too: not a run
                     continue
-                rerun = held.timed(at, took)
-                entry.result = rerun
+                entry.rerun(at, took)  # the result itself is built when read
                 entry.runs = count
                 entry.last_success = at  # a repeated answer is never a failure (see record)
-                adopted[name] = (rerun, last[1], key)
                 moved += 1
         return fetch, moved
 
@@ -615,7 +658,7 @@ class ResultStore:
         only the run's fields are read. The result must still be the one adopted then (not a
         run of this replica's own, not restored since).
         """
-        held, last, raw = entry.result, self._adopted.get(entry.name), doc.get("result")
+        held, last, raw = entry.held, self._adopted.get(entry.name), doc.get("result")
         if (
             held is None
             or last is None
@@ -682,7 +725,7 @@ def _same_history(raw: list[Any], held: deque[Transition]) -> bool:
     )
 
 
-@dataclass(slots=True)
+@dataclass
 class _Rerun:
     """A document that differs from the one its entry was read from only in the run's
     times and counters (see ``ResultStore._read_shared``)."""
