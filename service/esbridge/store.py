@@ -64,7 +64,7 @@ REWRITE_AFTER = 600.0  # state.rewrite_after's default
 _LATEST_RUN = 253402300799.0  # 9999-12-31: a run time beyond is no time (see stored_time)
 
 
-@dataclass
+@dataclass(slots=True)
 class CheckState:
     """Everything the store knows about one check.
 
@@ -74,7 +74,8 @@ class CheckState:
     ``ran``; the :class:`Result` outputs read (:attr:`result`) is built from both when first
     read, by a scrape or a request, not in the heartbeat round that follows every foreign
     run: a check read less often than it runs costs no result per run, and staleness reads
-    the time alone (:attr:`evaluated_at`).
+    the time alone (:attr:`evaluated_at`). Both are set through :attr:`result` and
+    :meth:`rerun`, which keep that time.
     """
 
     name: str
@@ -90,7 +91,16 @@ class CheckState:
     interval: float = 60.0
     lateness: float = 0.0
     ran: tuple[float, float] | None = None
+    # when the latest result was evaluated (``ran``'s time, else ``held``'s), kept by the
+    # setters below: staleness asks it of every check at every scrape
+    evaluated_at: float | None = field(default=None, init=False)
     _shown: Result | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.ran is not None:
+            self.evaluated_at = self.ran[0]
+        elif self.held is not None:
+            self.evaluated_at = self.held.evaluated_at
 
     @property
     def result(self) -> Result | None:
@@ -106,13 +116,7 @@ class CheckState:
     @result.setter
     def result(self, value: Result | None) -> None:
         self.held, self.ran, self._shown = value, None, None
-
-    @property
-    def evaluated_at(self) -> float | None:
-        """When the latest result was evaluated, without building it."""
-        if self.ran is not None:
-            return self.ran[0]
-        return self.held.evaluated_at if self.held is not None else None
+        self.evaluated_at = value.evaluated_at if value is not None else None
 
     @property
     def timing(self) -> tuple[float, float] | None:
@@ -123,7 +127,7 @@ class CheckState:
 
     def rerun(self, evaluated_at: float, duration: float) -> None:
         """``held``'s answer again, from a run at ``evaluated_at`` (announced by its owner)."""
-        self.ran, self._shown = (evaluated_at, duration), None
+        self.ran, self._shown, self.evaluated_at = (evaluated_at, duration), None, evaluated_at
 
     @property
     def state(self) -> State | None:
