@@ -71,11 +71,10 @@ class CheckState:
     ``held`` is the result as recorded, restored or read from the owner's document; ``ran``
     the time and duration of a later run of that same answer that its owner announced (a
     replica following another's check, see :meth:`ResultStore.follow`). Following a run sets
-    ``ran``; the :class:`Result` outputs read (:attr:`result`) is built from both when first
-    read, by a scrape or a request, not in the heartbeat round that follows every foreign
-    run: a check read less often than it runs costs no result per run, and staleness reads
-    the time alone (:attr:`evaluated_at`). Both are set through :attr:`result` and
-    :meth:`rerun`, which keep that time.
+    ``ran`` and builds nothing: staleness reads the time alone (:attr:`evaluated_at`),
+    ``/metrics`` the held answer and :attr:`timing`, and the :class:`Result` the API shows
+    (:attr:`result`) is built from both when it is first read. Both are set through
+    :attr:`result` and :meth:`rerun`, which keep that time.
     """
 
     name: str
