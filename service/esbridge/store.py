@@ -634,8 +634,8 @@ class ResultStore:
                 if owners.get(name) == peer:
                     fetch.append(name)
                 continue
-            ran = entry.ran
-            if type(at) is float and (ran[0] if ran else held.evaluated_at) < at <= _LATEST_RUN:
+            latest = entry.evaluated_at  # of held, or of a run followed since
+            if type(at) is float and latest is not None and latest < at <= _LATEST_RUN:
                 try:
                     took, count = float(duration), int(runs)
                 except (TypeError, ValueError, OverflowError):
@@ -728,7 +728,7 @@ def _same_history(raw: list[Any], held: deque[Transition]) -> bool:
     )
 
 
-@dataclass
+@dataclass(slots=True)
 class _Rerun:
     """A document that differs from the one its entry was read from only in the run's
     times and counters (see ``ResultStore._read_shared``)."""
