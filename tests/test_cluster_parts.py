@@ -503,7 +503,9 @@ def announcing_owner(
         heartbeat=1,
         lease=3,
         clock=clock,
-        progress=lambda: owner.announce({"c"}),
+        progress=lambda: dict(
+            zip(("progress", "progress_all"), owner.announce({"c"}), strict=True)
+        ),
     )
     return owner, writer, clock, a
 
@@ -585,6 +587,88 @@ async def test_a_replica_follows_each_heartbeats_news_and_reads_everything_after
             said = Announcement(("old", int(at)), {"c": [at, 0.5, 9, T0 + 60]})
             assert await view.follow({"old": said}, {"c": "old"}, not_asked) == 0
             assert entry.result.evaluated_at == at and entry.runs == 9
+    finally:
+        httpcalls.delete(f"{es_url}/{members}", params={"ignore_unavailable": "true"}, timeout=30)
+
+
+async def test_a_replica_follows_an_owners_mark_through_elasticsearch(
+    es_url: str, connection: Connection, index: str
+) -> None:
+    """An owner whose peers follow marks: a steady check's runs cost a heartbeat no news
+    and the peer no request and no step of its own (its time is its last slot up to the
+    mark); a slot with no run lists it behind, so it ages; back in step it is news again;
+    a peer that missed a heartbeat reads everything once; a check at another interval here
+    (a reload done on one replica only) does not follow the owner's mark."""
+    members = f"{index}-members"
+    owner = store_with(interval=60.0)
+    owner.write_on_change = True
+    writer = StatePersistence(owner, connection, index, 10.0)
+    clock, owned, upto = Clock(), {"c"}, [0.0]
+    a = Membership(
+        connection,
+        members,
+        "a",
+        heartbeat=1,
+        lease=3,
+        clock=clock,
+        progress=lambda: owner.announce_marked(owned, upto[0]),
+    )
+    b = Membership(connection, members, "b", heartbeat=1, lease=3, clock=clock)
+    peer = store_with(interval=60.0)
+    view = SharedView(peer, connection, index, 10.0)
+    entry = peer.get("c")
+    assert entry is not None
+    slot = entry.slot + 60 * round(T0 / 60)  # a slot of "c"
+
+    async def follow() -> int:
+        """b's round: read the members (and write its heartbeat), then follow a."""
+        await b.beat()
+        before = b.requests + view.requests
+        announced = b.members["a"].announced
+        assert announced is not None
+        assert await view.follow({"a": announced}, {"c": "a"}, b.announced_all) >= 0
+        return b.requests + view.requests - before
+
+    try:
+        owner.record(result(State.OK, slot, "fine", value=0.0))
+        assert await writer.flush() == 1
+        upto[0] = slot
+        await meet(a, b)
+        assert await follow() == 2  # everything a announced, then the document it names
+        assert entry.mark is not None and entry.evaluated_at == slot
+        assert b.members["a"].announced.behind == ()  # type: ignore[union-attr]
+
+        for k in (1, 2):  # steady: no news, no request, the time off the mark
+            owner.record(result(State.OK, slot + 60 * k + 0.5, "fine", value=0.0))
+            upto[0] = slot + 60 * k + 1
+            await a.beat()
+            assert await follow() == 0 and b.members["a"].announced.runs == {}  # type: ignore[union-attr]
+            assert entry.evaluated_at == slot + 60 * k and entry.runs == 1 + k
+        assert view.runs_followed == 0 and view.marks_followed >= 2
+        assert writer.store.dirty_count == 0 and view.documents_read == 1
+
+        upto[0] = slot + 180 + 1  # the next slot passes without a run: behind
+        await a.beat()
+        assert await follow() == 0 and entry.mark is None
+        assert entry.evaluated_at == slot + 120  # what the mark said before, no more
+        owner.record(result(State.OK, slot + 185, "fine", value=0.0))  # late, back in step
+        await a.beat()
+        assert await follow() == 0 and entry.mark is not None
+        assert entry.evaluated_at == slot + 185  # its own run's time, from the news
+
+        owner.record(result(State.OK, slot + 240, "fine", value=0.0))
+        upto[0] = slot + 241
+        await a.beat()
+        await a.beat()  # b misses one: it reads everything, once
+        assert await follow() == 1 and entry.evaluated_at == slot + 240
+        assert await follow() == 0
+
+        owner.record(result(State.OK, slot + 300, "fine", value=0.0))
+        upto[0] = slot + 301
+        await a.beat()
+        peer.sync({"c": 30.0})  # b reloads c at another interval: a's mark is not for it
+        assert await follow() == 0
+        assert entry.mark is None and entry.evaluated_at == slot + 240
     finally:
         httpcalls.delete(f"{es_url}/{members}", params={"ignore_unavailable": "true"}, timeout=30)
 

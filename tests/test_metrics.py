@@ -98,7 +98,7 @@ def test_a_followed_run_is_exported_without_building_its_result() -> None:
 
     from esbridge.metrics import CheckSeries
     from esbridge.result import Result, State
-    from esbridge.store import ResultStore
+    from esbridge.store import Mark, ResultStore
 
     owner, store = ResultStore(staleness_factor=2.0), ResultStore(staleness_factor=2.0)
     for each in (owner, store):
@@ -132,6 +132,18 @@ def test_a_followed_run_is_exported_without_building_its_result() -> None:
         assert entry is not None and entry._shown is None  # no result built for the run
     got = samples(now + 30)  # that run is 31 s old, allowed 20 s
     assert (got["esbridge_check_status_code"], got["esbridge_check_stale"]) == (3.0, 1.0)
+    # an owner's mark followed: each scrape exports the last slot up to it, as it moves
+    entry = store.get("c")
+    assert entry is not None
+    mark = Mark(now)
+    store.follow("o", {"c": [*owner.progress({"c"})["c"], 10.0]}, {"c": "o"}, mark)
+    for upto in (now + 10, now + 20):
+        mark.at = upto
+        got = samples(upto)
+        slot = upto - (upto - entry.slot) % 10
+        assert got["esbridge_check_last_run_timestamp_seconds"] == slot
+        assert got["esbridge_check_last_success_timestamp_seconds"] == slot
+        assert (got["esbridge_check_status_code"], got["esbridge_check_stale"]) == (2.0, 0.0)
 
 
 _GROUP = st.builds(

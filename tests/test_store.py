@@ -11,6 +11,7 @@ import time
 import uuid
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -19,7 +20,7 @@ from esbridge.config import ConnectionConfig
 from esbridge.esclient import Connection
 from esbridge.persistence import StatePersistence
 from esbridge.result import GroupResult, Result, State
-from esbridge.store import STATE_MAPPING, ResultStore
+from esbridge.store import STATE_MAPPING, Mark, ResultStore
 from esbridge_dev import httpcalls
 
 T0 = 1_700_000_000.0
@@ -944,3 +945,221 @@ def test_a_lost_check_is_not_set_back_to_this_replicas_own_older_write() -> None
     theirs = {k: v for k, v in owner.dirty_documents()[0][1].items() if not k.startswith("_")}
     assert store.adopt([theirs], newer_only=False) == 1
     assert entry.result.evaluated_at == now + 20
+
+
+# -- marks: an owner's heartbeat says "every check of mine not behind ran up to here" -------
+
+_MARKED = ["run", "run", "run", "late", "value", "error", "flush", "beat", "beat", "miss", "move"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_MARKED), min_size=1, max_size=40))
+def test_a_peer_following_marks_never_shows_an_answer_fresher_than_a_run_gave_it(
+    events: list[str],
+) -> None:
+    """An owner announcing marks (``announce_marked``) and a peer following them as the
+    shared view does. Runs happen on the check's slots, or not at all (``late``: a slot
+    passes without one), and the check may move away from the owner and back (``move``: no
+    run while away). Whatever the order of runs, flushes and heartbeats, whenever the peer
+    shows an answer at a time, the owner did run the check with that answer at that time or
+    later: a mark never dates an old answer forward, nor a slot nobody ran. After a run, a
+    flush and a heartbeat, the peer shows the owner's answer at its run's time."""
+    owner, peer = store_with(), store_with()  # interval 10 s
+    owner.write_on_change = True
+    owned, owners = {"c"}, {"c": "owner"}
+    entry, mine = peer.get("c"), owner.get("c")
+    assert entry is not None and mine is not None
+    mark = Mark()
+    index: dict[str, dict[str, Any]] = {}
+    runs: list[Result] = []
+    value, missed = 0.0, True
+    slot = mine.slot + 10 * round(T0 / 10)  # the check's slots: slot + k x 10 s
+
+    def flush() -> None:
+        documents = owner.dirty_documents()
+        for name, doc in documents:
+            index[name] = {k: v for k, v in doc.items() if not k.startswith("_")}
+        owner.mark_clean(documents)
+
+    def beat(read: bool = True) -> None:
+        nonlocal missed
+        said = owner.announce_marked(owned, slot)  # a heartbeat on the last slot
+        if not read:
+            missed = True
+            return
+        if missed:  # as the shared view: what follows the mark is what all of it says
+            peer.unfollow(mark)
+            news = orjson.loads(orjson.dumps(said["progress_all"]))
+        else:
+            news = said["progress"]
+        missed = False
+        fetch, _ = peer.follow("owner", news, owners, mark)
+        if fetch:
+            peer.adopt([index[n] for n in fetch], newer_only=False)
+            peer.follow("owner", {n: news[n] for n in fetch}, owners, mark)
+        peer.unfollow(mark, said["behind"])
+        mark.at = max(mark.at, said["mark"])
+
+    def check() -> None:
+        held = entry.held
+        if held is None:
+            return
+        at = entry.evaluated_at
+        assert at is not None
+        assert any(r.same_answer(held) and r.evaluated_at >= at for r in runs), (held, at)
+        shown = entry.result
+        assert shown is not None and shown.evaluated_at == at and shown.same_answer(held)
+
+    for event in events:
+        if event == "flush":
+            flush()
+        elif event in ("beat", "miss"):
+            beat(read=event == "beat")
+        elif event == "move":  # as a rebalance does: the set owned is a new one each time
+            owned = set() if owned else {"c"}
+            owner.forget_written(["c"])
+        else:
+            slot += 10
+            if event == "late" or not owned:
+                check()
+                continue  # the slot passes: no run (a stuck search, a late batch, moved)
+            if event == "value":
+                value += 1
+            if event == "error":
+                run = result(State.UNKNOWN, slot, "timeout", error="timeout", error_kind="timeout")
+            else:
+                run = result(State.OK, slot, f"{value} errors", value=value)
+            owner.record(run)
+            runs.append(run)
+        check()
+    if not owned:
+        owned = {"c"}
+        owner.forget_written(["c"])
+    slot += 10
+    last = result(State.OK, slot, f"{value} errors", value=value)
+    owner.record(last)
+    runs.append(last)
+    flush()
+    beat()
+    check()
+    assert entry.result == owner.get("c").result == last  # type: ignore[union-attr]
+
+
+def test_an_owner_marks_its_steady_checks_and_lists_those_behind() -> None:
+    """``announce_marked``: the first mark names every check in step; then a heartbeat
+    names only what changed (a write, a check back in step), lists the checks behind (a
+    change not written, no run of a slot up to the mark), and encodes what it all says
+    again only when that changed."""
+    store = ResultStore(history=50, staleness_factor=2.0)
+    store.sync({"a": 30.0, "b": 30.0})
+    store.write_on_change = True
+    owned = {"a", "b"}
+    slots = {n: store.get(n).slot for n in owned}  # type: ignore[union-attr]
+    base = 30 * round(T0 / 30)
+
+    def run(name: str, at: float, value: float = 0.0) -> None:
+        store.record(
+            Result(check=name, state=State.OK, summary=f"{value}", value=value, evaluated_at=at)
+        )
+
+    for name in owned:
+        run(name, base + slots[name])
+    store.mark_clean(store.dirty_documents())
+    upto = base + 30 + 29  # a's and b's next slots passed
+    for name in owned:
+        run(name, base + 30 + slots[name])
+    said = store.announce_marked(owned, upto)
+    assert said["behind"] == [] and said["mark"] == upto
+    assert set(said["progress"]) == {"a", "b"}  # first mark: every check in step
+    everything = said["progress_all"]
+    assert orjson.loads(orjson.dumps(everything)) == said["progress"]
+
+    for name in owned:  # steady: one more slot each, nothing to say but the mark
+        run(name, base + 60 + slots[name])
+    said = store.announce_marked(owned, upto + 30)
+    assert (said["progress"], said["behind"]) == ({}, [])
+    assert said["progress_all"] is everything  # not encoded again
+
+    run("a", base + 90 + slots["a"])  # b's slot passes without a run
+    said = store.announce_marked(owned, upto + 60)
+    assert (said["progress"], said["behind"]) == ({}, ["b"])
+    run("b", base + 90 + slots["b"] + 1.0)  # late, then back in step
+    said = store.announce_marked(owned, upto + 60)
+    assert list(said["progress"]) == ["b"] and said["behind"] == []
+
+    run("a", base + 120 + slots["a"], value=5.0)  # a change: behind until written
+    said = store.announce_marked(owned, base + 120 + slots["a"])
+    assert said["progress"] == {} and said["behind"] == ["a"]
+    store.mark_clean(store.dirty_documents())
+    said = store.announce_marked(owned, base + 120 + slots["a"])
+    assert said["progress"]["a"][3] == base + 120 + slots["a"]  # its new document
+    assert said["behind"] == [] and said["progress_all"] is not everything
+    store.unmark()  # a peer that does not follow marks: every check is news again
+    upto = base + 120 + slots["a"]
+    said = store.announce_marked(owned, upto)
+    assert set(said["progress"]) == {"a", "b"}
+    assert said["progress"]["a"][4] == said["progress"]["b"][4] == 30.0  # the interval
+    store.sync({"a": 60.0, "b": 30.0})  # a reloaded at another interval: other slots
+    said = store.announce_marked(owned, upto)
+    assert said["behind"] == ["a"]  # what was said of it was of the slots before
+    assert set(orjson.loads(orjson.dumps(said["progress_all"]))) == {"b"}
+    a = store.get("a")
+    assert a is not None
+    run("a", upto + 60 - (upto - a.slot) % 60, value=5.0)  # its next slot on the new grid
+    said = store.announce_marked(owned, upto + 60)
+    assert said["progress"]["a"][4] == 60.0 and said["behind"] == ["b"]  # b: no run since
+
+
+def test_a_check_that_follows_a_mark_reads_its_time_off_it() -> None:
+    """An entry following its owner's mark (the document held, the same interval, whoever
+    owns it by this replica's count: the owner vouches for what it announced): its time,
+    runs and last success are its last slot up to the mark, read when asked; a mark frozen
+    (the owner dead) lets it age into stale like any other; stopping to follow (the check
+    behind, another document, a reload at another interval) keeps what the mark said."""
+    owner, peer = store_with(), store_with()  # interval 10 s: stale after 20 s
+    owner.write_on_change = True
+    now = time.time()
+    grid = peer.get("c").slot  # type: ignore[union-attr]
+    last = now - (now - grid) % 10  # the last slot up to now
+    owner.record(result(State.CRITICAL, last - 60, "5 errors", value=5.0))
+    documents = owner.dirty_documents()
+    owner.mark_clean(documents)
+    peer.adopt([{k: v for k, v in documents[0][1].items() if not k.startswith("_")}], False)
+    entry = peer.get("c")
+    assert entry is not None and entry.held is not None and peer.is_stale(entry)
+    mark = Mark(now - 1000)
+
+    def said() -> dict[str, list[float]]:
+        """What a's heartbeat says of c, with the interval it runs at."""
+        return {"c": [*owner.progress({"c"})["c"], 10.0]}
+
+    assert peer.follow("a", owner.progress({"c"}), {"c": "a"}, mark) == ([], 0)
+    assert entry.mark is None  # no interval said: its slots are not known to be the same
+    peer.follow("a", {"c": [*said()["c"][:4], 60.0]}, {"c": "a"}, mark)
+    assert entry.mark is None  # another interval: other slots
+    peer.follow("a", said(), {"c": "b"}, mark)
+    assert entry.mark is mark and entry.evaluated_at == last - 60  # the mark is older
+    mark.at = now
+    assert entry.evaluated_at == last and not peer.is_stale(entry)
+    assert (entry.runs, entry.last_success) == (1 + 6, last)  # six slots since its run
+    shown = entry.result
+    assert shown is not None and (shown.evaluated_at, shown.summary) == (last, "5 errors")
+    assert entry.timing == (last, 0.0)
+    assert peer.is_stale(entry, now + 30)  # the owner gone: the mark stays, the age grows
+    peer.unfollow(mark, ["c"])
+    mark.at = now + 100
+    assert entry.mark is None and entry.evaluated_at == last and entry.runs == 7
+    peer.follow("a", said(), {"c": "a"}, mark)
+    assert entry.evaluated_at == now + 100 - (now + 100 - grid) % 10
+    peer.sync({"c": 20.0})  # reloaded at another interval: what the mark said stands
+    assert entry.mark is None and entry.evaluated_at == now + 100 - (now + 100 - grid) % 10
+    peer.sync({"c": 10.0})
+    peer.follow("a", said(), {"c": "a"}, mark)
+    owner.record(result(State.OK, now, "0 errors", value=0.0))  # a change, written
+    owner.mark_clean(owner.dirty_documents())
+    at = entry.evaluated_at
+    assert peer.follow("a", said(), {"c": "a"}, mark) == (["c"], 0)
+    assert entry.mark is None and entry.evaluated_at == at  # another document: not followed
+    peer.follow("a", {"c": [now + 1, 0.0, 9, last - 60, 10.0]}, {"c": "a"}, mark)
+    peer.record(result(State.UNKNOWN, now + 2, "mine"), persist=False)
+    assert entry.mark is None and entry.evaluated_at == now + 2  # its own run: as is

@@ -72,7 +72,7 @@ class Cluster:
             url=config.advertise_url or default_advertise_url(settings.host, settings.port),
             timeout=max(timeout, self.lease),
             owned=lambda: len(self.owned),
-            progress=lambda: service.store.announce(self.owned),
+            progress=self._announcement,
             hold_on_return=True,  # released in rebalance, once the owned checks are restored
         )
         # A document is asked for from this long (plus its last run's duration) before its
@@ -98,6 +98,9 @@ class Cluster:
         self.shows_fresh_from = lag / (settings.defaults.staleness_factor - 1.0)
         self.owners: dict[str, str] = {}
         self.owned: set[str] = set()
+        # a mark is as late as a flush: a run of a slot ends within it, as a rule (the
+        # announce threshold above counts a flush before an announced run shows)
+        self.mark_lag = flush
         self.runs: Counter[str] = Counter()  # evaluations done by this process, per check
         self.rebalances = 0
         self.last_rebalance: float | None = None
@@ -198,6 +201,16 @@ class Cluster:
         announcing = self._announcing(live)
         store.write_on_change = len(announcing) == len(live) - 1
         await self.view.follow(announcing, self.owners, self.membership.announced_all)
+
+    def _announcement(self) -> dict[str, Any]:
+        """What this replica's heartbeat announces of the checks it owns: a mark while every
+        peer follows marks (a version before does not), else every run (sharedview.py)."""
+        store = self.service.store
+        if self.last_rebalance is not None and self.membership.all_follow_marks():
+            return store.announce_marked(self.owned, time.time() - self.mark_lag)
+        store.unmark()
+        fresh, every = store.announce(self.owned)
+        return {"progress": fresh, "progress_all": every}
 
     async def refresh_view(self) -> None:
         """Read what the other replicas wrote for the checks they own, of those whose owner
@@ -414,6 +427,7 @@ class Cluster:
                 "documents_read": self.view.documents_read,
                 "heads_read": self.view.heads_read,
                 "runs_followed": self.view.runs_followed,
+                "marks_followed": self.view.marks_followed,
             },
             "coordination": {
                 "requests": self.membership.requests + self.view.requests,
@@ -469,4 +483,10 @@ class Cluster:
             "answer again: no document read)",
         )
         followed.add_metric([], float(self.view.runs_followed))
-        yield from (members, owned, cpu, task, requests, documents, followed)
+        marks = CounterMetricFamily(
+            "esbridge_shared_view_marks_followed",
+            "Owners' marks taken from their heartbeats (each brings forward every check of "
+            "that owner that repeats its written answer: no step per run)",
+        )
+        marks.add_metric([], float(self.view.marks_followed))
+        yield from (members, owned, cpu, task, requests, documents, followed, marks)

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import socket
 import time
@@ -93,6 +94,11 @@ class Announcement:
     # ``runs`` holds only the checks set since heartbeat ``since`` of the same incarnation
     # (None: every check, as a version before deltas announced)
     since: int | None = None
+    # a mark (the member's wall clock): every check it announced (in ``runs`` now or
+    # before, with the interval it runs at) but those ``behind`` ran on each of its slots
+    # up to it and gave the answer written (None: no mark, every run is in ``runs``)
+    mark: float | None = None
+    behind: tuple[str, ...] = ()
 
 
 @dataclass
@@ -120,6 +126,8 @@ class Member:
     view: int | None = None
     live_since: dict[str, int] | None = None
     owning_since: int | None = None
+    # whether it follows marks (a version before does not: its peers announce every run)
+    marks: bool = False
 
 
 @dataclass(eq=False, repr=False)
@@ -134,9 +142,10 @@ class Membership:
     url: str = ""
     timeout: float = 10.0
     owned: Callable[[], int] = lambda: 0
-    # what each heartbeat announces of the owned checks, the news since the heartbeat
-    # before and all of it (ResultStore.announce; None: nothing announced)
-    progress: Callable[[], tuple[dict[str, Any], dict[str, Any]]] | None = None
+    # what each heartbeat announces of the owned checks: ``progress``, the news since the
+    # heartbeat before, ``progress_all``, all of it, and a mark (ResultStore.announce and
+    # announce_marked; None: nothing announced)
+    progress: Callable[[], dict[str, Any]] | None = None
     clock: Callable[[], float] = time.monotonic
     # A round that confirms this replica after it was not confirmed (or for the first time)
     # leaves it *returning* (not confirmed) until :meth:`release`: what it recorded alone is
@@ -322,13 +331,13 @@ class Membership:
             "view": self.view,
             "live_since": dict(self._entered),
             "owning_since": self.owning_since,
+            "marks": True,
         }
         if self.progress is not None:
             # the news since the heartbeat before, which every member reads, and all of it,
             # which a member that missed that heartbeat reads (announced_all) and the
             # members search leaves out
-            fresh, every = self.progress()
-            doc.update(progress=fresh, progress_since=self.counter - 1, progress_all=every)
+            doc.update(self.progress(), progress_since=self.counter - 1)
         self.requests += 1
         try:
             await self.connection.raw(
@@ -363,7 +372,7 @@ class Membership:
             with self.decoding.metered():
                 answer = await self.connection.raw(
                     "POST",
-                    f"/{self.index}/_mget?_source_includes=incarnation,counter,progress_all",
+                    f"/{self.index}/_mget?_source_includes={_ALL_FIELDS}",
                     {"ids": ids},
                     self.timeout,
                 )
@@ -382,8 +391,13 @@ class Membership:
                 beat = _beat(source)
             except (TypeError, ValueError):
                 continue
-            found[str(doc.get("_id"))] = Announcement(beat, runs)
+            found[str(doc.get("_id"))] = Announcement(beat, runs, None, *_marked(source))
         return found
+
+    def all_follow_marks(self) -> bool:
+        """Whether every live member but this one follows marks (see Announcement)."""
+        members = self.members
+        return all(m == self.id or (m in members and members[m].marks) for m in self._live)
 
     def _observe(self, answer: dict[str, Any]) -> None:
         now = self.clock()
@@ -522,6 +536,7 @@ def _member(member_id: str, hit: dict[str, Any], known: Member | None, now: floa
         view=view if type(view := source.get("view")) is int else None,
         live_since=_views(source.get("live_since")),
         owning_since=owning if type(owning := source.get("owning_since")) is int else None,
+        marks=source.get("marks") is True,
     )
 
 
@@ -543,7 +558,24 @@ def _announcement(beat: tuple[str, int], source: dict[str, Any]) -> Announcement
     if type(runs) is not dict:
         return None
     since = source.get("progress_since")  # absent: every check, as a version before deltas
-    return Announcement(beat, runs, since if type(since) is int else None)
+    return Announcement(beat, runs, since if type(since) is int else None, *_marked(source))
+
+
+_ALL_FIELDS = "incarnation,counter,progress_all,mark,behind"
+
+
+def _marked(source: dict[str, Any]) -> tuple[float | None, tuple[str, ...]]:
+    """A heartbeat's mark and the checks behind it, or no mark (None) when either is not
+    what this version writes."""
+    mark, behind = source.get("mark"), source.get("behind")
+    if (
+        type(mark) not in (float, int)
+        or not math.isfinite(mark)
+        or type(behind) is not list
+        or not all(type(name) is str for name in behind)
+    ):
+        return None, ()
+    return float(mark), tuple(behind)
 
 
 def _quote(text: str) -> str:

@@ -283,7 +283,7 @@ class CheckSeries:
             stale = view.is_stale(entry, now)
             key = (
                 id(entry.held),
-                entry.ran,  # a later run of that answer (shared view): its time and duration
+                entry.timing,  # a later run of that answer (shared view, a mark followed)
                 entry.runs,
                 entry.since,
                 entry.last_success,

@@ -22,6 +22,16 @@ then the peer's round that reads it); a write costs one ``_mget`` round after th
 heartbeat. A replica of a version that announces nothing makes its peers fall back, for its
 checks, to reading documents as below, and makes every owner write every run again.
 
+**Following marks.** Most checks repeat their answer on every slot of the scheduler's grid,
+which every replica knows (a hash of the name places a check's slots). So while every peer
+follows marks, an owner's heartbeat carries a mark (its wall clock, a flush behind) and the
+checks it owns that are behind, and vouches: every check it announced and does not list behind
+ran on each of its slots up to the mark with the answer written. Its news then names only new
+writes and checks back in step, each with its interval; an entry that holds the document named,
+at that interval, follows the peer's mark (``store.Mark``), and its time is its last slot up to
+the mark, worked out when read. A heartbeat then costs a reader its news, its checks behind and
+one number, whatever the number of foreign checks (see ``ResultStore.announce_marked``).
+
 **Reading documents by their version** (:meth:`SharedView.refresh`): the checks of an owner
 that announces nothing, those at intervals too short to wait for a heartbeat (their owners
 write every run), and, for a moment after a rebalance, those whose owner changed. ``_mget``
@@ -71,7 +81,7 @@ from typing import Any
 from esbridge.errors import ESError
 from esbridge.esclient import Connection, DecodeMeter, error_from_body
 from esbridge.membership import Announcement
-from esbridge.store import ResultStore
+from esbridge.store import Mark, ResultStore
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +112,7 @@ class SharedView:
         self._settled: set[str] = set()
         # peer -> the heartbeat (incarnation, counter) whose announcement was applied last
         self._applied: dict[str, tuple[str, int]] = {}
+        self._marks: dict[str, Mark] = {}  # peer -> its mark, as followed here
         self.loaded = False  # one complete read done (of the documents read by version)
         self.followed = False  # one round of following the announcing peers done
         self.last_ok: float | None = None
@@ -110,6 +121,7 @@ class SharedView:
         self.documents_read = 0
         self.heads_read = 0
         self.runs_followed = 0  # entries brought forward to a run a peer announced
+        self.marks_followed = 0  # peers' marks taken (each moves every check that follows it)
         self.decoding = DecodeMeter()  # parsing the answers, inside the client
         self._cpu = 0.0  # choosing and applying documents, here
 
@@ -125,6 +137,9 @@ class SharedView:
         self._asked.clear()
         self._settled.clear()
         self._applied.clear()  # and what the owners announced is read in full again
+        for mark in self._marks.values():  # and no mark is followed until then
+            self.store.unfollow(mark)
+        self._marks.clear()
 
     async def refresh(self, names: Iterable[str]) -> int:
         """Read the changed documents of the due ones of ``names``; return how many applied."""
@@ -199,11 +214,25 @@ class SharedView:
         A heartbeat carries the news since the one before it: applied when this replica
         applied that one (or a later one) of the same incarnation. Otherwise (this replica
         missed a heartbeat, started, or the owners changed since) everything the peer
-        announced is read with ``announced_all`` instead, one request for all such peers."""
+        announced is read with ``announced_all`` instead, one request for all such peers.
+
+        A peer that announces a mark (see :class:`esbridge.membership.Announcement`): its
+        news, then its checks behind, are applied first, so the entries that follow its mark
+        are the checks it vouches for; then the mark moves, and with it their runs. What
+        follows it after everything it announced was read is what that says, nothing else."""
         started = time.process_time()
         news: dict[str, Announcement] = {}
         missed: list[str] = []
+        marks, store = self._marks, self.store
         for peer, said in announcing.items():
+            mark = marks.get(peer)
+            if said.mark is None:  # announces every run: nothing follows a mark of it
+                if mark is not None:
+                    store.unfollow(mark)
+                    del marks[peer]
+            elif mark is None:  # a mark to follow: what it says of each check, in full
+                marks[peer] = Mark()
+                self._applied.pop(peer, None)
             applied = self._applied.get(peer)
             if said.since is None:  # a version that announces everything every time
                 news[peer] = said
@@ -220,11 +249,20 @@ class SharedView:
             if everything is None:
                 complete = False  # their checks wait a round
             else:
-                news.update((peer, everything[peer]) for peer in missed if peer in everything)
+                for peer in missed:
+                    said = everything.get(peer)
+                    if said is None:
+                        continue
+                    mark = marks.get(peer)
+                    if mark is not None:
+                        store.unfollow(mark)  # what follows it now is what all of it says
+                        if said.mark is None:
+                            del marks[peer]  # announcing every run since the search
+                    news[peer] = said
         started = time.process_time()
         fetch: dict[str, list[str]] = {}
         for peer, said in news.items():
-            changed, moved = self.store.follow(peer, said.runs, owners)
+            changed, moved = store.follow(peer, said.runs, owners, marks.get(peer))
             if changed:
                 fetch[peer] = changed
             self.runs_followed += moved
@@ -241,8 +279,17 @@ class SharedView:
                 for peer, names in fetch.items():  # the documents just read: their runs since
                     runs = news[peer].runs
                     said_of = {n: runs[n] for n in names}
-                    self.runs_followed += self.store.follow(peer, said_of, owners)[1]
+                    self.runs_followed += store.follow(peer, said_of, owners, marks.get(peer))[1]
                 self._cpu += time.process_time() - started
+        started = time.process_time()
+        for peer, said in news.items():
+            mark = marks.get(peer)
+            if mark is not None and said.mark is not None:
+                store.unfollow(mark, said.behind)
+                if said.mark > mark.at:  # the checks that follow it ran up to here
+                    self.marks_followed += 1
+                    mark.at = said.mark
+        self._cpu += time.process_time() - started
         self._applied.update((peer, said.beat) for peer, said in news.items())
         self.followed = self.followed or complete
         return read

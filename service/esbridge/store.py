@@ -12,8 +12,10 @@ when the index accepts writes again; the failure is visible in ``/readyz``, the 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Set
 from dataclasses import dataclass, field
@@ -22,6 +24,7 @@ from typing import Any, TypeVar
 import orjson
 
 from esbridge.result import Result, State
+from esbridge.scheduler import first_offset
 from esbridge.staleness import stale, too_old
 from esbridge.statedoc import (
     STATE_MAPPING,
@@ -65,68 +68,147 @@ _LATEST_RUN = 253402300799.0  # 9999-12-31: a run time beyond is no time (see st
 
 
 @dataclass(slots=True)
+class Mark:
+    """An owner's watermark, as a replica that follows its checks last applied it.
+
+    ``at`` is the owner's wall clock: every check it owns that it did not list as behind
+    ran on each of its slots up to ``at`` and gave the answer its document holds. The
+    entries of those checks point at one shared ``Mark``, so a heartbeat moves every one of
+    them forward by setting one number (see ``esbridge.sharedview``)."""
+
+    at: float = 0.0
+
+
+@dataclass(slots=True)
 class CheckState:
     """Everything the store knows about one check.
 
     ``held`` is the result as recorded, restored or read from the owner's document; ``ran``
     the time and duration of a later run of that same answer that its owner announced (a
-    replica following another's check, see :meth:`ResultStore.follow`). Following a run sets
-    ``ran`` and builds nothing: staleness reads the time alone (:attr:`evaluated_at`),
-    ``/metrics`` the held answer and :attr:`timing`, and the :class:`Result` the API shows
-    (:attr:`result`) is built from both when it is first read. Both are set through
-    :attr:`result` and :meth:`rerun`, which keep that time.
+    replica following another's check, see :meth:`ResultStore.follow`), and ``mark`` the
+    owner's watermark it follows, if any: its latest run is then the check's last slot up
+    to the mark (``slot`` is its offset on the interval's grid, the scheduler's). Following
+    builds nothing: staleness reads the time alone (:attr:`evaluated_at`), ``/metrics`` the
+    held answer and :attr:`timing`, and the :class:`Result` the API shows (:attr:`result`)
+    is built from them when it is read. ``held`` and ``ran`` are set through
+    :attr:`result` and :meth:`rerun`, which keep the time.
     """
 
     name: str
     held: Result | None = None
     since: float | None = None
     previous_state: State | None = None
-    last_success: float | None = None
     consecutive_failures: int = 0
-    runs: int = 0
     errors: dict[str, int] = field(default_factory=dict)
     transitions: deque[Transition] = field(default_factory=lambda: deque(maxlen=50))
     group_since: dict[str, tuple[int, float]] = field(default_factory=dict)
     interval: float = 60.0
+    slot: float = 0.0
     lateness: float = 0.0
     ran: tuple[float, float] | None = None
+    mark: Mark | None = None
     # when the latest result was evaluated (``ran``'s time, else ``held``'s), kept by the
     # setters below: staleness asks it of every check at every scrape
-    evaluated_at: float | None = field(default=None, init=False)
+    at: float | None = field(default=None, init=False)
+    count: int = field(default=0, init=False)  # runs, as counted or read (see runs)
+    succeeded: float | None = field(default=None, init=False)  # see last_success
     _shown: Result | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.ran is not None:
-            self.evaluated_at = self.ran[0]
+            self.at = self.ran[0]
         elif self.held is not None:
-            self.evaluated_at = self.held.evaluated_at
+            self.at = self.held.evaluated_at
+
+    def _marked(self) -> float | None:
+        """The check's last slot up to its owner's mark, when that is later than ``at``."""
+        mark, at = self.mark, self.at
+        if mark is None or at is None:
+            return None
+        upto, interval = mark.at, self.interval
+        slot = upto - (upto - self.slot) % interval
+        return slot if slot > at else None
+
+    @property
+    def evaluated_at(self) -> float | None:
+        """When the latest result was evaluated: ``at``, or the slot the owner's mark says."""
+        if self.mark is None:
+            return self.at
+        slot = self._marked()
+        return self.at if slot is None else slot
+
+    @property
+    def runs(self) -> int:
+        """Evaluations counted: by this replica, or by the owner as last read, plus the
+        slots its mark passed since."""
+        if self.mark is None:
+            return self.count
+        slot = self._marked()
+        at = self.at
+        if slot is None or at is None:
+            return self.count
+        return self.count + int((slot - at) / self.interval + 0.5)
+
+    @runs.setter
+    def runs(self, value: int) -> None:
+        self.count = value
+
+    @property
+    def last_success(self) -> float | None:
+        """When a run last succeeded (a run the mark says repeated the answer did)."""
+        if self.mark is None:
+            return self.succeeded
+        slot = self._marked()
+        return self.succeeded if slot is None else slot
+
+    @last_success.setter
+    def last_success(self, value: float | None) -> None:
+        self.succeeded = value
 
     @property
     def result(self) -> Result | None:
         """The latest result: ``held``, at the time of the latest run announced of it."""
-        held, ran = self.held, self.ran
-        if ran is None or held is None:
+        held = self.held
+        if held is None:
+            return None
+        timing = self.timing
+        if timing is None or timing[0] == held.evaluated_at:
             return held
         shown = self._shown
-        if shown is None:  # built once per run, when first read
-            shown = self._shown = held.timed(ran[0], ran[1])
+        if shown is None or shown.evaluated_at != timing[0]:  # built once per run, when read
+            shown = self._shown = held.timed(timing[0], timing[1])
         return shown
 
     @result.setter
     def result(self, value: Result | None) -> None:
-        self.held, self.ran, self._shown = value, None, None
-        self.evaluated_at = value.evaluated_at if value is not None else None
+        self.held, self.ran, self.mark, self._shown = value, None, None, None
+        self.at = value.evaluated_at if value is not None else None
 
     @property
     def timing(self) -> tuple[float, float] | None:
         """The latest result's ``(evaluated_at, duration)``, without building it."""
-        if self.ran is not None:
-            return self.ran
+        ran = self.ran
+        if self.mark is not None and (slot := self._marked()) is not None:
+            return slot, ran[1] if ran is not None else self.held.duration  # type: ignore[union-attr]
+        if ran is not None:
+            return ran
         return (self.held.evaluated_at, self.held.duration) if self.held is not None else None
 
     def rerun(self, evaluated_at: float, duration: float) -> None:
         """``held``'s answer again, from a run at ``evaluated_at`` (announced by its owner)."""
-        self.ran, self._shown, self.evaluated_at = (evaluated_at, duration), None, evaluated_at
+        self.ran, self._shown, self.at = (evaluated_at, duration), None, evaluated_at
+
+    def follow(self, mark: Mark | None) -> None:
+        """Follow ``mark`` (None: stop), keeping what the mark followed so far said: the
+        owner's claim held up to the mark as it is now, not beyond."""
+        if self.mark is mark:
+            return
+        slot = self._marked()
+        if slot is not None:
+            self.count = self.runs
+            self.succeeded = slot
+            self.rerun(slot, self.ran[1] if self.ran is not None else self.held.duration)  # type: ignore[union-attr]
+        self.mark = mark
 
     @property
     def state(self) -> State | None:
@@ -184,6 +266,16 @@ class ResultStore:
         self._progress: dict[str, list[float]] = {}
         # checks whose entry in _progress was set since the last heartbeat's (announce)
         self._fresh: set[str] = set()
+        # Marks (announce_marked): the last mark announced, what the heartbeats said of each
+        # check in step since (and that, encoded once per change), the checks behind, and
+        # the owned checks by interval and slot
+        self._mark: float | None = None
+        self._said: dict[str, list[float]] = {}
+        self._said_doc: orjson.Fragment | None = None
+        self._behind: set[str] = set()
+        self._grid_for: Set[str] | None = None
+        self._regrid: set[str] = set()  # checks whose interval (so slots) changed since
+        self._grid: list[tuple[float, list[float], list[str]]] = []
 
     # -- the set of checks ---------------------------------------------------------------
 
@@ -205,7 +297,12 @@ class ResultStore:
                 entry = self._checks[name] = CheckState(
                     name, transitions=deque(maxlen=self.history)
                 )
-            entry.interval = interval
+            if entry.interval != interval or not entry.slot:
+                if entry.interval != interval:
+                    # what an owner's mark said was of the slots of the interval before
+                    entry.follow(None)
+                    self._regrid.add(name)
+                entry.interval, entry.slot = interval, first_offset(name, interval)
 
     @property
     def provisional(self) -> Set[str]:
@@ -240,6 +337,7 @@ class ResultStore:
         entry = self._checks.get(result.check)
         if entry is None:  # removed by a reload while it ran: drop it
             return None
+        entry.follow(None)  # its own run now: what an owner's mark said stands before it
         old = entry.state
         entry.runs += 1
         entry.lateness = lateness
@@ -388,6 +486,73 @@ class ResultStore:
         every = self.progress(names)
         fresh, self._fresh = self._fresh, set()
         return {name: every[name] for name in fresh if name in every}, every
+
+    def announce_marked(self, names: Set[str], upto: float) -> dict[str, Any]:
+        """What one heartbeat announces of ``names`` when every peer follows marks: the
+        *mark* ``upto`` (this process's wall clock), the checks it says nothing of
+        (``behind``), and per check only what changed since the heartbeat before
+        (``progress``: a new write, or back in step), beside all of that (``progress_all``).
+
+        The mark says: every check of ``names`` not behind ran on each of its slots up to
+        ``upto`` (the scheduler's grid) and gave the answer its written document holds. A
+        check is behind while its latest result is not that answer (a change not written
+        yet, a failure) or its run of a slot up to ``upto`` has not ended yet (a late or
+        stuck run). So a steady check costs a heartbeat nothing, and its peers nothing
+        either: they read its time off the mark (``CheckState.evaluated_at``)."""
+        progress, said, checks = self._progress, self._said, self._checks
+        fresh, self._fresh = self._fresh, set()
+        previous, before = self._mark, self._behind
+        behind = set(names - progress.keys())  # not the written answer now
+        gone: list[str] = []  # said before, not vouched for now: behind this once
+        if names is not self._grid_for or self._regrid:  # a rebalance, a reload
+            self._grid_for, self._grid = names, _grid(checks, names)
+            previous = None
+            behind.update(n for n in self._regrid if n in said)  # said at the old interval
+            self._regrid = set()
+            gone = [n for n in said if n not in names]
+            for name in gone:
+                del said[name]
+            self._said_doc = None
+        if previous is None or upto <= previous:  # every check (a clock stepped back too)
+            due: Iterable[str] = names
+            candidates: Set[str] = names
+        else:  # the checks with a slot since the mark before, and those behind then
+            due = _due(self._grid, previous, upto)
+            candidates = fresh | before
+        for name in itertools.chain(due, before):
+            item = progress.get(name)
+            entry = checks.get(name)
+            if item is None or entry is None:
+                continue
+            if item[0] < upto - (upto - entry.slot) % entry.interval:
+                behind.add(name)  # its last slot's run has not ended
+        news: dict[str, list[float]] = {}
+        for name in candidates:
+            if name in behind or name not in names or (item := progress.get(name)) is None:
+                continue
+            old = said.get(name)
+            if old is None or old[3] != item[3] or name in before:
+                # with the interval it runs at: a peer's slots are the owner's only then
+                news[name] = said[name] = [*item, checks[name].interval]
+        dropped = [name for name in behind if name in said]
+        for name in dropped:
+            del said[name]
+        if news or dropped or self._said_doc is None:
+            self._said_doc = orjson.Fragment(orjson.dumps(said))
+        self._mark, self._behind = upto, behind
+        return {
+            "progress": news,
+            "progress_all": self._said_doc,
+            "mark": upto,
+            "behind": sorted(behind.union(gone)),
+        }
+
+    def unmark(self) -> None:
+        """Announce every run again (a peer does not follow marks): the next mark starts over."""
+        self._mark, self._grid_for = None, None
+        self._said.clear()
+        self._said_doc = None
+        self._behind = set()
 
     def _mark_dirty(self, name: str) -> None:
         self._changes += 1
@@ -599,7 +764,11 @@ class ResultStore:
         return adopted
 
     def follow(
-        self, peer: str, progress: dict[str, Any], owners: Mapping[str, str]
+        self,
+        peer: str,
+        progress: dict[str, Any],
+        owners: Mapping[str, str],
+        mark: Mark | None = None,
     ) -> tuple[list[str], int]:
         """Take the run times ``peer`` announced (:meth:`progress` on its side); return the
         checks it owns by ``owners`` whose document must be read (another than the one held)
@@ -611,6 +780,10 @@ class ResultStore:
         over holds that document and the run times its previous owner announced, before its
         own first run). Anything else (a change written since, a result of this replica's
         own, nothing read yet) is read from the index instead, never assumed.
+
+        ``mark``: the peer's mark (it announces marks). An entry of a check it owns that
+        holds the document it names follows the mark from now on; one that holds another
+        stops following it (:meth:`CheckState.follow`), until that document is read.
         """
         fetch: list[str] = []
         moved = 0
@@ -621,8 +794,9 @@ class ResultStore:
                 continue
             held, last = entry.held, adopted.get(name)
             try:
-                at, duration, runs, key = item
-            except (TypeError, ValueError):
+                at, duration, runs, key = item[:4]
+                every = item[4] if len(item) > 4 else None  # the interval a mark is of
+            except (TypeError, ValueError, KeyError):
                 continue  # not what this version announces: the document's own time stands
             if (
                 held is None
@@ -631,9 +805,13 @@ class ResultStore:
                 or last[2] != key
                 or name in provisional
             ):
+                if mark is not None and entry.mark is mark:
+                    entry.follow(None)
                 if owners.get(name) == peer:
                     fetch.append(name)
                 continue
+            if mark is not None:  # its slots are the owner's when its interval is
+                entry.follow(mark if every == entry.interval else None)
             latest = entry.evaluated_at  # of held, or of a run followed since
             if type(at) is float and latest is not None and latest < at <= _LATEST_RUN:
                 try:
@@ -647,6 +825,15 @@ class ResultStore:
                 entry.last_success = at  # a repeated answer is never a failure (see record)
                 moved += 1
         return fetch, moved
+
+    def unfollow(self, mark: Mark, names: Iterable[str] | None = None) -> None:
+        """Stop following ``mark`` (of ``names``, default every check): what it said so far
+        stands as the entries' last run, nothing after (see :meth:`CheckState.follow`)."""
+        checks = self._checks
+        entries = checks.values() if names is None else (checks.get(n) for n in names)
+        for entry in entries:
+            if entry is not None and entry.mark is mark:
+                entry.follow(None)
 
     def _read_shared(
         self, entry: CheckState, doc: dict[str, Any]
@@ -831,3 +1018,35 @@ class _Restored:
             known = entry.group_since.get(key)
             if known is not None and known[0] == state:
                 entry.group_since[key] = (state, min(at, known[1]))
+
+
+def _grid(
+    checks: Mapping[str, CheckState], names: Iterable[str]
+) -> list[tuple[float, list[float], list[str]]]:
+    """``names`` by interval, each sorted by its slot's offset: ``(interval, offsets, names)``."""
+    by_interval: dict[float, list[tuple[float, str]]] = {}
+    for name in names:
+        entry = checks.get(name)
+        if entry is not None:
+            by_interval.setdefault(entry.interval, []).append((entry.slot, name))
+    grid = []
+    for interval, slots in by_interval.items():
+        slots.sort()
+        grid.append((interval, [o for o, _ in slots], [n for _, n in slots]))
+    return grid
+
+
+def _due(
+    grid: list[tuple[float, list[float], list[str]]], after: float, upto: float
+) -> Iterator[str]:
+    """The checks of ``grid`` with a slot in ``(after, upto]``."""
+    for interval, offsets, names in grid:
+        if upto - after >= interval:
+            yield from names
+            continue
+        low, high = after % interval, upto % interval
+        if low <= high:  # offsets in (low, high]
+            yield from names[bisect_right(offsets, low) : bisect_right(offsets, high)]
+        else:  # wrapped: (low, interval) and [0, high]
+            yield from names[bisect_right(offsets, low) :]
+            yield from names[: bisect_right(offsets, high)]
