@@ -280,13 +280,17 @@ class CheckSeries:
             if shared and entry.held is None:
                 continue
             seen.add(entry.name)
-            stale = view.is_stale(entry, now)
+            # an owner's mark followed: the slot it dates the run to (runs and last success
+            # follow it); the fields, not properties, for the other checks
+            marked = None if entry.mark is None else entry.evaluated_at
+            stale = view.is_stale(entry, now, marked)
             key = (
                 id(entry.held),
-                entry.timing,  # a later run of that answer (shared view, a mark followed)
-                entry.runs,
+                entry.ran,  # a later run of that answer (shared view)
+                marked,
+                entry.count,
                 entry.since,
-                entry.last_success,
+                entry.succeeded,
                 stale,
                 tuple(sorted(entry.errors.items())),
                 id(definitions.get(entry.name)),  # its thresholds change on reload

@@ -569,9 +569,13 @@ class ResultStore:
             return None
         return stale(entry.result, time.time() if now is None else now, self.max_age(entry))
 
-    def is_stale(self, entry: CheckState, now: float | None = None) -> bool:
-        """What :meth:`effective` says: too old, or from the future beyond the allowed age."""
-        at = entry.evaluated_at
+    def is_stale(
+        self, entry: CheckState, now: float | None = None, at: float | None = None
+    ) -> bool:
+        """What :meth:`effective` says: too old, or from the future beyond the allowed age.
+        ``at``: the entry's ``evaluated_at``, when the caller worked it out already."""
+        if at is None:
+            at = entry.at if entry.mark is None else entry.evaluated_at  # per check, per scrape
         if at is None:
             return False
         now = time.time() if now is None else now

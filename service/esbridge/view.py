@@ -173,8 +173,10 @@ class ServiceView:
         """The result as outputs must show it: UNKNOWN "stale" when too old."""
         return self._store.effective(entry, now)
 
-    def is_stale(self, entry: CheckState, now: float | None = None) -> bool:
-        return self._store.is_stale(entry, now)
+    def is_stale(
+        self, entry: CheckState, now: float | None = None, at: float | None = None
+    ) -> bool:
+        return self._store.is_stale(entry, now, at)
 
     def max_age(self, entry: CheckState) -> float:
         return self._store.max_age(entry)
