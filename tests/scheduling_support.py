@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import time
 
-from esbridge.scheduler import EAGER_SPREAD, first_offset
+from esbridge.scheduler import EAGER_SPREAD
+from esbridge.slots import first_offset
 
 
 def name_with_early_slot(prefix: str, interval: float, margin: float) -> str:

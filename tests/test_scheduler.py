@@ -21,7 +21,8 @@ import esbridge.scheduler
 from esbridge.loader import load_checks
 from esbridge.models import CheckDefinition
 from esbridge.result import Result, State
-from esbridge.scheduler import SLOT_SECONDS, Scheduler, first_offset, same_definition
+from esbridge.scheduler import Scheduler, same_definition
+from esbridge.slots import SLOT_SECONDS, first_offset
 
 
 def make_checks(tmp_path, body: str, name: str = "c.yaml") -> dict[str, CheckDefinition]:  # type: ignore[no-untyped-def]

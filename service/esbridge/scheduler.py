@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from time import monotonic
@@ -32,10 +31,10 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from esbridge.models import CheckDefinition
 from esbridge.result import Result
+from esbridge.slots import first_offset
 
 log = logging.getLogger(__name__)
 
-SLOT_SECONDS = 5.0
 BATCH_DELAY = 0.05
 EAGER_SPREAD = 30.0
 CLOCK_CHECK_SECONDS = 1.0
@@ -53,12 +52,6 @@ def same_definition(a: CheckDefinition, b: CheckDefinition) -> bool:
     schedule on reload.
     """
     return type(a) is type(b) and a.model_dump() == b.model_dump()
-
-
-def first_offset(name: str, interval: float) -> float:
-    """Deterministic offset in ``[0, interval)``, quantised to slots of about 5 s."""
-    slots = max(1, int(interval // SLOT_SECONDS))
-    return (zlib.crc32(name.encode()) % slots) * (interval / slots)
 
 
 class LatenessHistogram:

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import orjson
 
 from esbridge.result import Result, State
-from esbridge.scheduler import first_offset
+from esbridge.slots import first_offset, last_slot
 from esbridge.staleness import stale, too_old
 from esbridge.statedoc import (
     STATE_MAPPING,
@@ -125,8 +125,7 @@ class CheckState:
         mark, at = self.mark, self.at
         if mark is None or at is None:
             return None
-        upto, interval = mark.at, self.interval
-        slot = upto - (upto - self.slot) % interval
+        slot = last_slot(mark.at, self.slot, self.interval)
         return slot if slot > at else None
 
     @property
@@ -524,7 +523,7 @@ class ResultStore:
             entry = checks.get(name)
             if item is None or entry is None:
                 continue
-            if item[0] < upto - (upto - entry.slot) % entry.interval:
+            if item[0] < last_slot(upto, entry.slot, entry.interval):
                 behind.add(name)  # its last slot's run has not ended
         news: dict[str, list[float]] = {}
         for name in candidates:
