@@ -949,10 +949,10 @@ def test_a_lost_check_is_not_set_back_to_this_replicas_own_older_write() -> None
 
 # -- marks: an owner's heartbeat says "every check of mine not behind ran up to here" -------
 
-_MARKED = ["run", "run", "run", "late", "value", "error", "flush", "beat", "beat", "miss", "move"]
+_MARKED = ["run", "run", "run", "late", "value", "error", "flush", "beat", "beat+", "miss", "move"]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(st.lists(st.sampled_from(_MARKED), min_size=1, max_size=40))
 def test_a_peer_following_marks_never_shows_an_answer_fresher_than_a_run_gave_it(
     events: list[str],
@@ -960,7 +960,7 @@ def test_a_peer_following_marks_never_shows_an_answer_fresher_than_a_run_gave_it
     """An owner announcing marks (``announce_marked``) and a peer following them as the
     shared view does. Runs happen on the check's slots, or not at all (``late``: a slot
     passes without one), and the check may move away from the owner and back (``move``: no
-    run while away). Whatever the order of runs, flushes and heartbeats, whenever the peer
+    run while away); heartbeats come on a slot or between two (``beat+``). Whatever the order of runs, flushes and heartbeats, whenever the peer
     shows an answer at a time, the owner did run the check with that answer at that time or
     later: a mark never dates an old answer forward, nor a slot nobody ran. After a run, a
     flush and a heartbeat, the peer shows the owner's answer at its run's time."""
@@ -981,9 +981,9 @@ def test_a_peer_following_marks_never_shows_an_answer_fresher_than_a_run_gave_it
             index[name] = {k: v for k, v in doc.items() if not k.startswith("_")}
         owner.mark_clean(documents)
 
-    def beat(read: bool = True) -> None:
+    def beat(read: bool = True, after: float = 0.0) -> None:
         nonlocal missed
-        said = owner.announce_marked(owned, slot)  # a heartbeat on the last slot
+        said = owner.announce_marked(owned, slot + after)  # on the last slot, or after it
         if not read:
             missed = True
             return
@@ -1015,6 +1015,8 @@ def test_a_peer_following_marks_never_shows_an_answer_fresher_than_a_run_gave_it
             flush()
         elif event in ("beat", "miss"):
             beat(read=event == "beat")
+        elif event == "beat+":  # a heartbeat 3 s after the last slot, before the next
+            beat(after=3.0)
         elif event == "move":  # as a rebalance does: the set owned is a new one each time
             owned = set() if owned else {"c"}
             owner.forget_written(["c"])
@@ -1082,6 +1084,8 @@ def test_an_owner_marks_its_steady_checks_and_lists_those_behind() -> None:
 
     run("a", base + 90 + slots["a"])  # b's slot passes without a run
     said = store.announce_marked(owned, upto + 60)
+    assert (said["progress"], said["behind"]) == ({}, ["b"])
+    said = store.announce_marked(owned, upto + 61)  # no slot since: b is still behind
     assert (said["progress"], said["behind"]) == ({}, ["b"])
     run("b", base + 90 + slots["b"] + 1.0)  # late, then back in step
     said = store.announce_marked(owned, upto + 60)

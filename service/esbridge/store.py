@@ -12,7 +12,6 @@ when the index accepts writes again; the failure is visible in ``/readyz``, the 
 
 from __future__ import annotations
 
-import itertools
 import logging
 import time
 from bisect import bisect_right
@@ -274,6 +273,11 @@ class ResultStore:
         self._behind: set[str] = set()
         self._grid_for: Set[str] | None = None
         self._regrid: set[str] = set()  # checks whose interval (so slots) changed since
+        # since the last mark: checks announced with another write than before, checks that
+        # left _progress (a change, a failure, forgotten), or every check (cleared)
+        self._rekeyed: set[str] = set()
+        self._unsaid: set[str] = set()
+        self._unsaid_all = False
         self._grid: list[tuple[float, list[float], list[str]]] = []
 
     # -- the set of checks ---------------------------------------------------------------
@@ -378,7 +382,7 @@ class ResultStore:
             self._announce(name, result, entry.runs, self._written[name].evaluated_at)
         else:
             self._provisional.discard(name)
-            self._progress.pop(name, None)
+            self._unsay(name)
             self._mark_dirty(name)
         return transition
 
@@ -411,13 +415,22 @@ class ResultStore:
 
     def _announce(self, name: str, run: Result, runs: int, key: float) -> None:
         """What the heartbeat says of ``name``: ``run`` repeats the write named ``key``."""
-        self._progress[name] = [run.evaluated_at, run.duration, runs, key]
+        progress = self._progress
+        old = progress.get(name)
+        progress[name] = [run.evaluated_at, run.duration, runs, key]
         self._fresh.add(name)
+        if old is None or old[3] != key:
+            self._rekeyed.add(name)
 
     def _forget_written(self, name: str) -> None:
         self._written.pop(name, None)
-        self._progress.pop(name, None)
+        self._unsay(name)
         self._fresh.discard(name)
+
+    def _unsay(self, name: str) -> None:
+        """``name``'s latest result is no longer the written answer: not announced."""
+        if self._progress.pop(name, None) is not None:
+            self._unsaid.add(name)
 
     def forget_written(self, names: Iterable[str], settle: float = 0.0) -> None:
         """Forget what this process wrote of ``names``: their owner changed, so another
@@ -499,32 +512,34 @@ class ResultStore:
         stuck run). So a steady check costs a heartbeat nothing, and its peers nothing
         either: they read its time off the mark (``CheckState.evaluated_at``)."""
         progress, said, checks = self._progress, self._said, self._checks
-        fresh, self._fresh = self._fresh, set()
+        self._fresh = set()  # every run since: what announce says, not this
+        rekeyed, self._rekeyed = self._rekeyed, set()
+        unsaid, self._unsaid = self._unsaid, set()
         previous, before = self._mark, self._behind
-        behind = set(names - progress.keys())  # not the written answer now
         gone: list[str] = []  # said before, not vouched for now: behind this once
-        if names is not self._grid_for or self._regrid:  # a rebalance, a reload
+        regrid = names is not self._grid_for or bool(self._regrid)
+        if regrid:  # a rebalance, a reload
             self._grid_for, self._grid = names, _grid(checks, names)
-            previous = None
-            behind.update(n for n in self._regrid if n in said)  # said at the old interval
-            self._regrid = set()
             gone = [n for n in said if n not in names]
             for name in gone:
                 del said[name]
             self._said_doc = None
-        if previous is None or upto <= previous:  # every check (a clock stepped back too)
-            due: Iterable[str] = names
+        if regrid or previous is None or upto <= previous or self._unsaid_all:
+            # every check (after a clock stepped back too)
+            behind = {n for n in names if n not in progress}  # not the written answer now
+            behind.update(n for n in self._regrid if n in said)  # said at the old interval
+            self._regrid, self._unsaid_all = set(), False
+            behind.update(self._late(names, upto))
             candidates: Set[str] = names
-        else:  # the checks with a slot since the mark before, and those behind then
-            due = _due(self._grid, previous, upto)
-            candidates = fresh | before
-        for name in itertools.chain(due, before):
-            item = progress.get(name)
-            entry = checks.get(name)
-            if item is None or entry is None:
-                continue
-            if item[0] < last_slot(upto, entry.slot, entry.interval):
-                behind.add(name)  # its last slot's run has not ended
+        else:  # the checks behind before, those that left the written answer since, and
+            # those with a slot since the mark before whose run has not ended
+            behind = {n for n in before | unsaid if n in names and n not in progress}
+            behind.update(self._late(before, upto))
+            for name, slot in _due(self._grid, previous, upto):
+                item = progress.get(name)
+                if item is not None and item[0] < slot:
+                    behind.add(name)
+            candidates = rekeyed | before
         news: dict[str, list[float]] = {}
         for name in candidates:
             if name in behind or name not in names or (item := progress.get(name)) is None:
@@ -546,9 +561,24 @@ class ResultStore:
             "behind": sorted(behind.union(gone)),
         }
 
+    def _late(self, names: Iterable[str], upto: float) -> Iterator[str]:
+        """Those of ``names`` announced whose run of their last slot up to ``upto`` has not
+        ended (a late or stuck run)."""
+        progress, checks = self._progress, self._checks
+        for name in names:
+            item, entry = progress.get(name), checks.get(name)
+            if (
+                item is not None
+                and entry is not None
+                and item[0] < last_slot(upto, entry.slot, entry.interval)
+            ):
+                yield name
+
     def unmark(self) -> None:
         """Announce every run again (a peer does not follow marks): the next mark starts over."""
         self._mark, self._grid_for = None, None
+        self._rekeyed.clear()
+        self._unsaid.clear()
         self._said.clear()
         self._said_doc = None
         self._behind = set()
@@ -642,10 +672,12 @@ class ResultStore:
         self._dirty.clear()
         self._written.clear()  # another replica may write them now: no run repeats them
         self._progress.clear()
+        self._unsaid_all = True
         return count
 
     def mark_all_dirty(self) -> None:
         self._progress.clear()
+        self._unsaid_all = True
         for name, entry in self._checks.items():
             if entry.held is not None:
                 self._mark_dirty(name)
@@ -1041,15 +1073,18 @@ def _grid(
 
 def _due(
     grid: list[tuple[float, list[float], list[str]]], after: float, upto: float
-) -> Iterator[str]:
-    """The checks of ``grid`` with a slot in ``(after, upto]``."""
+) -> Iterator[tuple[str, float]]:
+    """The checks of ``grid`` with a slot in ``(after, upto]``, with that slot (the last)."""
     for interval, offsets, names in grid:
         if upto - after >= interval:
-            yield from names
-            continue
-        low, high = after % interval, upto % interval
-        if low <= high:  # offsets in (low, high]
-            yield from names[bisect_right(offsets, low) : bisect_right(offsets, high)]
-        else:  # wrapped: (low, interval) and [0, high]
-            yield from names[bisect_right(offsets, low) :]
-            yield from names[: bisect_right(offsets, high)]
+            ranges = [(0, len(names))]
+        else:
+            low, high = after % interval, upto % interval
+            start, end = bisect_right(offsets, low), bisect_right(offsets, high)
+            # offsets in (low, high], or wrapped: (low, interval) and [0, high]
+            ranges = [(start, end)] if low <= high else [(start, len(names)), (0, end)]
+        period = upto - upto % interval  # the slot of offset o: period + o, or one before
+        for start, end in ranges:
+            for offset, name in zip(offsets[start:end], names[start:end], strict=True):
+                slot = period + offset
+                yield name, slot if slot <= upto else slot - interval
