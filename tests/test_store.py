@@ -960,10 +960,11 @@ def test_a_peer_following_marks_never_shows_an_answer_fresher_than_a_run_gave_it
     """An owner announcing marks (``announce_marked``) and a peer following them as the
     shared view does. Runs happen on the check's slots, or not at all (``late``: a slot
     passes without one), and the check may move away from the owner and back (``move``: no
-    run while away); heartbeats come on a slot or between two (``beat+``). Whatever the order of runs, flushes and heartbeats, whenever the peer
-    shows an answer at a time, the owner did run the check with that answer at that time or
-    later: a mark never dates an old answer forward, nor a slot nobody ran. After a run, a
-    flush and a heartbeat, the peer shows the owner's answer at its run's time."""
+    run while away); heartbeats come on a slot or between two (``beat+``). Whatever the
+    order of runs, flushes and heartbeats, whenever the peer shows an answer at a time, the
+    owner did run the check with that answer at that time or later: a mark never dates an
+    old answer forward, nor a slot nobody ran. After a run, a flush and a heartbeat, the
+    peer shows the owner's answer at its run's time."""
     owner, peer = store_with(), store_with()  # interval 10 s
     owner.write_on_change = True
     owned, owners = {"c"}, {"c": "owner"}
