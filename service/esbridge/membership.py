@@ -90,7 +90,9 @@ class Announcement:
     """What a member's heartbeat said of the checks it owns (see esbridge.sharedview)."""
 
     beat: tuple[str, int]  # the heartbeat it came with: (incarnation, counter)
-    runs: dict[str, Any]  # check -> [evaluated_at, duration, runs, key of the written document]
+    # check -> [evaluated_at, duration, runs, key of the written document], and with a mark
+    # the interval the check runs at (its slots are the owner's only at the same interval)
+    runs: dict[str, Any]
     # ``runs`` holds only the checks set since heartbeat ``since`` of the same incarnation
     # (None: every check, as a version before deltas announced)
     since: int | None = None

@@ -70,8 +70,9 @@ _LATEST_RUN = 253402300799.0  # 9999-12-31: a run time beyond is no time (see st
 class Mark:
     """An owner's watermark, as a replica that follows its checks last applied it.
 
-    ``at`` is the owner's wall clock: every check it owns that it did not list as behind
-    ran on each of its slots up to ``at`` and gave the answer its document holds. The
+    ``at`` is the owner's wall clock: every check it vouched for (announced, and not listed
+    behind since) ran on each of its slots up to ``at`` and gave the answer its document
+    holds. The
     entries of those checks point at one shared ``Mark``, so a heartbeat moves every one of
     them forward by setting one number (see ``esbridge.sharedview``)."""
 
@@ -505,12 +506,14 @@ class ResultStore:
         (``behind``), and per check only what changed since the heartbeat before
         (``progress``: a new write, or back in step), beside all of that (``progress_all``).
 
-        The mark says: every check of ``names`` not behind ran on each of its slots up to
+        The mark says: every check announced and not behind ran on each of its slots up to
         ``upto`` (the scheduler's grid) and gave the answer its written document holds. A
         check is behind while its latest result is not that answer (a change not written
         yet, a failure) or its run of a slot up to ``upto`` has not ended yet (a late or
-        stuck run). So a steady check costs a heartbeat nothing, and its peers nothing
-        either: they read its time off the mark (``CheckState.evaluated_at``)."""
+        stuck run), once when it is no longer owned, and once after a reload changed its
+        interval (what was said of it was of other slots). So a steady check costs a
+        heartbeat nothing, and its peers nothing either: they read its time off the mark
+        (``CheckState.evaluated_at``)."""
         progress, said, checks = self._progress, self._said, self._checks
         self._fresh = set()  # every run since: what announce says, not this
         rekeyed, self._rekeyed = self._rekeyed, set()
