@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 
@@ -488,25 +489,22 @@ async def test_state_index_shards(es_url: str, connection: Connection, index: st
 
 
 def announcing_owner(
-    connection: Connection, index: str, members: str
+    connection: Connection, index: str, members: str, mark: Callable[[], float] | None = None
 ) -> tuple[ResultStore, StatePersistence, Clock, Membership]:
     """Replica "a": owns check "c", writes its state on change and announces it with each
-    heartbeat (on an injected clock, shared with the peer the test builds)."""
+    heartbeat (on an injected clock, shared with the peer the test builds): every run, or
+    with ``mark`` (what gives each heartbeat's mark) a mark and the news of writes."""
     owner = store_with(interval=60.0)
     owner.write_on_change = True
     writer = StatePersistence(owner, connection, index, 10.0)
-    clock = Clock()
-    a = Membership(
-        connection,
-        members,
-        "a",
-        heartbeat=1,
-        lease=3,
-        clock=clock,
-        progress=lambda: dict(
-            zip(("progress", "progress_all"), owner.announce({"c"}), strict=True)
-        ),
-    )
+    clock, owned = Clock(), {"c"}
+
+    def progress() -> dict[str, Any]:
+        if mark is not None:
+            return owner.announce_marked(owned, mark())
+        return dict(zip(("progress", "progress_all"), owner.announce(owned), strict=True))
+
+    a = Membership(connection, members, "a", heartbeat=1, lease=3, clock=clock, progress=progress)
     return owner, writer, clock, a
 
 
@@ -600,19 +598,8 @@ async def test_a_replica_follows_an_owners_mark_through_elasticsearch(
     a peer that missed a heartbeat reads everything once; a check at another interval here
     (a reload done on one replica only) does not follow the owner's mark."""
     members = f"{index}-members"
-    owner = store_with(interval=60.0)
-    owner.write_on_change = True
-    writer = StatePersistence(owner, connection, index, 10.0)
-    clock, owned, upto = Clock(), {"c"}, [0.0]
-    a = Membership(
-        connection,
-        members,
-        "a",
-        heartbeat=1,
-        lease=3,
-        clock=clock,
-        progress=lambda: owner.announce_marked(owned, upto[0]),
-    )
+    upto = [0.0]
+    owner, writer, clock, a = announcing_owner(connection, index, members, lambda: upto[0])
     b = Membership(connection, members, "b", heartbeat=1, lease=3, clock=clock)
     peer = store_with(interval=60.0)
     view = SharedView(peer, connection, index, 10.0)

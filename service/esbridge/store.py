@@ -121,7 +121,8 @@ class CheckState:
             self.at = self.held.evaluated_at
 
     def _marked(self) -> float | None:
-        """The check's last slot up to its owner's mark, when that is later than ``at``."""
+        """The check's last slot up to its owner's mark, when that is later than ``at``
+        (None: no mark followed, or nothing it says yet)."""
         mark, at = self.mark, self.at
         if mark is None or at is None:
             return None
@@ -131,8 +132,6 @@ class CheckState:
     @property
     def evaluated_at(self) -> float | None:
         """When the latest result was evaluated: ``at``, or the slot the owner's mark says."""
-        if self.mark is None:
-            return self.at
         slot = self._marked()
         return self.at if slot is None else slot
 
@@ -140,13 +139,10 @@ class CheckState:
     def runs(self) -> int:
         """Evaluations counted: by this replica, or by the owner as last read, plus the
         slots its mark passed since."""
-        if self.mark is None:
-            return self.count
         slot = self._marked()
-        at = self.at
-        if slot is None or at is None:
+        if slot is None:
             return self.count
-        return self.count + int((slot - at) / self.interval + 0.5)
+        return self.count + int((slot - self.at) / self.interval + 0.5)  # type: ignore[operator]
 
     @runs.setter
     def runs(self, value: int) -> None:
@@ -155,8 +151,6 @@ class CheckState:
     @property
     def last_success(self) -> float | None:
         """When a run last succeeded (a run the mark says repeated the answer did)."""
-        if self.mark is None:
-            return self.succeeded
         slot = self._marked()
         return self.succeeded if slot is None else slot
 
@@ -298,14 +292,16 @@ class ResultStore:
         for name, interval in intervals.items():
             entry = self._checks.get(name)
             if entry is None:
-                entry = self._checks[name] = CheckState(
-                    name, transitions=deque(maxlen=self.history)
+                self._checks[name] = CheckState(
+                    name,
+                    transitions=deque(maxlen=self.history),
+                    interval=interval,
+                    slot=first_offset(name, interval),
                 )
-            if entry.interval != interval or not entry.slot:
-                if entry.interval != interval:
-                    # what an owner's mark said was of the slots of the interval before
-                    entry.follow(None)
-                    self._regrid.add(name)
+            elif entry.interval != interval:
+                # what an owner's mark said was of the slots of the interval before
+                entry.follow(None)
+                self._regrid.add(name)
                 entry.interval, entry.slot = interval, first_offset(name, interval)
 
     @property
